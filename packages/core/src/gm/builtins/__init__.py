@@ -1,0 +1,1 @@
+"""Core's built-in plugin: small synthetic datasets that need no download."""

@@ -1,0 +1,303 @@
+"""The ``gm`` command line (Typer).
+
+Listing commands (``--help``, ``plugins``, ``list-models``, ``list-datasets``) import
+neither torch nor any plugin's implementation: the registries hold lazy targets only.
+User mistakes print one line and exit 2; a stopped training exits 1; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from gm import __version__, plugins
+from gm.errors import GMError, Interrupted, TrainingStopped
+
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+class SuggestingGroup(TyperGroup):
+    """A group whose unknown subcommands get a one-line error with the closest names."""
+
+    what = "command"
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name not in ("--help",):
+            self.unknown(name)
+        return cmd
+
+    def unknown(self, name: str) -> None:
+        close = difflib.get_close_matches(name, list(self.commands), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise GMError(f"unknown {self.what} {name!r}.{hint} See gm --help.")
+
+
+class ModelGroup(SuggestingGroup):
+    def unknown(self, name: str) -> None:
+        plugins.get("models", name)  # raises with close names or the plugin to install
+
+
+def _out(obj: Any, as_json: bool, columns: list[str], title: str) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for row in obj:
+        table.add_row(*(", ".join(map(str, v)) if isinstance(v, list) else str(v) for v in
+                        (row[c] for c in columns)))
+    Console().print(table)
+
+
+def _match(name: str, pattern: Optional[str]) -> bool:
+    if not pattern:
+        return True
+    return fnmatch.fnmatch(name, pattern) if any(ch in pattern for ch in "*?[") else pattern in name
+
+
+def cmd_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Installed gm plugins, their versions and the hooks they implement."""
+    rows = [{"name": p.name, "distribution": p.distribution, "version": p.version,
+             "module": p.module, "hooks": list(p.hooks)} for p in plugins.plugins()]
+    _out(rows, as_json, ["name", "distribution", "version", "hooks"], "gm plugins")
+
+
+def cmd_list_models(pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
+                    as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Trainable models: name, plugin, trainer, summary."""
+    rows = [{"name": s.name, "plugin": s.plugin, "trainer": s.trainer, "summary": s.summary,
+             "modalities": list(s.modalities)}
+            for s in plugins.registry("models").values() if _match(s.name, pattern)]
+    _out(rows, as_json, ["name", "plugin", "trainer", "summary"], "gm models")
+
+
+def _available(spec, data_dir: Optional[str]) -> bool:
+    if not spec.available:
+        return True
+    from gm.specs import resolve
+
+    try:
+        return bool(resolve(spec.available)(data_dir))
+    except Exception:  # noqa: BLE001 - a broken check means "not available", not a crash
+        return False
+
+
+def cmd_list_datasets(pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
+                      as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+                      data_dir: Optional[str] = typer.Option(None, help="Local data folder.")) -> None:
+    """Datasets: name, modality, shape, splits, licence, and whether usable offline now."""
+    data_dir = data_dir or os.environ.get("GM_DATA_DIR")
+    rows = [{"name": s.name, "plugin": s.plugin, "modality": s.modality,
+             "shape": list(s.shape), "splits": list(s.splits), "source": s.source,
+             "licence": s.licence, "offline": _available(s, data_dir), "summary": s.summary}
+            for s in plugins.registry("datasets").values() if _match(s.name, pattern)]
+    _out(rows, as_json, ["name", "modality", "shape", "splits", "licence", "offline"], "gm datasets")
+
+
+def extra_options(args: list[str]) -> dict[str, str]:
+    """``["--steps", "10", "--flag", "--k=v"]`` -> ``{"steps": "10", "flag": "true", "k": "v"}``."""
+    out, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise GMError(f"unexpected argument {arg!r}; options look like --name value.")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, i = args[i + 1], i + 1
+            else:
+                value = "true"
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def _train_command(spec) -> Any:
+    def train(
+        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name, or images:DIR, text:FILE, array:FILE."),
+        steps: Optional[int] = typer.Option(None, help="Training steps (default: the model's)."),
+        out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/MODEL-DATASET-N)."),
+        set_: list[str] = typer.Option([], "--set", help="Override a config value: key=value (repeatable)."),
+        config: Optional[Path] = typer.Option(None, "--config", help="TOML file of config values."),
+        device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+        seed: int = typer.Option(0, help="Random seed."),
+        resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder exactly."),
+        data_dir: Optional[str] = typer.Option(None, help="Folder of local dataset copies (or GM_DATA_DIR)."),
+        data_option: list[str] = typer.Option([], "--data-option", help="Dataset option key=value (repeatable)."),
+        show_config: bool = typer.Option(False, "--show-config", help="Print the resolved config and exit."),
+    ) -> None:
+        from gm import config as configs
+
+        overrides = configs.parse_assignments(set_)
+        data_options = configs.parse_assignments(data_option, source="--data-option")
+        if resume is None and dataset is None:
+            raise GMError(f"gm train {spec.name} needs --dataset NAME (see gm list-datasets), "
+                          "or --resume RUN to continue a run.")
+        if resume is not None:
+            from gm import checkpoint
+
+            made_by = checkpoint.read_record(resume)["gm_model"]
+            if made_by != spec.name:
+                raise GMError(f"{resume} is a {made_by!r} run; resume it with gm train {made_by} --resume {resume}.")
+        if spec.modalities and dataset is not None:
+            kind = plugins.get("datasets", dataset.partition(":")[0]).modality
+            if kind not in spec.modalities:
+                raise GMError(f"model {spec.name!r} trains on {'/'.join(spec.modalities)} data; "
+                              f"dataset {dataset!r} is {kind} data.")
+        if show_config:
+            from gm.data import load_dataset
+            from gm.engine import build_config
+
+            info = load_dataset(dataset, data_dir, data_options).info
+            print(configs.dumps(build_config(spec.name, info, overrides=overrides,
+                                             config_file=str(config) if config else None)[1]))
+            return
+        from gm.engine import train as run_training
+
+        run = run_training(spec.name, dataset or "", steps=steps, out=out, overrides=overrides,
+                           config_file=str(config) if config else None, device=device, seed=seed,
+                           resume=resume, data_dir=data_dir, data_options=data_options)
+        from gm import distributed
+
+        if int(os.environ.get("RANK", "0")) == 0 and not distributed.current().distributed:
+            typer.echo(f"trained {spec.name}; run folder: {run}")
+
+    train.__doc__ = f"{spec.summary or spec.name} [{spec.plugin}]"
+    return train
+
+
+def cmd_sample(
+    ctx: typer.Context,
+    run: Path = typer.Argument(..., help="Run folder written by gm train."),
+    n: int = typer.Option(64, "-n", help="Number of samples."),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help=".png picture or .npy array (some models: .txt)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Generate from a trained model. Model options follow as --name value
+    (walkback: --steps K --extra-steps M --chain-every k; sequences: --steps L --temperature t)."""
+    from gm import checkpoint, distributed
+    from gm import config as configs
+    from gm.engine import seed_everything
+
+    if n < 1:
+        raise GMError("-n must be at least 1.")
+    trainer = checkpoint.load(run, distributed.choose_device(device))
+    options = configs.override(trainer.SampleOptions(), extra_options(ctx.args),
+                               source=f"gm sample ({trainer.name})", what="option")
+    seed_everything(seed)
+    import torch
+
+    with torch.no_grad():
+        samples = trainer.sample(n, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trainer.write_samples(samples, out, options)
+    typer.echo(f"wrote {out}")
+
+
+def cmd_evaluate(
+    ctx: typer.Context,
+    run: Path = typer.Argument(..., help="Run folder written by gm train."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the run's)."),
+    split: str = typer.Option("test", help="Split to evaluate on."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object of metric -> number."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    data_dir: Optional[str] = typer.Option(None, help="Folder of local dataset copies (or GM_DATA_DIR)."),
+) -> None:
+    """Measure a trained model on a dataset split. Model options follow as --name value."""
+    from gm import checkpoint, distributed
+    from gm import config as configs
+    from gm.data import load_dataset
+    from gm.engine import seed_everything
+
+    record = checkpoint.read_record(run)
+    trainer = checkpoint.load(run, distributed.choose_device(device))
+    options = configs.override(trainer.EvaluateOptions(), extra_options(ctx.args),
+                               source=f"gm evaluate ({trainer.name})", what="option")
+    data = load_dataset(dataset or record["dataset"], data_dir,
+                        record.get("data_options", {}) if dataset is None else {})
+    seed_everything(seed)
+    metrics = trainer.evaluate(data, split, options)
+    if as_json:
+        print(json.dumps(metrics))
+    else:
+        _out([{"metric": k, "value": f"{v:.6g}"} for k, v in metrics.items()], False,
+             ["metric", "value"], f"{record['gm_model']} on {data.info.name} ({split})")
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(cls=SuggestingGroup, no_args_is_help=True, add_completion=False,
+                      help="gm: iterative generative models (walkback, professor forcing, "
+                           "imputation policies) with one engine and CLI.")
+    app.command("plugins")(cmd_plugins)
+    app.command("list-models")(cmd_list_models)
+    app.command("list-datasets")(cmd_list_datasets)
+    train_app = typer.Typer(cls=ModelGroup, no_args_is_help=True,
+                            help="Train a model: gm train MODEL --dataset NAME.")
+    for spec in plugins.registry("models").values():
+        train_app.command(spec.name)(_train_command(spec))
+    app.add_typer(train_app, name="train")
+    app.command("sample", context_settings=EXTRA)(cmd_sample)
+    app.command("evaluate", context_settings=EXTRA)(cmd_evaluate)
+    for spec in plugins.registry("commands").values():
+        target = spec.load()
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=spec.name, help=spec.summary, rich_help_panel="Plugins")
+        else:
+            app.command(spec.name, help=spec.summary or None, rich_help_panel="Plugins",
+                        context_settings=EXTRA)(target)
+
+    def version(value: bool) -> None:
+        if value:
+            typer.echo(f"gm {__version__}")
+            raise typer.Exit()
+
+    @app.callback()
+    def _root(_v: bool = typer.Option(False, "--version", callback=version, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
+        pass
+
+    return app
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"gm: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        command = typer.main.get_command(build_app())
+        command.main(args=argv, prog_name="gm", standalone_mode=False)
+    except GMError as err:
+        _fail(str(err), err.exit_code)
+    except TrainingStopped as err:
+        _fail(str(err), err.exit_code)
+    except Interrupted as err:
+        print(f"gm: {err}", file=sys.stderr)
+        sys.exit(130)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    except click.ClickException as err:
+        _fail(f"{err.format_message()} (see gm --help)", err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

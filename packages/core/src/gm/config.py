@@ -1,0 +1,153 @@
+"""Config dataclasses: the one source of truth for a run.
+
+A model's config is a flat dataclass of plain values. ``--config file.toml`` and
+``--set key=value`` override it, ``config.json`` records it, and loading rebuilds it.
+Unknown keys and ill-typed values are :class:`GMError` s listing what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from gm.errors import GMError
+
+C = TypeVar("C")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings every model shares; model configs subclass it and add their own."""
+
+    steps: int = 10_000
+    batch_size: int = 128  # global: split evenly across torchrun processes
+    lr: float = 1e-3
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA
+    compile: bool = False  # torch.compile the trainer's modules
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    sample_every: int = 0  # write a sample picture every N steps (0: only at the end)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return "a comma-separated list of " + _type_name(typing.get_args(tp)[0])
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(tp, "None" if tp is type(None) else getattr(tp, "__name__", str(tp)))
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Convert ``value`` (a CLI string or a TOML/JSON value) to ``tp``; ValueError if it can't."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        for choice in typing.get_args(tp):
+            if value == choice or (isinstance(value, str) and str(choice) == value):
+                return choice
+        raise ValueError
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and value in (None, "none", "None", "null"):
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg)
+            except ValueError:
+                pass
+        raise ValueError
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(tp)
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(coerce(v.strip() if isinstance(v, str) else v, inner) for v in items if v != "")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError
+    if tp is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    return value
+
+
+def override(config: C, values: Mapping[str, Any], *, source: str = "--set",
+             what: str = "config key") -> C:
+    """A copy of ``config`` with ``values`` applied, each checked against the field's type."""
+    hints = _hints(type(config))
+    fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    changes = {}
+    for key, raw in values.items():
+        if key not in fields:
+            raise GMError(
+                f"unknown {what} {key!r} in {source}; valid: {', '.join(sorted(fields)) or 'none'}."
+            )
+        try:
+            changes[key] = coerce(raw, hints[key])
+        except (ValueError, TypeError):
+            raise GMError(
+                f"{what} {key!r} expects {_type_name(hints[key])}, got {raw!r} (in {source})."
+            ) from None
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+def parse_assignments(items: list[str], *, source: str = "--set") -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise GMError(f"{source} expects key=value, got {item!r}.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise GMError(f"config file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as err:
+        raise GMError(f"config file {path} is not valid TOML: {err}.") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def from_dict(cls: type[C], values: Mapping[str, Any], *, source: str) -> C:
+    return override(cls(), values, source=source)
+
+
+def dumps(config: Any) -> str:
+    return json.dumps(to_dict(config), indent=2)

@@ -1,0 +1,115 @@
+"""torchrun support: process group set-up, gradient and metric reduction.
+
+Trainers step in unusual ways (an update per walk step, two optimisers, gated
+gradients), so instead of wrapping modules in DistributedDataParallel the trainer's
+:meth:`~gm.trainer.Trainer.optimizer_step` all-reduces gradients itself: the same
+arithmetic as DDP (mean of per-rank gradients), and correct however many forward
+passes a step makes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+_world = World()
+
+
+def current() -> World:
+    return _world
+
+
+def choose_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
+    from gm.errors import GMError
+
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise GMError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GMError(f"--device {spec} asks for CUDA, but this torch has no usable GPU; use --device cpu.")
+    return device
+
+
+def setup(device_spec: str = "auto") -> tuple[World, torch.device]:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    global _world
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = choose_device(device_spec, local_rank)
+    if size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if size > 1:
+        _world = World(dist.get_rank(), dist.get_world_size(), local_rank)
+    return _world, device
+
+
+def teardown() -> None:
+    global _world
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _world = World()
+
+
+def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+    """Average gradients over ranks in one flat buffer (one collective per call)."""
+    if not _world.distributed:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= _world.size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def all_reduce_mean(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if not _world.distributed or not values:
+        return values
+    keys = sorted(values)
+    flat = torch.stack([values[k].float() for k in keys])
+    dist.all_reduce(flat)
+    return dict(zip(keys, flat / _world.size, strict=True))
+
+
+def sync_modules(modules: dict[str, torch.nn.Module], *, buffers_only: bool = False) -> None:
+    """Rank 0's parameters to all ranks (at start); floating buffers averaged (before saving)."""
+    if not _world.distributed:
+        return
+    for module in modules.values():
+        if not buffers_only:
+            for p in module.parameters():
+                dist.broadcast(p.data, src=0)
+        for b in module.buffers():
+            if b.is_floating_point():
+                dist.all_reduce(b)
+                b /= _world.size
+            elif not buffers_only:
+                dist.broadcast(b, src=0)

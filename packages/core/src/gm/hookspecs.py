@@ -1,0 +1,116 @@
+"""The hooks a gm plugin can implement: the reader's entry point.
+
+A plugin is a module with ``@gm.hookimpl`` functions, declared in its distribution as::
+
+    [project.entry-points.gm]
+    walkback = "gm_walkback.plugin"
+
+Each hook returns an iterable of frozen records from :mod:`gm.specs`; the records name
+their implementation lazily (``"module:attr"``), so a plugin module stays a few lines long
+and never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pluggy
+
+from gm.specs import (
+    CommandSpec,
+    DatasetSpec,
+    DiscriminatorSpec,
+    ModelSpec,
+    SequenceGeneratorSpec,
+    TrainerSpec,
+    TransitionOperatorSpec,
+)
+
+hookspec = pluggy.HookspecMarker("gm")
+
+
+@hookspec
+def gm_models() -> Iterable[ModelSpec]:
+    """Named recipes shown by ``gm list-models`` and trained by ``gm train NAME``.
+
+    Example::
+
+        @gm.hookimpl
+        def gm_models():
+            return [ModelSpec("walkback", "gm_walkback.trainer:WalkbackTrainer",
+                              trainer="walkback", summary="Variational Walkback")]
+    """
+
+
+@hookspec
+def gm_datasets() -> Iterable[DatasetSpec]:
+    """Datasets, usable as ``--dataset NAME``.
+
+    Example::
+
+        @gm.hookimpl
+        def gm_datasets():
+            return [DatasetSpec("swiss-roll", "gm.builtins.toy:swiss_roll",
+                                modality="vector", shape=(2,))]
+    """
+
+
+@hookspec
+def gm_transition_operators() -> Iterable[TransitionOperatorSpec]:
+    """Stochastic transition operators p_T(s'|s) (``nn.Module`` classes).
+
+    Example::
+
+        @gm.hookimpl
+        def gm_transition_operators():
+            return [TransitionOperatorSpec("gaussian-mlp", "gm_walkback.operators:GaussianMLP")]
+    """
+
+
+@hookspec
+def gm_sequence_generators() -> Iterable[SequenceGeneratorSpec]:
+    """Generative sequence models with teacher-forced and free-running passes.
+
+    Example::
+
+        @gm.hookimpl
+        def gm_sequence_generators():
+            return [SequenceGeneratorSpec("gru", "gm_professor_forcing.generators:GRUGenerator")]
+    """
+
+
+@hookspec
+def gm_discriminators() -> Iterable[DiscriminatorSpec]:
+    """Discriminators over behaviour sequences.
+
+    Example::
+
+        @gm.hookimpl
+        def gm_discriminators():
+            return [DiscriminatorSpec("bigru", "gm_professor_forcing.discriminators:BiGRU")]
+    """
+
+
+@hookspec
+def gm_trainers() -> Iterable[TrainerSpec]:
+    """Training algorithms (:class:`gm.trainer.Trainer` subclasses).
+
+    Example::
+
+        @gm.hookimpl
+        def gm_trainers():
+            return [TrainerSpec("walkback", "gm_walkback.trainer:WalkbackTrainer")]
+    """
+
+
+@hookspec
+def gm_commands() -> Iterable[CommandSpec]:
+    """Extra CLI verbs, shown in the "Plugins" help panel.
+
+    Example::
+
+        @gm.hookimpl
+        def gm_commands():
+            return [CommandSpec("inpaint", "gm_walkback.commands:inpaint",
+                                summary="Fill in the unknown part of images.")]
+    """

@@ -1,0 +1,92 @@
+"""Typed, frozen records that plugins return from their hooks.
+
+Every record names its implementation as a lazy ``"module:attr"`` target, which is
+imported only when used: listing models or datasets never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def resolve(target: str) -> Any:
+    """Import ``"package.module:attr"`` (attr may be dotted) and return the object."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"target {target!r} is not of the form 'module:attr'")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Common part of every record: a unique name, the lazy target, a one-line summary."""
+
+    name: str
+    target: str
+    summary: str = ""
+    plugin: str = ""  # filled in by the plugin manager: the distribution that provided it
+
+    def load(self) -> Any:
+        return resolve(self.target)
+
+
+@dataclass(frozen=True)
+class TransitionOperatorSpec(Spec):
+    """An ``nn.Module`` class with ``distribution(s, temperature, step) -> Distribution``."""
+
+
+@dataclass(frozen=True)
+class SequenceGeneratorSpec(Spec):
+    """An ``nn.Module`` class with teacher-forced and free-running passes returning behaviour."""
+
+
+@dataclass(frozen=True)
+class DiscriminatorSpec(Spec):
+    """An ``nn.Module`` class mapping behaviour sequences to logits."""
+
+
+@dataclass(frozen=True)
+class TrainerSpec(Spec):
+    """A :class:`gm.trainer.Trainer` subclass: an algorithm with its own optimisers and step."""
+
+
+@dataclass(frozen=True)
+class ModelSpec(Spec):
+    """A named recipe: a registered trainer plus config defaults.
+
+    ``target`` names the trainer *class* (``"pkg.module:Trainer"``); ``trainer`` is the
+    trainer's registry name, shown by ``gm list-models``; ``defaults`` override the
+    trainer's config defaults (``{"update": "jump"}`` turns gpsi-add into gpsi-jump).
+    """
+
+    trainer: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    modalities: tuple[str, ...] = ()  # data modalities it trains on; () means any
+
+
+@dataclass(frozen=True)
+class DatasetSpec(Spec):
+    """A dataset. ``target`` is a loader ``load(data_dir=None, **options) -> gm.data.Dataset``.
+
+    ``available`` optionally names a cheap, torch-free check ``(data_dir) -> bool`` telling
+    whether the data can be loaded offline right now.
+    """
+
+    modality: str = "vector"  # vector | image | sequence | strokes
+    shape: tuple[int | None, ...] = ()
+    splits: tuple[str, ...] = ("train", "test")
+    source: str = ""
+    licence: str = ""
+    available: str = ""  # "module:attr" of the check; empty means always available
+
+
+@dataclass(frozen=True)
+class CommandSpec(Spec):
+    """A CLI verb. ``target`` is a plain function (made a command) or a ``typer.Typer``
+    (added as a group). Its module is imported when the CLI is built, so it must not
+    import torch at module level."""

@@ -1,0 +1,258 @@
+"""Contract tests that every plugin's tests subclass (pytest collects them).
+
+Example::
+
+    from gm.testing import TrainerContract
+
+    class TestWalkback(TrainerContract):
+        model = "walkback"
+        dataset = "swiss-roll"
+        overrides = {"hidden": 32, "batch_size": 16}
+
+Each class checks what any implementation of its kind must do: shapes, dtypes, seeded
+determinism, a safetensors save -> load round trip, and a few real training steps on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gm import checkpoint, plugins
+from gm.data import Dataset, load_dataset
+from gm.engine import build_config, seed_everything
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _round_trip(module: torch.nn.Module, fresh: torch.nn.Module, tmp_path) -> None:
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+    fresh.load_state_dict(load_file(str(path)))
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, fresh.state_dict()[k]), k
+
+
+class TrainerContract:
+    """For a registered model: a few real steps, determinism, checkpoint round trip, sampling."""
+
+    model: ClassVar[str]
+    dataset: ClassVar[str]
+    overrides: ClassVar[dict[str, Any]] = {}
+    data_options: ClassVar[dict[str, Any]] = {}
+    steps: ClassVar[int] = 3
+
+    def make(self, seed: int = 0):
+        data: Dataset = load_dataset(self.dataset, options=dict(self.data_options))
+        cls, cfg = build_config(self.model, data.info, overrides=self.overrides)
+        seed_everything(seed)
+        return cls(cfg, data.info, "cpu"), data
+
+    def run_steps(self, trainer, data: Dataset, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+        seed_everything(seed)
+        batches = data.batches("train", trainer.config.batch_size, seed=seed)
+        trainer.train(True)
+        return [trainer.training_step(next(batches)) for _ in range(self.steps)]
+
+    def test_registered(self):
+        spec = plugins.get("models", self.model)
+        assert spec.plugin and spec.load().Config is not None
+
+    def test_training_steps_are_finite_and_learn(self):
+        trainer, data = self.make()
+        before = {n: _state(m) for n, m in trainer.modules().items()}
+        history = self.run_steps(trainer, data)
+        for metrics in history:
+            assert "loss" in metrics
+            for k, v in metrics.items():
+                assert torch.is_tensor(v) and v.numel() == 1, f"metric {k} must be a scalar tensor"
+                assert torch.isfinite(v), f"metric {k} is {v}"
+        changed = any(not torch.equal(v, trainer.modules()[n].state_dict()[k])
+                      for n, s in before.items() for k, v in s.items() if v.is_floating_point())
+        assert changed, "training steps changed no weight"
+
+    def test_seeded_runs_are_identical(self):
+        results = []
+        for _ in range(2):
+            trainer, data = self.make(seed=3)
+            self.run_steps(trainer, data, seed=3)
+            results.append({n: _state(m) for n, m in trainer.modules().items()})
+        for n, s in results[0].items():
+            for k, v in s.items():
+                assert torch.equal(v, results[1][n][k]), f"{n}.{k} differs between seeded runs"
+
+    def test_checkpoint_round_trip(self, tmp_path):
+        from gm.engine import train
+
+        run = train(self.model, self.dataset, steps=self.steps, out=tmp_path / "run",
+                    overrides={**self.overrides, "log_every": 1}, device="cpu",
+                    data_options=dict(self.data_options), progress=False)
+        saved = load_file(str(run / checkpoint.WEIGHTS))
+        loaded = checkpoint.load(run)
+        for name, module in loaded.modules().items():
+            for k, v in module.state_dict().items():
+                assert torch.equal(v, saved[f"{name}.{k}"])
+        assert (run / "metrics.jsonl").read_text().count("\n") == self.steps
+
+    def test_sample(self, tmp_path):
+        trainer, data = self.make()
+        trainer.train(False)
+        with torch.no_grad():
+            samples = trainer.sample(4, trainer.SampleOptions())
+        tensor = samples if torch.is_tensor(samples) else samples[0]
+        assert len(tensor) == 4 or tensor.shape[1] == 4
+        assert torch.isfinite(tensor.float()).all()
+
+
+ModelContract = TrainerContract
+
+
+class TransitionOperatorContract:
+    """For a transition operator p_T(s'|s): set ``make_operator`` and ``make_state``."""
+
+    def make_operator(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def make_state(self, batch: int = 4) -> torch.Tensor:
+        raise NotImplementedError
+
+    def test_distribution_shapes_and_log_prob(self):
+        torch.manual_seed(0)
+        op, s = self.make_operator(), self.make_state()
+        d = op.distribution(s, 1.0, 0)
+        x = d.sample()
+        assert x.shape == s.shape and x.dtype == s.dtype
+        lp = d.log_prob(x)
+        assert lp.shape == (s.shape[0],) and torch.isfinite(lp).all()
+
+    def test_seeded_sampling_is_deterministic(self):
+        op, s = self.make_operator(), self.make_state()
+        draws = []
+        for _ in range(2):
+            torch.manual_seed(1)
+            draws.append(op.distribution(s, 2.0, 1).sample())
+        assert torch.equal(*draws)
+
+    def test_heat_spreads_the_distribution(self):
+        op, s = self.make_operator(), self.make_state()
+        op.eval()
+        cold = op.distribution(s, 1.0, 0).entropy()
+        hot = op.distribution(s, 8.0, 0).entropy()
+        assert (hot > cold).all()
+
+    def test_safetensors_round_trip(self, tmp_path):
+        torch.manual_seed(0)
+        a = self.make_operator()
+        torch.manual_seed(1)
+        _round_trip(a, self.make_operator(), tmp_path)
+
+
+class SequenceGeneratorContract:
+    """For a sequence generator: set ``make_generator`` and ``make_batch`` (B, L, ...)."""
+
+    def make_generator(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def make_batch(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def test_teacher_forced_behaviour(self):
+        g, x = self.make_generator(), self.make_batch()
+        b = g.teacher_forced(x)
+        assert b.hidden.shape[:2] == x.shape[:2] and b.outputs.shape[:2] == x.shape[:2]
+        assert torch.isfinite(b.hidden).all() and torch.isfinite(b.outputs).all()
+
+    def test_free_running_length_and_determinism(self):
+        g, x = self.make_generator(), self.make_batch()
+        runs = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            samples, b = g.free_running(x.shape[0], 2 * x.shape[1])
+            assert samples.shape[:2] == (x.shape[0], 2 * x.shape[1])
+            assert b.hidden.shape[:2] == (x.shape[0], 2 * x.shape[1])
+            runs.append(samples)
+        assert torch.equal(*runs)
+
+    def test_safetensors_round_trip(self, tmp_path):
+        torch.manual_seed(0)
+        a = self.make_generator()
+        torch.manual_seed(1)
+        _round_trip(a, self.make_generator(), tmp_path)
+
+
+class DiscriminatorContract:
+    """For a discriminator: set ``make_discriminator`` and ``make_behaviour`` (B, L, F)."""
+
+    def make_discriminator(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def make_behaviour(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def test_one_finite_logit_per_sequence(self):
+        d, b = self.make_discriminator(), self.make_behaviour()
+        logits = d(b)
+        assert logits.shape == (b.shape[0],) and torch.isfinite(logits).all()
+
+    def test_gradient_reaches_behaviour(self):
+        d, b = self.make_discriminator(), self.make_behaviour().requires_grad_(True)
+        d(b).sum().backward()
+        assert b.grad is not None and b.grad.abs().sum() > 0
+
+    def test_safetensors_round_trip(self, tmp_path):
+        torch.manual_seed(0)
+        a = self.make_discriminator()
+        torch.manual_seed(1)
+        _round_trip(a, self.make_discriminator(), tmp_path)
+
+
+class DatasetContract:
+    """For a registered dataset: set ``name`` (and ``options``, ``data_dir`` if needed)."""
+
+    name: ClassVar[str]
+    options: ClassVar[dict[str, Any]] = {}
+
+    def data_dir(self, tmp_path) -> str | None:
+        return None
+
+    DTYPES: ClassVar[dict[str, tuple[torch.dtype, ...]]] = {
+        "image": (torch.uint8,), "sequence": (torch.int64,),
+        "vector": (torch.float32,), "strokes": (torch.float32,),
+    }
+
+    def load(self, tmp_path) -> Dataset:
+        return load_dataset(self.name, self.data_dir(tmp_path), dict(self.options))
+
+    def test_matches_its_spec(self, tmp_path):
+        spec = plugins.get("datasets", self.name.partition(":")[0])
+        data = self.load(tmp_path)
+        assert data.info.modality == spec.modality
+        assert set(data.splits) <= set(spec.splits) or spec.name in ("images", "text", "array")
+        for split, t in data.splits.items():
+            assert t.dtype in self.DTYPES[spec.modality], f"{split}: {t.dtype}"
+            assert len(t) > 0
+            if spec.shape:
+                for want, got in zip(spec.shape, t.shape[1:], strict=True):
+                    assert want is None or want == got
+
+    def test_batches_are_decoded_and_deterministic(self, tmp_path):
+        data = self.load(tmp_path)
+        split = next(iter(data.splits))
+        bs = min(4, len(data.splits[split]))
+        a = next(data.batches(split, bs, seed=5))
+        b = next(data.batches(split, bs, seed=5))
+        assert torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))
+        if data.info.modality == "image":
+            assert a.dtype == torch.float32 and a.min() >= 0 and a.max() <= 1
+        assert not math.isnan(float(torch.nan_to_num(a.float()).sum()))
+
+
+__all__ = [
+    "DatasetContract", "DiscriminatorContract", "ModelContract", "SequenceGeneratorContract",
+    "TrainerContract", "TransitionOperatorContract",
+]

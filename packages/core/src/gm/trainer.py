@@ -1,0 +1,159 @@
+"""The trainer interface and the component protocols.
+
+A *trainer* is an algorithm: it builds its modules from a config and a
+:class:`~gm.data.DataInfo`, owns its optimisers, and defines ``training_step``. The
+engine (:mod:`gm.engine`) runs any trainer with the same device handling, logging,
+checkpoints, resume and torchrun support.
+
+Rules a trainer keeps so that checkpoints and resume are exact:
+- every piece of state lives in a module (parameters or buffers), an optimiser returned
+  by :meth:`Trainer.optimizers`, or :meth:`Trainer.extra_state` (JSON);
+- randomness comes from torch's global generator (the engine saves and restores it);
+- ``training_step`` returns tensors, not floats (``.item()`` forces a host sync; the
+  engine syncs only when it logs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from gm import distributed
+from gm.config import TrainConfig
+from gm.data import DataInfo, Dataset
+from gm.errors import GMError
+
+
+@dataclasses.dataclass
+class NoOptions:
+    """Options of ``gm sample`` / ``gm evaluate`` for a trainer that takes none."""
+
+
+class Trainer:
+    """Base class of every training algorithm."""
+
+    Config: ClassVar[type[TrainConfig]] = TrainConfig
+    SampleOptions: ClassVar[type] = NoOptions
+    EvaluateOptions: ClassVar[type] = NoOptions
+    name: ClassVar[str] = "trainer"
+
+    def __init__(self, config: TrainConfig, info: DataInfo, device: torch.device | str = "cpu"):
+        self.config = config
+        self.info = info
+        self.device = torch.device(device)
+        self.world = distributed.current()
+
+    # --- to implement -------------------------------------------------------------
+    @classmethod
+    def default_config(cls, info: DataInfo) -> TrainConfig:
+        """The config defaults for this data (override to choose e.g. a conv net for images)."""
+        return cls.Config()
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every module whose weights or buffers make up the model (saved by name)."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One training step on a batch; returns scalar tensors, including ``"loss"``."""
+        raise NotImplementedError
+
+    def sample(self, n: int, options: Any) -> Any:
+        raise GMError(f"model {self.name!r} does not generate samples.")
+
+    def evaluate(self, data: Dataset, split: str, options: Any) -> dict[str, float]:
+        raise GMError(f"model {self.name!r} has no evaluation.")
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able state outside modules and optimisers (saved for resume)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def write_samples(self, samples: Any, path: Path, options: Any) -> None:
+        """Write what :meth:`sample` returned: ``.npy`` raw, ``.png`` a picture."""
+        from gm import pictures
+
+        path = Path(path)
+        if path.suffix == ".npy":
+            np.save(path, torch.as_tensor(samples).detach().float().cpu().numpy())
+        elif path.suffix == ".png":
+            pictures.auto(torch.as_tensor(samples), self.info).save(path)
+        else:
+            raise GMError(f"cannot write samples to {path.name}; use a .png or .npy file.")
+
+    # --- provided -----------------------------------------------------------------
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.modules().values() for p in m.parameters()]
+
+    def train(self, mode: bool = True) -> None:
+        for m in self.modules().values():
+            m.train(mode)
+
+    def compile(self) -> None:
+        for m in self.modules().values():
+            m.compile()
+
+    def optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                       *, clip: float | None = None) -> None:
+        """Backward, average gradients over torchrun ranks, clip, step, zero.
+
+        Only the optimiser's own parameters are reduced, clipped and stepped, and their
+        stale gradients (left by another loss) are cleared before ``backward``, so one
+        loss never leaks into another optimiser's update.
+        """
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.all_reduce_grads(params)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+@runtime_checkable
+class TransitionOperator(Protocol):
+    """A stochastic transition operator p_T(s'|s) (Variational Walkback)."""
+
+    def distribution(self, s: torch.Tensor, temperature: float | torch.Tensor,
+                     step: int | torch.Tensor) -> torch.distributions.Distribution:
+        """The distribution of the next state given state ``s`` at ``temperature``;
+        ``step`` indexes per-step parameters (normalisation) where the operator has them."""
+        ...
+
+
+class Behaviour(NamedTuple):
+    """What a sequence generator did, step by step (the discriminator's input)."""
+
+    hidden: torch.Tensor  # (B, L, H) hidden states (or pre-tanh readout activations)
+    outputs: torch.Tensor  # (B, L, O) output parameters (pre-softmax logits, mixture params)
+
+
+@runtime_checkable
+class SequenceGenerator(Protocol):
+    """A generative sequence model whose passes return behaviour step by step."""
+
+    def teacher_forced(self, x: torch.Tensor) -> Behaviour:
+        """Run on the true sequence x (B, L, ...), predicting x[:, t] from x[:, :t]."""
+        ...
+
+    def free_running(self, batch_size: int, steps: int,
+                     temperature: float = 1.0) -> tuple[torch.Tensor, Behaviour]:
+        """Feed back the model's own samples for ``steps`` steps; returns (samples, behaviour)."""
+        ...
+
+
+@runtime_checkable
+class Discriminator(Protocol):
+    """Maps behaviour sequences to one logit per sequence."""
+
+    def forward(self, behaviour: torch.Tensor) -> torch.Tensor: ...

@@ -57,8 +57,9 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
 
 
 # --- the run record -----------------------------------------------------------------
-def run_record(model: str, dataset: str, trainer: Trainer, *, seed: int,
-               data_options: dict[str, Any]) -> dict[str, Any]:
+def run_record(
+    model: str, dataset: str, trainer: Trainer, *, seed: int, data_options: dict[str, Any]
+) -> dict[str, Any]:
     spec = plugins.get("models", model)
     return {
         "gm_model": model,
@@ -78,9 +79,13 @@ def read_record(run: Path) -> dict[str, Any]:
     if not run.exists():
         raise GMError(f"{run} does not exist; give the run folder that `gm train --out` wrote.")
     if run.is_file():
-        hint = " gm never unpickles .pt/.pth files." if run.suffix in (".pt", ".pth", ".pkl") else ""
-        raise GMError(f"{run} is a file, not a gm run folder (a folder with config.json and "
-                      f"model.safetensors).{hint}")
+        hint = (
+            " gm never unpickles .pt/.pth files." if run.suffix in (".pt", ".pth", ".pkl") else ""
+        )
+        raise GMError(
+            f"{run} is a file, not a gm run folder (a folder with config.json and "
+            f"model.safetensors).{hint}"
+        )
     path = run / CONFIG
     if not path.exists():
         raise GMError(f"{run} is not a gm run folder: it has no {CONFIG}.")
@@ -88,7 +93,9 @@ def read_record(run: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
         record["gm_model"], record["config"], record["data"]  # noqa: B018 - presence check
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise GMError(f"{path} is corrupt ({type(err).__name__}: {err}); the run cannot be loaded.") from None
+        raise GMError(
+            f"{path} is corrupt ({type(err).__name__}: {err}); the run cannot be loaded."
+        ) from None
     return record
 
 
@@ -98,9 +105,12 @@ def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer
     try:
         spec = plugins.get("models", name)
     except GMError:
-        dist = record.get("plugin") or plugins.KNOWN_ELSEWHERE.get(name, "the plugin that provides it")
-        raise GMError(f"this run was made by model {name!r}, which is not installed; "
-                      f"pip install {dist}.") from None
+        dist = record.get("plugin") or plugins.KNOWN_ELSEWHERE.get(
+            name, "the plugin that provides it"
+        )
+        raise GMError(
+            f"this run was made by model {name!r}, which is not installed; pip install {dist}."
+        ) from None
     cls = spec.load()
     config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
     return cls(config, DataInfo.from_json(record["data"]), device)
@@ -109,7 +119,9 @@ def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer
 # --- weights --------------------------------------------------------------------------
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not path.exists():
-        raise GMError(f"{path.parent} has no {path.name}; the run stopped before its first checkpoint.")
+        raise GMError(
+            f"{path.parent} has no {path.name}; the run stopped before its first checkpoint."
+        )
     try:
         from safetensors import safe_open
 
@@ -117,14 +129,19 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             metadata = f.metadata() or {}
         return load_file(str(path)), metadata
     except (SafetensorError, OSError, ValueError) as err:
-        raise GMError(f"{path} is not a valid safetensors file ({err}); gm never loads pickled "
-                      "checkpoints.") from None
+        raise GMError(
+            f"{path} is not a valid safetensors file ({err}); gm never loads pickled checkpoints."
+        ) from None
 
 
 def save(run: Path, trainer: Trainer, step: int) -> None:
     """Write weights and resume state for ``step`` (call on rank 0)."""
     run = Path(run)
-    weights = {f"{m}.{k}": v for m, mod in trainer.modules().items() for k, v in mod.state_dict().items()}
+    for stale in run.glob(".*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
+    weights = {
+        f"{m}.{k}": v for m, mod in trainer.modules().items() for k, v in mod.state_dict().items()
+    }
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -159,15 +176,22 @@ def load_weights(run: Path, trainer: Trainer) -> int:
     tensors, meta = _read_tensors(Path(run) / WEIGHTS)
     for name, module in trainer.modules().items():
         own = module.state_dict()
-        part = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        part = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
         missing, unexpected = sorted(set(own) - set(part)), sorted(set(part) - set(own))
         wrong = [k for k in own if k in part and own[k].shape != part[k].shape]
         if missing or unexpected or wrong:
-            detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                      else f"{wrong[0]} is {tuple(part[wrong[0]].shape)} in the file but "
-                           f"{tuple(own[wrong[0]].shape)} for this config")
-            raise GMError(f"{Path(run) / WEIGHTS} does not match its config.json ({name}: {detail}); "
-                          "was config.json edited, or the file copied from another run?")
+            detail = (
+                f"missing {missing[:3]}"
+                if missing
+                else f"unexpected {unexpected[:3]}"
+                if unexpected
+                else f"{wrong[0]} is {tuple(part[wrong[0]].shape)} in the file but "
+                f"{tuple(own[wrong[0]].shape)} for this config"
+            )
+            raise GMError(
+                f"{Path(run) / WEIGHTS} does not match its config.json ({name}: {detail}); "
+                "was config.json edited, or the file copied from another run?"
+            )
         module.load_state_dict(part)
     return int(meta.get("step", 0))
 
@@ -190,7 +214,9 @@ def load_state(run: Path, trainer: Trainer) -> int:
     except (OSError, json.JSONDecodeError) as err:
         raise GMError(f"{run / STATE_JSON} is missing or corrupt ({err}); cannot resume.") from None
     if not (int(meta.get("step", -1)) == state["step"] == step):
-        raise GMError(f"the checkpoint files in {run} are from different steps; cannot resume exactly.")
+        raise GMError(
+            f"the checkpoint files in {run} are from different steps; cannot resume exactly."
+        )
     for name, opt in trainer.optimizers().items():
         saved = state["optimizers"][name]
         opt_state: dict[int, dict[str, Any]] = {}
@@ -202,7 +228,13 @@ def load_state(run: Path, trainer: Trainer) -> int:
             opt_state.setdefault(int(pid), {}).update(st)
         opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
+    cuda = [
+        tensors[k]
+        for k in sorted(
+            (k for k in tensors if k.startswith("rng.cuda.")),
+            key=lambda k: int(k.rsplit(".", 1)[1]),
+        )
+    ]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     v, s, g = state["python_rng"]

@@ -58,8 +58,12 @@ def _out(obj: Any, as_json: bool, columns: list[str], title: str) -> None:
     for c in columns:
         table.add_column(c)
     for row in obj:
-        table.add_row(*(", ".join(map(str, v)) if isinstance(v, list) else str(v) for v in
-                        (row[c] for c in columns)))
+        table.add_row(
+            *(
+                ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+                for v in (row[c] for c in columns)
+            )
+        )
     Console().print(table)
 
 
@@ -71,17 +75,35 @@ def _match(name: str, pattern: Optional[str]) -> bool:
 
 def cmd_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Installed gm plugins, their versions and the hooks they implement."""
-    rows = [{"name": p.name, "distribution": p.distribution, "version": p.version,
-             "module": p.module, "hooks": list(p.hooks)} for p in plugins.plugins()]
+    rows = [
+        {
+            "name": p.name,
+            "distribution": p.distribution,
+            "version": p.version,
+            "module": p.module,
+            "hooks": list(p.hooks),
+        }
+        for p in plugins.plugins()
+    ]
     _out(rows, as_json, ["name", "distribution", "version", "hooks"], "gm plugins")
 
 
-def cmd_list_models(pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
-                    as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def cmd_list_models(
+    pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """Trainable models: name, plugin, trainer, summary."""
-    rows = [{"name": s.name, "plugin": s.plugin, "trainer": s.trainer, "summary": s.summary,
-             "modalities": list(s.modalities)}
-            for s in plugins.registry("models").values() if _match(s.name, pattern)]
+    rows = [
+        {
+            "name": s.name,
+            "plugin": s.plugin,
+            "trainer": s.trainer,
+            "summary": s.summary,
+            "modalities": list(s.modalities),
+        }
+        for s in plugins.registry("models").values()
+        if _match(s.name, pattern)
+    ]
     _out(rows, as_json, ["name", "plugin", "trainer", "summary"], "gm models")
 
 
@@ -96,16 +118,31 @@ def _available(spec, data_dir: Optional[str]) -> bool:
         return False
 
 
-def cmd_list_datasets(pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
-                      as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-                      data_dir: Optional[str] = typer.Option(None, help="Local data folder.")) -> None:
+def cmd_list_datasets(
+    pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data_dir: Optional[str] = typer.Option(None, help="Local data folder."),
+) -> None:
     """Datasets: name, modality, shape, splits, licence, and whether usable offline now."""
     data_dir = data_dir or os.environ.get("GM_DATA_DIR")
-    rows = [{"name": s.name, "plugin": s.plugin, "modality": s.modality,
-             "shape": list(s.shape), "splits": list(s.splits), "source": s.source,
-             "licence": s.licence, "offline": _available(s, data_dir), "summary": s.summary}
-            for s in plugins.registry("datasets").values() if _match(s.name, pattern)]
-    _out(rows, as_json, ["name", "modality", "shape", "splits", "licence", "offline"], "gm datasets")
+    rows = [
+        {
+            "name": s.name,
+            "plugin": s.plugin,
+            "modality": s.modality,
+            "shape": list(s.shape),
+            "splits": list(s.splits),
+            "source": s.source,
+            "licence": s.licence,
+            "offline": _available(s, data_dir),
+            "summary": s.summary,
+        }
+        for s in plugins.registry("datasets").values()
+        if _match(s.name, pattern)
+    ]
+    _out(
+        rows, as_json, ["name", "modality", "shape", "splits", "licence", "offline"], "gm datasets"
+    )
 
 
 def extra_options(args: list[str]) -> dict[str, str]:
@@ -128,49 +165,87 @@ def extra_options(args: list[str]) -> dict[str, str]:
 
 def _train_command(spec) -> Any:
     def train(
-        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name, or images:DIR, text:FILE, array:FILE."),
+        dataset: Optional[str] = typer.Option(
+            None, "--dataset", "-d", help="Dataset name, or images:DIR, text:FILE, array:FILE."
+        ),
         steps: Optional[int] = typer.Option(None, help="Training steps (default: the model's)."),
-        out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/MODEL-DATASET-N)."),
-        set_: list[str] = typer.Option([], "--set", help="Override a config value: key=value (repeatable)."),
+        out: Optional[Path] = typer.Option(
+            None, help="Run folder (default: runs/MODEL-DATASET-N)."
+        ),
+        set_: list[str] = typer.Option(
+            [], "--set", help="Override a config value: key=value (repeatable)."
+        ),
         config: Optional[Path] = typer.Option(None, "--config", help="TOML file of config values."),
         device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
         seed: int = typer.Option(0, help="Random seed."),
-        resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder exactly."),
-        data_dir: Optional[str] = typer.Option(None, help="Folder of local dataset copies (or GM_DATA_DIR)."),
-        data_option: list[str] = typer.Option([], "--data-option", help="Dataset option key=value (repeatable)."),
-        show_config: bool = typer.Option(False, "--show-config", help="Print the resolved config and exit."),
+        resume: Optional[Path] = typer.Option(
+            None, help="Continue the run in this folder exactly."
+        ),
+        data_dir: Optional[str] = typer.Option(
+            None, help="Folder of local dataset copies (or GM_DATA_DIR)."
+        ),
+        data_option: list[str] = typer.Option(
+            [], "--data-option", help="Dataset option key=value (repeatable)."
+        ),
+        show_config: bool = typer.Option(
+            False, "--show-config", help="Print the resolved config and exit."
+        ),
     ) -> None:
         from gm import config as configs
 
         overrides = configs.parse_assignments(set_)
         data_options = configs.parse_assignments(data_option, source="--data-option")
         if resume is None and dataset is None:
-            raise GMError(f"gm train {spec.name} needs --dataset NAME (see gm list-datasets), "
-                          "or --resume RUN to continue a run.")
+            raise GMError(
+                f"gm train {spec.name} needs --dataset NAME (see gm list-datasets), "
+                "or --resume RUN to continue a run."
+            )
         if resume is not None:
             from gm import checkpoint
 
             made_by = checkpoint.read_record(resume)["gm_model"]
             if made_by != spec.name:
-                raise GMError(f"{resume} is a {made_by!r} run; resume it with gm train {made_by} --resume {resume}.")
+                raise GMError(
+                    f"{resume} is a {made_by!r} run; resume it with gm train {made_by} --resume {resume}."
+                )
         if spec.modalities and dataset is not None:
             kind = plugins.get("datasets", dataset.partition(":")[0]).modality
             if kind not in spec.modalities:
-                raise GMError(f"model {spec.name!r} trains on {'/'.join(spec.modalities)} data; "
-                              f"dataset {dataset!r} is {kind} data.")
+                raise GMError(
+                    f"model {spec.name!r} trains on {'/'.join(spec.modalities)} data; "
+                    f"dataset {dataset!r} is {kind} data."
+                )
         if show_config:
             from gm.data import load_dataset
             from gm.engine import build_config
 
             info = load_dataset(dataset, data_dir, data_options).info
-            print(configs.dumps(build_config(spec.name, info, overrides=overrides,
-                                             config_file=str(config) if config else None)[1]))
+            print(
+                configs.dumps(
+                    build_config(
+                        spec.name,
+                        info,
+                        overrides=overrides,
+                        config_file=str(config) if config else None,
+                    )[1]
+                )
+            )
             return
         from gm.engine import train as run_training
 
-        run = run_training(spec.name, dataset or "", steps=steps, out=out, overrides=overrides,
-                           config_file=str(config) if config else None, device=device, seed=seed,
-                           resume=resume, data_dir=data_dir, data_options=data_options)
+        run = run_training(
+            spec.name,
+            dataset or "",
+            steps=steps,
+            out=out,
+            overrides=overrides,
+            config_file=str(config) if config else None,
+            device=device,
+            seed=seed,
+            resume=resume,
+            data_dir=data_dir,
+            data_options=data_options,
+        )
         from gm import distributed
 
         if int(os.environ.get("RANK", "0")) == 0 and not distributed.current().distributed:
@@ -184,7 +259,9 @@ def cmd_sample(
     ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder written by gm train."),
     n: int = typer.Option(64, "-n", help="Number of samples."),
-    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help=".png picture or .npy array (some models: .txt)."),
+    out: Path = typer.Option(
+        Path("samples.png"), "--out", "-o", help=".png picture or .npy array (some models: .txt)."
+    ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
@@ -197,8 +274,12 @@ def cmd_sample(
     if n < 1:
         raise GMError("-n must be at least 1.")
     trainer = checkpoint.load(run, distributed.choose_device(device))
-    options = configs.override(trainer.SampleOptions(), extra_options(ctx.args),
-                               source=f"gm sample ({trainer.name})", what="option")
+    options = configs.override(
+        trainer.SampleOptions(),
+        extra_options(ctx.args),
+        source=f"gm sample ({trainer.name})",
+        what="option",
+    )
     seed_everything(seed)
     import torch
 
@@ -212,12 +293,18 @@ def cmd_sample(
 def cmd_evaluate(
     ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder written by gm train."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset (default: the run's)."),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", "-d", help="Dataset (default: the run's)."
+    ),
     split: str = typer.Option("test", help="Split to evaluate on."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object of metric -> number."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object of metric -> number."
+    ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    data_dir: Optional[str] = typer.Option(None, help="Folder of local dataset copies (or GM_DATA_DIR)."),
+    data_dir: Optional[str] = typer.Option(
+        None, help="Folder of local dataset copies (or GM_DATA_DIR)."
+    ),
 ) -> None:
     """Measure a trained model on a dataset split. Model options follow as --name value."""
     from gm import checkpoint, distributed
@@ -227,40 +314,71 @@ def cmd_evaluate(
 
     record = checkpoint.read_record(run)
     trainer = checkpoint.load(run, distributed.choose_device(device))
-    options = configs.override(trainer.EvaluateOptions(), extra_options(ctx.args),
-                               source=f"gm evaluate ({trainer.name})", what="option")
-    data = load_dataset(dataset or record["dataset"], data_dir,
-                        record.get("data_options", {}) if dataset is None else {})
+    options = configs.override(
+        trainer.EvaluateOptions(),
+        extra_options(ctx.args),
+        source=f"gm evaluate ({trainer.name})",
+        what="option",
+    )
+    data = load_dataset(
+        dataset or record["dataset"],
+        data_dir,
+        record.get("data_options", {}) if dataset is None else {},
+    )
     seed_everything(seed)
     metrics = trainer.evaluate(data, split, options)
     if as_json:
         print(json.dumps(metrics))
     else:
-        _out([{"metric": k, "value": f"{v:.6g}"} for k, v in metrics.items()], False,
-             ["metric", "value"], f"{record['gm_model']} on {data.info.name} ({split})")
+        _out(
+            [{"metric": k, "value": f"{v:.6g}"} for k, v in metrics.items()],
+            False,
+            ["metric", "value"],
+            f"{record['gm_model']} on {data.info.name} ({split})",
+        )
 
 
 def build_app() -> typer.Typer:
-    app = typer.Typer(cls=SuggestingGroup, no_args_is_help=True, add_completion=False,
-                      help="gm: iterative generative models (walkback, professor forcing, "
-                           "imputation policies) with one engine and CLI.")
+    app = typer.Typer(
+        cls=SuggestingGroup,
+        no_args_is_help=True,
+        add_completion=False,
+        help="gm: iterative generative models (walkback, professor forcing, "
+        "imputation policies) with one engine and CLI.",
+    )
     app.command("plugins")(cmd_plugins)
     app.command("list-models")(cmd_list_models)
     app.command("list-datasets")(cmd_list_datasets)
-    train_app = typer.Typer(cls=ModelGroup, no_args_is_help=True,
-                            help="Train a model: gm train MODEL --dataset NAME.")
+    train_app = typer.Typer(
+        cls=ModelGroup, no_args_is_help=True, help="Train a model: gm train MODEL --dataset NAME."
+    )
     for spec in plugins.registry("models").values():
         train_app.command(spec.name)(_train_command(spec))
     app.add_typer(train_app, name="train")
     app.command("sample", context_settings=EXTRA)(cmd_sample)
     app.command("evaluate", context_settings=EXTRA)(cmd_evaluate)
     for spec in plugins.registry("commands").values():
-        target = spec.load()
+        try:
+            target = spec.load()
+        except Exception as err:  # noqa: BLE001 - one broken plugin verb must not break gm
+            import warnings
+
+            warnings.warn(
+                f"gm command {spec.name!r} from {spec.plugin} failed to load "
+                f"({type(err).__name__}: {err}); continuing without it.",
+                plugins.PluginWarning,
+                stacklevel=1,
+            )
+            continue
         if isinstance(target, typer.Typer):
             app.add_typer(target, name=spec.name, help=spec.summary, rich_help_panel="Plugins")
         else:
-            app.command(spec.name, help=spec.summary or None, rich_help_panel="Plugins",
-                        context_settings=EXTRA)(target)
+            app.command(
+                spec.name,
+                help=spec.summary or None,
+                rich_help_panel="Plugins",
+                context_settings=EXTRA,
+            )(target)
 
     def version(value: bool) -> None:
         if value:
@@ -268,8 +386,11 @@ def build_app() -> typer.Typer:
             raise typer.Exit()
 
     @app.callback()
-    def _root(_v: bool = typer.Option(False, "--version", callback=version, is_eager=True,
-                                      help="Show the version and exit.")) -> None:
+    def _root(
+        _v: bool = typer.Option(
+            False, "--version", callback=version, is_eager=True, help="Show the version and exit."
+        ),
+    ) -> None:
         pass
 
     return app
@@ -280,7 +401,20 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, plugins.PluginWarning):
+        print(f"gm: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = __import__("warnings").showwarning
+
+
 def main(argv: Optional[list[str]] = None) -> None:
+    import warnings
+
+    warnings.showwarning = _show_warning
     try:
         command = typer.main.get_command(build_app())
         command.main(args=argv, prog_name="gm", standalone_mode=False)

@@ -72,7 +72,9 @@ def coerce(value: Any, tp: Any) -> Any:
     if origin is tuple:
         (inner, *_rest) = typing.get_args(tp)
         items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(coerce(v.strip() if isinstance(v, str) else v, inner) for v in items if v != "")
+        return tuple(
+            coerce(v.strip() if isinstance(v, str) else v, inner) for v in items if v != ""
+        )
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -96,8 +98,9 @@ def coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def override(config: C, values: Mapping[str, Any], *, source: str = "--set",
-             what: str = "config key") -> C:
+def override(
+    config: C, values: Mapping[str, Any], *, source: str = "--set", what: str = "config key"
+) -> C:
     """A copy of ``config`` with ``values`` applied, each checked against the field's type."""
     hints = _hints(type(config))
     fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
@@ -142,7 +145,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
 
 
 def from_dict(cls: type[C], values: Mapping[str, Any], *, source: str) -> C:

@@ -36,7 +36,9 @@ class DataInfo:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DataInfo:
-        return cls(d["name"], d["modality"], tuple(d["shape"]), d.get("vocab_size"), d.get("meta", {}))
+        return cls(
+            d["name"], d["modality"], tuple(d["shape"]), d.get("vocab_size"), d.get("meta", {})
+        )
 
 
 class Dataset:
@@ -47,19 +49,25 @@ class Dataset:
             raise ValueError(f"modality must be one of {MODALITIES}, got {info.modality!r}")
         for name, t in splits.items():
             if tuple(t.shape[1:]) != tuple(info.shape):
-                raise ValueError(f"split {name!r} has examples of shape {tuple(t.shape[1:])}, "
-                                 f"expected {info.shape}")
+                raise ValueError(
+                    f"split {name!r} has examples of shape {tuple(t.shape[1:])}, "
+                    f"expected {info.shape}"
+                )
         self.info = info
         self.splits = splits
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
-        return f"Dataset({self.info.name!r}, {self.info.modality}, shape={self.info.shape}, {sizes})"
+        return (
+            f"Dataset({self.info.name!r}, {self.info.modality}, shape={self.info.shape}, {sizes})"
+        )
 
     def raw(self, split: str) -> torch.Tensor:
         if split not in self.splits:
-            raise GMError(f"dataset {self.info.name!r} has no split {split!r}; "
-                          f"it has {', '.join(self.splits)}.")
+            raise GMError(
+                f"dataset {self.info.name!r} has no split {split!r}; "
+                f"it has {', '.join(self.splits)}."
+            )
         return self.splits[split]
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,19 +81,31 @@ class Dataset:
     def to(self, device: torch.device | str) -> Dataset:
         return Dataset(self.info, {k: v.to(device) for k, v in self.splits.items()})
 
-    def batches(self, split: str, batch_size: int, *, seed: int = 0, start_step: int = 0,
-                rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        start_step: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> Iterator[torch.Tensor]:
         """Endless shuffled batches. Batch ``s`` depends only on (seed, s), so resuming at
         ``start_step`` continues exactly. ``batch_size`` is global: rank ``r`` of ``world``
         takes rows ``r::world`` of each global batch."""
         data = self.raw(split)
         n = len(data)
         if batch_size % world:
-            raise GMError(f"batch_size {batch_size} does not split evenly over {world} processes; "
-                          f"use a multiple of {world} (--set batch_size=...).")
+            raise GMError(
+                f"batch_size {batch_size} does not split evenly over {world} processes; "
+                f"use a multiple of {world} (--set batch_size=...)."
+            )
         if n < batch_size:
-            raise GMError(f"split {split!r} of {self.info.name!r} has {n} examples, fewer than the "
-                          f"batch size {batch_size}; lower it with --set batch_size=...")
+            raise GMError(
+                f"split {split!r} of {self.info.name!r} has {n} examples, fewer than the "
+                f"batch size {batch_size}; lower it with --set batch_size=..."
+            )
         per_epoch = n // batch_size
         step = start_step
         while True:
@@ -93,12 +113,14 @@ class Dataset:
             gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
             perm = torch.randperm(n, generator=gen)
             for b in range(index, per_epoch):
-                rows = perm[b * batch_size:(b + 1) * batch_size][rank::world]
+                rows = perm[b * batch_size : (b + 1) * batch_size][rank::world]
                 yield self.decode(data[rows.to(data.device, non_blocking=True)])
             step += per_epoch - index
 
 
-def load_dataset(name: str, data_dir: str | None = None, options: dict[str, Any] | None = None) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | None = None, options: dict[str, Any] | None = None
+) -> Dataset:
     """Load a registered dataset by name. ``kind:ARG`` (``images:DIR``, ``array:FILE.csv``)
     loads the dataset ``kind`` with ``path=ARG``; ``options`` are the loader's keyword
     arguments, given as strings on the command line and coerced to its annotations."""
@@ -119,16 +141,22 @@ def load_dataset(name: str, data_dir: str | None = None, options: dict[str, Any]
     for key, value in (options or {}).items():
         if key not in params or key in ("data_dir", "path"):
             valid = [p for p in params if p not in ("data_dir", "path")]
-            raise GMError(f"dataset {spec.name!r} has no option {key!r}; "
-                          f"its options: {', '.join(valid) or 'none'}.")
+            raise GMError(
+                f"dataset {spec.name!r} has no option {key!r}; "
+                f"its options: {', '.join(valid) or 'none'}."
+            )
         try:
             kwargs[key] = coerce(value, hints.get(key, str)) if isinstance(value, str) else value
         except (ValueError, TypeError):
-            raise GMError(f"dataset option {key!r} of {spec.name!r} got {value!r}, "
-                          f"which is not a valid {hints.get(key, str)}.") from None
+            raise GMError(
+                f"dataset option {key!r} of {spec.name!r} got {value!r}, "
+                f"which is not a valid {hints.get(key, str)}."
+            ) from None
     if "data_dir" in params:
         kwargs["data_dir"] = data_dir or os.environ.get("GM_DATA_DIR")
     data = loader(**kwargs)
     if not isinstance(data, Dataset):
-        raise TypeError(f"dataset loader {spec.target} returned {type(data).__name__}, not gm.data.Dataset")
+        raise TypeError(
+            f"dataset loader {spec.target} returned {type(data).__name__}, not gm.data.Dataset"
+        )
     return data

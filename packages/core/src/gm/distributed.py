@@ -42,13 +42,19 @@ def choose_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
     from gm.errors import GMError
 
     if spec == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        return (
+            torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        )
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise GMError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+        raise GMError(
+            f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N."
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GMError(f"--device {spec} asks for CUDA, but this torch has no usable GPU; use --device cpu.")
+        raise GMError(
+            f"--device {spec} asks for CUDA, but this torch has no usable GPU; use --device cpu."
+        )
     return device
 
 
@@ -86,7 +92,7 @@ def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
     flat /= _world.size
     offset = 0
     for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
 
 

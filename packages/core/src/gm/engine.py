@@ -41,7 +41,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
-def build_config(model: str, info, *, overrides: Mapping[str, Any] = (), config_file: str | None = None):
+def build_config(
+    model: str, info, *, overrides: Mapping[str, Any] = (), config_file: str | None = None
+):
     spec = plugins.get("models", model)
     cls: type[Trainer] = spec.load()
     cfg = cls.default_config(info)
@@ -74,9 +76,14 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                                transient=False)
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self.task = self.bar.add_task("train", total=total, completed=start, info="")
 
     def __enter__(self):
@@ -91,7 +98,9 @@ class _Progress:
     def update(self, step: int, metrics: dict[str, float], rate: float) -> None:
         if not self.enabled:
             return
-        info = "  ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:3]) + f"  {rate:.1f} it/s"
+        info = (
+            "  ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:3]) + f"  {rate:.1f} it/s"
+        )
         if self.bar:
             self.bar.update(self.task, completed=step, info=info)
         else:
@@ -99,30 +108,69 @@ class _Progress:
             print(f"step {step}/{self.total}  {info}  eta {eta:.0f}s", file=sys.stderr, flush=True)
 
 
-def train(model: str, dataset: str, *, steps: int | None = None, out: str | Path | None = None,
-          overrides: Mapping[str, Any] = (), config_file: str | None = None, device: str = "auto",
-          seed: int = 0, resume: str | Path | None = None, data_dir: str | None = None,
-          data_options: Mapping[str, Any] | None = None, progress: bool = True) -> Path:
+def train(
+    model: str,
+    dataset: str,
+    *,
+    steps: int | None = None,
+    out: str | Path | None = None,
+    overrides: Mapping[str, Any] = (),
+    config_file: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    resume: str | Path | None = None,
+    data_dir: str | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
     """Train ``model`` on ``dataset`` (or continue the run in ``resume``); returns the run folder."""
     world, dev = distributed.setup(device)
     try:
-        return _train(model, dataset, world=world, device=dev, steps=steps, out=out,
-                      overrides=overrides, config_file=config_file, seed=seed, resume=resume,
-                      data_dir=data_dir, data_options=dict(data_options or {}), progress=progress)
+        return _train(
+            model,
+            dataset,
+            world=world,
+            device=dev,
+            steps=steps,
+            out=out,
+            overrides=overrides,
+            config_file=config_file,
+            seed=seed,
+            resume=resume,
+            data_dir=data_dir,
+            data_options=dict(data_options or {}),
+            progress=progress,
+        )
     finally:
         distributed.teardown()
 
 
-def _train(model, dataset, *, world, device, steps, out, overrides, config_file, seed, resume,
-           data_dir, data_options, progress) -> Path:
+def _train(
+    model,
+    dataset,
+    *,
+    world,
+    device,
+    steps,
+    out,
+    overrides,
+    config_file,
+    seed,
+    resume,
+    data_dir,
+    data_options,
+    progress,
+) -> Path:
     if resume is not None:
         run = Path(resume)
         record = checkpoint.read_record(run)
         model, dataset, seed = record["gm_model"], record["dataset"], record["seed"]
         data_options = record.get("data_options", {})
         if overrides or config_file:
-            raise GMError("--resume continues a run with its own config; drop --set/--config "
-                          "(only --steps may change).")
+            raise GMError(
+                "--resume continues a run with its own config; drop --set/--config "
+                "(only --steps may change)."
+            )
     data: Dataset = load_dataset(dataset, data_dir, data_options)
     seed_everything(seed)  # the same initial weights on every rank
     if resume is not None:
@@ -146,27 +194,44 @@ def _train(model, dataset, *, world, device, steps, out, overrides, config_file,
             torch.distributed.broadcast_object_list(holder, src=0)
             run = Path(holder[0])
         if (run / checkpoint.CONFIG).exists():
-            raise GMError(f"{run} already holds a run; continue it with --resume {run} or pick "
-                          "another --out.")
+            raise GMError(
+                f"{run} already holds a run; continue it with --resume {run} or pick another --out."
+            )
         if world.is_main:
             run.mkdir(parents=True, exist_ok=True)
-            checkpoint.write_json(run / checkpoint.CONFIG, checkpoint.run_record(
-                model, dataset, trainer, seed=seed, data_options=data_options))
+            checkpoint.write_json(
+                run / checkpoint.CONFIG,
+                checkpoint.run_record(
+                    model, dataset, trainer, seed=seed, data_options=data_options
+                ),
+            )
     if cfg.compile:
         trainer.compile()
     _loop(trainer, data, run, model=model, world=world, start=start, seed=seed, progress=progress)
     return run
 
 
-def _loop(trainer: Trainer, data: Dataset, run: Path, *, model: str, world, start: int, seed: int,
-          progress: bool) -> None:
+def _loop(
+    trainer: Trainer,
+    data: Dataset,
+    run: Path,
+    *,
+    model: str,
+    world,
+    start: int,
+    seed: int,
+    progress: bool,
+) -> None:
     cfg, device = trainer.config, trainer.device
     data = data.to(device)  # one in-memory tensor per split, on the device
-    batches = data.batches("train", cfg.batch_size, seed=seed, start_step=start,
-                           rank=world.rank, world=world.size)
+    batches = data.batches(
+        "train", cfg.batch_size, seed=seed, start_step=start, rank=world.rank, world=world.size
+    )
     metrics_path = run / "metrics.jsonl"
     if world.is_main and start and metrics_path.exists():  # drop lines past the checkpoint
-        lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start]
+        lines = [
+            ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start
+        ]
         metrics_path.write_text("".join(ln + "\n" for ln in lines))
     bad = torch.zeros((), device=device)
     sums: dict[str, torch.Tensor] = {}
@@ -178,11 +243,15 @@ def _loop(trainer: Trainer, data: Dataset, run: Path, *, model: str, world, star
         if world.distributed:
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         if flag.item() or not all(torch.isfinite(p).all() for p in trainer.parameters()):
-            where = f"the last good checkpoint (step {last_saved}) is in {run}" if last_saved else \
-                "no checkpoint was written"
+            where = (
+                f"the last good checkpoint (step {last_saved}) is in {run}"
+                if last_saved
+                else "no checkpoint was written"
+            )
             raise TrainingStopped(
                 f"training stopped: the loss became NaN or infinite before step {until}; {where}. "
-                "Lower the learning rate (--set lr=...) and train again.")
+                "Lower the learning rate (--set lr=...) and train again."
+            )
 
     def save(at: int) -> None:
         nonlocal last_saved
@@ -220,7 +289,11 @@ def _loop(trainer: Trainer, data: Dataset, run: Path, *, model: str, world, star
                     means = distributed.all_reduce_mean({k: v / count for k, v in sums.items()})
                     now = time.perf_counter()
                     rate = count / (now - clock)
-                    row = {"step": step, **{k: v.item() for k, v in means.items()}, "steps_per_s": rate}
+                    row = {
+                        "step": step,
+                        **{k: v.item() for k, v in means.items()},
+                        "steps_per_s": rate,
+                    }
                     if world.is_main:
                         with metrics_path.open("a") as f:
                             f.write(json.dumps(row) + "\n")
@@ -237,7 +310,8 @@ def _loop(trainer: Trainer, data: Dataset, run: Path, *, model: str, world, star
                         checkpoint.save(run, trainer, step)
                 else:
                     save(step)
-            raise Interrupted(f"interrupted at step {step}; saved to {run}. "
-                              f"Continue with: gm train {model} --resume {run}") from None
+            raise Interrupted(
+                f"interrupted at step {step}; saved to {run}. "
+                f"Continue with: gm train {model} --resume {run}"
+            ) from None
     write_samples("samples.png")
-

@@ -14,7 +14,9 @@ from PIL import Image, ImageDraw
 from gm.data import DataInfo
 
 
-def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1) -> Image.Image:
+def image_grid(
+    images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1
+) -> Image.Image:
     """(N, C, H, W) values in [0, 1] -> one grid image (C = 1 or 3)."""
     x = images.detach().float().clamp(0, 1).cpu()
     n, c, h, w = x.shape
@@ -23,14 +25,22 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scal
     grid = torch.ones(c, ncol * (h + pad) + pad, nrow * (w + pad) + pad)
     for i in range(n):
         r, q = divmod(i, nrow)
-        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
+        grid[
+            :,
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + q * (w + pad) : pad + q * (w + pad) + w,
+        ] = x[i]
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[..., 0] if c == 1 else arr, "L" if c == 1 else "RGB")
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
 
 
-def scatter(points: torch.Tensor, reference: torch.Tensor | None = None, size: int = 512,
-            bounds: tuple[float, float, float, float] | None = None) -> Image.Image:
+def scatter(
+    points: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    size: int = 512,
+    bounds: tuple[float, float, float, float] | None = None,
+) -> Image.Image:
     """2-D points (blue), optionally over reference points (light grey)."""
     p = points.detach().float().cpu().numpy()
     ref = reference.detach().float().cpu().numpy() if reference is not None else None
@@ -46,7 +56,9 @@ def scatter(points: torch.Tensor, reference: torch.Tensor | None = None, size: i
     draw = ImageDraw.Draw(img)
 
     def px(q: np.ndarray) -> np.ndarray:
-        return np.stack([(q[:, 0] - x0) / (x1 - x0) * size, (1 - (q[:, 1] - y0) / (y1 - y0)) * size], 1)
+        return np.stack(
+            [(q[:, 0] - x0) / (x1 - x0) * size, (1 - (q[:, 1] - y0) / (y1 - y0)) * size], 1
+        )
 
     for pts, colour in ((ref, (200, 200, 200)), (p, (31, 90, 200))):
         if pts is None:
@@ -67,5 +79,7 @@ def auto(samples: torch.Tensor, info: DataInfo) -> Image.Image:
         return image_grid(samples.reshape(-1, 1, side, side), scale=max(1, 64 // side))
     from gm.errors import GMError
 
-    raise GMError(f"no picture for {info.modality} samples of shape {tuple(samples.shape[1:])}; "
-                  "write them to a .npy file instead.")
+    raise GMError(
+        f"no picture for {info.modality} samples of shape {tuple(samples.shape[1:])}; "
+        "write them to a .npy file instead."
+    )

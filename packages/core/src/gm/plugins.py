@@ -33,13 +33,31 @@ KNOWN_ELSEWHERE = {
         ["professor-forcing", "teacher-forcing", "scheduled-sampling"], "gm-professor-forcing"
     ),
     **dict.fromkeys(
-        ["gpsi-add", "gpsi-jump", "lstm-add", "lstm-jump", "draw-gps", "vae-imputer",
-         "template-matching"],
+        [
+            "gpsi-add",
+            "gpsi-jump",
+            "lstm-add",
+            "lstm-jump",
+            "draw-gps",
+            "vae-imputer",
+            "template-matching",
+        ],
         "gm-imputation",
     ),
     **dict.fromkeys(
-        ["mnist", "binarized-mnist", "cifar10", "svhn", "svhn-gray", "celeba", "tfd",
-         "ptb-char", "sequential-mnist", "iam-ondb", "digits"],
+        [
+            "mnist",
+            "binarized-mnist",
+            "cifar10",
+            "svhn",
+            "svhn-gray",
+            "celeba",
+            "tfd",
+            "ptb-char",
+            "sequential-mnist",
+            "iam-ondb",
+            "digits",
+        ],
         "gm-datasets",
     ),
 }
@@ -103,9 +121,25 @@ def manager() -> pluggy.PluginManager:
                 stacklevel=2,
             )
             continue
-        pm.register(module, name=ep.name)
         _DISTRIBUTIONS[ep.name] = (dist, ep.dist.version if ep.dist else "")
-    pm.check_pending()
+        try:
+            pm.register(module, name=ep.name)
+        except pluggy.PluginValidationError as err:
+            warnings.warn(
+                f"gm plugin {ep.name!r} from distribution {dist} is invalid ({err}); "
+                "continuing without it.",
+                PluginWarning,
+                stacklevel=2,
+            )
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as err:
+        name = pm.get_name(err.plugin) or "?"
+        dist = _DISTRIBUTIONS.get(name, (name, ""))[0]
+        raise GMError(
+            f"gm plugin from {dist} implements an unknown hook ({err}); fix its "
+            f"spelling, or skip it with GM_DISABLE_PLUGINS={dist}."
+        ) from None
     return pm
 
 

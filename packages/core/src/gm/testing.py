@@ -72,8 +72,12 @@ class TrainerContract:
             for k, v in metrics.items():
                 assert torch.is_tensor(v) and v.numel() == 1, f"metric {k} must be a scalar tensor"
                 assert torch.isfinite(v), f"metric {k} is {v}"
-        changed = any(not torch.equal(v, trainer.modules()[n].state_dict()[k])
-                      for n, s in before.items() for k, v in s.items() if v.is_floating_point())
+        changed = any(
+            not torch.equal(v, trainer.modules()[n].state_dict()[k])
+            for n, s in before.items()
+            for k, v in s.items()
+            if v.is_floating_point()
+        )
         assert changed, "training steps changed no weight"
 
     def test_seeded_runs_are_identical(self):
@@ -89,9 +93,16 @@ class TrainerContract:
     def test_checkpoint_round_trip(self, tmp_path):
         from gm.engine import train
 
-        run = train(self.model, self.dataset, steps=self.steps, out=tmp_path / "run",
-                    overrides={**self.overrides, "log_every": 1}, device="cpu",
-                    data_options=dict(self.data_options), progress=False)
+        run = train(
+            self.model,
+            self.dataset,
+            steps=self.steps,
+            out=tmp_path / "run",
+            overrides={**self.overrides, "log_every": 1},
+            device="cpu",
+            data_options=dict(self.data_options),
+            progress=False,
+        )
         saved = load_file(str(run / checkpoint.WEIGHTS))
         loaded = checkpoint.load(run)
         for name, module in loaded.modules().items():
@@ -221,8 +232,10 @@ class DatasetContract:
         return None
 
     DTYPES: ClassVar[dict[str, tuple[torch.dtype, ...]]] = {
-        "image": (torch.uint8,), "sequence": (torch.int64,),
-        "vector": (torch.float32,), "strokes": (torch.float32,),
+        "image": (torch.uint8,),
+        "sequence": (torch.int64,),
+        "vector": (torch.float32,),
+        "strokes": (torch.float32,),
     }
 
     def load(self, tmp_path) -> Dataset:
@@ -253,6 +266,10 @@ class DatasetContract:
 
 
 __all__ = [
-    "DatasetContract", "DiscriminatorContract", "ModelContract", "SequenceGeneratorContract",
-    "TrainerContract", "TransitionOperatorContract",
+    "DatasetContract",
+    "DiscriminatorContract",
+    "ModelContract",
+    "SequenceGeneratorContract",
+    "TrainerContract",
+    "TransitionOperatorContract",
 ]

@@ -102,8 +102,9 @@ class Trainer:
         for m in self.modules().values():
             m.compile()
 
-    def optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                       *, clip: float | None = None) -> None:
+    def optimizer_step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, clip: float | None = None
+    ) -> None:
         """Backward, average gradients over torchrun ranks, clip, step, zero.
 
         Only the optimiser's own parameters are reduced, clipped and stepped, and their
@@ -124,8 +125,9 @@ class Trainer:
 class TransitionOperator(Protocol):
     """A stochastic transition operator p_T(s'|s) (Variational Walkback)."""
 
-    def distribution(self, s: torch.Tensor, temperature: float | torch.Tensor,
-                     step: int | torch.Tensor) -> torch.distributions.Distribution:
+    def distribution(
+        self, s: torch.Tensor, temperature: float | torch.Tensor, step: int | torch.Tensor
+    ) -> torch.distributions.Distribution:
         """The distribution of the next state given state ``s`` at ``temperature``;
         ``step`` indexes per-step parameters (normalisation) where the operator has them."""
         ...
@@ -146,8 +148,9 @@ class SequenceGenerator(Protocol):
         """Run on the true sequence x (B, L, ...), predicting x[:, t] from x[:, :t]."""
         ...
 
-    def free_running(self, batch_size: int, steps: int,
-                     temperature: float = 1.0) -> tuple[torch.Tensor, Behaviour]:
+    def free_running(
+        self, batch_size: int, steps: int, temperature: float = 1.0
+    ) -> tuple[torch.Tensor, Behaviour]:
         """Feed back the model's own samples for ``steps`` steps; returns (samples, behaviour)."""
         ...
 

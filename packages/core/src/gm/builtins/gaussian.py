@@ -20,10 +20,10 @@ from gm.trainer import Trainer
 
 @dataclasses.dataclass
 class GaussianConfig(TrainConfig):
-    steps: int = 500
-    lr: float = 0.05
+    steps: int = 1000
+    lr: float = 0.02
     log_every: int = 50
-    checkpoint_every: int = 500
+    checkpoint_every: int = 1000
 
 
 class GaussianDensity(nn.Module):

@@ -9,26 +9,64 @@ _TOY = "generated with numpy from an explicit seed (options n, seed)"
 @gm.hookimpl
 def gm_datasets():
     return [
-        DatasetSpec("swiss-roll", "gm.builtins.toy:swiss_roll", "2-D swiss roll (Variational Walkback toy)",
-                    modality="vector", shape=(2,), source=_TOY, licence="public domain"),
-        DatasetSpec("circle", "gm.builtins.toy:circle", "2-D noisy unit circle",
-                    modality="vector", shape=(2,), source=_TOY, licence="public domain"),
-        DatasetSpec("mog-grid", "gm.builtins.toy:mog_grid", "2-D 3x3 grid of Gaussians, std 0.05",
-                    modality="vector", shape=(2,), source=_TOY, licence="public domain"),
-        DatasetSpec("markov-chain", "gm.builtins.toy:markov_chain",
-                    "token sequences from a fixed random Markov chain with known entropy rate",
-                    modality="sequence", shape=(64,), source=_TOY, licence="public domain"),
+        DatasetSpec(
+            "swiss-roll",
+            "gm.builtins.toy:swiss_roll",
+            "2-D swiss roll (Variational Walkback toy)",
+            modality="vector",
+            shape=(2,),
+            source=_TOY,
+            licence="public domain",
+        ),
+        DatasetSpec(
+            "circle",
+            "gm.builtins.toy:circle",
+            "2-D noisy unit circle",
+            modality="vector",
+            shape=(2,),
+            source=_TOY,
+            licence="public domain",
+        ),
+        DatasetSpec(
+            "mog-grid",
+            "gm.builtins.toy:mog_grid",
+            "2-D 3x3 grid of Gaussians, std 0.05",
+            modality="vector",
+            shape=(2,),
+            source=_TOY,
+            licence="public domain",
+        ),
+        DatasetSpec(
+            "markov-chain",
+            "gm.builtins.toy:markov_chain",
+            "token sequences from a fixed random Markov chain with known entropy rate",
+            modality="sequence",
+            shape=(64,),
+            source=_TOY,
+            licence="public domain",
+        ),
     ]
 
 
 @gm.hookimpl
 def gm_trainers():
-    return [TrainerSpec("gaussian", "gm.builtins.gaussian:GaussianTrainer",
-                        "maximum-likelihood full-covariance Gaussian")]
+    return [
+        TrainerSpec(
+            "gaussian",
+            "gm.builtins.gaussian:GaussianTrainer",
+            "maximum-likelihood full-covariance Gaussian",
+        )
+    ]
 
 
 @gm.hookimpl
 def gm_models():
-    return [ModelSpec("gaussian", "gm.builtins.gaussian:GaussianTrainer",
-                      "full-covariance Gaussian fit: the trivial baseline", trainer="gaussian",
-                      modalities=("vector", "image"))]
+    return [
+        ModelSpec(
+            "gaussian",
+            "gm.builtins.gaussian:GaussianTrainer",
+            "full-covariance Gaussian fit: the trivial baseline",
+            trainer="gaussian",
+            modalities=("vector", "image"),
+        )
+    ]

@@ -19,10 +19,15 @@ TEST_SEED_OFFSET = 10_007  # the test split is drawn from its own seed
 def _vector_dataset(name: str, sampler, n: int, seed: int, meta: dict | None = None) -> Dataset:
     splits = {
         "train": torch.from_numpy(sampler(np.random.default_rng(seed), n).astype(np.float32)),
-        "test": torch.from_numpy(sampler(np.random.default_rng(seed + TEST_SEED_OFFSET),
-                                         max(n // 5, 1)).astype(np.float32)),
+        "test": torch.from_numpy(
+            sampler(np.random.default_rng(seed + TEST_SEED_OFFSET), max(n // 5, 1)).astype(
+                np.float32
+            )
+        ),
     }
-    return Dataset(DataInfo(name, "vector", (2,), meta={"n": n, "seed": seed, **(meta or {})}), splits)
+    return Dataset(
+        DataInfo(name, "vector", (2,), meta={"n": n, "seed": seed, **(meta or {})}), splits
+    )
 
 
 def swiss_roll_points(rng: np.random.Generator, n: int, noise: float = 0.05) -> np.ndarray:
@@ -87,9 +92,23 @@ def markov_chain(n: int = 4096, length: int = 64, vocab: int = 8, seed: int = 0)
             out[:, t] = np.minimum((u > cdf[out[:, t - 1]]).sum(1), vocab - 1)
         return out
 
-    info = DataInfo("markov-chain", "sequence", (length,), vocab_size=vocab, meta={
-        "entropy_rate": rate, "true_nll": ent(pi) + (length - 1) * rate, "seed": seed,
-        "transitions": P.tolist(), "stationary": pi.tolist()})
-    splits = {"train": torch.from_numpy(draw(np.random.default_rng(seed + 1), n)),
-              "test": torch.from_numpy(draw(np.random.default_rng(seed + TEST_SEED_OFFSET), max(n // 4, 1)))}
+    info = DataInfo(
+        "markov-chain",
+        "sequence",
+        (length,),
+        vocab_size=vocab,
+        meta={
+            "entropy_rate": rate,
+            "true_nll": ent(pi) + (length - 1) * rate,
+            "seed": seed,
+            "transitions": P.tolist(),
+            "stationary": pi.tolist(),
+        },
+    )
+    splits = {
+        "train": torch.from_numpy(draw(np.random.default_rng(seed + 1), n)),
+        "test": torch.from_numpy(
+            draw(np.random.default_rng(seed + TEST_SEED_OFFSET), max(n // 4, 1))
+        ),
+    }
     return Dataset(info, splits)

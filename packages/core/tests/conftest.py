@@ -1,0 +1,71 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "tinyplugin"
+
+
+def make_dist(root: Path, dist: str, entry: str, module: str, code: str) -> Path:
+    """A real installed distribution (dist-info + module) under ``root``, for sys.path."""
+    root.mkdir(parents=True, exist_ok=True)
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[gm]\n{entry} = {module}\n")
+    (root / f"{module}.py").write_text(code)
+    return root
+
+
+def gm_run(
+    *args: str,
+    paths: tuple[Path, ...] = (TINY,),
+    env: dict | None = None,
+    timeout: float = 120,
+    **kw,
+) -> subprocess.CompletedProcess:
+    """Run the real `gm` command line in a fresh interpreter, with extra plugin paths."""
+    full = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(map(str, paths)),
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gm", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        **kw,
+    )
+
+
+@pytest.fixture
+def tiny_plugin(monkeypatch):
+    """The `tiny` test model registered in this process through its entry point."""
+    from gm import plugins
+
+    monkeypatch.syspath_prepend(str(TINY))
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def error_lines(out: subprocess.CompletedProcess) -> list[str]:
+    """stderr lines other than warnings about other installed plugins."""
+    return [
+        ln
+        for ln in out.stderr.strip().splitlines()
+        if ln.strip() and not ln.startswith("gm: warning:")
+    ]

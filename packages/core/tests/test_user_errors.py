@@ -1,0 +1,174 @@
+"""User mistakes: one clear line on stderr, exit code 2, no traceback, nothing lost."""
+
+import json
+import pickle
+
+import pytest
+from conftest import error_lines, gm_run
+
+
+def one_line_error(out, *needles):
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = error_lines(out)
+    assert len(lines) == 1, out.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("r") / "run"
+    out = gm_run(
+        "train",
+        "tiny",
+        "--dataset",
+        "circle",
+        "--steps",
+        "5",
+        "--out",
+        str(path),
+        "--device",
+        "cpu",
+    )
+    assert out.returncode == 0, out.stderr
+    return path
+
+
+def test_unknown_model_suggests_close_names():
+    one_line_error(
+        gm_run("train", "tinny", "--dataset", "circle"), "unknown model 'tinny'", "'tiny'"
+    )
+
+
+def test_known_model_from_a_missing_plugin_names_the_distribution():
+    one_line_error(
+        gm_run(
+            "train",
+            "professor-forcing",
+            "--dataset",
+            "circle",
+            env={"GM_DISABLE_PLUGINS": "professor-forcing"},
+        ),
+        "pip install gm-professor-forcing",
+    )
+
+
+def test_unknown_dataset_suggests_close_names():
+    one_line_error(
+        gm_run("train", "tiny", "--dataset", "swiss-rol"), "unknown dataset", "'swiss-roll'"
+    )
+
+
+def test_unknown_set_key_lists_valid_keys():
+    one_line_error(
+        gm_run("train", "tiny", "--dataset", "circle", "--set", "widht=3"),
+        "'widht'",
+        "width",
+        "batch_size",
+    )
+
+
+def test_wrong_type_says_what_is_expected():
+    one_line_error(
+        gm_run("train", "tiny", "--dataset", "circle", "--set", "width=wide"),
+        "'width'",
+        "integer",
+        "'wide'",
+    )
+    one_line_error(
+        gm_run("train", "tiny", "--dataset", "circle", "--set", "precision=fp8"),
+        "'precision'",
+        "'bf16'",
+    )
+
+
+def test_bad_config_file(tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text("width = [\n")
+    one_line_error(
+        gm_run("train", "tiny", "--dataset", "circle", "--config", str(bad)), "not valid TOML"
+    )
+    good = tmp_path / "d.toml"
+    good.write_text("colour = 3\n")
+    one_line_error(
+        gm_run("train", "tiny", "--dataset", "circle", "--config", str(good)), "'colour'"
+    )
+
+
+def test_unknown_dataset_option():
+    one_line_error(
+        gm_run("train", "tiny", "--dataset", "circle", "--data-option", "size=3"),
+        "no option 'size'",
+        "n, seed, noise",
+    )
+
+
+def test_missing_run_folder(tmp_path):
+    one_line_error(gm_run("sample", str(tmp_path / "nope")), "does not exist")
+
+
+def test_folder_that_is_not_a_run(tmp_path):
+    one_line_error(gm_run("evaluate", str(tmp_path)), "not a gm run folder")
+
+
+def test_corrupt_config_json(run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "config.json").write_text("{not json")
+    one_line_error(gm_run("sample", str(broken)), "corrupt")
+
+
+def test_pickle_offered_as_checkpoint(run, tmp_path):
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    one_line_error(gm_run("sample", str(pt)), "never unpickles")
+    # a run folder whose weights file is really a pickle
+    import shutil
+
+    fake = tmp_path / "fake"
+    shutil.copytree(run, fake)
+    (fake / "model.safetensors").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    one_line_error(
+        gm_run("sample", str(fake), "--out", str(tmp_path / "s.npy")), "not a valid safetensors"
+    )
+
+
+def test_weights_that_do_not_match_the_config(run, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    record = json.loads((other / "config.json").read_text())
+    record["config"]["width"] = 7
+    (other / "config.json").write_text(json.dumps(record))
+    one_line_error(gm_run("sample", str(other), "--out", str(tmp_path / "s.npy")), "does not match")
+
+
+def test_run_of_an_uninstalled_model(run):
+    one_line_error(gm_run("sample", str(run), paths=()), "'tiny'", "pip install gm-tiny")
+
+
+def test_existing_run_folder_is_not_overwritten(run):
+    before = (run / "model.safetensors").read_bytes()
+    one_line_error(gm_run("train", "tiny", "--dataset", "circle", "--out", str(run)), "--resume")
+    assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_unknown_sample_option(run, tmp_path):
+    one_line_error(gm_run("sample", str(run), "--colour", "red"), "unknown option 'colour'")
+
+
+def test_unknown_command_suggests():
+    one_line_error(gm_run("trian"), "'train'")
+
+
+def test_sample_and_evaluate_work(run, tmp_path):
+    out = gm_run("sample", str(run), "-n", "10", "--out", str(tmp_path / "s.npy"))
+    assert out.returncode == 0, out.stderr
+    import numpy as np
+
+    assert np.load(tmp_path / "s.npy").shape == (10, 2)

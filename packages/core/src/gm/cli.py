@@ -165,6 +165,7 @@ def extra_options(args: list[str]) -> dict[str, str]:
 
 def _train_command(spec) -> Any:
     def train(
+        ctx: typer.Context,
         dataset: Optional[str] = typer.Option(
             None, "--dataset", "-d", help="Dataset name, or images:DIR, text:FILE, array:FILE."
         ),
@@ -193,7 +194,8 @@ def _train_command(spec) -> Any:
     ) -> None:
         from gm import config as configs
 
-        overrides = configs.parse_assignments(set_)
+        # Unknown --key value options are config overrides too: --mask X is --set mask=X.
+        overrides = {**extra_options(ctx.args), **configs.parse_assignments(set_)}
         data_options = configs.parse_assignments(data_option, source="--data-option")
         if resume is None and dataset is None:
             raise GMError(
@@ -353,7 +355,7 @@ def build_app() -> typer.Typer:
         cls=ModelGroup, no_args_is_help=True, help="Train a model: gm train MODEL --dataset NAME."
     )
     for spec in plugins.registry("models").values():
-        train_app.command(spec.name)(_train_command(spec))
+        train_app.command(spec.name, context_settings=EXTRA)(_train_command(spec))
     app.add_typer(train_app, name="train")
     app.command("sample", context_settings=EXTRA)(cmd_sample)
     app.command("evaluate", context_settings=EXTRA)(cmd_evaluate)

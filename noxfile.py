@@ -1,0 +1,61 @@
+"""Test sessions. Plain `nox` runs the CI set: lint, each package alone, integration, ddp.
+
+Installs pin torch through constraints.txt (the local CPU build on the project's machines);
+users installing the packages elsewhere get the torch build for their platform.
+"""
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "tests", "integration", "ddp"]
+nox.options.reuse_existing_virtualenvs = False
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(p.name for p in (ROOT / "packages").iterdir()
+                 if (p / "pyproject.toml").exists() and p.name != "core")
+PIN = ["-c", "constraints.txt"]
+
+
+def _with_test_extra(package: str) -> str:
+    text = (ROOT / "packages" / package / "pyproject.toml").read_text()
+    return f"./packages/{package}[test]" if "\ntest = [" in text else f"./packages/{package}"
+
+
+@nox.session
+def lint(session):
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+@nox.parametrize("package", ["core", *PLUGINS])
+def tests(session, package):
+    """One package's tests with only that package and gm-core installed."""
+    targets = [_with_test_extra("core")] + ([_with_test_extra(package)] if package != "core" else [])
+    session.install(*PIN, "pytest", *targets)
+    session.run("pytest", f"packages/{package}/tests", *session.posargs,
+                env={"OMP_NUM_THREADS": "2"})
+
+
+@nox.session
+def integration(session):
+    """Everything installed together: cross-package tests, then core's own tests again."""
+    session.install(*PIN, "pytest", *(_with_test_extra(p) for p in ["core", *PLUGINS]))
+    session.run("pytest", "tests", "packages/core/tests", *session.posargs,
+                env={"OMP_NUM_THREADS": "2"})
+
+
+@nox.session
+def ddp(session):
+    """Real torchrun runs with 2 gloo processes for every installed model."""
+    session.install(*PIN, "pytest", *(_with_test_extra(p) for p in ["core", *PLUGINS]))
+    session.run("pytest", "tests/test_ddp.py", *session.posargs, env={"OMP_NUM_THREADS": "1"})
+
+
+@nox.session
+def bench(session):
+    """Every benchmark; rewrites docs/benchmarks.md."""
+    session.install(*PIN, *(_with_test_extra(p) for p in ["core", *PLUGINS]))
+    session.run("bash", "bench/run", external=True)

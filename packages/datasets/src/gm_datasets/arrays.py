@@ -52,14 +52,18 @@ def read_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
     first = 2 if header else 1
     for i, row in enumerate(rows):
         if len(row) != width:
-            raise GMError(f"{path} line {i + first} has {len(row)} values but line {first} has {width} "
-                          f"(a ragged CSV); every row must have the same number of columns.")
+            raise GMError(
+                f"{path} line {i + first} has {len(row)} values but line {first} has {width} "
+                f"(a ragged CSV); every row must have the same number of columns."
+            )
         try:
             out[i] = [_number(c) for c in row]
         except ValueError:
             bad = next(c for c in row if _is_bad(c))
-            raise GMError(f"{path} line {i + first} has a non-numeric value {bad!r}; use numbers, and "
-                          f"an empty field or nan for a missing value.") from None
+            raise GMError(
+                f"{path} line {i + first} has a non-numeric value {bad!r}; use numbers, and "
+                f"an empty field or nan for a missing value."
+            ) from None
     return out, header
 
 
@@ -78,16 +82,23 @@ def read_array(path: Path) -> tuple[np.ndarray, list[str] | None]:
         except (ValueError, OSError, EOFError) as err:
             raise GMError(f"{path} is not a readable .npy file ({err}).") from None
         if x.ndim != 2 or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise GMError(f"{path} holds a {x.dtype} array of shape {x.shape}; array:FILE needs a 2-D "
-                          f"numeric array, rows = examples (reshape it to (N, D)).")
+            raise GMError(
+                f"{path} holds a {x.dtype} array of shape {x.shape}; array:FILE needs a 2-D "
+                f"numeric array, rows = examples (reshape it to (N, D))."
+            )
         return x.astype(np.float64), None
     if path.suffix.lower() in (".csv", ".tsv", ".txt"):
         return read_csv(path)
     raise GMError(f"array:{path}: use a .npy or .csv file.")
 
 
-def array_file(path: str, data_dir: str | None = None, test_fraction: float = 0.2,
-               split_seed: int = 0, scale: bool = True) -> LabelledDataset:
+def array_file(
+    path: str,
+    data_dir: str | None = None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    scale: bool = True,
+) -> LabelledDataset:
     """A .npy/.csv table as float32 vectors (NaN = missing), train/test by a seeded permutation."""
     f = Path(path).expanduser()
     if not f.is_file():
@@ -107,8 +118,10 @@ def array_file(path: str, data_dir: str | None = None, test_fraction: float = 0.
     empty = np.flatnonzero(~observed.any(0))
     if len(empty):
         names = [header[j] if header else str(j) for j in empty[:5]]
-        raise GMError(f"{f}: column(s) {', '.join(names)} have no observed value in the train split; "
-                      f"drop them (a column with nothing observed cannot be scaled or learnt).")
+        raise GMError(
+            f"{f}: column(s) {', '.join(names)} have no observed value in the train split; "
+            f"drop them (a column with nothing observed cannot be scaled or learnt)."
+        )
     if scale:
         lo, hi = np.nanmin(train, 0), np.nanmax(train, 0)
     else:
@@ -117,9 +130,14 @@ def array_file(path: str, data_dir: str | None = None, test_fraction: float = 0.
     splits = {"train": ((train - lo) / span).astype(np.float32)}
     if k:
         splits["test"] = ((test - lo) / span).astype(np.float32)
-    meta = {"file": str(f), "column_min": lo.tolist(), "column_max": (lo + span).tolist(),
-            "scaled": scale, "missing_fraction": float(np.isnan(x).mean()),
-            "split": f"RandomState({split_seed}).permutation; first {k} rows = test"}
+    meta = {
+        "file": str(f),
+        "column_min": lo.tolist(),
+        "column_max": (lo + span).tolist(),
+        "scaled": scale,
+        "missing_fraction": float(np.isnan(x).mean()),
+        "split": f"RandomState({split_seed}).permutation; first {k} rows = test",
+    }
     if header:
         meta["columns"] = header
     return make_dataset(f"array:{path}", "vector", splits, meta=meta)

@@ -36,8 +36,10 @@ def read_amat(path) -> np.ndarray:
         for i, ln in enumerate(lines, 1):
             values = ln.split()
             if len(values) != PIXELS or any(v not in (b"0", b"1") for v in values):
-                raise GMError(f"{path} line {i} is not {PIXELS} values of 0 or 1 "
-                              f"(it has {len(values)} values); is it a binarized_mnist .amat file?")
+                raise GMError(
+                    f"{path} line {i} is not {PIXELS} values of 0 or 1 "
+                    f"(it has {len(values)} values); is it a binarized_mnist .amat file?"
+                )
         raise GMError(f"{path} holds characters other than 0, 1 and white space.")
     if not lines:
         raise GMError(f"{path} is empty.")
@@ -51,11 +53,16 @@ def amat_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str,
         missing = [s for s in ("train", "valid", "test") if s not in groups]
         if missing:
             raise GMError(f"{folder} lacks binarized_mnist_{missing[0]}.amat.")
-        arrays = {s: np.concatenate([read_amat(f) for f in groups[s]]).reshape(-1, 1, 28, 28) * np.uint8(255)
-                  for s in ("train", "valid", "test")}
+        arrays = {
+            s: np.concatenate([read_amat(f) for f in groups[s]]).reshape(-1, 1, 28, 28)
+            * np.uint8(255)
+            for s in ("train", "valid", "test")
+        }
         return arrays, {"found": where, "folder": str(folder), "files": [f.name for f in files]}
 
-    return cache.cached("binarized-mnist", SOURCES["binarized-mnist"].version, PREP["binarized-mnist"], build)
+    return cache.cached(
+        "binarized-mnist", SOURCES["binarized-mnist"].version, PREP["binarized-mnist"], build
+    )
 
 
 class DynamicBinarized(LabelledDataset):
@@ -65,29 +72,53 @@ class DynamicBinarized(LabelledDataset):
         return torch.bernoulli(x.float().div_(255))
 
     def to(self, device):
-        return DynamicBinarized(self.info, {k: v.to(device) for k, v in self.splits.items()}, self.labels)
+        return DynamicBinarized(
+            self.info, {k: v.to(device) for k, v in self.splits.items()}, self.labels
+        )
 
 
-def binarized_mnist(data_dir: str | None = None, source_dir: str | None = None,
-                    mode: Literal["fixed", "dynamic", "threshold"] = "fixed",
-                    valid_size: int = 0) -> LabelledDataset:
+def binarized_mnist(
+    data_dir: str | None = None,
+    source_dir: str | None = None,
+    mode: Literal["fixed", "dynamic", "threshold"] = "fixed",
+    valid_size: int = 0,
+) -> LabelledDataset:
     """Binary MNIST: ``mode`` fixed (.amat files, 50k/10k/10k), dynamic or threshold (over
     ``mnist``; ``valid_size`` as for ``mnist``)."""
     if mode == "fixed":
         if valid_size:
-            raise GMError("valid_size applies to the dynamic and threshold modes; the fixed "
-                          ".amat files come split 50,000 / 10,000 / 10,000.")
+            raise GMError(
+                "valid_size applies to the dynamic and threshold modes; the fixed "
+                ".amat files come split 50,000 / 10,000 / 10,000."
+            )
         arrays, meta = amat_arrays(data_dir, source_dir)
-        return make_dataset("binarized-mnist", "image", arrays,
-                            meta={"binarization": "fixed", "source": "binarized_mnist_*.amat (Larochelle & Murray)"})
+        return make_dataset(
+            "binarized-mnist",
+            "image",
+            arrays,
+            meta={
+                "binarization": "fixed",
+                "source": "binarized_mnist_*.amat (Larochelle & Murray)",
+            },
+        )
     from gm_datasets.images import mnist
 
     grey = mnist(data_dir, source_dir, valid_size=valid_size)
     meta = {**grey.info.meta, "binarization": mode}
     if mode == "threshold":
         splits = {k: ((v >= 128).to(torch.uint8) * 255).numpy() for k, v in grey.splits.items()}
-        return make_dataset("binarized-mnist", "image", splits, meta={**meta, "threshold": "x >= 128"},
-                            labels={k: v.numpy() for k, v in grey.labels.items()})
-    data = make_dataset("binarized-mnist", "image", {k: v.numpy() for k, v in grey.splits.items()},
-                        labels={k: v.numpy() for k, v in grey.labels.items()}, meta=meta)
+        return make_dataset(
+            "binarized-mnist",
+            "image",
+            splits,
+            meta={**meta, "threshold": "x >= 128"},
+            labels={k: v.numpy() for k, v in grey.labels.items()},
+        )
+    data = make_dataset(
+        "binarized-mnist",
+        "image",
+        {k: v.numpy() for k, v in grey.splits.items()},
+        labels={k: v.numpy() for k, v in grey.labels.items()},
+        meta=meta,
+    )
     return DynamicBinarized(data.info, data.splits, data.labels)

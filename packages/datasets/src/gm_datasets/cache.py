@@ -69,7 +69,12 @@ def write(folder: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
         for a, value in arrays.items():
             np.save(tmp / f"{a}.npy", np.ascontiguousarray(value), allow_pickle=False)
         described = {a: {"shape": list(v.shape), "dtype": str(v.dtype)} for a, v in arrays.items()}
-        full = {**meta, "arrays": described, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        full = {
+            **meta,
+            "arrays": described,
+            "format": FORMAT,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         (tmp / META).write_text(json.dumps(full, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
@@ -79,13 +84,20 @@ def write(folder: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
         raise
 
 
-def cached(name: str, version: int, preprocessing: dict[str, Any],
-           build: Callable[[], tuple[dict[str, Any], dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
+def cached(
+    name: str,
+    version: int,
+    preprocessing: dict[str, Any],
+    build: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read the cache entry, or ``build()`` -> (arrays, source description), store and return it."""
     folder = entry(name, version, preprocessing)
     if (folder / META).is_file():
         return read(folder)
     arrays, source = build()
-    write(folder, arrays, {"name": name, "version": version, "preprocessing": preprocessing,
-                           "source": source})
+    write(
+        folder,
+        arrays,
+        {"name": name, "version": version, "preprocessing": preprocessing, "source": source},
+    )
     return arrays, json.loads((folder / META).read_text())

@@ -12,6 +12,7 @@ import io
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,20 @@ def parquet_rows(path: Path) -> tuple[int, list[str]]:
         f = pq.ParquetFile(path)
         return f.metadata.num_rows, list(f.schema_arrow.names)
     except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
-        raise GMError(f"{path} is not a readable parquet file ({err}); it may be truncated: "
-                      f"delete it and download it again.") from None
+        raise GMError(
+            f"{path} is not a readable parquet file ({err}); it may be truncated: "
+            f"delete it and download it again."
+        ) from None
 
 
 def image_column(path: Path, columns: Sequence[str]) -> str:
     for c in IMAGE_COLUMNS:
         if c in columns:
             return c
-    raise GMError(f"{path} has no image column (looked for {', '.join(IMAGE_COLUMNS)}; "
-                  f"it has {', '.join(columns)}).")
+    raise GMError(
+        f"{path} has no image column (looked for {', '.join(IMAGE_COLUMNS)}; "
+        f"it has {', '.join(columns)})."
+    )
 
 
 def open_image(item: dict[str, Any] | None, where: str):
@@ -66,7 +71,9 @@ def open_image(item: dict[str, Any] | None, where: str):
         raise GMError(f"{where} is not a readable image ({type(err).__name__}: {err}).") from None
 
 
-def to_array(img, mode: str, transform: Callable | None, shape: tuple[int, int, int], where: str) -> np.ndarray:
+def to_array(
+    img, mode: str, transform: Callable | None, shape: tuple[int, int, int], where: str
+) -> np.ndarray:
     """PIL image -> uint8 (C, H, W) in ``mode`` ("L" or "RGB"), after ``transform``."""
     if img.mode != mode:
         img = img.convert(mode)
@@ -75,14 +82,26 @@ def to_array(img, mode: str, transform: Callable | None, shape: tuple[int, int, 
     a = np.asarray(img, dtype=np.uint8)
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     if a.shape != shape:
-        raise GMError(f"{where} decodes to an image of shape {a.shape[1:]} (H, W), expected "
-                      f"{shape[1:]}; is it the right dataset?")
+        raise GMError(
+            f"{where} decodes to an image of shape {a.shape[1:]} (H, W), expected "
+            f"{shape[1:]}; is it the right dataset?"
+        )
     return a
 
 
-def decode_parquet(files: Sequence[Path], *, mode: str, shape: tuple[int, int, int],
-                   transform: Callable | None = None, label: str | None = "label",
-                   keep_paths: bool = False) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def decode_one(item, where: str, mode: str, transform, shape: tuple[int, int, int]) -> np.ndarray:
+    return to_array(open_image(item, where), mode, transform, shape, where)
+
+
+def decode_parquet(
+    files: Sequence[Path],
+    *,
+    mode: str,
+    shape: tuple[int, int, int],
+    transform: Callable | None = None,
+    label: str | None = "label",
+    keep_paths: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Images (N, C, H, W) uint8, labels (N,) int64 or None, and the images' source paths."""
     import datasets
 
@@ -93,30 +112,37 @@ def decode_parquet(files: Sequence[Path], *, mode: str, shape: tuple[int, int, i
     paths: list[str] = []
     i = 0
     with ThreadPoolExecutor(_threads()) as pool:
-        for f, (n, cols) in zip(files, sizes):
+        for f, (n, cols) in zip(files, sizes, strict=True):
             col = image_column(f, cols)
             start = i
             try:
-                ds = datasets.load_dataset("parquet", data_files=[str(f)], split="train", streaming=True)
+                ds = datasets.load_dataset(
+                    "parquet", data_files=[str(f)], split="train", streaming=True
+                )
                 ds = ds.cast_column(col, datasets.Image(decode=False))
                 for batch in ds.iter(batch_size=BATCH):
                     items = batch[col]
                     row0 = i - start
-                    arrays = pool.map(lambda k: to_array(open_image(items[k], f"{f} row {row0 + k}"), mode,
-                                                         transform, shape, f"{f} row {row0 + k}"),
-                                      range(len(items)))
+                    wheres = [f"{f} row {row0 + k}" for k in range(len(items))]
+                    arrays = pool.map(
+                        decode_one, items, wheres, repeat(mode), repeat(transform), repeat(shape)
+                    )
                     for a in arrays:
                         out[i] = a
                         i += 1
                     if labels is not None:
-                        labels[i - len(items):i] = batch[label]
+                        labels[i - len(items) : i] = batch[label]
                     if keep_paths:
                         paths.extend((it or {}).get("path") or "" for it in items)
             except GMError:
                 raise
             except Exception as err:  # noqa: BLE001 - pyarrow/datasets errors inside a file
-                raise GMError(f"could not read {f} ({type(err).__name__}: {err}); it may be "
-                              f"corrupt: delete it and download it again.") from None
+                raise GMError(
+                    f"could not read {f} ({type(err).__name__}: {err}); it may be "
+                    f"corrupt: delete it and download it again."
+                ) from None
             if i - start != n:
-                raise GMError(f"{f} declares {n} rows but {i - start} were read; it may be corrupt.")
+                raise GMError(
+                    f"{f} declares {n} rows but {i - start} were read; it may be corrupt."
+                )
     return out, labels, paths

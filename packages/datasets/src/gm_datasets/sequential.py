@@ -18,10 +18,15 @@ from gm.errors import GMError
 from gm_datasets.common import LabelledDataset, make_dataset
 
 
-def sequential_mnist(data_dir: str | None = None, source_dir: str | None = None,
-                     source: Literal["mnist", "digits", "binarized-mnist"] = "mnist",
-                     pixels: Literal["threshold", "grey"] = "threshold", permute: bool = False,
-                     permutation_seed: int = 0, valid_size: int = 0) -> LabelledDataset:
+def sequential_mnist(
+    data_dir: str | None = None,
+    source_dir: str | None = None,
+    source: Literal["mnist", "digits", "binarized-mnist"] = "mnist",
+    pixels: Literal["threshold", "grey"] = "threshold",
+    permute: bool = False,
+    permutation_seed: int = 0,
+    valid_size: int = 0,
+) -> LabelledDataset:
     if source == "digits":
         from gm_datasets.digits import load
 
@@ -43,8 +48,18 @@ def sequential_mnist(data_dir: str | None = None, source_dir: str | None = None,
         flat = x.reshape(len(x), length).numpy()
         tokens = (flat >= 128).astype(np.int64) if pixels == "threshold" else flat.astype(np.int64)
         seqs[split] = tokens[:, perm] if perm is not None else tokens
-    meta = {"source": source, "pixels": pixels, "image_shape": list(images.info.shape),
-            "permutation": perm.tolist() if perm is not None else None,
-            "permutation_seed": permutation_seed if permute else None}
-    return make_dataset("sequential-mnist", "sequence", seqs, vocab_size=2 if pixels == "threshold" else 256,
-                        labels={k: v.numpy() for k, v in images.labels.items()}, meta=meta)
+    meta = {
+        "source": source,
+        "pixels": pixels,
+        "image_shape": list(images.info.shape),
+        "permutation": perm.tolist() if perm is not None else None,
+        "permutation_seed": permutation_seed if permute else None,
+    }
+    return make_dataset(
+        "sequential-mnist",
+        "sequence",
+        seqs,
+        vocab_size=2 if pixels == "threshold" else 256,
+        labels={k: v.numpy() for k, v in images.labels.items()},
+        meta=meta,
+    )

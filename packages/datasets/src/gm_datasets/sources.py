@@ -22,9 +22,17 @@ from pathlib import Path
 
 from gm.errors import GMError
 
-SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test",
-               "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid",
-               "extra": "extra"}
+SPLIT_WORDS = {
+    "train": "train",
+    "training": "train",
+    "test": "test",
+    "testing": "test",
+    "valid": "valid",
+    "validation": "valid",
+    "val": "valid",
+    "dev": "valid",
+    "extra": "extra",
+}
 
 
 @dataclass(frozen=True)
@@ -38,23 +46,40 @@ class Source:
     howto: str = ""  # for sources not on the Hub: where they come from
 
 
-SOURCES = {s.name: s for s in [
-    Source("mnist", "ylecun/mnist", "mnist"),
-    Source("cifar10", "uoft-cs/cifar10", "plain_text"),
-    Source("svhn", "ufldl-stanford/svhn", "cropped_digits"),
-    Source("celeba", "nielsr/CelebA-faces", "data", patterns=("*.parquet",)),
-    Source("ptb-char", "ptb-text-only/ptb_text_only", "penn_treebank",
-           revision="refs/convert/parquet", patterns=("*.parquet", "ptb.*.txt")),
-    Source("binarized-mnist", patterns=("binarized_mnist_*.amat",),
-           howto="the Larochelle-Murray files binarized_mnist_{train,valid,test}.amat "
-                 "(e.g. from http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/)"),
-    Source("tfd", patterns=("TFD_48x48.mat",),
-           howto="TFD_48x48.mat from the Toronto Face Database (not public: ask its authors)"),
-    Source("iam-ondb", patterns=("lineStrokes-all.tar.gz", "*.xml"),
-           howto="lineStrokes-all.tar.gz (and ascii-all.tar.gz) from "
-                 "https://fki.tic.heia-fr.ch/databases/iam-on-line-handwriting-database "
-                 "(free registration)"),
-]}
+SOURCES = {
+    s.name: s
+    for s in [
+        Source("mnist", "ylecun/mnist", "mnist"),
+        Source("cifar10", "uoft-cs/cifar10", "plain_text"),
+        Source("svhn", "ufldl-stanford/svhn", "cropped_digits"),
+        Source("celeba", "nielsr/CelebA-faces", "data", patterns=("*.parquet",)),
+        Source(
+            "ptb-char",
+            "ptb-text-only/ptb_text_only",
+            "penn_treebank",
+            revision="refs/convert/parquet",
+            patterns=("*.parquet", "ptb.*.txt"),
+        ),
+        Source(
+            "binarized-mnist",
+            patterns=("binarized_mnist_*.amat",),
+            howto="the Larochelle-Murray files binarized_mnist_{train,valid,test}.amat "
+            "(e.g. from http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/)",
+        ),
+        Source(
+            "tfd",
+            patterns=("TFD_48x48.mat",),
+            howto="TFD_48x48.mat from the Toronto Face Database (not public: ask its authors)",
+        ),
+        Source(
+            "iam-ondb",
+            patterns=("lineStrokes-all.tar.gz", "*.xml"),
+            howto="lineStrokes-all.tar.gz (and ascii-all.tar.gz) from "
+            "https://fki.tic.heia-fr.ch/databases/iam-on-line-handwriting-database "
+            "(free registration)",
+        ),
+    ]
+}
 
 
 def data_root(data_dir: str | None) -> Path | None:
@@ -67,7 +92,9 @@ def hub_cache() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface")
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
+        "huggingface",
+    )
     return Path(home).expanduser() / "hub"
 
 
@@ -82,7 +109,9 @@ def files_in(folder: Path, source: Source) -> list[Path]:
     if source.config and (folder / source.config).is_dir():
         folder = folder / source.config
     found = {p for pattern in source.patterns for p in folder.rglob(pattern) if p.is_file()}
-    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def split_of(path: Path, root: Path) -> str | None:
@@ -108,15 +137,18 @@ def hub_snapshot(source: Source) -> Path | None:
     return None
 
 
-def local(source: Source, data_dir: str | None,
-          source_dir: str | None = None) -> tuple[Path, list[Path], str] | None:
+def local(
+    source: Source, data_dir: str | None, source_dir: str | None = None
+) -> tuple[Path, list[Path], str] | None:
     """(folder, files, where) of a local copy, without touching the network; None if none."""
     if source_dir:
         folder = Path(source_dir).expanduser()
         files = files_in(folder, source)
         if not files:
-            raise GMError(f"found no {source.name} source files ({', '.join(source.patterns)}) "
-                          f"in {folder}; point --from at the folder that holds them.")
+            raise GMError(
+                f"found no {source.name} source files ({', '.join(source.patterns)}) "
+                f"in {folder}; point --from at the folder that holds them."
+            )
         return folder, files, "from"
     root = data_root(data_dir)
     if root is not None and (files := files_in(root / source.name, source)):
@@ -132,15 +164,21 @@ def missing_message(source: Source, data_dir: str | None, why: str = "") -> str:
     if source.repo:
         rev = f" --revision {source.revision}" if source.revision else ""
         inc = f" --include '{source.config}/*'" if source.config else ""
-        return (f"dataset {source.name!r} is not available offline{reason}: on a machine with network run "
-                f"`hf download {source.repo} --repo-type dataset{rev}{inc} --local-dir {dest}` (or "
-                f"`gm datasets prepare {source.name}` there and copy its cache), then pass "
-                f"--data-dir {dest.rsplit('/', 1)[0]} or set GM_DATA_DIR.")
-    return (f"dataset {source.name!r} needs local files{reason}: put {source.howto} in {dest}, "
-            f"then pass --data-dir {dest.rsplit('/', 1)[0]} or set GM_DATA_DIR.")
+        return (
+            f"dataset {source.name!r} is not available offline{reason}: on a machine with network run "
+            f"`hf download {source.repo} --repo-type dataset{rev}{inc} --local-dir {dest}` (or "
+            f"`gm datasets prepare {source.name}` there and copy its cache), then pass "
+            f"--data-dir {dest.rsplit('/', 1)[0]} or set GM_DATA_DIR."
+        )
+    return (
+        f"dataset {source.name!r} needs local files{reason}: put {source.howto} in {dest}, "
+        f"then pass --data-dir {dest.rsplit('/', 1)[0]} or set GM_DATA_DIR."
+    )
 
 
-def locate(name: str, data_dir: str | None, source_dir: str | None = None) -> tuple[Path, list[Path], str]:
+def locate(
+    name: str, data_dir: str | None, source_dir: str | None = None
+) -> tuple[Path, list[Path], str]:
     """(folder, files, how it was found) of ``name``'s source, downloading it when online."""
     source = SOURCES[name]
     found = local(source, data_dir, source_dir)
@@ -149,18 +187,32 @@ def locate(name: str, data_dir: str | None, source_dir: str | None = None) -> tu
     if not source.repo:
         raise GMError(missing_message(source, data_dir))
     if offline():
-        raise GMError(missing_message(source, data_dir, "HF_HUB_OFFLINE is set and it is not in the Hub cache"))
+        raise GMError(
+            missing_message(
+                source, data_dir, "HF_HUB_OFFLINE is set and it is not in the Hub cache"
+            )
+        )
     try:
         from huggingface_hub import snapshot_download
 
-        snap = Path(snapshot_download(source.repo, repo_type="dataset", revision=source.revision,
-                                      cache_dir=hub_cache(),
-                                      allow_patterns=[f"{source.config}/*"] if source.config else None))
+        snap = Path(
+            snapshot_download(
+                source.repo,
+                repo_type="dataset",
+                revision=source.revision,
+                cache_dir=hub_cache(),
+                allow_patterns=[f"{source.config}/*"] if source.config else None,
+            )
+        )
     except Exception as err:  # noqa: BLE001 - no network, no such repo, ...: one clear line
-        raise GMError(missing_message(source, data_dir, f"download failed: {type(err).__name__}")) from None
+        raise GMError(
+            missing_message(source, data_dir, f"download failed: {type(err).__name__}")
+        ) from None
     files = files_in(snap, source)
     if not files:
-        raise GMError(f"the Hub download of {source.repo} holds no {', '.join(source.patterns)} files.")
+        raise GMError(
+            f"the Hub download of {source.repo} holds no {', '.join(source.patterns)} files."
+        )
     return snap, files, "hub"
 
 
@@ -170,8 +222,10 @@ def by_split(name: str, folder: Path, files: list[Path]) -> dict[str, list[Path]
     for f in files:
         split = split_of(f, folder)
         if split is None:
-            raise GMError(f"cannot tell which split {f} of {name} belongs to; name it like the Hub "
-                          f"does (train-00000-of-00001.parquet, test-...).")
+            raise GMError(
+                f"cannot tell which split {f} of {name} belongs to; name it like the Hub "
+                f"does (train-00000-of-00001.parquet, test-...)."
+            )
         groups.setdefault(split, []).append(f)
     return groups
 
@@ -182,8 +236,13 @@ PREP = {
     "mnist": {"mode": "L", "shape": [1, 28, 28]},
     "cifar10": {"mode": "RGB", "shape": [3, 32, 32]},
     "svhn": {"mode": "RGB", "shape": [3, 32, 32], "splits": ["test", "train"]},
-    "celeba": {"mode": "RGB", "resize": "width to 64, height in proportion (178x218 -> 64x78), bilinear",
-               "crop": "centre 64x64", "size": 64},
+    "celeba": {
+        "mode": "RGB",
+        "resize": "width to 64, height in proportion (178x218 -> 64x78), bilinear",
+        "crop": "centre 64x64",
+        "size": 64,
+        "shape": [3, 64, 64],
+    },
     "binarized-mnist": {"amat": "784 0/1 per line", "shape": [1, 28, 28]},
     "ptb-char": {"sentence": "strip, then ' ' + sentence + '\\n'"},
     "iam-ondb": {"points": "(dx, dy, end of stroke) per point, first offset of a line 0"},
@@ -191,6 +250,10 @@ PREP = {
 
 
 def celeba_prep(size: int) -> dict:
-    return {**PREP["celeba"], "size": size,
-            "resize": f"width to {size}, height in proportion (178x218 -> {size}x{round(218 * size / 178)}), bilinear",
-            "crop": f"centre {size}x{size}"}
+    return {
+        **PREP["celeba"],
+        "size": size,
+        "shape": [3, size, size],
+        "resize": f"width to {size}, height in proportion (178x218 -> {size}x{round(218 * size / 178)}), bilinear",
+        "crop": f"centre {size}x{size}",
+    }

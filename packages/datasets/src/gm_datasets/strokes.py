@@ -43,7 +43,13 @@ def parse_line(data: bytes, where: str) -> np.ndarray | None:
         points = stroke.findall("Point")
         for j, p in enumerate(points):
             try:
-                pts.append((float(p.attrib["x"]), float(p.attrib["y"]), 1.0 if j == len(points) - 1 else 0.0))
+                pts.append(
+                    (
+                        float(p.attrib["x"]),
+                        float(p.attrib["y"]),
+                        1.0 if j == len(points) - 1 else 0.0,
+                    )
+                )
             except (KeyError, ValueError):
                 raise GMError(f"{where} has a Point without numeric x and y.") from None
     if not pts:
@@ -72,7 +78,9 @@ def _xml_sources(files: list[Path]):
                             fh = tar.extractfile(m)
                             yield Path(m.name).stem, fh.read() if fh else b"", f"{archive}:{m.name}"
             except (tarfile.TarError, OSError, EOFError) as err:
-                raise GMError(f"{archive} is not a readable .tar.gz archive ({err}); it may be truncated.") from None
+                raise GMError(
+                    f"{archive} is not a readable .tar.gz archive ({err}); it may be truncated."
+                ) from None
     else:
         for f in files:
             yield f.stem, f.read_bytes(), str(f)
@@ -94,8 +102,14 @@ def iam_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
         lines = [lines[i] for i in order]
         starts = np.zeros(len(lines) + 1, dtype=np.int64)
         starts[1:] = np.cumsum([len(a) for a in lines])
-        return ({"points": np.concatenate(lines), "starts": starts, "ids": np.array(ids, dtype=np.str_)},
-                {"found": where, "folder": str(folder), "lines": len(lines)})
+        return (
+            {
+                "points": np.concatenate(lines),
+                "starts": starts,
+                "ids": np.array(ids, dtype=np.str_),
+            },
+            {"found": where, "folder": str(folder), "lines": len(lines)},
+        )
 
     return cache.cached("iam-ondb", SOURCES["iam-ondb"].version, PREP["iam-ondb"], build)
 
@@ -104,8 +118,13 @@ def is_test_form(form: str, test_fraction: float) -> bool:
     return int(hashlib.sha1(form.encode()).hexdigest()[:8], 16) / 2**32 < test_fraction
 
 
-def iam_ondb(data_dir: str | None = None, source_dir: str | None = None, seq_len: int = 300,
-             normalize: bool = True, test_fraction: float = 0.1) -> LabelledDataset:
+def iam_ondb(
+    data_dir: str | None = None,
+    source_dir: str | None = None,
+    seq_len: int = 300,
+    normalize: bool = True,
+    test_fraction: float = 0.1,
+) -> LabelledDataset:
     """IAM-OnDB pen strokes, float32 windows (N, seq_len, 3) of (dx, dy, pen_lift)."""
     if seq_len < 2:
         raise GMError(f"seq_len must be at least 2, got {seq_len}.")
@@ -114,20 +133,33 @@ def iam_ondb(data_dir: str | None = None, source_dir: str | None = None, seq_len
     test = np.array([is_test_form(_form(str(i)), test_fraction) for i in ids])
     chunks: dict[str, list[np.ndarray]] = {"train": [], "test": []}
     for k in range(len(ids)):
-        line = points[starts[k]:starts[k + 1]]
+        line = points[starts[k] : starts[k + 1]]
         n = len(line) // seq_len
         if n:
-            chunks["test" if test[k] else "train"].append(line[: n * seq_len].reshape(n, seq_len, 3))
+            chunks["test" if test[k] else "train"].append(
+                line[: n * seq_len].reshape(n, seq_len, 3)
+            )
     if not chunks["train"]:
         raise GMError(f"no iam-ondb line has {seq_len} points in the train split; lower seq_len.")
     splits = {s: np.concatenate(c) for s, c in chunks.items() if c}
-    train_points = np.concatenate([points[starts[k]:starts[k + 1]] for k in np.flatnonzero(~test)])
+    train_points = np.concatenate(
+        [points[starts[k] : starts[k + 1]] for k in np.flatnonzero(~test)]
+    )
     scale = train_points[:, :2].std(0).astype(np.float64) if normalize else np.ones(2)
     scale = np.where(scale > 0, scale, 1.0)
     for s in splits:
         splits[s] = splits[s].copy()
         splits[s][..., :2] /= scale.astype(np.float32)
-    return make_dataset("iam-ondb", "strokes", splits, meta={
-        "scale": scale.tolist(), "seq_len": seq_len, "columns": ["dx", "dy", "pen_lift"],
-        "y_axis": "down", "lines": {"train": int((~test).sum()), "test": int(test.sum())},
-        "source": meta["source"].get("folder")})
+    return make_dataset(
+        "iam-ondb",
+        "strokes",
+        splits,
+        meta={
+            "scale": scale.tolist(),
+            "seq_len": seq_len,
+            "columns": ["dx", "dy", "pen_lift"],
+            "y_axis": "down",
+            "lines": {"train": int((~test).sum()), "test": int(test.sum())},
+            "source": meta["source"].get("folder"),
+        },
+    )

@@ -45,10 +45,14 @@ def _sentences(split_files: list[Path]) -> list[str]:
                 _, cols = parquet_rows(f)
                 if "sentence" not in cols:
                     raise GMError(f"{f} has no 'sentence' column (it has {', '.join(cols)}).")
-                ds = datasets.load_dataset("parquet", data_files=[str(f)], split="train", streaming=True)
+                ds = datasets.load_dataset(
+                    "parquet", data_files=[str(f)], split="train", streaming=True
+                )
                 rows = (r["sentence"] for r in ds)
             else:
-                ds = datasets.load_dataset("text", data_files=[str(f)], split="train", streaming=True)
+                ds = datasets.load_dataset(
+                    "text", data_files=[str(f)], split="train", streaming=True
+                )
                 rows = (r["text"] for r in ds)
             out.extend(s for s in rows if s and s.strip())
         except GMError:
@@ -81,10 +85,17 @@ def ptb_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
             streams[split] = "".join(ptb_piece(s) for s in lines)
         alphabet = "".join(sorted(set("".join(streams.values()))))
         if len(alphabet) > 255:
-            raise GMError(f"{folder} has {len(alphabet)} distinct characters; is it the Penn Treebank?")
+            raise GMError(
+                f"{folder} has {len(alphabet)} distinct characters; is it the Penn Treebank?"
+            )
         arrays = {s: encode(t, alphabet).astype(np.uint8) for s, t in streams.items()}
-        return arrays, {"found": where, "folder": str(folder), "alphabet": alphabet,
-                        "sentences": sentences, "files": [str(f.relative_to(folder)) for f in files]}
+        return arrays, {
+            "found": where,
+            "folder": str(folder),
+            "alphabet": alphabet,
+            "sentences": sentences,
+            "files": [str(f.relative_to(folder)) for f in files],
+        }
 
     return cache.cached("ptb-char", SOURCES["ptb-char"].version, PREP["ptb-char"], build)
 
@@ -92,12 +103,16 @@ def ptb_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
 def windows(codes: np.ndarray, seq_len: int, what: str) -> np.ndarray:
     n = len(codes) // seq_len
     if n == 0:
-        raise GMError(f"{what} has {len(codes)} characters, fewer than one window of seq_len={seq_len}; "
-                      f"use a smaller --data-option seq_len=N.")
+        raise GMError(
+            f"{what} has {len(codes)} characters, fewer than one window of seq_len={seq_len}; "
+            f"use a smaller --data-option seq_len=N."
+        )
     return codes[: n * seq_len].astype(np.int64).reshape(n, seq_len)
 
 
-def ptb_char(data_dir: str | None = None, source_dir: str | None = None, seq_len: int = 100) -> LabelledDataset:
+def ptb_char(
+    data_dir: str | None = None, source_dir: str | None = None, seq_len: int = 100
+) -> LabelledDataset:
     """Penn Treebank characters, windows of ``seq_len``; train / valid / test."""
     if seq_len < 1:
         raise GMError(f"seq_len must be at least 1, got {seq_len}.")
@@ -106,16 +121,30 @@ def ptb_char(data_dir: str | None = None, source_dir: str | None = None, seq_len
     chars = {s: int(len(a)) for s, a in arrays.items()}
     for s, n in chars.items():
         if src["sentences"][s] == PTB_SENTENCES[s] and n != PTB_CHARS[s]:
-            warnings.warn(f"ptb-char {s} has {n} characters, not the {PTB_CHARS[s]} of the standard "
-                          f"Penn Treebank files; check the source.", stacklevel=2)
+            warnings.warn(
+                f"ptb-char {s} has {n} characters, not the {PTB_CHARS[s]} of the standard "
+                f"Penn Treebank files; check the source.",
+                stacklevel=2,
+            )
     splits = {s: windows(arrays[s], seq_len, f"ptb-char {s}") for s in ("train", "valid", "test")}
-    return make_dataset("ptb-char", "sequence", splits, vocab_size=len(src["alphabet"]),
-                        meta={"alphabet": src["alphabet"], "seq_len": seq_len, "characters": chars,
-                              "sentences": src["sentences"], "source": src.get("folder")})
+    return make_dataset(
+        "ptb-char",
+        "sequence",
+        splits,
+        vocab_size=len(src["alphabet"]),
+        meta={
+            "alphabet": src["alphabet"],
+            "seq_len": seq_len,
+            "characters": chars,
+            "sentences": src["sentences"],
+            "source": src.get("folder"),
+        },
+    )
 
 
-def text_file(path: str, data_dir: str | None = None, seq_len: int = 100,
-              test_fraction: float = 0.1) -> LabelledDataset:
+def text_file(
+    path: str, data_dir: str | None = None, seq_len: int = 100, test_fraction: float = 0.1
+) -> LabelledDataset:
     """Any UTF-8 text file (``text:FILE``): the first 1 - ``test_fraction`` of its characters
     are ``train`` and the rest ``test`` (contiguous, not shuffled); windows of ``seq_len``."""
     import datasets
@@ -124,10 +153,13 @@ def text_file(path: str, data_dir: str | None = None, seq_len: int = 100,
     if not f.is_file():
         raise GMError(f"text:{path} is not a file.")
     if seq_len < 1 or not 0 < test_fraction < 1:
-        raise GMError(f"need seq_len >= 1 and 0 < test_fraction < 1, got {seq_len} and {test_fraction}.")
+        raise GMError(
+            f"need seq_len >= 1 and 0 < test_fraction < 1, got {seq_len} and {test_fraction}."
+        )
     try:
-        ds = datasets.load_dataset("text", data_files=[str(f)], split="train", streaming=True,
-                                   sample_by="document")
+        ds = datasets.load_dataset(
+            "text", data_files=[str(f)], split="train", streaming=True, sample_by="document"
+        )
         text = "".join(r["text"] for r in ds)
     except UnicodeDecodeError as err:
         raise GMError(f"{f} is not UTF-8 text ({err}).") from None
@@ -138,8 +170,19 @@ def text_file(path: str, data_dir: str | None = None, seq_len: int = 100,
     alphabet = "".join(sorted(set(text)))
     codes = encode(text, alphabet)
     cut = int(round(len(codes) * (1 - test_fraction)))
-    splits = {"train": windows(codes[:cut], seq_len, f"the train part of {f}"),
-              "test": windows(codes[cut:], seq_len, f"the test part of {f}")}
-    return make_dataset(f"text:{path}", "sequence", splits, vocab_size=len(alphabet),
-                        meta={"alphabet": alphabet, "seq_len": seq_len, "file": str(f),
-                              "characters": {"train": cut, "test": len(codes) - cut}})
+    splits = {
+        "train": windows(codes[:cut], seq_len, f"the train part of {f}"),
+        "test": windows(codes[cut:], seq_len, f"the test part of {f}"),
+    }
+    return make_dataset(
+        f"text:{path}",
+        "sequence",
+        splits,
+        vocab_size=len(alphabet),
+        meta={
+            "alphabet": alphabet,
+            "seq_len": seq_len,
+            "file": str(f),
+            "characters": {"train": cut, "test": len(codes) - cut},
+        },
+    )

@@ -183,3 +183,13 @@ def test_list_datasets_json_shows_availability(tmp_path):
         for d in json.loads(gm("list-datasets", "--json", "--data-dir", str(tmp_path)).stdout)
     }
     assert rows["mnist"]["offline"] is True and rows["sequential-mnist"]["offline"] is True
+
+
+def test_celeba_partition_out_of_order_and_without_file_names(tmp_path):
+    fixtures.write_celeba(tmp_path / "a", [182_638, 1, 162_771, 2])
+    data = load_dataset("celeba", options={"source_dir": str(tmp_path / "a")})
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 2, "valid": 1, "test": 1}
+    fixtures.write_celeba(tmp_path / "b", list(range(1, 21)), with_paths=False, seed=1)
+    data = load_dataset("celeba", options={"source_dir": str(tmp_path / "b")})
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 16, "valid": 2, "test": 2}
+    assert data.info.meta["splits"].startswith("seeded 80/10/10")

@@ -148,9 +148,6 @@ def test_ptb_char_parquet_export_gives_the_same_stream(tmp_path):
             "".join(f" {s} \n" for s in sents[split])
         )
     a = load_dataset("ptb-char", options={"source_dir": str(tmp_path / "hub"), "seq_len": "5"})
-    import os
-
-    os.environ["GM_CACHE_DIR"] = str(tmp_path / "other-cache")  # monkeypatch restores it
     b = load_dataset("ptb-char", options={"source_dir": str(tmp_path / "raw2"), "seq_len": "5"})
     assert a.info.meta["alphabet"] == b.info.meta["alphabet"]
     for s in ("train", "valid", "test"):

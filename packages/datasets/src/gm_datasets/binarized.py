@@ -61,7 +61,11 @@ def amat_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str,
         return arrays, {"found": where, "folder": str(folder), "files": [f.name for f in files]}
 
     return cache.cached(
-        "binarized-mnist", SOURCES["binarized-mnist"].version, PREP["binarized-mnist"], build
+        "binarized-mnist",
+        SOURCES["binarized-mnist"].version,
+        PREP["binarized-mnist"],
+        build,
+        refresh=source_dir is not None,
     )
 
 

@@ -89,10 +89,16 @@ def cached(
     version: int,
     preprocessing: dict[str, Any],
     build: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
+    *,
+    refresh: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read the cache entry, or ``build()`` -> (arrays, source description), store and return it."""
+    """Read the cache entry, or ``build()`` -> (arrays, source description), store and return it.
+
+    The key is the preprocessing, not where the source came from (MNIST is MNIST); an
+    explicit source folder (``refresh=True``: ``--from PATH``) decodes again and replaces it.
+    """
     folder = entry(name, version, preprocessing)
-    if (folder / META).is_file():
+    if not refresh and (folder / META).is_file():
         return read(folder)
     arrays, source = build()
     write(

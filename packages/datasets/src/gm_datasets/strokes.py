@@ -111,7 +111,13 @@ def iam_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
             {"found": where, "folder": str(folder), "lines": len(lines)},
         )
 
-    return cache.cached("iam-ondb", SOURCES["iam-ondb"].version, PREP["iam-ondb"], build)
+    return cache.cached(
+        "iam-ondb",
+        SOURCES["iam-ondb"].version,
+        PREP["iam-ondb"],
+        build,
+        refresh=source_dir is not None,
+    )
 
 
 def is_test_form(form: str, test_fraction: float) -> bool:

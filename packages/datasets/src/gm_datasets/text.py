@@ -97,7 +97,13 @@ def ptb_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
             "files": [str(f.relative_to(folder)) for f in files],
         }
 
-    return cache.cached("ptb-char", SOURCES["ptb-char"].version, PREP["ptb-char"], build)
+    return cache.cached(
+        "ptb-char",
+        SOURCES["ptb-char"].version,
+        PREP["ptb-char"],
+        build,
+        refresh=source_dir is not None,
+    )
 
 
 def windows(codes: np.ndarray, seq_len: int, what: str) -> np.ndarray:

@@ -193,3 +193,53 @@ def test_celeba_partition_out_of_order_and_without_file_names(tmp_path):
     data = load_dataset("celeba", options={"source_dir": str(tmp_path / "b")})
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 16, "valid": 2, "test": 2}
     assert data.info.meta["splits"].startswith("seeded 80/10/10")
+
+
+def test_online_download_goes_through_the_hub_cache(tmp_path, monkeypatch):
+    """Online, a missing source is fetched with snapshot_download (stood in for here: no
+    network) and then read by the same local-file code; a failed download is one line."""
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, *, repo_type, revision, cache_dir, allow_patterns):
+        calls.append((repo_id, repo_type, revision, allow_patterns))
+        snap = tmp_path / "hf-hub" / "datasets--ylecun--mnist" / "snapshots" / "abc"
+        fixtures.write_mnist(snap, n_train=5, n_test=3)
+        return str(snap)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    data = load_dataset("mnist")
+    assert calls == [("ylecun/mnist", "dataset", None, ["mnist/*"])]
+    assert len(data.raw("train")) == 5 and availability.mnist(None)
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    with pytest.raises(
+        GMError, match=r"'cifar10' is not available offline \(download failed: ConnectionError\)"
+    ):
+        load_dataset("cifar10")
+
+
+def test_celeba_from_the_original_jpeg_folder(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "data" / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in (1, 162_771, 202_599, 3):
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(
+            folder / f"{k:06d}.jpg"
+        )
+    data = load_dataset("celeba", str(tmp_path / "data"))
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 2, "valid": 1, "test": 1}
+    img = (
+        Image.open(folder / "000003.jpg")
+        .convert("RGB")
+        .resize((64, 78), Image.BILINEAR)
+        .crop((0, 7, 64, 71))
+    )
+    assert np.array_equal(np.asarray(img).transpose(2, 0, 1), data.raw("train")[1].numpy())

@@ -18,7 +18,7 @@ import numpy as np
 from gm.errors import GMError
 from gm_datasets import cache
 from gm_datasets.common import LabelledDataset, make_dataset
-from gm_datasets.decode import decode_parquet, open_image, to_array
+from gm_datasets.decode import decode_files, decode_parquet, open_image, to_array
 from gm_datasets.sources import PREP, SOURCES, by_split, celeba_prep, locate
 
 CELEBA_OFFICIAL = (162_770, 19_867, 19_962)  # list_eval_partition.txt: files 1.., in order
@@ -41,6 +41,12 @@ def hub_images(
 
     def build():
         folder, files, where = locate(name, data_dir, source_dir)
+        parquet = [f for f in files if f.suffix == ".parquet"]
+        if not parquet:  # a plain folder of image files (CelebA's img_align_celeba/*.jpg)
+            x = decode_files(files, mode=mode, shape=shape, transform=transform)
+            arrays = {"train": x, "train.paths": np.array([f.name for f in files], dtype=np.str_)}
+            return arrays, {"found": where, "folder": str(folder), "files": f"{len(files)} images"}
+        files = parquet
         groups = by_split(name, folder, files)
         wanted = splits or sorted(groups)
         missing = [s for s in wanted if s not in groups]

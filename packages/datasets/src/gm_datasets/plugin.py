@@ -99,7 +99,7 @@ def gm_datasets():
             "image",
             (3, 64, 64),
             tvt,
-            "Hub nielsr/CelebA-faces or flwrlabs/celeba",
+            "Hub nielsr/CelebA-faces or flwrlabs/celeba, or img_align_celeba/*.jpg",
             _NC,
             "celeba",
         ),

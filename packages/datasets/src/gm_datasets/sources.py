@@ -52,7 +52,7 @@ SOURCES = {
         Source("mnist", "ylecun/mnist", "mnist"),
         Source("cifar10", "uoft-cs/cifar10", "plain_text"),
         Source("svhn", "ufldl-stanford/svhn", "cropped_digits"),
-        Source("celeba", "nielsr/CelebA-faces", "data", patterns=("*.parquet",)),
+        Source("celeba", "nielsr/CelebA-faces", "data", patterns=("*.parquet", "*.jpg")),
         Source(
             "ptb-char",
             "ptb-text-only/ptb_text_only",

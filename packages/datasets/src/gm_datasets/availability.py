@@ -1,0 +1,56 @@
+"""Cheap, torch-free checks used by ``gm list-datasets``: can a dataset load offline now?
+
+True when its decoded arrays are in the cache, or its source files are in
+``DATA_DIR/<name>/`` or the Hugging Face Hub cache. This module imports neither torch nor
+``datasets`` (``gm list-datasets`` must stay fast).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from gm_datasets.cache import is_cached
+from gm_datasets.sources import PREP, SOURCES, celeba_prep, local
+
+
+def _ready(name: str, data_dir: str | None, prep: dict | None = None) -> bool:
+    source = SOURCES[name]
+    if name in PREP and is_cached(name, source.version, prep or PREP[name]):
+        return True
+    return local(source, data_dir) is not None
+
+
+def digits(data_dir: str | None = None) -> bool:
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def mnist(data_dir: str | None = None) -> bool:
+    return _ready("mnist", data_dir)
+
+
+def cifar10(data_dir: str | None = None) -> bool:
+    return _ready("cifar10", data_dir)
+
+
+def svhn(data_dir: str | None = None) -> bool:
+    return _ready("svhn", data_dir)
+
+
+def celeba(data_dir: str | None = None) -> bool:
+    return _ready("celeba", data_dir, celeba_prep(64))
+
+
+def binarized_mnist(data_dir: str | None = None) -> bool:
+    return _ready("binarized-mnist", data_dir)
+
+
+def ptb_char(data_dir: str | None = None) -> bool:
+    return _ready("ptb-char", data_dir)
+
+
+def tfd(data_dir: str | None = None) -> bool:
+    return _ready("tfd", data_dir)
+
+
+def iam_ondb(data_dir: str | None = None) -> bool:
+    return _ready("iam-ondb", data_dir)

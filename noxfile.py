@@ -12,8 +12,11 @@ nox.options.sessions = ["lint", "tests", "integration", "ddp"]
 nox.options.reuse_existing_virtualenvs = False
 
 ROOT = Path(__file__).parent
-PLUGINS = sorted(p.name for p in (ROOT / "packages").iterdir()
-                 if (p / "pyproject.toml").exists() and p.name != "core")
+PLUGINS = sorted(
+    p.name
+    for p in (ROOT / "packages").iterdir()
+    if (p / "pyproject.toml").exists() and p.name != "core"
+)
 PIN = ["-c", "constraints.txt"]
 
 
@@ -33,18 +36,22 @@ def lint(session):
 @nox.parametrize("package", ["core", *PLUGINS])
 def tests(session, package):
     """One package's tests with only that package and gm-core installed."""
-    targets = [_with_test_extra("core")] + ([_with_test_extra(package)] if package != "core" else [])
+    targets = [_with_test_extra("core")] + (
+        [_with_test_extra(package)] if package != "core" else []
+    )
     session.install(*PIN, "pytest", *targets)
-    session.run("pytest", f"packages/{package}/tests", *session.posargs,
-                env={"OMP_NUM_THREADS": "2"})
+    session.run(
+        "pytest", f"packages/{package}/tests", *session.posargs, env={"OMP_NUM_THREADS": "2"}
+    )
 
 
 @nox.session
 def integration(session):
     """Everything installed together: cross-package tests, then core's own tests again."""
     session.install(*PIN, "pytest", *(_with_test_extra(p) for p in ["core", *PLUGINS]))
-    session.run("pytest", "tests", "packages/core/tests", *session.posargs,
-                env={"OMP_NUM_THREADS": "2"})
+    session.run(
+        "pytest", "tests", "packages/core/tests", *session.posargs, env={"OMP_NUM_THREADS": "2"}
+    )
 
 
 @nox.session

@@ -17,25 +17,40 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-HEADER = ("# Benchmarks\n\nEvery table is written by a script in `bench/` comparing two things in "
-          "one run (a ratio); absolute times count only from a GPU run. Regenerate all with "
-          "`bench/run`.\n")
+HEADER = (
+    "# Benchmarks\n\nEvery table is written by a script in `bench/` comparing two things in "
+    "one run (a ratio); absolute times count only from a GPU run. Regenerate all with "
+    "`bench/run`.\n"
+)
 
 
 def machine() -> str:
     import torch
 
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    dev = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({os.cpu_count()} cores)"
+    )
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "?"
-    return (f"{dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"Python {platform.python_version()}, commit {commit}")
+    return (
+        f"{dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"Python {platform.python_version()}, commit {commit}"
+    )
 
 
-def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1, sync: Callable[[], None] = lambda: None) -> float:
+def timeit(
+    fn: Callable[[], object],
+    *,
+    repeat: int = 5,
+    warmup: int = 1,
+    sync: Callable[[], None] = lambda: None,
+) -> float:
     """Median seconds per call of ``fn``."""
     for _ in range(warmup):
         fn()
@@ -52,14 +67,20 @@ def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1, sync: 
 def table(rows: list[dict], columns: list[str]) -> str:
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        out.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns) + " |")
+        out.append(
+            "| "
+            + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns)
+            + " |"
+        )
     return "\n".join(out)
 
 
 def write_section(name: str, title: str, command: str, body: str, data: dict | None = None) -> None:
     """Replace this benchmark's section of docs/benchmarks.md (and save JSON beside it)."""
-    section = (f"<!-- bench:{name} -->\n## {title}\n\n`{command}` — {machine()}\n\n{body.strip()}\n"
-               f"<!-- /bench:{name} -->\n")
+    section = (
+        f"<!-- bench:{name} -->\n## {title}\n\n`{command}` — {machine()}\n\n{body.strip()}\n"
+        f"<!-- /bench:{name} -->\n"
+    )
     text = DOC.read_text() if DOC.exists() else HEADER
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->\n"
     if start in text:

@@ -23,12 +23,37 @@ def cases():
 @pytest.mark.parametrize(("model", "dataset", "sets"), cases())
 def test_torchrun_two_processes(tmp_path, model, dataset, sets):
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-            "-m", "gm", "train", model, "--dataset", dataset, "--steps", "6", "--out", str(run),
-            "--device", "cpu", "--set", "log_every=2", "--set", "batch_size=16",
-            *(a for s in sets for a in ("--set", s))]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "gm",
+        "train",
+        model,
+        "--dataset",
+        dataset,
+        "--steps",
+        "6",
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        "--set",
+        "log_every=2",
+        "--set",
+        "batch_size=16",
+        *(a for s in sets for a in ("--set", s)),
+    ]
+    out = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]

@@ -11,7 +11,7 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 
 def test_readme_plugin_example(tmp_path):
     text = README.read_text()
-    section = text[text.index("## Write your own plugin"):]
+    section = text[text.index("## Write your own plugin") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) <= 20
     entry = re.search(r'\[project.entry-points.gm\] (\w+) = "(\w+)"', section)
@@ -20,7 +20,18 @@ def test_readme_plugin_example(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)[0]["plugin"] == "my-gm-plugin"
     run = tmp_path / "run"
-    trained = gm_run("train", "gaussian", "--dataset", "spiral", "--steps", "20", "--out", str(run),
-                     "--device", "cpu", paths=(root,))
+    trained = gm_run(
+        "train",
+        "gaussian",
+        "--dataset",
+        "spiral",
+        "--steps",
+        "20",
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        paths=(root,),
+    )
     assert trained.returncode == 0, trained.stderr
     assert (run / "model.safetensors").exists()

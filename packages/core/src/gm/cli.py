@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -30,7 +29,7 @@ class SuggestingGroup(TyperGroup):
 
     what = "command"
 
-    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+    def get_command(self, ctx: typer.Context, name: str) -> Any:
         cmd = super().get_command(ctx, name)
         if cmd is None and name not in ("--help",):
             self.unknown(name)
@@ -427,12 +426,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     except Interrupted as err:
         print(f"gm: {err}", file=sys.stderr)
         sys.exit(130)
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         sys.exit(err.exit_code)
-    except click.Abort:
+    except typer.Abort:
         sys.exit(130)
-    except click.ClickException as err:
-        _fail(f"{err.format_message()} (see gm --help)", err.exit_code)
+    except typer.TyperException as err:  # usage errors (typer vendors click's exceptions)
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        _fail(f"{message} (see gm --help)", getattr(err, "exit_code", 2))
 
 
 if __name__ == "__main__":

@@ -184,3 +184,52 @@ def test_precision_setting_trains(tmp_path, tiny_plugin, precision):
         overrides={"precision": precision},
     )
     assert json.loads((run / "config.json").read_text())["config"]["precision"] == precision
+
+
+def test_periodic_and_final_sample_pictures(tmp_path, tiny_plugin):
+    from PIL import Image
+
+    run = train(
+        "tiny",
+        "swiss-roll",
+        steps=10,
+        out=tmp_path / "run",
+        device="cpu",
+        progress=False,
+        overrides={"sample_every": 5},
+    )
+    for name in ("samples-0000005.png", "samples-0000010.png", "samples.png"):
+        assert Image.open(run / name).size == (512, 512)
+
+
+def test_sampling_during_training_leaves_the_training_rng_alone(tmp_path, tiny_plugin):
+    plain = train("tiny", "swiss-roll", steps=10, out=tmp_path / "a", device="cpu", progress=False)
+    sampled = train(
+        "tiny",
+        "swiss-roll",
+        steps=10,
+        out=tmp_path / "b",
+        device="cpu",
+        progress=False,
+        overrides={"sample_every": 3},
+    )
+    for k, v in weights(plain).items():
+        assert torch.equal(v, weights(sampled)[k]), k
+
+
+def test_compile_setting_compiles_the_modules(tiny_plugin):
+    from gm.data import load_dataset
+    from gm.engine import build_config
+
+    info = load_dataset("circle").info
+    cls, cfg = build_config("tiny", info, overrides={"compile": "true"})
+    trainer = cls(cfg, info)
+    trainer.compile()
+    assert all(m._compiled_call_impl is not None for m in trainer.modules().values())
+
+
+def test_show_config_prints_the_resolved_config():
+    out = gm_run("train", "tiny", "--dataset", "circle", "--set", "width=9", "--show-config")
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads(out.stdout)
+    assert cfg["width"] == 9 and cfg["steps"] == 20 and cfg["precision"] == "auto"

@@ -1,0 +1,93 @@
+"""torchrun data parallelism on this machine: 1 process vs 2 gloo processes, same global batch.
+
+Each configuration trains the same model for the same steps; throughput is examples per
+second of the whole job (from metrics.jsonl, after a warm-up). On a GPU machine pass
+`--nproc 1,N` to compare GPU counts.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _report import table, write_section
+
+
+def throughput(
+    model: str, dataset: str, nproc: int, steps: int, batch: int, sets: list[str]
+) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        threads = max(1, (os.cpu_count() or 2) // nproc)
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "gm",
+            "train",
+            model,
+            "--dataset",
+            dataset,
+            "--steps",
+            str(steps),
+            "--out",
+            str(run),
+            "--set",
+            f"batch_size={batch}",
+            "--set",
+            f"log_every={steps // 4}",
+            "--set",
+            f"checkpoint_every={steps}",
+            *(x for s in sets for x in ("--set", s)),
+        ]
+        subprocess.run(
+            cmd,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+        )
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        rate = sorted(r["steps_per_s"] for r in rows[1:])[
+            len(rows[1:]) // 2
+        ]  # median after warm-up
+        return rate * batch
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="walkback")
+    p.add_argument("--dataset", default="swiss-roll")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--nproc", default="1,2")
+    p.add_argument("--set", action="append", default=["hidden=256"], dest="sets")
+    a = p.parse_args()
+    counts = [int(n) for n in a.nproc.split(",")]
+    rates = {n: throughput(a.model, a.dataset, n, a.steps, a.batch, a.sets) for n in counts}
+    rows = [
+        {"processes": n, "examples/s": r, "speed-up": r / rates[counts[0]]}
+        for n, r in rates.items()
+    ]
+    body = (
+        f"`{a.model}` on `{a.dataset}`, global batch {a.batch}, {a.steps} steps, config {a.sets}; "
+        "threads per process = cores / processes.\n\n"
+        + table(rows, ["processes", "examples/s", "speed-up"])
+    )
+    write_section(
+        "ddp",
+        "torchrun: 1 process vs several (gloo on CPU, nccl on GPU)",
+        "python bench/bench_ddp.py",
+        body,
+        {"rates": rates},
+    )
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

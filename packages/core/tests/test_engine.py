@@ -233,3 +233,16 @@ def test_show_config_prints_the_resolved_config():
     assert out.returncode == 0, out.stderr
     cfg = json.loads(out.stdout)
     assert cfg["width"] == 9 and cfg["steps"] == 20 and cfg["precision"] == "auto"
+
+
+def test_fused_optimizer_matches_the_plain_loop(tmp_path, tiny_plugin):
+    kw = dict(steps=15, device="cpu", progress=False)
+    fused = train(
+        "tiny", "swiss-roll", out=tmp_path / "f", overrides={"fused_optimizer": True}, **kw
+    )
+    plain = train(
+        "tiny", "swiss-roll", out=tmp_path / "p", overrides={"fused_optimizer": False}, **kw
+    )
+    a, b = weights(fused), weights(plain)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

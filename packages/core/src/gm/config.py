@@ -29,6 +29,7 @@ class TrainConfig:
     lr: float = 1e-3
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA
     compile: bool = False  # torch.compile the trainer's modules
+    fused_optimizer: bool = True  # one fused kernel per optimiser step (Trainer.adam)
     log_every: int = 50
     checkpoint_every: int = 1000
     sample_every: int = 0  # write a sample picture every N steps (0: only at the end)

@@ -102,6 +102,18 @@ class Trainer:
         for m in self.modules().values():
             m.compile()
 
+    def adam(self, params, lr: float | None = None, **kwargs: Any) -> torch.optim.Adam:
+        """Adam for this trainer: the fused single-kernel update when ``fused_optimizer`` is on
+        (CUDA and CPU have one; same arithmetic as the per-parameter loop), else foreach."""
+        fused = self.config.fused_optimizer and self.device.type in ("cuda", "cpu")
+        return torch.optim.Adam(
+            params,
+            lr=self.config.lr if lr is None else lr,
+            fused=fused or None,
+            foreach=None if fused else True,
+            **kwargs,
+        )
+
     def optimizer_step(
         self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, clip: float | None = None
     ) -> None:

@@ -48,7 +48,7 @@ class GaussianTrainer(Trainer):
             raise GMError(f"the gaussian model needs vector or image data, not {info.modality}.")
         self.dim = math.prod(info.shape)
         self.density = GaussianDensity(self.dim).to(self.device)
-        self.opt = torch.optim.Adam(self.density.parameters(), lr=config.lr)
+        self.opt = self.adam(self.density.parameters())
 
     def modules(self):
         return {"density": self.density}

@@ -13,12 +13,13 @@ from gm_professor_forcing.generators import (
 )
 
 
-def test_free_running_feeds_back_its_own_samples():
+@pytest.mark.parametrize("layers", [1, 2])  # 1: the fused node, 2: step by step
+def test_free_running_feeds_back_its_own_samples(layers):
     """Teacher-forcing the free-running draws reproduces the free-running hidden states and
     outputs: step t's input really was the draw of step t-1 (through the fused nn.GRU path,
     so both passes also share weights and gate order)."""
     torch.manual_seed(0)
-    g = TokenGRU(vocab_size=6, hidden=16, layers=2, embed=5)
+    g = TokenGRU(vocab_size=6, hidden=16, layers=layers, embed=5)
     samples, free = g.free_running(4, 30)
     tf = g.teacher_forced(samples)
     assert torch.allclose(tf.hidden, free.hidden, atol=1e-5)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gm.trainer import Behaviour
+from gm_professor_forcing.fused import FreeRunningGRU, draw_tokens
 
 _TINY = 1e-20
 
@@ -255,6 +256,11 @@ class GRUGenerator(nn.Module):
     def _token_index(self, token: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def sample_tokens(self, batch_size: int, steps: int, temperature: float = 1.0) -> torch.Tensor:
+        """Free-running draws only (for ``gm sample``)."""
+        return self.free_running(batch_size, steps, temperature)[0]
+
     def scheduled(self, x: torch.Tensor, p_true: float) -> Behaviour:
         """Scheduled sampling: the input at step t is the true x[t-1] with probability
         ``p_true`` (one coin per token), else a draw from the model's step t-1 output."""
@@ -294,6 +300,36 @@ class TokenGRU(GRUGenerator):
         super().__init__(embed, hidden, layers)
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size + 1, embed)  # the last row is the start symbol
+        self.fused = True  # one-layer passes through fused.FreeRunningGRU (False: step by step)
+
+    def _fused_args(self, batch_size: int, state, prev):
+        g = self.gru
+        h0 = self.readout.weight.new_zeros(batch_size, self.hidden_size) if state is None else state[0]
+        first = self._token_index(prev, batch_size)
+        return (self._first_layer_gates(), g.weight_hh_l0, g.bias_hh_l0, h0,
+                self.readout.weight.detach(), self.readout.bias.detach(), first)
+
+    def free_running(self, batch_size, steps, temperature=1.0, *, state=None, prev=None):
+        if not (self.fused and self.num_layers == 1):
+            return super().free_running(batch_size, steps, temperature, state=state, prev=prev)
+        args = self._fused_args(batch_size, state, prev)
+        hidden, tokens = FreeRunningGRU.apply(*args, steps, temperature, None, None,
+                                              torch.is_grad_enabled())
+        return tokens, Behaviour(hidden, self.readout(hidden))
+
+    def scheduled(self, x: torch.Tensor, p_true: float) -> Behaviour:
+        if not (self.fused and self.num_layers == 1) or p_true >= 1:
+            return super().scheduled(x, p_true)
+        keep = torch.rand(x.shape, device=x.device) < p_true
+        args = self._fused_args(len(x), None, None)
+        hidden, _ = FreeRunningGRU.apply(*args, x.shape[1], 1.0, x, keep, torch.is_grad_enabled())
+        return Behaviour(hidden, self.readout(hidden))
+
+    @torch.no_grad()
+    def sample_tokens(self, batch_size: int, steps: int, temperature: float = 1.0) -> torch.Tensor:
+        if not (self.fused and self.num_layers == 1):
+            return super().sample_tokens(batch_size, steps, temperature)
+        return draw_tokens(*self._fused_args(batch_size, None, None), steps, temperature)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(x)

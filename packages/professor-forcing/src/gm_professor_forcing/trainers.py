@@ -225,9 +225,7 @@ class SequenceTrainer(Trainer):
         steps = options.steps or 4 * self.length
         if steps < 1 or options.temperature < 0:
             raise GMError("--steps must be positive and --temperature at least 0.")
-        with torch.no_grad():
-            samples, _ = self.generator.free_running(n, steps, options.temperature)
-        return samples
+        return self.generator.sample_tokens(n, steps, options.temperature)
 
     def write_samples(self, samples: Any, path: Path, options: Any) -> None:
         from gm_professor_forcing import drawing

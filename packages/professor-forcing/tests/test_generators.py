@@ -128,3 +128,32 @@ def test_scheduled_mixes_true_and_drawn_tokens(p):
     same = (h - tf).abs().amax(-1) < 1e-6  # steps whose whole history was true tokens
     assert same[:, 0].all() and not same.all()
     assert math.isclose(same[:, 1].float().mean().item(), p, abs_tol=0.2)
+
+
+@pytest.mark.parametrize("decay", ["linear", "exponential", "inverse-sigmoid"])
+def test_scheduled_sampling_decays(decay):
+    from gm.data import DataInfo
+    from gm.engine import build_config
+    from gm.errors import GMError
+
+    info = DataInfo("t", "sequence", (8,), vocab_size=3)
+    cls, cfg = build_config(
+        "scheduled-sampling", info, overrides={"hidden": 8, "decay": decay, "steps": 1000}
+    )
+    tr = cls(cfg, info)
+    eps = [tr.p_true(i) for i in range(0, 1201, 50)]
+    assert eps[0] > 0.9 and all(a >= b for a, b in zip(eps[:-1], eps[1:], strict=True))
+    assert tr.p_true(1000) == pytest.approx(0.5, abs=1e-6)  # auto constants: 0.5 at the end
+    tr.config.min_true = 0.45
+    assert min(tr.p_true(i) for i in range(0, 3000, 100)) == pytest.approx(0.45)
+    bad = {"linear": None, "exponential": 1.5, "inverse-sigmoid": 0.5}[decay]
+    if bad is not None:
+        with pytest.raises(GMError):
+            cls(
+                build_config(
+                    "scheduled-sampling",
+                    info,
+                    overrides={"hidden": 8, "decay": decay, "decay_k": bad},
+                )[1],
+                info,
+            )

@@ -51,8 +51,9 @@ class FreeRunningGRU(torch.autograd.Function):
     the backward needs (pass ``torch.is_grad_enabled()``)."""
 
     @staticmethod
-    def forward(ctx, table, w_hh, b_hh, h0, w_out, b_out, first, steps, temperature, true, keep,
-                record):
+    def forward(
+        ctx, table, w_hh, b_hh, h0, w_out, b_out, first, steps, temperature, true, keep, record
+    ):
         with torch.autocast(table.device.type, enabled=False):
             table, w_hh, b_hh, h0 = table.float(), w_hh.float(), b_hh.float(), h0.float()
             w_out, b_out = w_out.float(), b_out.float()
@@ -72,8 +73,11 @@ class FreeRunningGRU(torch.autograd.Function):
                     gates[t, 0], gates[t, 1], gates[t, 2], gates[t, 3] = r, z, n, gh_n
                 draw = _draw(torch.addmm(b_out, h, w_out.t()), temperature)
                 tokens[:, t] = draw
-                token = draw if true is None or t + 1 >= steps else \
-                    torch.where(keep[:, t + 1], true[:, t], draw)
+                token = (
+                    draw
+                    if true is None or t + 1 >= steps
+                    else torch.where(keep[:, t + 1], true[:, t], draw)
+                )
             if save:
                 ctx.save_for_backward(w_hh, h0, hs, inputs, gates)
                 ctx.table_rows = table.shape[0]

@@ -304,17 +304,29 @@ class TokenGRU(GRUGenerator):
 
     def _fused_args(self, batch_size: int, state, prev):
         g = self.gru
-        h0 = self.readout.weight.new_zeros(batch_size, self.hidden_size) if state is None else state[0]
+        h0 = (
+            self.readout.weight.new_zeros(batch_size, self.hidden_size)
+            if state is None
+            else state[0]
+        )
         first = self._token_index(prev, batch_size)
-        return (self._first_layer_gates(), g.weight_hh_l0, g.bias_hh_l0, h0,
-                self.readout.weight.detach(), self.readout.bias.detach(), first)
+        return (
+            self._first_layer_gates(),
+            g.weight_hh_l0,
+            g.bias_hh_l0,
+            h0,
+            self.readout.weight.detach(),
+            self.readout.bias.detach(),
+            first,
+        )
 
     def free_running(self, batch_size, steps, temperature=1.0, *, state=None, prev=None):
         if not (self.fused and self.num_layers == 1):
             return super().free_running(batch_size, steps, temperature, state=state, prev=prev)
         args = self._fused_args(batch_size, state, prev)
-        hidden, tokens = FreeRunningGRU.apply(*args, steps, temperature, None, None,
-                                              torch.is_grad_enabled())
+        hidden, tokens = FreeRunningGRU.apply(
+            *args, steps, temperature, None, None, torch.is_grad_enabled()
+        )
         return tokens, Behaviour(hidden, self.readout(hidden))
 
     def scheduled(self, x: torch.Tensor, p_true: float) -> Behaviour:

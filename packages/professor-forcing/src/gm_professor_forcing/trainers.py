@@ -62,8 +62,9 @@ class SequenceConfig(TrainConfig):
 class ScheduledSamplingConfig(SequenceConfig):
     """Bengio et al. (2015): eps_i, the probability of feeding the true token at update i,
     decays ``linear`` (max(min, k - c i)), ``exponential`` (k^i) or ``inverse-sigmoid``
-    (k / (k + exp(i / k))). ``decay_k`` / ``decay_c`` = 0 choose constants that put
-    eps at 0.5 half-way through ``steps``."""
+    (k / (k + exp(i / k))). ``decay_k`` / ``decay_c`` = 0 choose constants that bring
+    eps down to 0.5 at the end of training (``steps``), so the model is never trained mostly
+    on its own draws (Huszar 2015: that objective is inconsistent)."""
 
     decay: Literal["linear", "exponential", "inverse-sigmoid"] = "inverse-sigmoid"
     decay_k: float = 0.0
@@ -254,18 +255,18 @@ class ScheduledSamplingTrainer(SequenceTrainer):
     def p_true(self, i: int) -> float:
         """eps_i: the probability of feeding the true previous token at update i."""
         cfg = self.config
-        half = max(cfg.steps / 2, 1.0)
+        end = max(float(cfg.steps), 1.0)  # the update at which eps reaches 0.5
         if cfg.decay == "linear":
             k = cfg.decay_k or 1.0
-            c = cfg.decay_c or (k - 0.5) / half
+            c = cfg.decay_c or (k - 0.5) / end
             eps = k - c * i
         elif cfg.decay == "exponential":
-            k = cfg.decay_k or 0.5 ** (1 / half)
+            k = cfg.decay_k or 0.5 ** (1 / end)
             if not 0 < k < 1:
                 raise GMError(f"exponential decay needs 0 < decay_k < 1, got {k}.")
             eps = k**i
         else:
-            k = cfg.decay_k or _inverse_sigmoid_k(half)
+            k = cfg.decay_k or _inverse_sigmoid_k(end)
             if k < 1:
                 raise GMError(f"inverse-sigmoid decay needs decay_k >= 1, got {k}.")
             eps = k / (k + math.exp(min(i / k, 700.0)))

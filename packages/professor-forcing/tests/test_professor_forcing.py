@@ -191,3 +191,13 @@ def test_professor_forcing_on_pen_strokes():
     assert all(torch.isfinite(v) for v in metrics.values())
     strokes = tr.sample(3, tr.SampleOptions(steps=50))
     assert strokes.shape == (3, 50, 3)
+
+
+@pytest.mark.parametrize("model", ["professor-forcing", "scheduled-sampling"])
+def test_steps_run_under_bf16_autocast(model):
+    """The engine autocasts steps to bf16 on GPUs; the fused node and the losses keep float32."""
+    tr = make(model, behaviour="both") if model == "professor-forcing" else make(model, steps=10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        metrics = tr.training_step(batch())
+    assert all(torch.isfinite(v) for v in metrics.values())
+    assert all(p.dtype == torch.float32 for p in tr.parameters())

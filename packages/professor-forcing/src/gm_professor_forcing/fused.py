@@ -26,10 +26,13 @@ from __future__ import annotations
 import torch
 
 
-def _draw(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def gumbel_argmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A draw from softmax(logits / temperature), argmax at temperature 0; on the device
+    (Gumbel-max), so no host synchronisation."""
+    logits = logits.float()
     if temperature == 0:
         return logits.argmax(-1)
-    noise = -torch.empty_like(logits).exponential_().clamp_min(1e-20).log()
+    noise = -torch.empty_like(logits).exponential_().clamp_min(1e-20).log()  # Gumbel(0, 1)
     return (logits / temperature + noise).argmax(-1)
 
 
@@ -71,7 +74,7 @@ class FreeRunningGRU(torch.autograd.Function):
                 hs[:, t] = h
                 if save:
                     gates[t, 0], gates[t, 1], gates[t, 2], gates[t, 3] = r, z, n, gh_n
-                draw = _draw(torch.addmm(b_out, h, w_out.t()), temperature)
+                draw = gumbel_argmax(torch.addmm(b_out, h, w_out.t()), temperature)
                 tokens[:, t] = draw
                 token = (
                     draw
@@ -123,6 +126,6 @@ def draw_tokens(table, w_hh, b_hh, h0, w_out, b_out, first, steps: int, temperat
     table, w_hh, b_hh, w_out, b_out = (t.float() for t in (table, w_hh, b_hh, w_out, b_out))
     for t in range(steps):
         h = _cell(table[token], h, w_hh, b_hh)[0]
-        token = _draw(torch.addmm(b_out, h, w_out.t()), temperature)
+        token = gumbel_argmax(torch.addmm(b_out, h, w_out.t()), temperature)
         tokens[:, t] = token
     return tokens

@@ -23,17 +23,7 @@ from torch import nn
 
 from gm.trainer import Behaviour
 from gm_professor_forcing.fused import FreeRunningGRU, draw_tokens
-
-_TINY = 1e-20
-
-
-def _gumbel_argmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """A draw from softmax(logits / temperature) (argmax when temperature is 0)."""
-    logits = logits.float()
-    if temperature == 0:
-        return logits.argmax(-1)
-    noise = -torch.empty_like(logits).exponential_().clamp_min(_TINY).log()  # Gumbel(0, 1)
-    return (logits / temperature + noise).argmax(-1)
+from gm_professor_forcing.fused import gumbel_argmax as _gumbel_argmax
 
 
 def _bernoulli(logits: torch.Tensor, temperature: float) -> torch.Tensor:

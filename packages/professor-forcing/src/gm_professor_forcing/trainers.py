@@ -381,8 +381,11 @@ class ProfessorForcingTrainer(SequenceTrainer):
         accuracy = distributed.all_reduce_mean({"a": accuracy})["a"]  # the same gates on every rank
         smoothed = self.gate.update(accuracy, cfg.gate_momentum)
         d_open, g_open = smoothed <= cfg.gate_d, smoothed > cfg.gate_g
-        self.opt_d.found_inf = (~d_open).float()  # fused Adam skips the whole update when 1
-        self.optimizer_step(c_d, self.opt_d, clip=self.clip)
+        if self.opt_d.defaults.get("fused"):
+            self.opt_d.found_inf = (~d_open).float()  # fused Adam skips the whole update when 1
+            self.optimizer_step(c_d, self.opt_d, clip=self.clip)
+        elif bool(d_open):  # devices without fused Adam: decide on the host (one sync)
+            self.optimizer_step(c_d, self.opt_d, clip=self.clip)
 
         # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate
         c_f, c_t = self.adversarial_costs(f_tf, f_free)

@@ -1,0 +1,388 @@
+"""Sequence generators: a GRU with a per-step output distribution (its *head*).
+
+Both passes return the behaviour (:class:`gm.trainer.Behaviour`): per step, the top GRU
+layer's hidden state and the output parameters (pre-softmax logits, mixture parameters).
+
+- ``teacher_forced(x)`` is one fused ``nn.GRU`` call over the whole sequence (cuDNN on
+  CUDA, oneDNN on CPU); the input at step t is x[t-1], a learned start input at t = 0.
+- ``free_running(B, steps, T)`` steps the *same* weights one step at a time, feeding back
+  draws from the model at temperature T (T divides the logits). The draws are held fixed
+  (no gradient through the choice of token); the gradient flows through the hidden states.
+  Draws are Gumbel-max on the device, so the loop never synchronises with the host.
+- ``scheduled(x, p_true)`` is scheduled sampling's pass: per token, the true previous
+  token with probability ``p_true``, else the model's own draw (Bengio et al. 2015).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gm.trainer import Behaviour
+from gm_professor_forcing.fused import FreeRunningGRU, draw_tokens
+from gm_professor_forcing.fused import gumbel_argmax as _gumbel_argmax
+
+
+def _bernoulli(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = logits.float()
+    if temperature == 0:
+        return (logits > 0).float()
+    return (torch.rand_like(logits) < torch.sigmoid(logits / temperature)).float()
+
+
+# --- output heads: the per-step distribution, its NLL and its sampler ----------------------
+class CategoricalHead:
+    """Softmax over ``vocab`` tokens; params are the logits."""
+
+    def __init__(self, vocab: int):
+        self.vocab, self.num_params = vocab, vocab
+
+    def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Nats per step, (B, L)."""
+        return F.cross_entropy(params.float().transpose(1, 2), x, reduction="none")
+
+    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
+        return _gumbel_argmax(params, temperature)
+
+
+class BernoulliHead:
+    """Independent Bernoulli per feature (binary or grey values in [0, 1])."""
+
+    def __init__(self, dim: int):
+        self.dim, self.num_params = dim, dim
+
+    def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(params.float(), x.float(), reduction="none").sum(
+            -1
+        )
+
+    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
+        return _bernoulli(params, temperature)
+
+
+class GaussianHead:
+    """Diagonal Gaussian per step; params are (mean, log std); temperature scales the variance."""
+
+    def __init__(self, dim: int):
+        self.dim, self.num_params = dim, 2 * dim
+
+    def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        mu, log_std = params.float().chunk(2, -1)
+        log_std = log_std.clamp(-7, 7)
+        z = (x.float() - mu) * torch.exp(-log_std)
+        return (0.5 * z * z + log_std + 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
+        mu, log_std = params.float().chunk(2, -1)
+        return mu + math.sqrt(temperature) * log_std.clamp(-7, 7).exp() * torch.randn_like(mu)
+
+
+class MixtureHead:
+    """Pen strokes (dx, dy, pen_lift): a mixture of ``components`` correlated 2-D Gaussians
+    for the offset and a Bernoulli pen-lift bit (Graves 2013). Params per step:
+    ``[mixture logits K | mean x K | mean y K | log std x K | log std y K | corr K | pen logit]``.
+    Temperature divides the mixture and pen logits and scales the variances."""
+
+    def __init__(self, components: int = 20):
+        self.k, self.num_params = components, 6 * components + 1
+
+    def split(self, params: torch.Tensor):
+        k = self.k
+        p = params.float()
+        logit_pi, mx, my, lsx, lsy, rho = (p[..., i * k : (i + 1) * k] for i in range(6))
+        return (
+            logit_pi,
+            mx,
+            my,
+            lsx.clamp(-7, 7),
+            lsy.clamp(-7, 7),
+            torch.tanh(rho) * (1 - 1e-4),
+            p[..., -1],
+        )
+
+    def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logit_pi, mx, my, lsx, lsy, rho = self.split(params)[:6]
+        pen_logit = params.float()[..., -1]
+        x = x.float()
+        zx = (x[..., 0:1] - mx) * torch.exp(-lsx)
+        zy = (x[..., 1:2] - my) * torch.exp(-lsy)
+        one_m_r2 = 1 - rho * rho
+        log_n = (
+            -math.log(2 * math.pi)
+            - lsx
+            - lsy
+            - 0.5 * torch.log(one_m_r2)
+            - (zx * zx + zy * zy - 2 * rho * zx * zy) / (2 * one_m_r2)
+        )
+        offset = -torch.logsumexp(F.log_softmax(logit_pi, -1) + log_n, -1)
+        pen = F.binary_cross_entropy_with_logits(pen_logit, x[..., 2], reduction="none")
+        return offset + pen
+
+    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
+        logit_pi, mx, my, lsx, lsy, rho, pen_logit = self.split(params)
+        k = _gumbel_argmax(logit_pi, temperature).unsqueeze(-1)
+        pick = [t.gather(-1, k).squeeze(-1) for t in (mx, my, lsx, lsy, rho)]
+        mx, my, lsx, lsy, rho = pick
+        scale = math.sqrt(temperature)
+        z1, z2 = torch.randn_like(mx), torch.randn_like(mx)
+        dx = mx + scale * lsx.exp() * z1
+        dy = my + scale * lsy.exp() * (rho * z1 + torch.sqrt(1 - rho * rho) * z2)
+        return torch.stack([dx, dy, _bernoulli(pen_logit, temperature)], -1)
+
+
+# --- the generator -----------------------------------------------------------------------
+class GRUGenerator(nn.Module):
+    """A stack of GRU layers, a linear readout to the head's parameters, and the passes."""
+
+    head: CategoricalHead | BernoulliHead | GaussianHead | MixtureHead
+
+    def __init__(self, input_size: int, hidden: int, layers: int):
+        super().__init__()
+        self.hidden_size, self.num_layers = hidden, layers
+        self.gru = nn.GRU(input_size, hidden, layers, batch_first=True)
+        self.readout = nn.Linear(hidden, self.head.num_params)
+
+    # subclasses: how observations become GRU inputs
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, ...) observations -> (B, L, input_size) GRU inputs."""
+        raise NotImplementedError
+
+    def start_input(self, batch_size: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _first_layer_gates(self) -> torch.Tensor | None:
+        """For discrete inputs: the first layer's input gates per token, precomputed (a
+        gather per step instead of a matmul). None for continuous inputs."""
+        return None
+
+    # --- passes ------------------------------------------------------------------------
+    def teacher_forced_with_state(
+        self, x: torch.Tensor, state: torch.Tensor | None = None, prev: torch.Tensor | None = None
+    ) -> tuple[Behaviour, torch.Tensor]:
+        """Teacher-forced pass; ``state`` (layers, B, H) and ``prev`` (the observation before
+        x[:, 0]) continue a stream. Returns the behaviour and the final state."""
+        enc = self.encode(x)
+        first = self.start_input(len(x)) if prev is None else self.encode(prev.unsqueeze(1))[:, 0]
+        inputs = torch.cat([first.unsqueeze(1).to(enc.dtype), enc[:, :-1]], 1)
+        out, h = self.gru(inputs, state)
+        return Behaviour(out, self.readout(out)), h
+
+    def teacher_forced(self, x: torch.Tensor) -> Behaviour:
+        """Predict x[:, t] from x[:, :t] for every t, in one fused GRU call."""
+        return self.teacher_forced_with_state(x)[0]
+
+    def nll(self, behaviour: Behaviour, x: torch.Tensor) -> torch.Tensor:
+        """Nats per step (B, L) of x under the output parameters of ``behaviour``."""
+        return self.head.nll(behaviour.outputs, x)
+
+    def _weights(self, layer: int):
+        g = self.gru
+        return (
+            getattr(g, f"weight_ih_l{layer}"),
+            getattr(g, f"weight_hh_l{layer}"),
+            getattr(g, f"bias_ih_l{layer}"),
+            getattr(g, f"bias_hh_l{layer}"),
+        )
+
+    def _step(
+        self, inp: torch.Tensor, gates0: torch.Tensor | None, h: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """One step of every layer. ``gates0`` are the first layer's input gates when known."""
+        out = []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._weights(layer)
+            if layer == 0 and gates0 is not None:
+                gh = F.linear(h[0], w_hh, b_hh)
+                i_r, i_z, i_n = gates0.chunk(3, -1)
+                h_r, h_z, h_n = gh.chunk(3, -1)
+                r = torch.sigmoid(i_r + h_r)
+                z = torch.sigmoid(i_z + h_z)
+                n = torch.tanh(i_n + r * h_n)
+                new = n + z * (h[0] - n)
+            else:
+                new = torch.gru_cell(inp, h[layer], w_ih, w_hh, b_ih, b_hh)
+            out.append(new)
+            inp = new
+        return out
+
+    def _initial(self, batch_size: int, state: torch.Tensor | None) -> list[torch.Tensor]:
+        w = self.readout.weight
+        if state is None:
+            return [w.new_zeros(batch_size, self.hidden_size) for _ in range(self.num_layers)]
+        return list(state.unbind(0))
+
+    def free_running(
+        self,
+        batch_size: int,
+        steps: int,
+        temperature: float = 1.0,
+        *,
+        state: torch.Tensor | None = None,
+        prev: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Behaviour]:
+        """Run ``steps`` steps on the model's own draws at ``temperature``; returns
+        (samples (B, steps, ...), behaviour). The draws carry no gradient; the hidden states do."""
+        h = self._initial(batch_size, state)
+        table = self._first_layer_gates()
+        if prev is None:
+            inp, token = self.start_input(batch_size), None
+        else:
+            inp, token = self.encode(prev.unsqueeze(1))[:, 0], prev
+        hidden, outputs, samples = [], [], []
+        for _ in range(steps):
+            gates0 = None if table is None else table[self._token_index(token, batch_size)]
+            h = self._step(inp, gates0, h)
+            params = self.readout(h[-1])
+            token = self.head.sample(params.detach(), temperature)
+            inp = self.encode(token.unsqueeze(1))[:, 0] if table is None else inp
+            hidden.append(h[-1])
+            outputs.append(params)
+            samples.append(token)
+        return torch.stack(samples, 1), Behaviour(torch.stack(hidden, 1), torch.stack(outputs, 1))
+
+    def _token_index(self, token: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample_tokens(self, batch_size: int, steps: int, temperature: float = 1.0) -> torch.Tensor:
+        """Free-running draws only (for ``gm sample``)."""
+        return self.free_running(batch_size, steps, temperature)[0]
+
+    def scheduled(self, x: torch.Tensor, p_true: float) -> Behaviour:
+        """Scheduled sampling: the input at step t is the true x[t-1] with probability
+        ``p_true`` (one coin per token), else a draw from the model's step t-1 output."""
+        if p_true >= 1:
+            return self.teacher_forced(x)
+        b, length = x.shape[:2]
+        true_in = self.encode(x)
+        keep = torch.rand(b, length, device=x.device) < p_true
+        h = self._initial(b, None)
+        table = self._first_layer_gates()
+        inp, token = self.start_input(b), None
+        hidden, outputs = [], []
+        for t in range(length):
+            gates0 = None if table is None else table[self._token_index(token, b)]
+            h = self._step(inp, gates0, h)
+            params = self.readout(h[-1])
+            hidden.append(h[-1])
+            outputs.append(params)
+            if t + 1 < length:
+                drawn = self.head.sample(params.detach(), 1.0)
+                use = keep[:, t + 1]
+                if table is None:
+                    inp = torch.where(
+                        use[:, None], true_in[:, t], self.encode(drawn.unsqueeze(1))[:, 0]
+                    )
+                else:
+                    token = torch.where(use, x[:, t], drawn)
+        return Behaviour(torch.stack(hidden, 1), torch.stack(outputs, 1))
+
+
+class TokenGRU(GRUGenerator):
+    """GRU over discrete tokens (characters, pixels): embedding, GRU, softmax readout.
+    The paper's char-PTB generator is ``TokenGRU(vocab, hidden=1024, layers=1)``."""
+
+    def __init__(self, vocab_size: int, hidden: int = 1024, layers: int = 1, embed: int = 128):
+        self.head = CategoricalHead(vocab_size)
+        super().__init__(embed, hidden, layers)
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size + 1, embed)  # the last row is the start symbol
+        self.fused = True  # one-layer passes through fused.FreeRunningGRU (False: step by step)
+
+    def _fused_args(self, batch_size: int, state, prev):
+        g = self.gru
+        h0 = (
+            self.readout.weight.new_zeros(batch_size, self.hidden_size)
+            if state is None
+            else state[0]
+        )
+        first = self._token_index(prev, batch_size)
+        return (
+            self._first_layer_gates(),
+            g.weight_hh_l0,
+            g.bias_hh_l0,
+            h0,
+            self.readout.weight.detach(),
+            self.readout.bias.detach(),
+            first,
+        )
+
+    def free_running(self, batch_size, steps, temperature=1.0, *, state=None, prev=None):
+        if not (self.fused and self.num_layers == 1):
+            return super().free_running(batch_size, steps, temperature, state=state, prev=prev)
+        args = self._fused_args(batch_size, state, prev)
+        hidden, tokens = FreeRunningGRU.apply(
+            *args, steps, temperature, None, None, torch.is_grad_enabled()
+        )
+        return tokens, Behaviour(hidden, self.readout(hidden))
+
+    def scheduled(self, x: torch.Tensor, p_true: float) -> Behaviour:
+        if not (self.fused and self.num_layers == 1) or p_true >= 1:
+            return super().scheduled(x, p_true)
+        keep = torch.rand(x.shape, device=x.device) < p_true
+        args = self._fused_args(len(x), None, None)
+        hidden, _ = FreeRunningGRU.apply(*args, x.shape[1], 1.0, x, keep, torch.is_grad_enabled())
+        return Behaviour(hidden, self.readout(hidden))
+
+    @torch.no_grad()
+    def sample_tokens(self, batch_size: int, steps: int, temperature: float = 1.0) -> torch.Tensor:
+        if not (self.fused and self.num_layers == 1):
+            return super().sample_tokens(batch_size, steps, temperature)
+        return draw_tokens(*self._fused_args(batch_size, None, None), steps, temperature)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(x)
+
+    def start_input(self, batch_size: int) -> torch.Tensor:
+        return self.embedding.weight[-1].expand(batch_size, -1)
+
+    def _first_layer_gates(self) -> torch.Tensor:
+        return F.linear(self.embedding.weight, self.gru.weight_ih_l0, self.gru.bias_ih_l0)
+
+    def _token_index(self, token: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        if token is None:
+            return torch.full(
+                (batch_size,),
+                self.vocab_size,
+                dtype=torch.long,
+                device=self.embedding.weight.device,
+            )
+        return token
+
+
+class ContinuousGRU(GRUGenerator):
+    """GRU over real vectors of ``dim`` features per step. ``output``: ``mixture`` (pen
+    strokes: 2-D offset mixture + pen-lift bit, dim 3), ``bernoulli`` or ``gaussian``."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 1024,
+        layers: int = 1,
+        output: str = "mixture",
+        components: int = 20,
+    ):
+        if output == "mixture":
+            if dim != 3:
+                raise ValueError(
+                    f"the mixture output models (dx, dy, pen_lift) strokes, not {dim} features"
+                )
+            self.head = MixtureHead(components)
+        elif output == "bernoulli":
+            self.head = BernoulliHead(dim)
+        elif output == "gaussian":
+            self.head = GaussianHead(dim)
+        else:
+            raise ValueError(f"unknown output {output!r}; use mixture, bernoulli or gaussian")
+        super().__init__(dim, hidden, layers)
+        self.dim = dim
+        self.start = nn.Parameter(torch.zeros(dim))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+    def start_input(self, batch_size: int) -> torch.Tensor:
+        return self.start.expand(batch_size, -1)

@@ -1,0 +1,57 @@
+"""gm hooks of gm-professor-forcing (torch-free: records name their code lazily)."""
+
+import gm
+from gm.specs import DiscriminatorSpec, ModelSpec, SequenceGeneratorSpec, TrainerSpec
+
+_P = "gm_professor_forcing"
+_MODALITIES = ("sequence", "strokes")
+_TRAINERS = {
+    "professor-forcing": (
+        "ProfessorForcingTrainer",
+        "Professor Forcing: NLL + a discriminator "
+        "matching free-running to teacher-forced behaviour (Lamb et al. 2016)",
+    ),
+    "teacher-forcing": ("TeacherForcingTrainer", "the same GRU trained by maximum likelihood only"),
+    "scheduled-sampling": (
+        "ScheduledSamplingTrainer",
+        "the same GRU fed its own samples with a decaying probability (Bengio et al. 2015)",
+    ),
+}
+
+
+@gm.hookimpl
+def gm_sequence_generators():
+    return [
+        SequenceGeneratorSpec(
+            "gru", f"{_P}.generators:TokenGRU", "GRU over discrete tokens, softmax readout"
+        ),
+        SequenceGeneratorSpec(
+            "gru-continuous",
+            f"{_P}.generators:ContinuousGRU",
+            "GRU over real vectors: mixture density + pen bit, Bernoulli or Gaussian",
+        ),
+    ]
+
+
+@gm.hookimpl
+def gm_discriminators():
+    return [
+        DiscriminatorSpec(
+            "bigru",
+            f"{_P}.discriminators:BiGRUDiscriminator",
+            "bidirectional GRU, ReLU MLP shared over time, mean, clipped logit",
+        )
+    ]
+
+
+@gm.hookimpl
+def gm_trainers():
+    return [TrainerSpec(n, f"{_P}.trainers:{c}", s) for n, (c, s) in _TRAINERS.items()]
+
+
+@gm.hookimpl
+def gm_models():
+    return [
+        ModelSpec(n, f"{_P}.trainers:{c}", s, trainer=n, modalities=_MODALITIES)
+        for n, (c, s) in _TRAINERS.items()
+    ]

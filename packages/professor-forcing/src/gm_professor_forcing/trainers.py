@@ -1,0 +1,408 @@
+"""Trainers: teacher forcing, scheduled sampling and Professor Forcing on one GRU generator.
+
+Professor Forcing (Lamb, Goyal, Zhang, Zhang, Courville, Bengio, NIPS 2016), one step on a
+minibatch x:
+
+1. teacher-forced pass B_tf = G(x) and NLL; free-running pass B_free = G's own draws at
+   temperature 1 for ``free_steps`` steps (may exceed the training length), the draws held
+   fixed and the gradient kept through the hidden states;
+2. both behaviours cut into non-overlapping ``segment``-step pieces;
+3. D minimises ``C_d = -log D(B_tf) - log(1 - D(B_free))`` on *detached* behaviours
+   (label 1 = teacher-forced). Its accuracy is averaged over ranks and smoothed by an EMA;
+   D's update is skipped (params, Adam moments and step count untouched) when the EMA
+   exceeds ``gate_d`` (paper: 99%);
+4. G minimises ``NLL + C_f`` with ``C_f = -log D(B_free)`` (D frozen: D's parameters take no
+   gradient from G's loss; the teacher-forced behaviour does not enter C_f), optionally
+   ``+ C_t = -log(1 - D(B_tf))``; the adversarial terms reach G only while the EMA exceeds
+   ``gate_g`` (paper: 75%).
+
+Both gates are device tensors, so a step never waits for the host: a closed D->G gate
+selects a zero (``torch.where``, whose gradient to the closed branch is exactly zero) and a
+closed D gate is fused Adam's ``found_inf`` skip (the mechanism ``GradScaler`` uses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gm import distributed
+from gm.config import TrainConfig
+from gm.data import DataInfo, Dataset
+from gm.errors import GMError
+from gm.trainer import Behaviour, Trainer
+from gm_professor_forcing.discriminators import BiGRUDiscriminator
+from gm_professor_forcing.generators import ContinuousGRU, GRUGenerator, TokenGRU
+
+
+# --- configs and options ------------------------------------------------------------------
+@dataclasses.dataclass
+class SequenceConfig(TrainConfig):
+    """The generator and its optimiser (paper's char-PTB setup: 1 layer x 1024 GRU)."""
+
+    steps: int = 10_000
+    batch_size: int = 32
+    lr: float = 1e-3  # Adam, the generator
+    hidden: int = 1024
+    layers: int = 1
+    embed: int = 128  # token embedding width
+    output: Literal["auto", "categorical", "mixture", "bernoulli", "gaussian"] = "auto"
+    components: int = 20  # mixture components (pen strokes)
+    grad_clip: float = 1.0  # gradient-norm clipping per optimiser (0: off)
+
+
+@dataclasses.dataclass
+class ScheduledSamplingConfig(SequenceConfig):
+    """Bengio et al. (2015): eps_i, the probability of feeding the true token at update i,
+    decays ``linear`` (max(min, k - c i)), ``exponential`` (k^i) or ``inverse-sigmoid``
+    (k / (k + exp(i / k))). ``decay_k`` / ``decay_c`` = 0 choose constants that bring
+    eps down to 0.5 at the end of training (``steps``), so the model is never trained mostly
+    on its own draws (Huszar 2015: that objective is inconsistent)."""
+
+    decay: Literal["linear", "exponential", "inverse-sigmoid"] = "inverse-sigmoid"
+    decay_k: float = 0.0
+    decay_c: float = 0.0
+    min_true: float = 0.0  # floor of eps
+
+
+@dataclasses.dataclass
+class ProfessorForcingConfig(SequenceConfig):
+    d_hidden: int = 512  # each direction of the discriminator's GRU
+    d_mlp: int = 512
+    d_layers: int = 1
+    d_lr: float = 1e-4  # Adam, the discriminator (authors' code: 1e-4, beta1 0.5)
+    d_beta1: float = 0.5
+    behaviour: Literal["hidden", "outputs", "both"] = "hidden"  # what D sees per step
+    free_steps: int = 0  # free-running length (0: the training length)
+    segment: int = 0  # D's segment length (0: the training length, or free_steps if shorter)
+    adversarial_weight: float = 1.0
+    teacher_term: bool = False  # add C_t = -log(1 - D(B_tf)) to G's loss
+    gate_g: float = 0.75  # D -> G gradient only when D's smoothed accuracy exceeds this
+    gate_d: float = 0.99  # D's update skipped when its smoothed accuracy exceeds this
+    gate_momentum: float = 0.9  # EMA momentum of the accuracy (0: this batch's accuracy)
+
+
+@dataclasses.dataclass
+class SampleOptions:
+    """``gm sample RUN --steps L --temperature T``; steps 0 means 4x the training length."""
+
+    steps: int = 0
+    temperature: float = 1.0
+
+
+@dataclasses.dataclass
+class EvaluateOptions:
+    """``gm evaluate RUN [--carry-state] [--horizon H] [--plot F.png] ...``"""
+
+    batch_size: int = 256
+    carry_state: bool = False  # rows are consecutive windows of one stream: carry the state
+    n: int = 256  # sequences in the hidden-state study (half reference, half query)
+    horizon: int = 0  # free-running steps of the study (0: 4x the training length)
+    temperature: float = 1.0
+    points: int = 4096  # at most this many states per cloud
+    plot: str = ""  # write a 2-D projection of the teacher-forced and free-running clouds
+
+
+# --- building blocks ---------------------------------------------------------------------
+def build_generator(config: SequenceConfig, info: DataInfo) -> GRUGenerator:
+    if info.modality not in ("sequence", "strokes"):
+        raise GMError(
+            f"sequence models train on sequence or strokes data; {info.name!r} is "
+            f"{info.modality} data."
+        )
+    if info.modality == "sequence" and info.vocab_size:
+        if config.output not in ("auto", "categorical"):
+            raise GMError(
+                f"{info.name!r} holds tokens: output must be categorical, not "
+                f"{config.output!r} (--set output=auto)."
+            )
+        return TokenGRU(info.vocab_size, config.hidden, config.layers, config.embed)
+    dim = info.shape[1] if len(info.shape) == 2 else 1
+    output = config.output
+    if output == "auto":
+        output = (
+            "mixture"
+            if info.modality == "strokes"
+            else "bernoulli"
+            if info.meta.get("binary")
+            else "gaussian"
+        )
+    if output == "categorical":
+        raise GMError(
+            f"{info.name!r} holds real values: use output mixture, bernoulli or gaussian."
+        )
+    if output == "mixture" and dim != 3:
+        raise GMError(
+            f"the mixture output models (dx, dy, pen_lift) strokes; {info.name!r} has "
+            f"{dim} features per step (--set output=gaussian)."
+        )
+    return ContinuousGRU(dim, config.hidden, config.layers, output, config.components)
+
+
+def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Adam:
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Build graph through ``module`` without making its parameters require gradients."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, f in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(f)
+
+
+class GateState(nn.Module):
+    """The discriminator's smoothed accuracy (a buffer, so checkpoints and resume keep it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("accuracy", torch.tensor(0.5))
+
+    def update(self, accuracy: torch.Tensor, momentum: float) -> torch.Tensor:
+        self.accuracy.mul_(momentum).add_((1 - momentum) * accuracy.detach().float())
+        return self.accuracy.clone()
+
+
+# --- the shared trainer --------------------------------------------------------------------
+class SequenceTrainer(Trainer):
+    """A GRU generator trained by maximum likelihood: teacher forcing, and the base of the others."""
+
+    Config = SequenceConfig
+    SampleOptions = SampleOptions
+    EvaluateOptions = EvaluateOptions
+    name = "teacher-forcing"
+
+    def __init__(self, config: SequenceConfig, info: DataInfo, device="cpu"):
+        super().__init__(config, info, device)
+        self.length = int(info.shape[0])
+        self.generator = build_generator(config, info).to(self.device)
+        self.opt_g = adam(self.generator.parameters(), config.lr)
+
+    @classmethod
+    def default_config(cls, info: DataInfo) -> SequenceConfig:
+        cfg = cls.Config()
+        if info.modality == "strokes":
+            cfg = dataclasses.replace(cfg, hidden=400, layers=3)  # Graves-style handwriting net
+        return cfg
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g}
+
+    @property
+    def clip(self) -> float | None:
+        return self.config.grad_clip or None
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        """Tokens stay (B, L) int64; real sequences become (B, L, D) float."""
+        if self.info.vocab_size and self.info.modality == "sequence":
+            return batch.long()
+        return batch.float() if batch.dim() == 3 else batch.float().unsqueeze(-1)
+
+    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.prepare(batch)
+        nll = self.generator.nll(self.generator.teacher_forced(x), x).mean()
+        self.optimizer_step(nll, self.opt_g, clip=self.clip)
+        return {"loss": nll.detach(), "nll": nll.detach()}
+
+    # --- sampling and evaluation ----------------------------------------------------------
+    def sample(self, n: int, options: SampleOptions) -> torch.Tensor:
+        steps = options.steps or 4 * self.length
+        if steps < 1 or options.temperature < 0:
+            raise GMError("--steps must be positive and --temperature at least 0.")
+        return self.generator.sample_tokens(n, steps, options.temperature)
+
+    def write_samples(self, samples: Any, path: Path, options: Any) -> None:
+        from gm_professor_forcing import drawing
+
+        drawing.write(samples, Path(path), self.info, self.length)
+
+    def evaluate(self, data: Dataset, split: str, options: EvaluateOptions) -> dict[str, float]:
+        from gm_professor_forcing import evaluation
+
+        return evaluation.evaluate(self, data, split, options)
+
+
+class TeacherForcingTrainer(SequenceTrainer):
+    """Maximum likelihood with the true previous token as input (the usual RNN training)."""
+
+
+class ScheduledSamplingTrainer(SequenceTrainer):
+    Config = ScheduledSamplingConfig
+    name = "scheduled-sampling"
+
+    def __init__(self, config: ScheduledSamplingConfig, info: DataInfo, device="cpu"):
+        super().__init__(config, info, device)
+        self.updates = 0
+        self.p_true(0)  # validate the schedule now, not mid-run
+
+    def p_true(self, i: int) -> float:
+        """eps_i: the probability of feeding the true previous token at update i."""
+        cfg = self.config
+        end = max(float(cfg.steps), 1.0)  # the update at which eps reaches 0.5
+        if cfg.decay == "linear":
+            k = cfg.decay_k or 1.0
+            c = cfg.decay_c or (k - 0.5) / end
+            eps = k - c * i
+        elif cfg.decay == "exponential":
+            k = cfg.decay_k or 0.5 ** (1 / end)
+            if not 0 < k < 1:
+                raise GMError(f"exponential decay needs 0 < decay_k < 1, got {k}.")
+            eps = k**i
+        else:
+            k = cfg.decay_k or _inverse_sigmoid_k(end)
+            if k < 1:
+                raise GMError(f"inverse-sigmoid decay needs decay_k >= 1, got {k}.")
+            eps = k / (k + math.exp(min(i / k, 700.0)))
+        return float(min(1.0, max(cfg.min_true, eps)))
+
+    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.prepare(batch)
+        p = self.p_true(self.updates)
+        nll = self.generator.nll(self.generator.scheduled(x, p), x).mean()
+        self.optimizer_step(nll, self.opt_g, clip=self.clip)
+        self.updates += 1
+        return {
+            "loss": nll.detach(),
+            "nll": nll.detach(),
+            "p_true": torch.tensor(p, device=self.device),
+        }
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"updates": self.updates}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.updates = int(state.get("updates", 0))
+
+
+def _inverse_sigmoid_k(half: float) -> float:
+    """The k with k / (k + exp(half / k)) = 1/2, i.e. k ln k = half (k >= 1)."""
+    k = max(half / max(math.log(half), 1.0), 1.0)
+    for _ in range(50):  # Newton on k ln k - half
+        k = max(k - (k * math.log(k) - half) / (math.log(k) + 1), 1.0 + 1e-9)
+    return k
+
+
+class ProfessorForcingTrainer(SequenceTrainer):
+    Config = ProfessorForcingConfig
+    name = "professor-forcing"
+
+    def __init__(self, config: ProfessorForcingConfig, info: DataInfo, device="cpu"):
+        super().__init__(config, info, device)
+        self.free_steps = config.free_steps or self.length
+        self.segment = config.segment or min(self.length, self.free_steps)
+        if not 1 <= self.segment <= min(self.length, self.free_steps):
+            raise GMError(
+                f"segment must be between 1 and the training length ({self.length}) and "
+                f"free_steps ({self.free_steps}); got {self.segment}."
+            )
+        g = self.generator
+        features = {
+            "hidden": g.hidden_size,
+            "outputs": g.head.num_params,
+            "both": g.hidden_size + g.head.num_params,
+        }[config.behaviour]
+        self.discriminator = BiGRUDiscriminator(
+            features, config.d_hidden, config.d_mlp, config.d_layers
+        ).to(self.device)
+        self.opt_d = adam(self.discriminator.parameters(), config.d_lr, (config.d_beta1, 0.999))
+        self.gate = GateState().to(self.device)
+
+    @classmethod
+    def default_config(cls, info: DataInfo) -> ProfessorForcingConfig:
+        cfg = super().default_config(info)
+        if info.modality == "strokes" and info.shape[0] >= 50:
+            # the paper's handwriting setup: 1000 free-running steps, 50-step segments
+            cfg = dataclasses.replace(cfg, free_steps=1000, segment=50)
+        return cfg
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator, "gate": self.gate}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def features(self, behaviour: Behaviour) -> torch.Tensor:
+        """The behaviour D sees, cut into non-overlapping segments: (B * pieces, segment, F)."""
+        what = self.config.behaviour
+        f = (
+            behaviour.hidden
+            if what == "hidden"
+            else behaviour.outputs
+            if what == "outputs"
+            else torch.cat([behaviour.hidden, behaviour.outputs.to(behaviour.hidden.dtype)], -1)
+        )
+        b, length, width = f.shape
+        pieces = length // self.segment
+        return f[:, : pieces * self.segment].reshape(b * pieces, self.segment, width)
+
+    def discriminator_loss(self, f_tf: torch.Tensor, f_free: torch.Tensor):
+        """C_d on detached behaviours, and D's accuracy on this batch."""
+        logits = self.discriminator(torch.cat([f_tf.detach(), f_free.detach()]))
+        l_tf, l_free = logits[: len(f_tf)], logits[len(f_tf) :]
+        c_d = F.softplus(-l_tf).mean() + F.softplus(l_free).mean()  # -log D(tf) - log(1 - D(free))
+        accuracy = 0.5 * ((l_tf > 0).float().mean() + (l_free < 0).float().mean())
+        return c_d, accuracy.detach()
+
+    def adversarial_costs(self, f_tf: torch.Tensor, f_free: torch.Tensor):
+        """C_f = -log D(B_free) and C_t = -log(1 - D(B_tf)) through a frozen D (C_t is None
+        unless ``teacher_term``)."""
+        with frozen(self.discriminator):  # two calls: C_f's graph never contains B_tf
+            c_f = F.softplus(-self.discriminator(f_free)).mean()
+            c_t = F.softplus(self.discriminator(f_tf)).mean() if self.config.teacher_term else None
+        return c_f, c_t
+
+    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        x = self.prepare(batch)
+        tf = self.generator.teacher_forced(x)
+        nll = self.generator.nll(tf, x).mean()
+        _, free = self.generator.free_running(len(x), self.free_steps, 1.0)
+        f_tf, f_free = self.features(tf), self.features(free)
+
+        # 1. the discriminator, on detached behaviours; gate on its smoothed accuracy
+        c_d, accuracy = self.discriminator_loss(f_tf, f_free)
+        accuracy = distributed.all_reduce_mean({"a": accuracy})["a"]  # the same gates on every rank
+        smoothed = self.gate.update(accuracy, cfg.gate_momentum)
+        d_open, g_open = smoothed <= cfg.gate_d, smoothed > cfg.gate_g
+        if self.opt_d.defaults.get("fused"):
+            self.opt_d.found_inf = (~d_open).float()  # fused Adam skips the whole update when 1
+            self.optimizer_step(c_d, self.opt_d, clip=self.clip)
+        elif bool(d_open):  # devices without fused Adam: decide on the host (one sync)
+            self.optimizer_step(c_d, self.opt_d, clip=self.clip)
+
+        # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate
+        c_f, c_t = self.adversarial_costs(f_tf, f_free)
+        adversarial = c_f if c_t is None else c_f + c_t
+        gated = torch.where(g_open, adversarial, torch.zeros_like(adversarial))
+        loss = nll + cfg.adversarial_weight * gated
+        self.optimizer_step(loss, self.opt_g, clip=self.clip)
+        metrics = {
+            "loss": loss.detach(),
+            "nll": nll.detach(),
+            "c_d": c_d.detach(),
+            "c_f": c_f.detach(),
+            "d_accuracy": accuracy,
+            "d_accuracy_ema": smoothed,
+            "d_updated": d_open.float(),
+            "g_gate_open": g_open.float(),
+        }
+        if c_t is not None:
+            metrics["c_t"] = c_t.detach()
+        return metrics

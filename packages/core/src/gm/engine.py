@@ -197,6 +197,8 @@ def _train(
             raise GMError(
                 f"{run} already holds a run; continue it with --resume {run} or pick another --out."
             )
+        if world.distributed:  # every rank has checked before rank 0 writes config.json
+            torch.distributed.barrier()
         if world.is_main:
             run.mkdir(parents=True, exist_ok=True)
             checkpoint.write_json(

@@ -76,6 +76,16 @@ def meta_ranges(meta: dict[str, Any], dim: int) -> tuple[list[float], list[float
     return None
 
 
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of ``x`` under torchrun (the same result on every rank), else x."""
+    world = distributed.current()
+    if not world.distributed:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world.size)]
+    torch.distributed.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
 class DataState(nn.Module):
     """Column scaling and a few gallery examples, as buffers (so they are in the checkpoint).
 
@@ -212,11 +222,7 @@ class ImputerTrainer(Trainer):
             self._gallery_ready = bool(self.state.gallery_set.item())  # once per process
         if self._gallery_ready:
             return
-        if distributed.current().distributed:  # the same examples on every rank
-            parts = [torch.empty_like(x) for _ in range(distributed.current().size)]
-            torch.distributed.all_gather(parts, x.contiguous())
-            x = torch.cat(parts)
-        rows = x[:GALLERY]
+        rows = gather_rows(x)[:GALLERY]  # the same examples on every rank
         self.state.gallery[: len(rows)] = rows
         self.state.gallery_set.fill_(True)
         self._gallery_ready = True

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from gm.data import DataInfo
-from gm_imputation.base import ImputerConfig, ImputerTrainer
+from gm_imputation.base import ImputerConfig, ImputerTrainer, gather_rows
 from gm_imputation.nets import bernoulli_nll_probs
 
 EPS_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5)
@@ -38,6 +38,9 @@ class TemplateConfig(ImputerConfig):
 
 
 class Memory(nn.Module):
+    """Stored training rows in *dataset* units (so a later widening of the running column
+    ranges rescales them too), their observed-value masks and which slots are filled."""
+
     def __init__(self, capacity: int, dim: int):
         super().__init__()
         self.register_buffer("rows", torch.zeros(capacity, dim))
@@ -55,13 +58,14 @@ class Memory(nn.Module):
         self.cursor.copy_((self.cursor + len(x)) % cap)
 
     def nearest(
-        self, x: torch.Tensor, on: torch.Tensor, exclude_self: bool = False
+        self, table: torch.Tensor, x: torch.Tensor, on: torch.Tensor, exclude_self: bool = False
     ) -> torch.Tensor:
-        """Index of the nearest stored row to each row of x, by mean squared difference over
-        the values ``on`` (float mask) that the template also has. With ``exclude_self``,
-        rows identical to the query on all its values are skipped (leave-one-out)."""
+        """Index of the nearest row of ``table`` (the stored rows in unit values) to each row
+        of x, by mean squared difference over the values ``on`` (float mask) that the
+        template also has. With ``exclude_self``, rows identical to the query on all its
+        values are skipped (leave-one-out)."""
         x, on = x.double(), on.double()
-        r, a = self.rows.double(), self.avail.double()
+        r, a = table.double(), self.avail.double()
         ar, ar2 = a * r, a * r * r
 
         def sq_dist(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,14 +93,20 @@ class TemplateMatchingTrainer(ImputerTrainer):
     def modules(self):
         return {"data": self.state, "memory": self.memory}
 
+    def table(self) -> torch.Tensor:
+        """The stored rows in unit values."""
+        return self.state.to_unit(self.memory.rows)
+
     def step(self, x, known, target):
         avail = known + target
         # Before storing the batch: how well the stored templates impute it (honest, eps 0.03).
-        idx = self.memory.nearest(x, known)
-        p = 0.97 * self.memory.rows[idx] + 0.015
+        table = self.table()
+        p = 0.97 * table[self.memory.nearest(table, x, known)] + 0.015
         nll = bernoulli_nll_probs(p, x, target).sum() / target.sum().clamp_min(1)
         loss = torch.where(self.memory.filled.any(), nll, torch.zeros_like(nll)).float()
-        self.memory.write(x, avail)
+        # Under torchrun every rank stores every rank's rows, so the memories stay identical.
+        rows = self.state.from_unit(x)  # exact: the ranges already include this batch
+        self.memory.write(gather_rows(rows), gather_rows(avail))
         return {"loss": loss}
 
     def choose_eps(self, known: torch.Tensor) -> float:
@@ -105,10 +115,11 @@ class TemplateMatchingTrainer(ImputerTrainer):
         idx = torch.nonzero(self.memory.filled).flatten()[:TUNE_ROWS]
         if len(idx) < 2:
             return 0.1
-        rows, avail = self.memory.rows[idx], self.memory.avail[idx]
+        table = self.table()
+        rows, avail = table[idx], self.memory.avail[idx]
         pattern = known[torch.arange(len(idx), device=known.device) % len(known)]
         k, t = pattern * avail, (1 - pattern) * avail
-        guess = self.memory.rows[self.memory.nearest(rows, k, exclude_self=True)]
+        guess = table[self.memory.nearest(table, rows, k, exclude_self=True)]
         scores = [
             float(bernoulli_nll_probs((1 - e) * guess + e / 2, rows, t).sum()) for e in EPS_GRID
         ]
@@ -116,13 +127,15 @@ class TemplateMatchingTrainer(ImputerTrainer):
 
     def score_batch(self, x, known, target, steps, samples):
         eps = self.choose_eps(known)
+        table = self.table()
         out = {}
         for prefix, on in (("", known), ("oracle_", target)):
-            guess = self.memory.rows[self.memory.nearest(x, on)]
+            guess = table[self.memory.nearest(table, x, on)]
             out[prefix + "bound"] = bernoulli_nll_probs((1 - eps) * guess + eps / 2, x, target)
             out[prefix + "sq_err"] = (target * (guess - x) ** 2).sum(-1)
         return out
 
     def complete(self, x, known, steps, samples):
-        guess = self.memory.rows[self.memory.nearest(x, known)]
+        table = self.table()
+        guess = table[self.memory.nearest(table, x, known)]
         return guess.expand(samples, *x.shape).clone()

@@ -39,17 +39,16 @@ class VAENet(nn.Module):
         super().__init__()
         self.encoder = GaussianMLP(dim, cfg.hidden, cfg.layers, cfg.z_dim)
         self.decoder = mlp(cfg.z_dim, cfg.hidden, cfg.layers, dim)
-        self.register_buffer("total", torch.zeros(dim))  # for the training mean of each value
+        # the training mean of each value, in dataset units (rescaled when used)
+        self.register_buffer("total", torch.zeros(dim))
         self.register_buffer("count", torch.zeros(dim))
 
     def mean(self) -> torch.Tensor:
-        return torch.where(
-            self.count > 0, self.total / self.count.clamp_min(1), torch.full_like(self.total, 0.5)
-        )
+        return self.total / self.count.clamp_min(1)
 
-    def chain(self, x: torch.Tensor, known: torch.Tensor, steps: int):
-        """Yield the decoder logits after each clamped pass."""
-        filled = known * x + (1 - known) * self.mean()
+    def chain(self, x: torch.Tensor, known: torch.Tensor, steps: int, start: torch.Tensor):
+        """Yield the decoder logits after each clamped pass from missing values at ``start``."""
+        filled = known * x + (1 - known) * start
         for _ in range(steps):
             mu, lv = self.encoder(filled)
             logits = self.decoder(reparameterise(mu, lv)).float()
@@ -87,7 +86,7 @@ class VAEImputerTrainer(ImputerTrainer):
     def step(self, x, known, target):
         avail = known + target  # complete data: every observed value, whatever the mask
         with torch.no_grad():
-            self.net.total += (avail * x).sum(0)
+            self.net.total += (avail * self.state.from_unit(x)).sum(0)
             self.net.count += avail.sum(0)
         mu, lv = self.net.encoder(x)
         nll = bernoulli_nll(self.net.decoder(reparameterise(mu, lv)), x, avail)
@@ -96,10 +95,19 @@ class VAEImputerTrainer(ImputerTrainer):
         self.optimizer_step(loss, self.opt, clip=self.config.clip)
         return {"loss": loss.detach(), "nll": nll.mean().detach(), "kl": kl.mean().detach()}
 
+    def start(self) -> torch.Tensor:
+        """Where the missing values start: the training mean (0.5 for a value never seen)."""
+        seen = self.net.count > 0
+        return torch.where(
+            seen,
+            self.state.to_unit(self.net.mean()),
+            torch.full_like(seen, 0.5, dtype=self.net.total.dtype),
+        )
+
     def score_batch(self, x, known, target, steps, samples):
         xs, ks, ts = repeat(x, samples), repeat(known, samples), repeat(target, samples)
         out = {}
-        for t, logits in enumerate(self.net.chain(xs, ks, steps), 1):
+        for t, logits in enumerate(self.net.chain(xs, ks, steps, self.start()), 1):
             out[f"step{t}_bound"] = bernoulli_nll(logits, xs, ts).view(samples, len(x)).mean(0)
             guess = torch.sigmoid(logits).view(samples, *x.shape).mean(0)
             out[f"step{t}_sq_err"] = (target * (guess - x) ** 2).sum(-1)
@@ -127,7 +135,9 @@ class VAEImputerTrainer(ImputerTrainer):
         return {**out, "best_step": float(best), "oracular": 1.0}
 
     def complete(self, x, known, steps, samples):
-        passes = list(self.net.chain(repeat(x, samples), repeat(known, samples), steps))
+        passes = list(
+            self.net.chain(repeat(x, samples), repeat(known, samples), steps, self.start())
+        )
         if not passes:  # zero passes: the training mean
-            return self.net.mean().expand(samples, *x.shape).clone()
+            return self.start().expand(samples, *x.shape).clone()
         return torch.sigmoid(passes[-1]).view(samples, *x.shape)

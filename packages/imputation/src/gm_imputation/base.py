@@ -264,22 +264,23 @@ class ImputerTrainer(Trainer):
             "drop_rate": n_target / float((~torch.isnan(x)).sum()),
             "floor_per_value": float(bernoulli_entropy(x0, target).sum()) / n_target,
         }
+        # One --steps value replaces the trained number; several are a study: each gives
+        # metric@T keys, and the plain keys stay those of the trained number of steps.
+        study = len(options.steps) > 1
+        main = options.steps[0] if len(options.steps) == 1 else self.refine_steps
         out: dict[str, float] = {}
-        for i, steps in enumerate(options.steps or (self.refine_steps,)):
+        for steps in dict.fromkeys((main, *options.steps)):
             totals: dict[str, float] = {}
             for a in range(0, len(x), options.batch_size):
                 sl = slice(a, a + options.batch_size)
                 part = self.score_batch(x0[sl], known[sl], target[sl], steps, options.samples)
                 for k, v in part.items():
                     totals[k] = totals.get(k, 0.0) + float(v.double().sum())
-            metrics = {
-                **self.summarise(totals, n_target, len(x), common["drop_rate"]),
-                "steps": float(steps),
-            }
-            if i == 0:
-                out.update(metrics)
-            if len(options.steps) > 1:
-                out.update({f"{k}@{steps}": v for k, v in metrics.items() if k != "steps"})
+            metrics = self.summarise(totals, n_target, len(x), common["drop_rate"])
+            if steps == main:
+                out.update({**metrics, "steps": float(steps)})
+            if study and steps in options.steps:
+                out.update({f"{k}@{steps}": v for k, v in metrics.items()})
         return {**out, **common}
 
     def summarise(

@@ -1,0 +1,8 @@
+"""gm-imputation: imputation policies that refine a guess over steps, trained by guided
+policy search (Bachman & Precup, *Data Generation as Sequential Decision Making*, NIPS 2015),
+with the paper's baselines and ``gm impute`` for users' own data.
+
+Importing this package is cheap: torch is imported by the modules that need it.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,156 @@
+"""LSTM-add, LSTM-jump and the extended DRAW generator (paper section 2.5).
+
+State: the guess ``c`` (logits) and three LSTMs. At each of T steps (16 by default), with
+``x~ = m*x + (1-m)*sigmoid(c)``:
+
+- the reader LSTM (primary policy) reads ``[x~, x~ - sigmoid(c), h_writer]`` and gives
+  ``p(z_t | state)``; ``x~ - sigmoid(c)`` is the residual on the known values only;
+- the guide LSTM reads ``[x, x - sigmoid(c), h_writer]`` and gives ``q(z_t | state, x)``;
+- the writer LSTM consumes ``z_t``; ``c += W h_writer`` (add) or ``c = W c_writer`` (jump,
+  from the writer's cell state).
+
+"Infinite mixture" initial state: a latent ``z_0`` with ``p(z_0 | x~_0)`` conditioned on the
+known values (``x~_0`` uses the learned guess bias) and guide ``q(z_0 | x~_0, x)``; the
+writer's initial state and the initial guess are functions of ``z_0``. Its KL joins the
+bound: ``NLL_T + KL_0(q||p) + sum_t KL_t(q||p)``.
+
+``draw-gps`` is the same network with every value missing (mask ``all``): the reader then
+sees only the model's own canvas, so ``p(z_t | s_{t-1})`` is a learned per-step prior, and
+the model is an unconditional generator with a variational bound on ``-log p(x)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+from torch import nn
+
+from gm.data import DataInfo
+from gm_imputation.base import ImputerConfig
+from gm_imputation.nets import (
+    GaussianMLP,
+    gaussian_kl,
+    gaussian_log_prob,
+    reparameterise,
+    split_gaussian,
+)
+from gm_imputation.policy import PolicyTrainer
+
+
+@dataclasses.dataclass
+class LSTMConfig(ImputerConfig):
+    update: Literal["add", "jump"] = "add"
+    refine_steps: int = 16
+    hidden: int = 300  # LSTM units (the paper's MNIST models: 300)
+    z_dim: int = 100
+    infinite_mixture: bool = True  # initial state from a latent z_0 (else a learned constant)
+    lambda_q: float = 1.0
+    lambda_p: float = 0.05
+    see_mask: bool = False  # give the reader and the guide the mask as an extra input
+    clip: float = 10.0
+    batch_size: int = 200
+
+
+class LSTMNet(nn.Module):
+    def __init__(self, dim: int, cfg: LSTMConfig):
+        super().__init__()
+        h, z = cfg.hidden, cfg.z_dim
+        self.update, self.see_mask, self.mixture = cfg.update, cfg.see_mask, cfg.infinite_mixture
+        extra = dim if cfg.see_mask else 0
+        self.c_bias = nn.Parameter(torch.zeros(dim))
+        self.reader = nn.LSTMCell(2 * dim + h + extra, h)
+        self.guide = nn.LSTMCell(2 * dim + h + extra, h)
+        self.p_head = nn.Linear(h, 2 * z)
+        self.q_head = nn.Linear(h, 2 * z)
+        self.writer = nn.LSTMCell(z, h)
+        self.write = nn.Linear(h, dim)
+        if cfg.infinite_mixture:
+            self.p0 = GaussianMLP(dim + extra, h, 1, z)
+            self.q0 = GaussianMLP(2 * dim + extra, h, 1, z)
+            self.init_state = nn.Linear(z, 2 * h)
+            self.init_guess = nn.Linear(z, dim)
+
+    def rollout(
+        self, x: torch.Tensor, known: torch.Tensor, avail: torch.Tensor, steps: int, guided: bool
+    ) -> dict[str, torch.Tensor]:
+        n, hid = len(x), self.writer.hidden_size
+        mask_in = [known] if self.see_mask else []
+        zero = x.new_zeros(n)
+        kl_qp, kl_pq, log_w = zero, zero, zero
+        c = self.c_bias.expand_as(x)
+        h_w = c_w = x.new_zeros(n, hid)
+        if self.mixture:
+            seen0 = known * x + (1 - known) * torch.sigmoid(c)
+            mu_p, lv_p = self.p0(torch.cat([seen0, *mask_in], -1))
+            if guided:
+                mu_q, lv_q = self.q0(torch.cat([seen0, avail * x, *mask_in], -1))
+                z0 = reparameterise(mu_q, lv_q)
+                kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+                kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
+                log_w = (
+                    log_w + gaussian_log_prob(z0, mu_p, lv_p) - gaussian_log_prob(z0, mu_q, lv_q)
+                )
+            else:
+                z0 = reparameterise(mu_p, lv_p)
+            h_w, c_w = torch.tanh(self.init_state(z0)).chunk(2, -1)
+            c = c + self.init_guess(z0).float()
+        reader = (x.new_zeros(n, hid), x.new_zeros(n, hid))
+        guide = (x.new_zeros(n, hid), x.new_zeros(n, hid))
+        for _ in range(steps):
+            guess = torch.sigmoid(c)
+            seen = known * x + (1 - known) * guess
+            reader = self.reader(torch.cat([seen, seen - guess, h_w, *mask_in], -1), reader)
+            mu_p, lv_p = split_gaussian(self.p_head(reader[0]))
+            if guided:
+                g_in = torch.cat([avail * x, avail * (x - guess), h_w, *mask_in], -1)
+                guide = self.guide(g_in, guide)
+                mu_q, lv_q = split_gaussian(self.q_head(guide[0]))
+                z = reparameterise(mu_q, lv_q)
+                kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+                kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
+                log_w = log_w + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q)
+            else:
+                z = reparameterise(mu_p, lv_p)
+            h_w, c_w = self.writer(z, (h_w, c_w))
+            c = c + self.write(h_w).float() if self.update == "add" else self.write(c_w).float()
+        return {"c": c, "kl_qp": kl_qp, "kl_pq": kl_pq, "log_w": log_w}
+
+
+class LSTMTrainer(PolicyTrainer):
+    Config = LSTMConfig
+    name = "lstm-gpsi"
+
+    def __init__(self, config: LSTMConfig, info: DataInfo, device="cpu"):
+        super().__init__(config, info, device)
+        self.net = LSTMNet(self.dim, config).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+
+    @classmethod
+    def default_config(cls, info: DataInfo) -> LSTMConfig:
+        import math
+
+        if math.prod(info.shape) < 256:
+            return cls.Config(hidden=128, z_dim=32)
+        return cls.Config()
+
+
+@dataclasses.dataclass
+class DrawGPSConfig(LSTMConfig):
+    mask: str = "all"  # every value missing: unconditional generation
+
+
+class DrawGPSTrainer(LSTMTrainer):
+    """The LSTM model with every value missing: a generator with a learned per-step prior."""
+
+    Config = DrawGPSConfig
+    name = "draw-gps"
+
+    @torch.no_grad()
+    def sample(self, n, options):
+        """``n`` unconditional samples (Bernoulli means), in dataset units."""
+        self.train(False)
+        nothing = torch.zeros(n, self.dim, device=self.device)
+        probs = self.complete(nothing, nothing, self.refine_steps, 1)[0]
+        return self.state.from_unit(probs).reshape(n, *self.shape)

@@ -1,0 +1,73 @@
+"""Small building blocks: MLPs, diagonal-Gaussian heads, KL divergences, Bernoulli scores."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOGVAR_BOUND = 8.0  # log-variances pass through 8*tanh(v/8), as in the authors' code
+
+
+def mlp(n_in: int, hidden: int, layers: int, n_out: int) -> nn.Sequential:
+    """``layers`` hidden ReLU layers of width ``hidden``, then a linear output."""
+    mods: list[nn.Module] = []
+    width = n_in
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    mods.append(nn.Linear(width, n_out))
+    return nn.Sequential(*mods)
+
+
+def split_gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A head's ``(..., 2z)`` output -> (mean, bounded log-variance), in float32."""
+    mu, raw = out.float().chunk(2, dim=-1)
+    return mu, LOGVAR_BOUND * torch.tanh(raw / LOGVAR_BOUND)
+
+
+class GaussianMLP(nn.Module):
+    """x -> (mu, logvar) of a diagonal Gaussian over z."""
+
+    def __init__(self, n_in: int, hidden: int, layers: int, z_dim: int):
+        super().__init__()
+        self.net = mlp(n_in, hidden, layers, 2 * z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return split_gaussian(self.net(x))
+
+
+def gaussian_kl(
+    mu_a: torch.Tensor, lv_a: torch.Tensor, mu_b: torch.Tensor, lv_b: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(mu_a, e^lv_a) || N(mu_b, e^lv_b)), summed over the last dimension."""
+    return 0.5 * (lv_b - lv_a + (lv_a.exp() + (mu_a - mu_b) ** 2) / lv_b.exp() - 1).sum(-1)
+
+
+def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, e^lv), summed over the last dimension."""
+    return -0.5 * (lv + (z - mu) ** 2 / lv.exp() + math.log(2 * math.pi)).sum(-1)
+
+
+def reparameterise(mu: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
+    return mu + (0.5 * lv).exp() * torch.randn_like(mu)
+
+
+def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-example Bernoulli NLL of values x in [0, 1], summed where ``weight`` is 1."""
+    bce = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
+    return (bce * weight).sum(-1)
+
+
+def bernoulli_nll_probs(p: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """As :func:`bernoulli_nll` for probabilities (callers keep p away from 0 and 1)."""
+    p, x = p.double(), x.double()
+    return (-(x * p.log() + (1 - x) * (1 - p).log()) * weight.double()).sum(-1)
+
+
+def bernoulli_entropy(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The least Bernoulli NLL any model can give a value x (reached at p = x), summed."""
+    x = x.double().clamp(1e-12, 1 - 1e-12)
+    return (-(x * x.log() + (1 - x) * (1 - x).log()) * weight.double()).sum(-1)

@@ -10,7 +10,18 @@ import pytest
 
 from gm.cli import main
 
-TINY = ["--set", "hidden=32", "--set", "batch_size=64", "--set", "tmax=16", "--set", "n_max=1"]
+TINY = [
+    "--set",
+    "hidden=32",
+    "--set",
+    "batch_size=64",
+    "--set",
+    "tmax=16",
+    "--set",
+    "n_max=1",
+    "--set",
+    "schedule=doubling",
+]
 EVAL = [
     "--trajectories",
     "4",

@@ -5,7 +5,7 @@ import torch
 from gm.testing import TrainerContract, TransitionOperatorContract
 from gm_walkback.operators import BernoulliConv, BernoulliMLP, GaussianConv, GaussianMLP
 
-SMALL = {"hidden": 32, "batch_size": 64, "n_max": 2, "tmax": 16.0}
+SMALL = {"hidden": 32, "batch_size": 64, "n_max": 2, "tmax": 16.0, "schedule": "doubling"}
 
 
 class TestWalkbackToy(TrainerContract):

@@ -49,16 +49,16 @@ def test_extra_sampling_steps_use_the_coldest_steps_parameters():
     torch.manual_seed(5)
     s = s0
     for lv in (3, 2, 1, 0):
-        s = op.distribution(s, 2.0**lv, lv).sample()
+        s = chains.draw(op.distribution(s, 2.0**lv, lv))
     state = torch.get_rng_state()
     cooled = s
     for _ in range(3):
-        s = op.distribution(s, 1.0, 0).sample()
+        s = chains.draw(op.distribution(s, 1.0, 0))
     assert torch.equal(out, s)
     torch.set_rng_state(state)  # the same noise through the hottest level's parameters differs
     wrong = cooled
     for _ in range(3):
-        wrong = op.distribution(wrong, 1.0, 3).sample()
+        wrong = chains.draw(op.distribution(wrong, 1.0, 3))
     assert not torch.allclose(wrong, out)
 
 

@@ -9,7 +9,15 @@ from gm.engine import build_config, seed_everything
 def make_trainer(dataset="swiss-roll", **overrides):
     data = load_dataset(dataset, options={"n": 512})
     cls, cfg = build_config(
-        "walkback", data.info, overrides={"hidden": 32, "batch_size": 64, "tmax": 16.0, **overrides}
+        "walkback",
+        data.info,
+        overrides={
+            "hidden": 32,
+            "batch_size": 64,
+            "tmax": 16.0,
+            "schedule": "doubling",
+            **overrides,
+        },
     )
     seed_everything(0)
     return cls(cfg, data.info, "cpu"), data

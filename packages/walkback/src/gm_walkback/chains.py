@@ -28,6 +28,12 @@ DistFn = Callable[[int, torch.Tensor], D.Distribution]  # (step t = 1..K, state)
 
 
 # --- sampling ------------------------------------------------------------------------
+def draw(dist: D.Distribution) -> torch.Tensor:
+    """A sample without argument checks: ``rsample`` (mean + std * noise) where it exists, so
+    no step inspects the tensor's values on the host."""
+    return dist.rsample() if dist.has_rsample else dist.sample()
+
+
 def chain_step(
     op,
     s: torch.Tensor,
@@ -37,7 +43,7 @@ def chain_step(
     values: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One step s -> s' ~ p_T(.|s); entries where ``known`` is true are clamped to ``values``."""
-    s = op.distribution(s, temperature, level).sample()
+    s = draw(op.distribution(s, temperature, level))
     if known is not None:
         s = torch.where(known, values, s)
     return s
@@ -90,7 +96,7 @@ def log_weights(
     total = torch.zeros(len(x), device=x.device, dtype=torch.float32)
     for t in range(1, steps + 1):
         q = forward(t, s)
-        s_next = q.sample()
+        s_next = draw(q)
         total = total - q.log_prob(s_next) + reverse(t, s_next).log_prob(s)
         s = s_next
     return total + prior(s)
@@ -146,7 +152,7 @@ def reversibility(op, s: torch.Tensor, steps: int) -> dict[str, float]:
     entropy = torch.zeros((), device=s.device)
     for _ in range(steps):
         fwd = op.from_heads(heads, 1.0)
-        s_next = fwd.sample()
+        s_next = draw(fwd)
         lp_forward = fwd.log_prob(s_next)
         heads = op.heads(s_next, 0)
         lp_backward = op.from_heads(heads, 1.0).log_prob(s)

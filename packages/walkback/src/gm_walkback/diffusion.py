@@ -209,6 +209,9 @@ class DiffusionTrainer(Trainer):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.updates = int(state.get("updates", 0))
 
+    def compile(self) -> None:
+        self.model.net.compile()
+
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device).float()
         if self.info.modality == "image" and self.config.dequantize:

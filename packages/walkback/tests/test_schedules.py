@@ -78,3 +78,25 @@ def test_compiled_style_step_with_tensor_indices_matches_eager():
     tensors, frames = chains.run_chain(op, s0, walk, step=tensor_step, every=2)
     assert torch.allclose(eager, tensors)
     assert len(frames) == 1 + math.ceil(len(walk) / 2)
+
+
+def test_a_chain_step_is_one_graph_without_host_reads():
+    """A whole step (per-step batch norm indexed by a device tensor, the Gaussian draw, the
+    inpainting clamp) traces to one graph through aten with fake tensors: any read of a
+    value back to the host (``.item()``, indexing by a 0-d tensor) fails here, so the step
+    can be compiled or captured as a CUDA graph."""
+    from gm_walkback.operators import GaussianConv
+
+    torch.manual_seed(0)
+    ops = [
+        GaussianMLP((1, 8, 8), hidden=16, norm="batch", levels=4, per_step=True).eval(),
+        GaussianConv(
+            (1, 8, 8), channels=(4,), fc_layers=1, fc_width=8, norm="batch", levels=4, per_step=True
+        ).eval(),
+    ]
+    s = torch.rand(3, 1, 8, 8)
+    known = torch.rand(3, 1, 8, 8) < 0.5
+    step = torch.compile(chains.chain_step, backend="aot_eager", fullgraph=True)
+    for op in ops:
+        out = step(op, s, torch.tensor(2.0), torch.tensor(3), known, s)
+        assert out.shape == s.shape and torch.equal(out[known], s[known])

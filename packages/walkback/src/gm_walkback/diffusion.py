@@ -31,7 +31,7 @@ from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Trainer
 from gm_walkback import chains, figures, schedules
-from gm_walkback.networks import ConvNet, MLPNet
+from gm_walkback.networks import ConvNet, MLPNet, take
 from gm_walkback.walkback import CPU_HIDDEN, GPU_HIDDEN
 
 
@@ -100,7 +100,7 @@ class NETReverse(nn.Module):
         self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float())
 
     def _at(self, table: torch.Tensor, step, like: torch.Tensor) -> torch.Tensor:
-        v = table[step]
+        v = take(table, step)
         return v.view(-1, *[1] * (like.dim() - 1)) if v.dim() == 1 else v
 
     def heads(self, s: torch.Tensor, step) -> tuple[torch.Tensor, torch.Tensor]:

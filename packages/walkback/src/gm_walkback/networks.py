@@ -26,6 +26,16 @@ def inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
+def take(table: torch.Tensor, idx) -> torch.Tensor:
+    """``table[idx]`` for an int, a 0-d or a 1-d index tensor, never reading a tensor index
+    back to the host (plain indexing with a 0-d tensor does, which syncs a GPU)."""
+    if not torch.is_tensor(idx):
+        return table[idx]
+    if idx.dim() == 0:
+        return table.index_select(0, idx.reshape(1)).squeeze(0)
+    return table.index_select(0, idx)
+
+
 def temporal_bumps(levels: int, basis: int) -> torch.Tensor:
     """(levels, basis) weights of ``basis`` Gaussian bumps spread over the steps, rows summing to 1."""
     centres = torch.linspace(0, levels - 1, basis)
@@ -70,8 +80,8 @@ class StepNorm(nn.Module):
 
     def _table(self, table: torch.Tensor, idx) -> torch.Tensor:
         if self.basis:
-            return self.bumps[idx] @ table  # (C,) or (B, C)
-        return table[idx]
+            return take(self.bumps, idx) @ table  # (C,) or (B, C)
+        return take(table, idx)
 
     def forward(self, x: torch.Tensor, step) -> torch.Tensor:
         idx = self._index(step)
@@ -91,12 +101,16 @@ class StepNorm(nn.Module):
                 with torch.no_grad():
                     n = xf.numel() / xf.shape[1]
                     m = self.momentum
-                    self.running_mean[idx] = (1 - m) * self.running_mean[idx] + m * mean
-                    self.running_var[idx] = (1 - m) * self.running_var[idx] + m * var * n / max(
-                        n - 1, 1
-                    )
+                    new_mean = (1 - m) * take(self.running_mean, idx) + m * mean
+                    new_var = (1 - m) * take(self.running_var, idx) + m * var * n / max(n - 1, 1)
+                    if torch.is_tensor(idx):  # a device index: write without reading it back
+                        self.running_mean.index_copy_(0, idx.reshape(1), new_mean[None])
+                        self.running_var.index_copy_(0, idx.reshape(1), new_var[None])
+                    else:
+                        self.running_mean[idx] = new_mean
+                        self.running_var[idx] = new_var
             else:
-                mean, var = self.running_mean[idx], self.running_var[idx]
+                mean, var = take(self.running_mean, idx), take(self.running_var, idx)
             x = (x - mean.view(1, -1, *[1] * (x.dim() - 2)).to(x.dtype)) * torch.rsqrt(
                 var.view(1, -1, *[1] * (x.dim() - 2)) + self.eps
             ).to(x.dtype)

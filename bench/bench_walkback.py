@@ -164,7 +164,9 @@ def main() -> None:
         + "\n\nChain rows: steps of the sampling chain per second (each step moves the whole batch). "
         "Train rows: Algorithm-1 minibatches per second (walkback: K = 10 online updates each; "
         "diffusion: one update). Median of "
-        f"{repeat} timed repeats after a warm-up; torch.compile's one-off compile time shown apart."
+        f"{repeat} timed repeats after a warm-up; torch.compile's one-off compile time shown apart. "
+        "On this shared CPU, repeated runs of the same row have differed by up to 1.6x; read CPU "
+        "ratios near 1 as 'no measurable difference'; the compiled chain is meant for GPUs."
     )
     _report.write_section(
         "walkback",

@@ -1,0 +1,78 @@
+"""gm-walkback's hooks: transition operators, trainers, models and the ``gm inpaint`` verb.
+
+Only spec records here (no torch import): the implementation is named lazily.
+"""
+
+import gm
+from gm.specs import CommandSpec, ModelSpec, TrainerSpec, TransitionOperatorSpec
+
+_OPS = "gm_walkback.operators:"
+
+
+@gm.hookimpl
+def gm_transition_operators():
+    return [
+        TransitionOperatorSpec(
+            "gaussian-mlp", _OPS + "GaussianMLP", "Gaussian p_T(s'|s), MLP network (vectors)"
+        ),
+        TransitionOperatorSpec(
+            "gaussian-conv",
+            _OPS + "GaussianConv",
+            "Gaussian p_T(s'|s), conv encoder/decoder (images)",
+        ),
+        TransitionOperatorSpec(
+            "bernoulli-mlp",
+            _OPS + "BernoulliMLP",
+            "Bernoulli p_T(s'|s), MLP network (binary vectors)",
+        ),
+        TransitionOperatorSpec(
+            "bernoulli-conv",
+            _OPS + "BernoulliConv",
+            "Bernoulli p_T(s'|s), conv network (binary images)",
+        ),
+    ]
+
+
+@gm.hookimpl
+def gm_trainers():
+    return [
+        TrainerSpec(
+            "walkback", "gm_walkback.walkback:WalkbackTrainer", "Variational Walkback (Algorithm 1)"
+        ),
+        TrainerSpec(
+            "diffusion",
+            "gm_walkback.diffusion:DiffusionTrainer",
+            "NET: fixed forward diffusion, learned reverse",
+        ),
+    ]
+
+
+@gm.hookimpl
+def gm_models():
+    return [
+        ModelSpec(
+            "walkback",
+            "gm_walkback.walkback:WalkbackTrainer",
+            "Variational Walkback: a transition operator that walks back its heated walks",
+            trainer="walkback",
+            modalities=("vector", "image"),
+        ),
+        ModelSpec(
+            "diffusion",
+            "gm_walkback.diffusion:DiffusionTrainer",
+            "NET diffusion baseline (Sohl-Dickstein et al. 2015): 1000 fixed forward steps",
+            trainer="diffusion",
+            modalities=("vector", "image"),
+        ),
+    ]
+
+
+@gm.hookimpl
+def gm_commands():
+    return [
+        CommandSpec(
+            "inpaint",
+            "gm_walkback.commands:inpaint",
+            "Fill in the unknown part of images with a trained walkback model.",
+        )
+    ]

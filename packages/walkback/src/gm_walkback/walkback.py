@@ -1,0 +1,425 @@
+"""The Variational Walkback trainer (Algorithm 1 of Goyal, Ke, Ganguli & Bengio, NIPS 2017).
+
+Per minibatch x:
+
+1. ``Tmax = sigma_max^2 / sigma^2`` with sigma_max^2 the data variance and sigma^2 the
+   operator's noise variance at T = 1 (both running averages, the heat count
+   H = ceil(log2 Tmax) re-read every ``tmax_every`` minibatches so the loop never waits
+   on the device); draw ``n ~ U{0..N1}``; ``K = H + n``.
+2. s_0 = x, T = 1. For t = 1..K: draw ``s_t ~ p_T(.|s_{t-1})`` without gradient; the
+   loss is ``-log p_T(s_{t-1} | s_t)`` (the operator applied at s_t must walk back to
+   s_{t-1}); one optimiser step per walk step (``update="online"``, the paper's choice)
+   or one for the summed loss (``update="batch"``); after the first n steps, T <- 2T.
+3. p* is the Gaussian (factorised Bernoulli for binary data) with the running first and
+   second moments of s_K.
+
+``schedule="appendix"`` replaces 1-2 by a fixed K = 30 with T_t = factor^(t-1).
+``loss="reconstruction"`` is the authors' public code (scores s_{t-1} against F(s_{t-1})
+at the same state with the variance frozen, forward noise scaled by 1e-5), only for
+comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import distributions as D
+from torch import nn
+
+from gm import distributed
+from gm.config import TrainConfig
+from gm.data import DataInfo, Dataset
+from gm.errors import GMError
+from gm.trainer import Trainer
+from gm_walkback import chains, figures, schedules
+from gm_walkback.networks import PAPER_CONV
+from gm_walkback.operators import build_operator
+
+CPU_HIDDEN = 256  # MLP width used on CPU-only runs when hidden = 0 ("auto")
+GPU_HIDDEN = 4096  # the paper's 2-D toy width
+
+
+@dataclasses.dataclass
+class WalkbackConfig(TrainConfig):
+    steps: int = 20_000
+    batch_size: int = 256
+    lr: float = 1e-4  # the paper's Adam rate (1e-3 diverges on the toys)
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    clip: float = 0.0  # gradient-norm clipping per update (0: off)
+    # the transition operator
+    operator: Literal["gaussian", "bernoulli"] = "gaussian"
+    network: Literal["mlp", "conv"] = "mlp"
+    hidden: int = 0  # MLP width; 0: 4096 (the paper's toy net) on a GPU, 256 on CPU-only runs
+    depth: int = 2
+    conv_channels: tuple[int, ...] = (64, 128, 256)
+    fc_layers: int = 5
+    fc_width: int = 1024
+    norm: Literal["none", "batch", "layer"] = "none"
+    per_step_norm: bool = False  # one normalisation affine (and running stats) per walk step
+    alpha: float = 0.5
+    temperature_scaling: Literal["variance", "std"] = "variance"
+    init_std: float = 0.1  # operator noise std at T = 1 when training starts
+    min_std: float = 1e-4  # numerical floor added to softplus(F_sigma)
+    # the walk
+    schedule: Literal["doubling", "appendix"] = "doubling"
+    n_max: int = 5  # N1: n ~ U{0..N1} steps at T = 1 before heating (doubling schedule)
+    tmax: float = 0.0  # fixed Tmax; 0: sigma_max^2 / sigma^2 from running estimates
+    tmax_every: int = 100  # re-read H = ceil(log2 Tmax) every this many minibatches
+    max_levels: int = 16  # at most this many heated levels (and per-step parameter sets)
+    walk_steps: int = 30  # K of the appendix schedule
+    heat_factor: float = math.sqrt(2)  # T_t = factor^(t-1) in the appendix schedule
+    # the objective
+    update: Literal["online", "batch"] = "online"
+    loss: Literal["walkback", "reconstruction"] = "walkback"
+    reconstruction_noise: float = 1e-5  # forward noise scale of loss="reconstruction"
+    stats_decay: float = 0.99  # running averages: p* moments, data and operator variance
+    dequantize: bool = True  # 8-bit images: (k + U(0,1)) / 256 for the Gaussian operator
+
+
+@dataclasses.dataclass
+class WalkbackSampleOptions:
+    steps: int = 0  # cooling steps (0: the model's whole walk)
+    extra_steps: int = 0  # further steps at T = 1 after cooling
+    chain_every: int = 0  # >0: --out shows the chain every k steps instead of the final samples
+    mean: bool = False  # return the mean of the last step instead of a draw
+
+
+@dataclasses.dataclass
+class WalkbackEvaluateOptions:
+    trajectories: int = 100  # M of the importance-sampled log-likelihood (Eq. 10)
+    examples: int = 1000  # evaluate the first N examples of the split (0: all)
+    chunk: int = 8192  # states per batched network call
+    chains: int = 256  # chains for the reversibility measure
+    burn_in: int = 100  # steps at T = 1 before measuring reversibility
+    chain_steps: int = 500  # steps at T = 1 that are measured
+    samples: int = 2000  # samples for the energy distance (vector data)
+
+
+class Stats(nn.Module):
+    """Running statistics that are part of the model (saved with the weights)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.register_buffer("pstar_mean", torch.zeros(shape))
+        self.register_buffer("pstar_var", torch.ones(shape))
+        self.register_buffer("data_var", torch.ones(()))
+        self.register_buffer("noise_var", torch.ones(()))
+        self.register_buffer("heat", torch.zeros((), dtype=torch.long))  # H = ceil(log2 Tmax)
+
+
+def is_binary(info: DataInfo) -> bool:
+    return bool(info.meta.get("binary")) or info.name.startswith("binarized")
+
+
+class WalkbackTrainer(Trainer):
+    """Variational Walkback: a transition operator trained to walk back its own heated walks."""
+
+    Config = WalkbackConfig
+    SampleOptions = WalkbackSampleOptions
+    EvaluateOptions = WalkbackEvaluateOptions
+    name = "walkback"
+
+    @classmethod
+    def default_config(cls, info: DataInfo) -> WalkbackConfig:
+        if info.modality == "vector":
+            if info.shape == (2,):
+                # The paper's 2-D toy setup (its appendix and the authors' toy scripts): a
+                # 2 -> 4096 -> 4096 leaky-ReLU MLP (256 wide on CPU-only runs), K = 30 steps
+                # heated by 1.1 per step. 1000 minibatches = 30 000 online updates.
+                return WalkbackConfig(
+                    schedule="appendix", walk_steps=30, heat_factor=1.1, steps=1000
+                )
+            return WalkbackConfig()
+        if info.modality != "image":
+            raise GMError(f"walkback models vector or image data, not {info.modality} data.")
+        binary = is_binary(info)
+        base = {
+            "operator": "bernoulli" if binary else "gaussian",
+            "lr": 1e-4,
+            "batch_size": 100,
+            "steps": 100_000,
+            "per_step_norm": True,
+            "init_std": 0.05,
+            "checkpoint_every": 2000,
+        }
+        shape = tuple(info.shape)
+        if shape in PAPER_CONV:
+            return WalkbackConfig(network="conv", **PAPER_CONV[shape], **base)
+        if shape[1] * shape[2] <= 16 * 16:  # small images (8x8 digits): the paper's MNIST MLP
+            return WalkbackConfig(network="mlp", hidden=1200, depth=2, norm="batch", **base)
+        return WalkbackConfig(network="conv", **PAPER_CONV[(3, 32, 32)], **base)
+
+    def __init__(self, config: WalkbackConfig, info: DataInfo, device="cpu"):
+        super().__init__(config, info, device)
+        if info.modality not in ("vector", "image"):
+            raise GMError(f"walkback models vector or image data, not {info.modality} data.")
+        if config.hidden == 0:
+            hidden = GPU_HIDDEN if self.device.type == "cuda" else CPU_HIDDEN
+            config = self.config = dataclasses.replace(config, hidden=hidden)
+        if config.network == "conv" and info.modality != "image":
+            raise GMError("network 'conv' needs image data; use --set network=mlp.")
+        if config.n_max < 0 or config.max_levels < 1 or config.walk_steps < 1:
+            raise GMError("n_max must be >= 0, max_levels and walk_steps >= 1.")
+        self.shape = tuple(info.shape)
+        self.levels = config.walk_steps if config.schedule == "appendix" else config.max_levels
+        self.operator = build_operator(config, self.shape, self.levels).to(self.device)
+        self.stats = Stats(self.shape).to(self.device)
+        self.opt = torch.optim.Adam(self.operator.parameters(), lr=config.lr)
+        self.updates = 0  # minibatches seen (drives n and the Tmax refresh; saved for resume)
+        self._heat: int | None = None  # host copy of stats.heat
+
+    # --- state -------------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"operator": self.operator, "stats": self.stats}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"operator": self.opt}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"updates": self.updates}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.updates = int(state.get("updates", 0))
+        self._heat = None
+
+    def compile(self) -> None:
+        """torch.compile the network F (the operator itself is only called through F)."""
+        self.operator.net.compile()
+
+    # --- the walk ----------------------------------------------------------------------
+    @property
+    def heat(self) -> int:
+        """H = ceil(log2 Tmax), the number of heated levels of the doubling schedule."""
+        if self._heat is None:
+            self._heat = max(1, int(self.stats.heat.item()))
+        return self._heat
+
+    def _refresh_heat(self) -> None:
+        cfg = self.config
+        if cfg.tmax > 0:
+            tmax = cfg.tmax
+        else:
+            pair = distributed.all_reduce_mean(
+                {"d": self.stats.data_var, "s": self.stats.noise_var}
+            )
+            tmax = (pair["d"] / pair["s"]).item()
+        self._heat = schedules.heat_levels(tmax, cfg.max_levels)
+        self.stats.heat.fill_(self._heat)
+
+    def walk(self, n: int = 0) -> schedules.Walk:
+        """The forward walk with ``n`` extra steps at T = 1 (generation uses n = 0)."""
+        if self.config.schedule == "appendix":
+            return schedules.appendix(self.config.walk_steps, self.config.heat_factor)
+        return schedules.doubling(self.heat, n)
+
+    def _draw_n(self) -> int:
+        # The same n on every torchrun rank (a per-step generator, not the per-rank noise
+        # stream), so all ranks make the same number of updates.
+        gen = torch.Generator().manual_seed(1_000_003 * self.updates + 12_345)
+        return int(torch.randint(0, self.config.n_max + 1, (), generator=gen))
+
+    def prior(self) -> D.Distribution:
+        """p*: the distribution generation starts from (fitted to s_K)."""
+        ndim = len(self.shape)
+        if self.operator.kind == "bernoulli":
+            probs = self.stats.pstar_mean.clamp(1e-4, 1 - 1e-4)
+            return D.Independent(
+                D.Bernoulli(probs=probs, validate_args=False), ndim, validate_args=False
+            )
+        std = self.stats.pstar_var.clamp_min(1e-12).sqrt()
+        return D.Independent(
+            D.Normal(self.stats.pstar_mean, std, validate_args=False), ndim, validate_args=False
+        )
+
+    # --- data --------------------------------------------------------------------------
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        """Model space: images dequantised to (k + U) / 256 for the Gaussian operator."""
+        x = batch.to(self.device).float()
+        if (
+            self.info.modality == "image"
+            and self.operator.kind == "gaussian"
+            and self.config.dequantize
+        ):
+            x = (torch.round(x * 255) + torch.rand_like(x)) / 256
+        return x
+
+    # --- training ----------------------------------------------------------------------
+    def step_loss(
+        self, s_prev: torch.Tensor, s_next: torch.Tensor, temperature: float, level: int
+    ) -> torch.Tensor:
+        """The walk-back loss of one step: ``-log p_T(s_{t-1} | s_t)``, the operator applied at
+        s_t scoring the state it came from (mean over the batch)."""
+        if self.config.loss == "walkback":
+            return -self.operator.distribution(s_next, temperature, level).log_prob(s_prev).mean()
+        # The authors' code: F applied at s_{t-1} reconstructs s_{t-1}; variance head unused.
+        f = self.operator.net(s_prev, level)[0].float()
+        if self.operator.kind == "bernoulli":
+            per = nn.functional.binary_cross_entropy_with_logits(f, s_prev, reduction="none")
+        else:
+            per = 0.5 * (s_prev - f).pow(2)
+        return per.flatten(1).sum(1).mean()
+
+    def _forward_sample(self, heads, temperature: float) -> torch.Tensor:
+        dist = self.operator.from_heads(heads, temperature)
+        if self.config.loss == "reconstruction" and self.operator.kind == "gaussian":
+            mean, std = dist.base_dist.loc, dist.base_dist.scale
+            s = mean + self.config.reconstruction_noise * std * torch.randn_like(mean)
+            return s.clamp(0, 1) if self.info.modality == "image" else s
+        return chains.draw(dist)
+
+    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, st = self.config, self.stats
+        x = self.prepare(batch)
+        decay = cfg.stats_decay if self.updates else 0.0
+        with torch.no_grad():
+            st.data_var.lerp_(x.var(0, unbiased=False).mean(), 1 - decay)
+        if self.updates == 0 or (cfg.tmax_every and self.updates % cfg.tmax_every == 0):
+            if self.updates == 0:
+                with torch.no_grad():
+                    st.noise_var.copy_(self.operator.noise_variance(x, 0))
+            self._refresh_heat()
+        walk = self.walk(self._draw_n())
+        s = x
+        losses = []
+        for t, (temperature, level) in enumerate(zip(walk.temperatures, walk.levels, strict=True)):
+            with torch.no_grad():
+                heads = self.operator.heads(s, level)
+                if t == 0:  # the operator's noise variance at T = 1, at the data
+                    var = (
+                        heads[1].pow(2).mean()
+                        if self.operator.kind == "gaussian"
+                        else self.operator.noise_variance(s, level)
+                    )
+                    st.noise_var.lerp_(var, 1 - cfg.stats_decay)
+                s_next = self._forward_sample(heads, temperature)
+            loss = self.step_loss(s, s_next, temperature, level)
+            if cfg.update == "online":
+                self.optimizer_step(loss, self.opt, clip=cfg.clip or None)
+                loss = loss.detach()
+            losses.append(loss)
+            s = s_next
+        total = torch.stack(losses).sum()
+        if cfg.update == "batch":
+            self.optimizer_step(total, self.opt, clip=cfg.clip or None)
+        with torch.no_grad():  # p* follows the moments of s_K
+            st.pstar_mean.lerp_(s.mean(0), 1 - decay)
+            st.pstar_var.lerp_(s.var(0, unbiased=False), 1 - decay)
+        self.updates += 1
+        k = torch.full((), float(len(walk)), device=self.device)  # a fill, not a host copy
+        return {
+            "loss": total.detach() / len(walk),
+            "walk_steps": k,
+            "noise_std": st.noise_var.sqrt(),
+            "heat": st.heat.float(),
+        }
+
+    # --- generation --------------------------------------------------------------------
+    def generation_walk(self, steps: int = 0, extra_steps: int = 0) -> schedules.Walk:
+        walk = self.walk(0)
+        if steps:
+            if steps > len(walk):
+                raise GMError(
+                    f"this model's walk has {len(walk)} steps; --steps must be at most that "
+                    "(use --extra-steps for more steps at T = 1)."
+                )
+            walk = walk.prefix(steps)
+        if extra_steps < 0:
+            raise GMError("--extra-steps must be >= 0.")
+        return walk.reverse(extra_steps)
+
+    def postprocess(self, s: torch.Tensor) -> torch.Tensor:
+        return s.clamp(0, 1) if self.info.modality == "image" else s
+
+    def generate(
+        self,
+        n: int,
+        walk: schedules.Walk,
+        *,
+        every: int = 0,
+        mean: bool = False,
+        step=chains.chain_step,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Raw chain states: s_K ~ p*, then ``walk`` (generation order). With ``mean`` the last
+        step returns its mean instead of a draw."""
+        s = self.prior().sample((n,))
+        if mean and len(walk):
+            s, frames = chains.run_chain(
+                self.operator, s, walk.prefix(len(walk) - 1), every=every, step=step
+            )
+            s = self.operator.distribution(s, walk.temperatures[-1], walk.levels[-1]).mean
+            return s, (frames + [s] if every else frames)
+        return chains.run_chain(self.operator, s, walk, every=every, step=step)
+
+    def sample(self, n: int, options: WalkbackSampleOptions):
+        if options.chain_every < 0:
+            raise GMError("--chain-every must be >= 0.")
+        walk = self.generation_walk(options.steps, options.extra_steps)
+        s, frames = self.generate(n, walk, every=options.chain_every, mean=options.mean)
+        if options.chain_every:
+            return self.postprocess(s), self.postprocess(torch.stack(frames))
+        return self.postprocess(s)
+
+    def inpaint(self, x: torch.Tensor, known: torch.Tensor, extra_steps: int = 0) -> torch.Tensor:
+        """Fill in the entries of x where ``known`` is false: start at p*, clamp the known
+        entries at every step of the cooling walk (and of ``extra_steps`` more)."""
+        x = self.prepare(x)
+        walk = self.generation_walk(0, extra_steps)
+        s0 = self.prior().sample((len(x),))
+        s, _ = chains.run_chain(self.operator, s0, walk, known=known, values=x)
+        return self.postprocess(s)
+
+    def write_samples(self, samples: Any, path: Path, options: Any) -> None:
+        figures.write(samples, Path(path), self.info, getattr(options, "chain_every", 0) or 1)
+
+    # --- evaluation --------------------------------------------------------------------
+    def evaluate(
+        self, data: Dataset, split: str, options: WalkbackEvaluateOptions
+    ) -> dict[str, float]:
+        if options.trajectories < 1:
+            raise GMError("--trajectories must be at least 1.")
+        raw = data.raw(split)
+        if tuple(raw.shape[1:]) != self.shape:
+            raise GMError(
+                f"dataset {data.info.name!r} has examples of shape {tuple(raw.shape[1:])}, "
+                f"but this model was trained on shape {self.shape}."
+            )
+        if options.examples:
+            raw = raw[: options.examples]
+        x = self.prepare(data.decode(raw.to(self.device)))
+        walk = self.walk(0)
+        process = chains.WalkbackProcess(self.operator, walk)
+        prior = self.prior()
+
+        def weights(xs: torch.Tensor) -> torch.Tensor:
+            return chains.log_weights(
+                xs, len(walk), process.forward, process.reverse, prior.log_prob
+            )
+
+        with torch.no_grad():
+            ll, bound = chains.importance_log_likelihood(
+                weights, x, options.trajectories, options.chunk
+            )
+            out = {
+                "lower_bound": bound.mean().item(),
+                "log_likelihood": ll.mean().item(),
+                "trajectories": float(options.trajectories),
+                "examples": float(len(x)),
+                "walk_steps": float(len(walk)),
+            }
+            if self.info.modality == "image":
+                dims = math.prod(self.shape)
+                shift = 0.0 if self.operator.kind == "bernoulli" else dims * math.log(256)
+                out["bits_per_dim"] = -(out["log_likelihood"] - shift) / (dims * math.log(2))
+                out["bound_bits_per_dim"] = -(out["lower_bound"] - shift) / (dims * math.log(2))
+            s, _ = self.generate(options.chains, self.generation_walk(0, options.burn_in))
+            out.update(chains.reversibility(self.operator, s, options.chain_steps))
+            if self.info.modality == "vector":
+                gen = self.sample(options.samples, WalkbackSampleOptions())
+                ref = data.tensor(split, self.device)[: options.samples]
+                out["energy_distance"] = chains.energy_distance(gen, ref)
+        return out

@@ -172,3 +172,9 @@ def test_sample_and_evaluate_work(run, tmp_path):
     import numpy as np
 
     assert np.load(tmp_path / "s.npy").shape == (10, 2)
+
+
+def test_threads_option(run, tmp_path):
+    one_line_error(gm_run("sample", str(run), "--threads", "0"), "--threads must be at least 1")
+    out = gm_run("sample", str(run), "--threads", "1", "-n", "3", "--out", str(tmp_path / "t.npy"))
+    assert out.returncode == 0, out.stderr

@@ -144,6 +144,19 @@ def cmd_list_datasets(
     )
 
 
+THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is fastest for tiny models)."
+
+
+def set_threads(threads: Optional[int]) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise GMError(f"--threads must be at least 1, got {threads}.")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def extra_options(args: list[str]) -> dict[str, str]:
     """``["--steps", "10", "--flag", "--k=v"]`` -> ``{"steps": "10", "flag": "true", "k": "v"}``."""
     out, i = {}, 0
@@ -177,6 +190,7 @@ def _train_command(spec) -> Any:
         ),
         config: Optional[Path] = typer.Option(None, "--config", help="TOML file of config values."),
         device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+        threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
         seed: int = typer.Option(0, help="Random seed."),
         resume: Optional[Path] = typer.Option(
             None, help="Continue the run in this folder exactly."
@@ -193,6 +207,7 @@ def _train_command(spec) -> Any:
     ) -> None:
         from gm import config as configs
 
+        set_threads(threads)
         # Unknown --key value options are config overrides too: --mask X is --set mask=X.
         overrides = {**extra_options(ctx.args), **configs.parse_assignments(set_)}
         data_options = configs.parse_assignments(data_option, source="--data-option")
@@ -265,6 +280,7 @@ def cmd_sample(
     ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
 ) -> None:
     """Generate from a trained model. Model options follow as --name value
     (walkback: --steps K --extra-steps M --chain-every k; sequences: --steps L --temperature t)."""
@@ -274,6 +290,7 @@ def cmd_sample(
 
     if n < 1:
         raise GMError("-n must be at least 1.")
+    set_threads(threads)
     trainer = checkpoint.load(run, distributed.choose_device(device))
     options = configs.override(
         trainer.SampleOptions(),
@@ -303,6 +320,7 @@ def cmd_evaluate(
     ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     data_dir: Optional[str] = typer.Option(
         None, help="Folder of local dataset copies (or GM_DATA_DIR)."
     ),
@@ -314,6 +332,7 @@ def cmd_evaluate(
     from gm.engine import seed_everything
 
     record = checkpoint.read_record(run)
+    set_threads(threads)
     trainer = checkpoint.load(run, distributed.choose_device(device))
     options = configs.override(
         trainer.EvaluateOptions(),

@@ -107,6 +107,20 @@ def test_sample_pictures_arrays_and_chains(toy_run, tmp_path):
     gm("sample", toy_run, "-n", 16, "--out", tmp_path / "s.npy", "--extra-steps", 7)
     s = np.load(tmp_path / "s.npy")
     assert s.shape == (16, 2) and np.isfinite(s).all()
+    # the fast chain (default) and the plain eager loop: the same samples for the same seed
+    gm(
+        "sample",
+        toy_run,
+        "-n",
+        16,
+        "--out",
+        tmp_path / "e.npy",
+        "--extra-steps",
+        7,
+        "--fast",
+        "false",
+    )
+    assert np.array_equal(np.load(tmp_path / "e.npy"), s)
     gm(
         "sample",
         toy_run,

@@ -83,6 +83,126 @@ def run_chain(
     return s, frames
 
 
+class FastChain:
+    """The sampling chain's fast path: the same chain as :func:`run_chain`, run with
+
+    - ``torch.inference_mode`` (always);
+    - ``channels_last``: conv weights and image states in channels-last memory format during
+      the chain (restored afterwards); default on for image states (faster on CUDA, and
+      measured faster on this CPU by ``bench/bench_walkback.py``);
+    - ``compile``: ``torch.compile`` of the operator's deterministic part (F and the heads)
+      at fixed shapes with the level as a device tensor; default on CUDA only (on CPU its
+      one-off compile costs tens of seconds for the paper's conv nets);
+    - ``cuda_graph``: on CUDA, one step (heads, draw, clamp) captured as a CUDA graph with
+      static input and output buffers, warmed up on a side stream and replayed per step;
+      default on CUDA, ignored elsewhere.
+
+    The noise is always drawn by the same eager calls as :func:`chain_step`, so for a seed
+    the chain is the eager chain: bit for bit with ``compile`` and ``channels_last`` off,
+    to float tolerance otherwise (fused / reordered arithmetic). Under a CUDA graph the
+    draws come from the graph-safe generator state and need not match eager draws.
+    Nothing in a step reads a value back to the host.
+    """
+
+    def __init__(
+        self,
+        op,
+        *,
+        compile: bool | None = None,
+        channels_last: bool | None = None,
+        cuda_graph: bool | None = None,
+        compile_options: dict | None = None,
+    ):
+        self.op = op
+        self.compile, self.channels_last, self.cuda_graph = compile, channels_last, cuda_graph
+        self.compile_options = compile_options or {}
+        self._compiled = None
+
+    def _heads(self, cuda: bool) -> Callable:
+        if not (cuda if self.compile is None else self.compile):
+            return self.op.heads
+        if self._compiled is None:
+            self._compiled = torch.compile(self.op.heads, dynamic=False, **self.compile_options)
+        return self._compiled
+
+    def run(
+        self,
+        s: torch.Tensor,
+        walk: Walk,
+        *,
+        known: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
+        every: int = 0,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Like :func:`run_chain`: the final state and, with ``every``, the frames."""
+        cuda = s.device.type == "cuda"
+        graph = cuda and (self.cuda_graph is None or self.cuda_graph)
+        heads = self._heads(cuda)
+        tensor_args = graph or heads is not self.op.heads
+        channels_last = s.dim() == 4 and (self.channels_last is None or self.channels_last)
+        op = self.op
+        if tensor_args:  # index device tensors, never new Python scalars (one graph per walk)
+            temps = torch.tensor(walk.temperatures, device=s.device, dtype=torch.float32)
+            levels = torch.tensor(walk.levels, device=s.device, dtype=torch.long)
+            args = [(temps[i], levels[i]) for i in range(len(walk))]
+        else:
+            args = list(zip(walk.temperatures, walk.levels, strict=True))
+
+        def step(s, temperature, level):
+            s = draw(op.from_heads(heads(s, level), temperature))
+            return s if known is None else torch.where(known, values, s)
+
+        if channels_last:
+            op.to(memory_format=torch.channels_last)
+        try:
+            with torch.inference_mode():
+                if channels_last:
+                    s = s.contiguous(memory_format=torch.channels_last)
+                if known is not None:
+                    s = torch.where(known, values, s)
+                if graph and len(args):
+                    step = _graphed(step, s, *args[0])
+                keep = torch.contiguous_format  # copies: never a graph's static output
+                frames = [s.clone(memory_format=keep)] if every else []
+                for i, (t, lv) in enumerate(args, 1):
+                    s = step(s, t, lv)
+                    if every and (i % every == 0 or i == len(args)):
+                        frames.append(s.clone(memory_format=keep))
+                s = s.clone(memory_format=keep)
+        finally:
+            if channels_last:
+                op.to(memory_format=torch.contiguous_format)
+        return s, frames
+
+
+def _graphed(step: Callable, s: torch.Tensor, temperature, level) -> Callable:
+    """``step`` captured as a CUDA graph: static input, temperature, level and output
+    buffers; warm-up (compilation, autotuning) on a side stream with the generator state
+    restored afterwards; each call copies its arguments in and replays (no host sync)."""
+    static_s = s.clone()
+    static_t, static_lv = temperature.clone(), level.clone()
+    rng = torch.cuda.get_rng_state(s.device)  # once per chain, before any step
+    side = torch.cuda.Stream(s.device)
+    side.wait_stream(torch.cuda.current_stream(s.device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step(static_s, static_t, static_lv)
+    torch.cuda.current_stream(s.device).wait_stream(side)
+    torch.cuda.set_rng_state(rng, s.device)
+    cuda_graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(cuda_graph):
+        static_out = step(static_s, static_t, static_lv)
+
+    def replay(s, temperature, level):
+        static_s.copy_(s)
+        static_t.copy_(temperature)
+        static_lv.copy_(level)
+        cuda_graph.replay()
+        return static_out  # overwritten by the next replay: callers copy what they keep
+
+    return replay
+
+
 # --- estimators ----------------------------------------------------------------------
 def log_weights(
     x: torch.Tensor,

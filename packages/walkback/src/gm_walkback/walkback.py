@@ -87,6 +87,10 @@ class WalkbackSampleOptions:
     extra_steps: int = 0  # further steps at T = 1 after cooling
     chain_every: int = 0  # >0: --out shows the chain every k steps instead of the final samples
     mean: bool = False  # return the mean of the last step instead of a draw
+    # the chain's fast path (chains.FastChain): inference mode and channels-last convs; on
+    # CUDA also torch.compile and a CUDA graph per step. Same chain as eager for a seed on
+    # CPU (to float tolerance); --fast false runs the plain eager loop.
+    fast: bool = True
 
 
 @dataclasses.dataclass
@@ -343,23 +347,33 @@ class WalkbackTrainer(Trainer):
         every: int = 0,
         mean: bool = False,
         step=chains.chain_step,
+        fast: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Raw chain states: s_K ~ p*, then ``walk`` (generation order). With ``mean`` the last
-        step returns its mean instead of a draw."""
+        step returns its mean instead of a draw; with ``fast`` the chain runs through
+        :class:`chains.FastChain` (``step`` is then unused)."""
         s = self.prior().sample((n,))
+        if fast:
+            run = chains.FastChain(self.operator).run
+        else:
+
+            def run(s, walk, every):
+                return chains.run_chain(self.operator, s, walk, every=every, step=step)
+
         if mean and len(walk):
-            s, frames = chains.run_chain(
-                self.operator, s, walk.prefix(len(walk) - 1), every=every, step=step
-            )
-            s = self.operator.distribution(s, walk.temperatures[-1], walk.levels[-1]).mean
+            s, frames = run(s, walk.prefix(len(walk) - 1), every=every)
+            with torch.no_grad():
+                s = self.operator.distribution(s, walk.temperatures[-1], walk.levels[-1]).mean
             return s, (frames + [s] if every else frames)
-        return chains.run_chain(self.operator, s, walk, every=every, step=step)
+        return run(s, walk, every=every)
 
     def sample(self, n: int, options: WalkbackSampleOptions):
         if options.chain_every < 0:
             raise GMError("--chain-every must be >= 0.")
         walk = self.generation_walk(options.steps, options.extra_steps)
-        s, frames = self.generate(n, walk, every=options.chain_every, mean=options.mean)
+        s, frames = self.generate(
+            n, walk, every=options.chain_every, mean=options.mean, fast=options.fast
+        )
         if options.chain_every:
             return self.postprocess(s), self.postprocess(torch.stack(frames))
         return self.postprocess(s)

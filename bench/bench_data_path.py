@@ -35,12 +35,18 @@ def main() -> None:
         {"what": "walkback CelebA training step (paper conv config)", "per second": 1 / per_step},
         {"what": "ratio (data / training)", "per second": per_step / per_batch},
     ]
-    body = (f"batch {a.batch} of 3x64x64, device {dev}; the training step is one minibatch of "
-            f"Algorithm 1 (about {len(trainer.walk(0))} walk steps, an update each).\n\n"
-            + table(rows, ["what", "per second"]))
-    write_section("data_path", "Data path vs the largest model's training step",
-                  "python bench/bench_data_path.py", body,
-                  {"batch_per_s": 1 / per_batch, "step_per_s": 1 / per_step})
+    body = (
+        f"batch {a.batch} of 3x64x64, device {dev}; the training step is one minibatch of "
+        f"Algorithm 1 (about {len(trainer.walk(0))} walk steps, an update each).\n\n"
+        + table(rows, ["what", "per second"])
+    )
+    write_section(
+        "data_path",
+        "Data path vs the largest model's training step",
+        "python bench/bench_data_path.py",
+        body,
+        {"batch_per_s": 1 / per_batch, "step_per_s": 1 / per_step},
+    )
     print(body)
 
 

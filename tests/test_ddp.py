@@ -12,6 +12,12 @@ from gm import plugins
 # model -> (dataset, small config) for a few real steps on CPU
 SMALL = {
     "gaussian": ("swiss-roll", []),
+    "walkback": ("swiss-roll", ["hidden=32", "walk_steps=4"]),
+    "diffusion": ("swiss-roll", ["hidden=32", "diffusion_steps=20"]),
+    "professor-forcing": ("markov-chain", ["hidden=32"]),
+    "scheduled-sampling": ("markov-chain", ["hidden=32"]),
+    "gpsi-add": ("swiss-roll", ["hidden=32"]),
+    "lstm-add": ("swiss-roll", ["hidden=16", "refine_steps=3"]),
 }
 
 

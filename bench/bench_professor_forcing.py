@@ -32,9 +32,10 @@ VOCAB, LENGTH, BATCH = 96, 100, 32
 
 def trainer(model: str, hidden: int, d: int, device: str, **extra):
     info = DataInfo("bench-chars", "sequence", (LENGTH,), vocab_size=VOCAB)
-    over = {"hidden": hidden, "embed": 128, "batch_size": BATCH, **extra}
+    over = {"hidden": hidden, "embed": 128, "batch_size": BATCH}
     if model == "professor-forcing":
         over.update(d_hidden=d, d_mlp=d, gate_g=-1.0)  # gate open: the full cost
+    over.update(extra)
     cls, cfg = build_config(model, info, overrides=over)
     torch.manual_seed(0)
     tr = cls(cfg, info, device)

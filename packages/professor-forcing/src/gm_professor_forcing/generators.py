@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gm.trainer import Behaviour
-from gm_professor_forcing.fused import FreeRunningGRU, draw_tokens
+from gm_professor_forcing.fused import FreeRunningGRU, TeacherForcedGRU, draw_tokens, wanted
 from gm_professor_forcing.fused import gumbel_argmax as _gumbel_argmax
 
 
@@ -291,6 +291,9 @@ class TokenGRU(GRUGenerator):
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size + 1, embed)  # the last row is the start symbol
         self.fused = True  # one-layer passes through fused.FreeRunningGRU (False: step by step)
+        # the one-layer teacher-forced pass through fused.TeacherForcedGRU ("auto": on CPU,
+        # where it beats nn.GRU; cuDNN's nn.GRU on CUDA)
+        self.fused_teacher_forced = "auto"
 
     def _fused_args(self, batch_size: int, state, prev):
         g = self.gru
@@ -309,6 +312,14 @@ class TokenGRU(GRUGenerator):
             self.readout.bias.detach(),
             first,
         )
+
+    def teacher_forced_with_state(self, x, state=None, prev=None):
+        if self.num_layers != 1 or not wanted(self.fused_teacher_forced, x.device):
+            return super().teacher_forced_with_state(x, state, prev)
+        table, w_hh, b_hh, h0, _, _, first = self._fused_args(len(x), state, prev)
+        inputs = torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
+        hidden = TeacherForcedGRU.apply(table, w_hh, b_hh, h0, inputs, torch.is_grad_enabled())
+        return Behaviour(hidden, self.readout(hidden)), hidden[:, -1].unsqueeze(0)
 
     def free_running(self, batch_size, steps, temperature=1.0, *, state=None, prev=None):
         if not (self.fused and self.num_layers == 1):

@@ -85,25 +85,26 @@ def _backward(d_hs, hs, h0, gates, w_hh, weights: bool):
     ``d_w_hh`` and ``d_b_hh`` formed once after the loop (None otherwise). One batched
     matrix product per step."""
     d, steps, b, hidden = hs.shape
-    d_gi = hs.new_empty(d, steps, b, 3 * hidden)
-    d_gh = hs.new_empty(d, steps, b, 3 * hidden)
+    d_gh = hs.new_empty(d, steps, b, 3 * hidden)  # d gh: r | z | n * r
+    d_n = hs.new_empty(d, steps, b, hidden)  # d gi, n part (its r, z parts are d_gh's)
+    one = hs.new_ones(())
     dh = torch.zeros_like(h0)
-    for t in range(steps - 1, -1, -1):
-        dh = dh + d_hs[:, t]
+    for t in range(steps - 1, -1, -1):  # in-place and out= arithmetic: few operations per step
+        dh.add_(d_hs[:, t])
         h_prev = hs[:, t - 1] if t > 0 else h0
         g = gates[:, t]
         r, z = g[..., :hidden], g[..., hidden : 2 * hidden]
         n, gh_n = g[..., 2 * hidden : 3 * hidden], g[..., 3 * hidden :]
-        d_pre_n = dh * (1 - z) * (1 - n * n)
-        d_pre_z = dh * (h_prev - n) * z * (1 - z)
-        d_pre_r = d_pre_n * gh_n * r * (1 - r)
-        dgi, dgh = d_gi[:, t], d_gh[:, t]
-        dgi[..., :hidden] = d_pre_r
-        dgi[..., hidden : 2 * hidden] = d_pre_z
-        dgi[..., 2 * hidden :] = d_pre_n
-        dgh[..., : 2 * hidden] = dgi[..., : 2 * hidden]
-        dgh[..., 2 * hidden :] = d_pre_n * r
-        dh = torch.baddbmm(dh * z, dgh, w_hh)
+        dgh, dn = d_gh[:, t], d_n[:, t]
+        one_m_z = torch.rsub(z, 1)
+        torch.mul(dh, one_m_z, out=dn).mul_(torch.addcmul(one, n, n, value=-1))  # pre-tanh
+        dz = torch.sub(h_prev, n, out=dgh[..., hidden : 2 * hidden])
+        dz.mul_(dh).mul_(z).mul_(one_m_z)  # pre-sigmoid z
+        dr = torch.mul(dn, gh_n, out=dgh[..., :hidden])
+        dr.mul_(torch.addcmul(r, r, r, value=-1))  # pre-sigmoid r
+        torch.mul(dn, r, out=dgh[..., 2 * hidden :])
+        dh = torch.baddbmm(dh.mul_(z), dgh, w_hh)
+    d_gi = torch.cat([d_gh[..., : 2 * hidden], d_n], -1)
     if not weights:
         return d_gi, dh, None, None
     flat_gh = d_gh.view(d, -1, 3 * hidden)

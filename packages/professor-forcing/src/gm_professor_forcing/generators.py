@@ -3,8 +3,10 @@
 Both passes return the behaviour (:class:`gm.trainer.Behaviour`): per step, the top GRU
 layer's hidden state and the output parameters (pre-softmax logits, mixture parameters).
 
-- ``teacher_forced(x)`` is one fused ``nn.GRU`` call over the whole sequence (cuDNN on
-  CUDA, oneDNN on CPU); the input at step t is x[t-1], a learned start input at t = 0.
+- ``teacher_forced(x)`` is one ``nn.GRU`` call over the whole sequence (cuDNN on CUDA);
+  the input at step t is x[t-1], a learned start input at t = 0. For a one-layer token GRU
+  on CPU it is ``fused.TeacherForcedGRU`` instead (``fused_teacher_forced``): ``nn.GRU``'s
+  CPU backward replays autograd step by step, the hand-written one does not.
 - ``free_running(B, steps, T)`` steps the *same* weights one step at a time, feeding back
   draws from the model at temperature T (T divides the logits). The draws are held fixed
   (no gradient through the choice of token); the gradient flows through the hidden states.
@@ -171,7 +173,7 @@ class GRUGenerator(nn.Module):
         return Behaviour(out, self.readout(out)), h
 
     def teacher_forced(self, x: torch.Tensor) -> Behaviour:
-        """Predict x[:, t] from x[:, :t] for every t, in one fused GRU call."""
+        """Predict x[:, t] from x[:, :t] for every t, in one GRU call."""
         return self.teacher_forced_with_state(x)[0]
 
     def nll(self, behaviour: Behaviour, x: torch.Tensor) -> torch.Tensor:

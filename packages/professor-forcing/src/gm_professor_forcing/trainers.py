@@ -333,7 +333,8 @@ class ProfessorForcingTrainer(SequenceTrainer):
         self.discriminator = BiGRUDiscriminator(
             features, config.d_hidden, config.d_mlp, config.d_layers
         ).to(self.device)
-        self.discriminator.fused = config.fused_discriminator
+        # torch.compile (--set compile=true) traces D's forward: it gets nn.GRU, not a loop
+        self.discriminator.fused = "off" if config.compile else config.fused_discriminator
         self.opt_d = adam(self.discriminator.parameters(), config.d_lr, (config.d_beta1, 0.999))
         self.gate = GateState().to(self.device)
 

@@ -215,7 +215,7 @@ def main() -> None:
             ),
         }
         fns = {k: (lambda t=t: t.training_step(x)) for k, t in runs.items()}
-        med = interleaved(fns, rounds, sync)
+        med = interleaved(fns, rounds + 4 * (hidden < 1024), sync)  # small: more rounds
         for (step, opts), s in med.items():
             base = med[("teacher forcing", opts)]
             rows.append(

@@ -148,3 +148,26 @@ def test_teacher_forcing_step_matches_the_eager_path():
         {k: p.detach() for k, p in fast.generator.named_parameters()},
         {k: p.detach() for k, p in eager.generator.named_parameters()},
     )
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_gru_layer_matches_nn_gru(bidirectional):
+    from gm_professor_forcing.fused import GRULayer
+
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(5, 8, batch_first=True, bidirectional=bidirectional)
+    x = torch.randn(4, 9, 5, requires_grad=True)
+    out = []
+    for fused in (True, False):
+        if fused:
+            y = GRULayer.apply(x, True, *gru.parameters())  # nn.GRU's parameter order
+        else:
+            y = gru(x)[0]
+        (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+        out.append((y.detach(), x.grad.clone(), _grads(gru)))
+        x.grad = None
+        gru.zero_grad(set_to_none=True)
+    (y1, x1, g1), (y2, x2, g2) = out
+    assert y1.shape == (4, 9, 16 if bidirectional else 8)
+    assert torch.allclose(y1, y2, atol=1e-6) and torch.allclose(x1, x2, atol=1e-6)
+    _close(g1, g2)

@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Professor forcing's training step against teacher forcing's on the same generator and
-batch, and free-running sampling throughput, in one run (ratios).
+batch, before (eager options) and after (defaults) the fast paths, with where the time goes;
+and free-running sampling throughput. One run, ratios.
 
     nice python bench/bench_professor_forcing.py [--device cuda] [--quick]
 
 Character-level setting of the paper's anchor: batch 32, 100 steps, 96 symbols, a one-layer
-GRU generator. Rows: teacher forcing; scheduled sampling at eps = 0.5; professor forcing with
-the D->G gate forced open (the full cost: TF pass, free-running pass with its backward,
-discriminator step, adversarial backward through a frozen D); the same with the free-running
-pass run step by step through autograd instead of the fused node (`generator.fused = False`).
-Timings are medians over interleaved rounds (the machine is shared), threads fixed.
+GRU generator. Option sets: ``eager`` (every fast path off: nn.GRU passes, the free run step
+by step through autograd, gates as torch.where / found_inf), ``previous`` (the defaults
+before the hand-written teacher-forced and discriminator loops: only the free run fused) and
+``defaults``. Professor forcing runs with the D->G gate forced open (its full cost) and,
+in one row, closed (early training, before D reaches gate_g). Timings are medians over
+interleaved rounds (the machine is shared), threads fixed.
 """
 
 from __future__ import annotations
@@ -28,13 +30,32 @@ from gm.data import DataInfo  # noqa: E402
 from gm.engine import build_config  # noqa: E402
 
 VOCAB, LENGTH, BATCH = 96, 100, 32
+OPTIONS = {
+    "eager": {
+        "fused_free_running": False,
+        "fused_teacher_forced": "off",
+        "fused_discriminator": "off",
+        "skip_closed_gates": False,
+    },
+    "previous": {
+        "fused_teacher_forced": "off",
+        "fused_discriminator": "off",
+        "skip_closed_gates": False,
+    },
+    "defaults": {},
+}
 
 
 def trainer(model: str, hidden: int, d: int, device: str, **extra):
     info = DataInfo("bench-chars", "sequence", (LENGTH,), vocab_size=VOCAB)
-    over = {"hidden": hidden, "embed": 128, "batch_size": BATCH, **extra}
+    over = {"hidden": hidden, "embed": 128, "batch_size": BATCH}
     if model == "professor-forcing":
         over.update(d_hidden=d, d_mlp=d, gate_g=-1.0)  # gate open: the full cost
+    else:  # the options professor forcing alone has
+        extra = {
+            k: v for k, v in extra.items() if k in ("fused_free_running", "fused_teacher_forced")
+        }
+    over.update(extra)
     cls, cfg = build_config(model, info, overrides=over)
     torch.manual_seed(0)
     tr = cls(cfg, info, device)
@@ -54,6 +75,109 @@ def interleaved(fns: dict, rounds: int, sync) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def parts(tr, x):
+    """The pieces of one professor-forcing step (defaults), each with its backward."""
+    from gm_professor_forcing.trainers import frozen
+
+    g, d = tr.generator, tr.discriminator
+    f_tf = tr.features(g.teacher_forced(x)).detach()
+    f_free = tr.features(g.free_running(len(x), tr.free_steps)[1]).detach().requires_grad_()
+
+    def teacher_forced():
+        g.nll(g.teacher_forced(x), x).mean().backward()
+
+    def free_running():
+        g.free_running(len(x), tr.free_steps)[1].hidden.sum().backward()
+
+    def d_update():  # D on the detached [B_tf; B_free], its backward and its Adam step
+        tr.optimizer_step(tr.discriminator_loss(f_tf, f_free)[0], tr.opt_d, clip=tr.clip)
+
+    def c_f():  # a frozen D on B_free, backward to the behaviour
+        with frozen(d):
+            torch.nn.functional.softplus(-d(f_free)).mean().backward()
+
+    return {
+        "teacher-forced pass": teacher_forced,
+        "free-running pass": free_running,
+        "D update": d_update,
+        "C_f through frozen D": c_f,
+    }
+
+
+def multiply_adds(hidden: int, d: int) -> tuple[float, float]:
+    """Multiply-adds of the matrix products per token: (teacher-forcing step, professor
+    forcing step), behaviour = hidden states. TF: W_hh forward, dh and dW_hh backward,
+    readout both ways. The free run: the same, its readout not in the loss. D (features H,
+    GRU d per direction, MLP d): f per row forward, of which i the input projections; D's
+    update runs forward on 2B rows and backward to its weights (2f - i); C_f forward on B
+    rows and backward to the input (f): 2(3f - i) + 2f per token."""
+    h, v = hidden, VOCAB
+    tf = 9 * h * h + 3 * h * v
+    free = 9 * h * h + 2 * h * v
+    i = 6 * d * h
+    f = i + 6 * d * d + (2 * d * d + 2 * d * d) + d
+    return tf, tf + free + 2 * (3 * f - i) + 2 * f
+
+
+def _span(values) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}x" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}x"
+
+
+def bounds_text(steps: list[dict]) -> str:
+    """The table's reading, its numbers taken from this run."""
+
+    def ratio(a, b):
+        return [s["seconds"][a] / s["seconds"][b] for s in steps]
+
+    def part(name):
+        return [
+            s["parts_seconds"][name] / s["seconds"]["teacher forcing [defaults]"] for s in steps
+        ]
+
+    d_parts = [a + b for a, b in zip(part("D update"), part("C_f through frozen D"), strict=True)]
+    macs = [
+        m["professor forcing"] / m["teacher forcing"]
+        for m in (s["multiply_adds_per_token"] for s in steps)
+    ]
+    return (
+        "What bounds the ratio. A professor-forcing step is a teacher-forcing step, plus a "
+        "free-running pass with its backward — the same recurrence with the same matrix "
+        "products, sequential by nature, so one more teacher-forced pass "
+        f"({_span(part('free-running pass'))} above) — plus the discriminator: a forward on "
+        "the 2B detached behaviours and a backward to its weights for its update, then, "
+        "because C_f must see the *updated* D, a second forward on the B free-running "
+        f"behaviours and a backward to them ({_span(d_parts)}). Even a free discriminator "
+        "would leave about 2x, and the paper's D (a bidirectional GRU reading the 1024-wide "
+        "hidden states, then its MLP) has about as many multiply-adds as the generator or "
+        "more, so <= 2x cannot be had without changing the algorithm, on any hardware. The "
+        f"multiply-add counts give {_span(macs)}, the measured defaults "
+        f"{_span(ratio('professor forcing [defaults]', 'teacher forcing [defaults]'))} (per "
+        "multiply-add, D's large input projections run faster than the generator's "
+        "per-step products). The hand-written "
+        "teacher-forced loop makes every step faster (teacher forcing "
+        f"{_span(ratio('teacher forcing [previous]', 'teacher forcing [defaults]'))}, "
+        "professor forcing "
+        f"{_span(ratio('professor forcing [previous]', 'professor forcing [defaults]'))} "
+        "faster than `previous`) but raises the ratio, since it shortens the denominator "
+        "most; against the `previous` teacher-forcing step the default professor-forcing "
+        f"step costs {_span(ratio('professor forcing [defaults]', 'teacher forcing [previous]'))}. "
+        "With the D->G gate closed (early training, until D's smoothed accuracy passes "
+        "gate_g) the default step skips the free-running and C_f backward: "
+        f"{_span(ratio('professor forcing, D->G gate closed [previous]', 'professor forcing, D->G gate closed [defaults]'))} "
+        "faster than `previous`. Measured separately and rejected (numbers from one-off "
+        "scripts, same machine): the teacher-forced and free-running passes as one loop over "
+        "2B rows (no gain: with a contiguous W_hh^T a 64-row product costs two 32-row ones, "
+        "and the backward's products are linear in rows too); `torch.compile` of D's MLP "
+        "(slower on CPU: 160 vs 90 ms forward + backward at D-256, plus 8-16 s compiling); "
+        "a compiled sampling step with the Gumbel noise drawn outside (no gain on CPU: 0.69 "
+        "vs 0.63 ms a step at GRU-256, 5.0 vs 5.4 ms at GRU-1024, plus seconds compiling), "
+        "so the sampling loop stays eager (it has no host synchronisation). No GPU was "
+        "available: on CUDA the teacher-forced and discriminator passes stay cuDNN "
+        "(`auto`), the gates stay device tensors, and no GPU ratio is claimed."
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -64,36 +188,96 @@ def main() -> None:
     sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
     x = torch.randint(0, VOCAB, (BATCH, LENGTH), generator=torch.Generator().manual_seed(0)).to(dev)
     sizes = [(128, 64)] if args.quick else [(256, 128), (1024, 256), (1024, 512)]
-    rounds = 2 if args.quick else 3
-    rows, data = [], {"device": dev, "batch": BATCH, "length": LENGTH, "vocab": VOCAB, "steps": []}
+    rounds = 2 if args.quick else 5
+    rows, part_rows = [], []
+    data = {"device": dev, "batch": BATCH, "length": LENGTH, "vocab": VOCAB, "steps": []}
     for hidden, d in sizes:
-        unfused = trainer("professor-forcing", hidden, d, dev)
-        unfused.generator.fused = False
-        trainers = {
-            "teacher forcing": trainer("teacher-forcing", hidden, d, dev),
-            "scheduled sampling (eps 0.5)": trainer("scheduled-sampling", hidden, d, dev),
-            "professor forcing": trainer("professor-forcing", hidden, d, dev),
-            "professor forcing, step-by-step free run": unfused,
+        pf = "professor-forcing"
+        runs = {
+            ("teacher forcing", "eager"): trainer(
+                "teacher-forcing", hidden, d, dev, **OPTIONS["eager"]
+            ),
+            ("teacher forcing", "previous"): trainer(
+                "teacher-forcing", hidden, d, dev, **OPTIONS["previous"]
+            ),
+            ("teacher forcing", "defaults"): trainer("teacher-forcing", hidden, d, dev),
+            ("scheduled sampling (eps 0.5)", "defaults"): trainer(
+                "scheduled-sampling", hidden, d, dev
+            ),
+            ("professor forcing", "eager"): trainer(pf, hidden, d, dev, **OPTIONS["eager"]),
+            ("professor forcing", "previous"): trainer(pf, hidden, d, dev, **OPTIONS["previous"]),
+            ("professor forcing", "defaults"): trainer(pf, hidden, d, dev),
+            ("professor forcing, D->G gate closed", "previous"): trainer(
+                pf, hidden, d, dev, gate_g=2.0, **OPTIONS["previous"]
+            ),
+            ("professor forcing, D->G gate closed", "defaults"): trainer(
+                pf, hidden, d, dev, gate_g=2.0
+            ),
         }
-        med = interleaved(
-            {k: (lambda t=t: t.training_step(x)) for k, t in trainers.items()}, rounds, sync
-        )
-        base = med["teacher forcing"]
-        for k, s in med.items():
+        fns = {k: (lambda t=t: t.training_step(x)) for k, t in runs.items()}
+        med = interleaved(fns, rounds + 4 * (hidden < 1024), sync)  # small: more rounds
+        for (step, opts), s in med.items():
+            base = med[("teacher forcing", opts)]
             rows.append(
                 {
                     "generator": f"GRU-{hidden}",
                     "discriminator": f"BiGRU-{d}, MLP-{d}",
-                    "step": k,
+                    "step": step,
+                    "options": opts,
                     "ms": 1000 * s,
-                    "x teacher forcing": s / base,
+                    "x teacher forcing (same options)": s / base,
                 }
             )
-        data["steps"].append({"hidden": hidden, "d": d, "seconds": med})
+        ratio = {o: med[("professor forcing", o)] / med[("teacher forcing", o)] for o in OPTIONS}
         print(
-            f"GRU-{hidden}/D-{d}: " + ", ".join(f"{k} {v / base:.2f}x" for k, v in med.items()),
+            f"GRU-{hidden}/D-{d}: PF/TF " + ", ".join(f"{o} {r:.2f}x" for o, r in ratio.items()),
             file=sys.stderr,
             flush=True,
+        )
+
+        # where the time of a default professor-forcing step goes
+        pf_default = trainer(pf, hidden, d, dev)
+        piece = interleaved(parts(pf_default, x), rounds, sync)
+        step_s, tf_s = med[("professor forcing", "defaults")], med[("teacher forcing", "defaults")]
+        for name, s in piece.items():
+            part_rows.append(
+                {
+                    "generator": f"GRU-{hidden}",
+                    "discriminator": f"D-{d}",
+                    "part (forward + backward)": name,
+                    "ms": 1000 * s,
+                    "x teacher-forcing step": s / tf_s,
+                }
+            )
+        rest = step_s - sum(piece.values())
+        part_rows.append(
+            {
+                "generator": f"GRU-{hidden}",
+                "discriminator": f"D-{d}",
+                "part (forward + backward)": "rest (the step minus the parts timed alone)",
+                "ms": 1000 * rest,
+                "x teacher-forcing step": rest / tf_s,
+            }
+        )
+        mac_tf, mac_pf = multiply_adds(hidden, d)
+        part_rows.append(
+            {
+                "generator": f"GRU-{hidden}",
+                "discriminator": f"D-{d}",
+                "part (forward + backward)": "**whole step** (multiply-add count: "
+                f"{mac_pf / mac_tf:.2f}x)",
+                "ms": 1000 * step_s,
+                "x teacher-forcing step": step_s / tf_s,
+            }
+        )
+        data["steps"].append(
+            {
+                "hidden": hidden,
+                "d": d,
+                "seconds": {f"{k[0]} [{k[1]}]": v for k, v in med.items()},
+                "parts_seconds": piece,
+                "multiply_adds_per_token": {"teacher forcing": mac_tf, "professor forcing": mac_pf},
+            }
         )
 
     samp_rows, data["sampling"] = [], []
@@ -125,23 +309,44 @@ def main() -> None:
         data["sampling"].append({"hidden": hidden, "seconds": med, "batch": 64, "steps": steps})
 
     body = (
-        f"Batch {BATCH}, {LENGTH} steps, {VOCAB} symbols, one-layer GRU generator (embedding 128); "
-        "professor forcing with free-running length = training length and the D->G gate open "
-        "(its full cost). Medians of interleaved rounds on a shared machine.\n\n"
-        + _report.table(rows, ["generator", "discriminator", "step", "ms", "x teacher forcing"])
+        f"Batch {BATCH}, {LENGTH} steps, {VOCAB} symbols, one-layer GRU generator (embedding "
+        "128), free-running length = training length. Options: `eager` = every fast path off "
+        "(`nn.GRU` passes, the free run step by step through autograd); `previous` = the "
+        "defaults before this table's last revision (only the free run fused); `defaults` = "
+        "all fast paths on (on CPU: the hand-written loops for the teacher-forced pass and "
+        "the discriminator's GRU, the fused free run, closed gates skipping their work). The "
+        "ratio divides by teacher forcing with the same options. Medians of interleaved "
+        "rounds on a shared machine.\n\n"
+        + _report.table(
+            rows,
+            [
+                "generator",
+                "discriminator",
+                "step",
+                "options",
+                "ms",
+                "x teacher forcing (same options)",
+            ],
+        )
+        + "\n\nWhere a default professor-forcing step (gate open) goes, each part timed alone "
+        "with its backward, against the default teacher-forcing step; the last row of each "
+        "block also gives the ratio the matrix products alone would set (multiply-adds per "
+        "token, `multiply_adds` in the script):\n\n"
+        + _report.table(
+            part_rows,
+            [
+                "generator",
+                "discriminator",
+                "part (forward + backward)",
+                "ms",
+                "x teacher-forcing step",
+            ],
+        )
+        + "\n\n"
+        + bounds_text(data["steps"])
         + "\n\nFree-running sampling, 64 sequences x "
         f"{steps} steps (`gm sample` uses the fused, tokens-only path):\n\n"
         + _report.table(samp_rows, ["generator", "sampler", "tokens/s", "speed-up"])
-        + "\n\nThe paper reports professor forcing at about 3x the cost of teacher forcing. What "
-        "remains above 1x is the algorithm itself: a second (free-running) pass with its "
-        "backward, and a bidirectional discriminator run forward and backward on both "
-        "behaviours plus once more, frozen, for the generator's adversarial gradient; the "
-        "discriminator's size sets most of the ratio (compare the two GRU-1024 blocks). The "
-        "fused free-running node beats the step-by-step autograd loop by the margin in the last "
-        "rows; on CPU it is even cheaper than `nn.GRU`'s teacher-forced pass (scheduled sampling "
-        "below 1x), because `nn.GRU` on CPU is not a fused kernel and its backward replays "
-        "autograd step by step. On CUDA the teacher-forced and discriminator passes run as "
-        "cuDNN kernels; no GPU was available for these tables, so GPU ratios are not claimed."
     )
     cmd = "python bench/bench_professor_forcing.py" + (" --quick" if args.quick else "")
     _report.write_section(

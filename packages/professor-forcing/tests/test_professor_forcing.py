@@ -39,8 +39,12 @@ def g_params(trainer):
     return list(trainer.generator.parameters())
 
 
-def test_discriminator_loss_never_reaches_the_generator():
-    tr = make()
+BOTH_DS = pytest.mark.parametrize("d_path", ["on", "off"])  # fused.GRULayer, nn.GRU
+
+
+@BOTH_DS
+def test_discriminator_loss_never_reaches_the_generator(d_path):
+    tr = make(fused_discriminator=d_path)
     _, tf, free = passes(tr)
     c_d, _ = tr.discriminator_loss(tr.features(tf), tr.features(free))
     grads = torch.autograd.grad(c_d, g_params(tr), allow_unused=True, retain_graph=True)
@@ -50,8 +54,9 @@ def test_discriminator_loss_never_reaches_the_generator():
     assert all(p.grad is not None for p in tr.discriminator.parameters())
 
 
-def test_generator_loss_never_reaches_the_discriminator():
-    tr = make(teacher_term=True)
+@BOTH_DS
+def test_generator_loss_never_reaches_the_discriminator(d_path):
+    tr = make(teacher_term=True, fused_discriminator=d_path)
     _, tf, free = passes(tr)
     f_tf, f_free = tr.features(tf), tr.features(free)
     c_f, c_t = tr.adversarial_costs(f_tf, f_free)
@@ -61,8 +66,9 @@ def test_generator_loss_never_reaches_the_discriminator():
     assert tr.generator.gru.weight_hh_l0.grad.abs().sum() > 0  # but it does reach G
 
 
-def test_teacher_forced_behaviour_is_held_fixed_in_c_f():
-    tr = make(teacher_term=True)
+@BOTH_DS
+def test_teacher_forced_behaviour_is_held_fixed_in_c_f(d_path):
+    tr = make(teacher_term=True, fused_discriminator=d_path)
     _, tf, free = passes(tr)
     f_tf, f_free = tr.features(tf), tr.features(free)
     c_f, c_t = tr.adversarial_costs(f_tf, f_free)
@@ -77,11 +83,12 @@ def _after_one_step(trainer):
     return [p.detach().clone() for p in g_params(trainer)], metrics
 
 
-def test_closed_gate_stops_the_adversarial_gradient():
+@pytest.mark.parametrize("skip", [True, False])  # CPU's host branch, the device-side where
+def test_closed_gate_stops_the_adversarial_gradient(skip):
     """With D's accuracy below gate_g, a professor-forcing step updates G exactly as a
     teacher-forcing step does; with the gate forced open, it does not."""
     tf_trainer = make("teacher-forcing")
-    closed, metrics = _after_one_step(make(gate_g=2.0))
+    closed, metrics = _after_one_step(make(gate_g=2.0, skip_closed_gates=skip))
     assert metrics["g_gate_open"] == 0
     want, _ = _after_one_step(tf_trainer)
     for a, b in zip(closed, want, strict=True):
@@ -111,8 +118,9 @@ def test_closed_gate_gives_exactly_the_nll_gradient():
         assert same is (not is_open)
 
 
-def test_discriminator_update_skipped_above_gate_d():
-    tr = make(gate_d=-1.0)  # accuracy always above: D frozen
+@pytest.mark.parametrize("skip", [True, False])  # CPU's host branch, fused Adam's found_inf
+def test_discriminator_update_skipped_above_gate_d(skip):
+    tr = make(gate_d=-1.0, skip_closed_gates=skip)  # accuracy always above: D frozen
     d0 = {k: v.clone() for k, v in tr.discriminator.state_dict().items()}
     g0 = [p.detach().clone() for p in g_params(tr)]
     for _ in range(2):

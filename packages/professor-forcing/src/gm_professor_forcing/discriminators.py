@@ -4,12 +4,19 @@ A bidirectional GRU reads the behaviour (B, L, F); the forward and backward stat
 each step are concatenated and fed to a 3-layer ReLU MLP shared across time; the MLP's
 outputs are averaged over time and mapped by an affine layer to one logit per sequence,
 clipped to [-clip, clip]. Label 1 = teacher-forced, 0 = free-running.
+
+With ``fused`` (``"auto"``: on CPU) the bidirectional GRU runs through
+:class:`gm_professor_forcing.fused.GRULayer` (the same parameters, the same function):
+both directions advance together and the backward forms weight gradients once, after the
+loop, instead of ``nn.GRU``'s CPU backward replaying autograd step by step.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from gm_professor_forcing.fused import GRULayer, wanted
 
 
 class BiGRUDiscriminator(nn.Module):
@@ -28,9 +35,19 @@ class BiGRUDiscriminator(nn.Module):
             nn.ReLU(),
         )
         self.out = nn.Linear(mlp, 1)
+        self.fused = "auto"  # "on" | "off" | "auto" (on CPU)
+
+    _weights = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     def forward(self, behaviour: torch.Tensor) -> torch.Tensor:
         """(B, L, F) behaviour -> (B,) logits of "teacher-forced"."""
-        states, _ = self.gru(behaviour)
+        if wanted(self.fused, behaviour.device):
+            states = behaviour
+            for layer in range(self.gru.num_layers):
+                names = [f"{w}_l{layer}{s}" for s in ("", "_reverse") for w in self._weights]
+                params = [getattr(self.gru, name) for name in names]
+                states = GRULayer.apply(states, torch.is_grad_enabled(), *params)
+        else:
+            states, _ = self.gru(behaviour)
         pooled = self.mlp(states).mean(1)
         return self.out(pooled).squeeze(-1).float().clamp(-self.clip, self.clip)

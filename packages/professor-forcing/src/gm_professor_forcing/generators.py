@@ -3,8 +3,10 @@
 Both passes return the behaviour (:class:`gm.trainer.Behaviour`): per step, the top GRU
 layer's hidden state and the output parameters (pre-softmax logits, mixture parameters).
 
-- ``teacher_forced(x)`` is one fused ``nn.GRU`` call over the whole sequence (cuDNN on
-  CUDA, oneDNN on CPU); the input at step t is x[t-1], a learned start input at t = 0.
+- ``teacher_forced(x)`` is one ``nn.GRU`` call over the whole sequence (cuDNN on CUDA);
+  the input at step t is x[t-1], a learned start input at t = 0. For a one-layer token GRU
+  on CPU it is ``fused.TeacherForcedGRU`` instead (``fused_teacher_forced``): ``nn.GRU``'s
+  CPU backward replays autograd step by step, the hand-written one does not.
 - ``free_running(B, steps, T)`` steps the *same* weights one step at a time, feeding back
   draws from the model at temperature T (T divides the logits). The draws are held fixed
   (no gradient through the choice of token); the gradient flows through the hidden states.
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gm.trainer import Behaviour
-from gm_professor_forcing.fused import FreeRunningGRU, draw_tokens
+from gm_professor_forcing.fused import FreeRunningGRU, TeacherForcedGRU, draw_tokens, wanted
 from gm_professor_forcing.fused import gumbel_argmax as _gumbel_argmax
 
 
@@ -171,7 +173,7 @@ class GRUGenerator(nn.Module):
         return Behaviour(out, self.readout(out)), h
 
     def teacher_forced(self, x: torch.Tensor) -> Behaviour:
-        """Predict x[:, t] from x[:, :t] for every t, in one fused GRU call."""
+        """Predict x[:, t] from x[:, :t] for every t, in one GRU call."""
         return self.teacher_forced_with_state(x)[0]
 
     def nll(self, behaviour: Behaviour, x: torch.Tensor) -> torch.Tensor:
@@ -291,6 +293,9 @@ class TokenGRU(GRUGenerator):
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size + 1, embed)  # the last row is the start symbol
         self.fused = True  # one-layer passes through fused.FreeRunningGRU (False: step by step)
+        # the one-layer teacher-forced pass through fused.TeacherForcedGRU ("auto": on CPU,
+        # where it beats nn.GRU; cuDNN's nn.GRU on CUDA)
+        self.fused_teacher_forced = "auto"
 
     def _fused_args(self, batch_size: int, state, prev):
         g = self.gru
@@ -309,6 +314,14 @@ class TokenGRU(GRUGenerator):
             self.readout.bias.detach(),
             first,
         )
+
+    def teacher_forced_with_state(self, x, state=None, prev=None):
+        if self.num_layers != 1 or not wanted(self.fused_teacher_forced, x.device):
+            return super().teacher_forced_with_state(x, state, prev)
+        table, w_hh, b_hh, h0, _, _, first = self._fused_args(len(x), state, prev)
+        inputs = torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
+        hidden = TeacherForcedGRU.apply(table, w_hh, b_hh, h0, inputs, torch.is_grad_enabled())
+        return Behaviour(hidden, self.readout(hidden)), hidden[:, -1].unsqueeze(0)
 
     def free_running(self, batch_size, steps, temperature=1.0, *, state=None, prev=None):
         if not (self.fused and self.num_layers == 1):

@@ -56,6 +56,10 @@ class SequenceConfig(TrainConfig):
     output: Literal["auto", "categorical", "mixture", "bernoulli", "gaussian"] = "auto"
     components: int = 20  # mixture components (pen strokes)
     grad_clip: float = 1.0  # gradient-norm clipping per optimiser (0: off)
+    # fast paths (same results to float tolerance; "auto": on CPU, where they are measured
+    # faster, see docs/benchmarks.md): one-layer token GRUs only
+    fused_free_running: bool = True  # free running / scheduled sampling as one autograd node
+    fused_teacher_forced: Literal["auto", "on", "off"] = "auto"  # hand-written loop, not nn.GRU
 
 
 @dataclasses.dataclass
@@ -87,6 +91,11 @@ class ProfessorForcingConfig(SequenceConfig):
     gate_g: float = 0.75  # D -> G gradient only when D's smoothed accuracy exceeds this
     gate_d: float = 0.99  # D's update skipped when its smoothed accuracy exceeds this
     gate_momentum: float = 0.9  # EMA momentum of the accuracy (0: this batch's accuracy)
+    # fast paths: D's GRU as fused.GRULayer ("auto": on CPU); on CPU, a closed gate skips
+    # the work it would zero (a host branch: CPU tensors need no device sync; on CUDA the
+    # gates stay device tensors, torch.where and fused Adam's found_inf)
+    fused_discriminator: Literal["auto", "on", "off"] = "auto"
+    skip_closed_gates: bool = True
 
 
 @dataclasses.dataclass
@@ -190,6 +199,9 @@ class SequenceTrainer(Trainer):
         super().__init__(config, info, device)
         self.length = int(info.shape[0])
         self.generator = build_generator(config, info).to(self.device)
+        if isinstance(self.generator, TokenGRU):
+            self.generator.fused = config.fused_free_running
+            self.generator.fused_teacher_forced = config.fused_teacher_forced
         self.opt_g = adam(self.generator.parameters(), config.lr)
 
     @classmethod
@@ -321,6 +333,8 @@ class ProfessorForcingTrainer(SequenceTrainer):
         self.discriminator = BiGRUDiscriminator(
             features, config.d_hidden, config.d_mlp, config.d_layers
         ).to(self.device)
+        # torch.compile (--set compile=true) traces D's forward: it gets nn.GRU, not a loop
+        self.discriminator.fused = "off" if config.compile else config.fused_discriminator
         self.opt_d = adam(self.discriminator.parameters(), config.d_lr, (config.d_beta1, 0.999))
         self.gate = GateState().to(self.device)
 
@@ -375,22 +389,32 @@ class ProfessorForcingTrainer(SequenceTrainer):
         nll = self.generator.nll(tf, x).mean()
         _, free = self.generator.free_running(len(x), self.free_steps, 1.0)
         f_tf, f_free = self.features(tf), self.features(free)
+        # CPU tensors are on the host: reading a gate there costs no synchronisation
+        host = cfg.skip_closed_gates and self.device.type == "cpu"
 
         # 1. the discriminator, on detached behaviours; gate on its smoothed accuracy
         c_d, accuracy = self.discriminator_loss(f_tf, f_free)
         accuracy = distributed.all_reduce_mean({"a": accuracy})["a"]  # the same gates on every rank
         smoothed = self.gate.update(accuracy, cfg.gate_momentum)
         d_open, g_open = smoothed <= cfg.gate_d, smoothed > cfg.gate_g
-        if self.opt_d.defaults.get("fused"):
+        if host:
+            if bool(d_open):  # closed: skipped, as fused Adam's found_inf would (no backward)
+                self.optimizer_step(c_d, self.opt_d, clip=self.clip)
+        elif self.opt_d.defaults.get("fused"):
             self.opt_d.found_inf = (~d_open).float()  # fused Adam skips the whole update when 1
             self.optimizer_step(c_d, self.opt_d, clip=self.clip)
         elif bool(d_open):  # devices without fused Adam: decide on the host (one sync)
             self.optimizer_step(c_d, self.opt_d, clip=self.clip)
 
         # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate
-        c_f, c_t = self.adversarial_costs(f_tf, f_free)
-        adversarial = c_f if c_t is None else c_f + c_t
-        gated = torch.where(g_open, adversarial, torch.zeros_like(adversarial))
+        if host and not bool(g_open):  # closed: C_f, C_t only for the metrics, no graph
+            with torch.no_grad():
+                c_f, c_t = self.adversarial_costs(f_tf, f_free)
+            gated = torch.zeros_like(c_f)
+        else:
+            c_f, c_t = self.adversarial_costs(f_tf, f_free)
+            adversarial = c_f if c_t is None else c_f + c_t
+            gated = torch.where(g_open, adversarial, torch.zeros_like(adversarial))
         loss = nll + cfg.adversarial_weight * gated
         self.optimizer_step(loss, self.opt_g, clip=self.clip)
         metrics = {

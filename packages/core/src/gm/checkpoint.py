@@ -33,27 +33,31 @@ STATE_JSON = "trainer_state.json"
 
 
 # --- atomic writes ------------------------------------------------------------------
-def _atomic(path: Path, write) -> None:
+def _stage(path: Path, write) -> str:
+    """Write to a temporary file beside ``path`` and flush it to disk; returns its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def write_json(path: Path, obj: Any) -> None:
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+    path = Path(path)
+    os.replace(
+        _stage(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")), path
+    )
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def _tensor_writer(tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
     # Clone so tensors sharing storage (tied weights) can be saved; safetensors refuses aliases.
     flat = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+    return lambda tmp: save_file(flat, tmp, metadata=metadata)
 
 
 # --- the run record -----------------------------------------------------------------
@@ -166,9 +170,18 @@ def save(run: Path, trainer: Trainer, step: int) -> None:
         "extra": trainer.extra_state(),
     }
     meta = {"step": str(step)}
-    write_json(run / STATE_JSON, state)
-    write_tensors(run / STATE, tensors, meta)
-    write_tensors(run / WEIGHTS, weights, meta)
+    # Stage all three files before renaming any, so a kill can only land between renames
+    # (microseconds), never between a renamed file and a half-written one.
+    staged = [
+        (
+            _stage(run / STATE_JSON, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2))),
+            STATE_JSON,
+        ),
+        (_stage(run / STATE, _tensor_writer(tensors, meta)), STATE),
+        (_stage(run / WEIGHTS, _tensor_writer(weights, meta)), WEIGHTS),
+    ]
+    for tmp, name in staged:
+        os.replace(tmp, run / name)
 
 
 def load_weights(run: Path, trainer: Trainer) -> int:

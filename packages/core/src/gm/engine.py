@@ -244,7 +244,9 @@ def _loop(
         flag = bad.clone()
         if world.distributed:
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if flag.item() or not all(torch.isfinite(p).all() for p in trainer.parameters()):
+        for p in trainer.parameters():  # weights too: one host sync for the whole check
+            flag = torch.maximum(flag, (~torch.isfinite(p).all()).float())
+        if flag.item():
             where = (
                 f"the last good checkpoint (step {last_saved}) is in {run}"
                 if last_saved

@@ -32,7 +32,7 @@ from gm.errors import GMError
 from gm.trainer import Trainer
 from gm_walkback import chains, figures, schedules
 from gm_walkback.networks import ConvNet, MLPNet, take
-from gm_walkback.walkback import CPU_HIDDEN, GPU_HIDDEN
+from gm_walkback.walkback import CPU_HIDDEN, GPU_HIDDEN, evaluation_batch
 
 
 @dataclasses.dataclass
@@ -296,17 +296,7 @@ class DiffusionTrainer(Trainer):
     def evaluate(
         self, data: Dataset, split: str, options: DiffusionEvaluateOptions
     ) -> dict[str, float]:
-        if options.trajectories < 1:
-            raise GMError("--trajectories must be at least 1.")
-        raw = data.raw(split)
-        if tuple(raw.shape[1:]) != self.shape:
-            raise GMError(
-                f"dataset {data.info.name!r} has examples of shape {tuple(raw.shape[1:])}, "
-                f"but this model was trained on shape {self.shape}."
-            )
-        if options.examples:
-            raw = raw[: options.examples]
-        x = self.prepare(data.decode(raw.to(self.device)))
+        x = evaluation_batch(self, data, split, options)
         T, m = self.config.diffusion_steps, self.model
         dims = math.prod(self.shape)
         jacobian = -dims * self.standard.scale.log().item()

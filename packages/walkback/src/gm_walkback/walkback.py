@@ -120,6 +120,21 @@ def is_binary(info: DataInfo) -> bool:
     return bool(info.meta.get("binary")) or info.name.startswith("binarized")
 
 
+def evaluation_batch(trainer, data: Dataset, split: str, options) -> torch.Tensor:
+    """The examples ``gm evaluate`` scores, checked and in model space (walkback and NET)."""
+    if options.trajectories < 1:
+        raise GMError("--trajectories must be at least 1.")
+    raw = data.raw(split)
+    if tuple(raw.shape[1:]) != trainer.shape:
+        raise GMError(
+            f"dataset {data.info.name!r} has examples of shape {tuple(raw.shape[1:])}, "
+            f"but this model was trained on shape {trainer.shape}."
+        )
+    if options.examples:
+        raw = raw[: options.examples]
+    return trainer.prepare(data.decode(raw.to(trainer.device)))
+
+
 class WalkbackTrainer(Trainer):
     """Variational Walkback: a transition operator trained to walk back its own heated walks."""
 
@@ -394,17 +409,7 @@ class WalkbackTrainer(Trainer):
     def evaluate(
         self, data: Dataset, split: str, options: WalkbackEvaluateOptions
     ) -> dict[str, float]:
-        if options.trajectories < 1:
-            raise GMError("--trajectories must be at least 1.")
-        raw = data.raw(split)
-        if tuple(raw.shape[1:]) != self.shape:
-            raise GMError(
-                f"dataset {data.info.name!r} has examples of shape {tuple(raw.shape[1:])}, "
-                f"but this model was trained on shape {self.shape}."
-            )
-        if options.examples:
-            raw = raw[: options.examples]
-        x = self.prepare(data.decode(raw.to(self.device)))
+        x = evaluation_batch(self, data, split, options)
         walk = self.walk(0)
         process = chains.WalkbackProcess(self.operator, walk)
         prior = self.prior()

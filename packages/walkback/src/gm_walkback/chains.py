@@ -17,11 +17,13 @@ compiled (:func:`compiled_step`) or captured as a CUDA graph. Estimators:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import distributions as D
 
+from gm import fastpath
 from gm_walkback.schedules import Walk
 
 DistFn = Callable[[int, torch.Tensor], D.Distribution]  # (step t = 1..K, state) -> distribution
@@ -83,6 +85,9 @@ def run_chain(
     return s, frames
 
 
+LONG_CHAIN = 500  # steps from which compiling pays on CPU too (see FastChain)
+
+
 class FastChain:
     """The sampling chain's fast path: the same chain as :func:`run_chain`, run with
 
@@ -91,11 +96,13 @@ class FastChain:
       the chain (restored afterwards); default on for image states (faster on CUDA, and
       measured faster on this CPU by ``bench/bench_walkback.py``);
     - ``compile``: ``torch.compile`` of the operator's deterministic part (F and the heads)
-      at fixed shapes with the level as a device tensor; default on CUDA only (on CPU its
-      one-off compile costs tens of seconds for the paper's conv nets);
-    - ``cuda_graph``: on CUDA, one step (heads, draw, clamp) captured as a CUDA graph with
-      static input and output buffers, warmed up on a side stream and replayed per step;
-      default on CUDA, ignored elsewhere.
+      at fixed shapes with the level as a device tensor. Default: on CUDA, and on CPU for
+      chains of at least :data:`LONG_CHAIN` steps, where its one-off cost (measured at
+      15-140 steps' worth, seconds to tens of seconds) is repaid; if compiling fails where
+      it was not asked for (no C++ compiler, say), the chain warns and runs uncompiled;
+    - ``cuda_graph``: on CUDA, one step (heads, draw, clamp) captured as a CUDA graph
+      (:func:`gm.fastpath.cuda_graphed`) and replayed per step; default on CUDA, ignored
+      elsewhere.
 
     The noise is always drawn by the same eager calls as :func:`chain_step`, so for a seed
     the chain is the eager chain: bit for bit with ``compile`` and ``channels_last`` off,
@@ -118,8 +125,14 @@ class FastChain:
         self.compile_options = compile_options or {}
         self._compiled = None
 
-    def _heads(self, cuda: bool) -> Callable:
-        if not (cuda if self.compile is None else self.compile):
+    def compiles(self, device: torch.device, steps: int) -> bool:
+        """Whether a chain of ``steps`` steps on ``device`` runs the compiled heads."""
+        if self.compile is not None:
+            return self.compile
+        return device.type == "cuda" or steps >= LONG_CHAIN
+
+    def _heads(self, compiled: bool) -> Callable:
+        if not compiled:
             return self.op.heads
         if self._compiled is None:
             self._compiled = torch.compile(self.op.heads, dynamic=False, **self.compile_options)
@@ -136,12 +149,37 @@ class FastChain:
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Like :func:`run_chain`: the final state and, with ``every``, the frames."""
         cuda = s.device.type == "cuda"
-        graph = cuda and (self.cuda_graph is None or self.cuda_graph)
-        heads = self._heads(cuda)
-        tensor_args = graph or heads is not self.op.heads
+        graph = cuda and self.cuda_graph is not False
+        compiled = self.compiles(s.device, len(walk))
         channels_last = s.dim() == 4 and (self.channels_last is None or self.channels_last)
         op = self.op
-        if tensor_args:  # index device tensors, never new Python scalars (one graph per walk)
+        if channels_last:
+            op.to(memory_format=torch.channels_last)
+        try:
+            with torch.inference_mode():
+                if channels_last:
+                    s = s.contiguous(memory_format=torch.channels_last)
+                if known is not None:
+                    s = torch.where(known, values, s)
+                try:
+                    return self._loop(s, walk, known, values, every, graph, compiled)
+                except Exception as error:  # a compiler failure the user did not ask for
+                    if not compiled or self.compile or not _compiler_failure(error):
+                        raise
+                    warnings.warn(
+                        f"torch.compile failed ({type(error).__name__}); running the chain "
+                        "uncompiled (pass compile=False to skip the attempt)",
+                        stacklevel=2,
+                    )
+                    self.compile = False
+                    return self._loop(s, walk, known, values, every, graph, False)
+        finally:
+            if channels_last:
+                op.to(memory_format=torch.contiguous_format)
+
+    def _loop(self, s, walk, known, values, every, graph, compiled):
+        heads, op = self._heads(compiled), self.op
+        if graph or compiled:  # index device tensors, never new Python scalars (one graph)
             temps = torch.tensor(walk.temperatures, device=s.device, dtype=torch.float32)
             levels = torch.tensor(walk.levels, device=s.device, dtype=torch.long)
             args = [(temps[i], levels[i]) for i in range(len(walk))]
@@ -152,55 +190,20 @@ class FastChain:
             s = draw(op.from_heads(heads(s, level), temperature))
             return s if known is None else torch.where(known, values, s)
 
-        if channels_last:
-            op.to(memory_format=torch.channels_last)
-        try:
-            with torch.inference_mode():
-                if channels_last:
-                    s = s.contiguous(memory_format=torch.channels_last)
-                if known is not None:
-                    s = torch.where(known, values, s)
-                if graph and len(args):
-                    step = _graphed(step, s, *args[0])
-                keep = torch.contiguous_format  # copies: never a graph's static output
-                frames = [s.clone(memory_format=keep)] if every else []
-                for i, (t, lv) in enumerate(args, 1):
-                    s = step(s, t, lv)
-                    if every and (i % every == 0 or i == len(args)):
-                        frames.append(s.clone(memory_format=keep))
-                s = s.clone(memory_format=keep)
-        finally:
-            if channels_last:
-                op.to(memory_format=torch.contiguous_format)
-        return s, frames
+        if graph and len(args):
+            step = fastpath.cuda_graphed(step, s, *args[0])
+        keep = torch.contiguous_format  # copies: never a graph's static output
+        frames = [s.clone(memory_format=keep)] if every else []
+        for i, (t, lv) in enumerate(args, 1):
+            s = step(s, t, lv)
+            if every and (i % every == 0 or i == len(args)):
+                frames.append(s.clone(memory_format=keep))
+        return s.clone(memory_format=keep), frames
 
 
-def _graphed(step: Callable, s: torch.Tensor, temperature, level) -> Callable:
-    """``step`` captured as a CUDA graph: static input, temperature, level and output
-    buffers; warm-up (compilation, autotuning) on a side stream with the generator state
-    restored afterwards; each call copies its arguments in and replays (no host sync)."""
-    static_s = s.clone()
-    static_t, static_lv = temperature.clone(), level.clone()
-    rng = torch.cuda.get_rng_state(s.device)  # once per chain, before any step
-    side = torch.cuda.Stream(s.device)
-    side.wait_stream(torch.cuda.current_stream(s.device))
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step(static_s, static_t, static_lv)
-    torch.cuda.current_stream(s.device).wait_stream(side)
-    torch.cuda.set_rng_state(rng, s.device)
-    cuda_graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(cuda_graph):
-        static_out = step(static_s, static_t, static_lv)
-
-    def replay(s, temperature, level):
-        static_s.copy_(s)
-        static_t.copy_(temperature)
-        static_lv.copy_(level)
-        cuda_graph.replay()
-        return static_out  # overwritten by the next replay: callers copy what they keep
-
-    return replay
+def _compiler_failure(error: Exception) -> bool:
+    """An error raised by torch.compile's machinery (dynamo, inductor, its C++ toolchain)."""
+    return (type(error).__module__ or "").startswith(("torch._dynamo", "torch._inductor"))
 
 
 # --- estimators ----------------------------------------------------------------------

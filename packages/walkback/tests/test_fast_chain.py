@@ -83,7 +83,9 @@ def test_a_failing_compiler_falls_back_to_the_eager_chain_when_compile_was_not_a
     with pytest.warns(UserWarning, match="running the chain uncompiled"):
         out, _ = fast.run(s0, walk)
     assert fast.compile is False and out.shape == eager.shape and torch.isfinite(out).all()
-    with pytest.raises(Exception):  # asked for explicitly: the error is the user's to see
+    with pytest.raises(
+        torch._dynamo.exc.TorchDynamoException
+    ):  # asked for explicitly: the error is the user's to see
         chains.FastChain(op, compile=True, compile_options={"backend": "no-such-backend"}).run(
             s0, WALK
         )

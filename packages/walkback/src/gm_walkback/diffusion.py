@@ -194,7 +194,7 @@ class DiffusionTrainer(Trainer):
             net = MLPNet(math.prod(self.shape), hidden=config.hidden, depth=config.depth, **common)
         self.model = NETReverse(net, betas, len(self.shape)).to(self.device)
         self.standard = Standardizer().to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.opt = self.adam(self.model.parameters())
         self.updates = 0
 
     def modules(self) -> dict[str, nn.Module]:

@@ -188,7 +188,7 @@ class WalkbackTrainer(Trainer):
         self.levels = config.walk_steps if config.schedule == "appendix" else config.max_levels
         self.operator = build_operator(config, self.shape, self.levels).to(self.device)
         self.stats = Stats(self.shape).to(self.device)
-        self.opt = torch.optim.Adam(self.operator.parameters(), lr=config.lr)
+        self.opt = self.adam(self.operator.parameters())
         self.updates = 0  # minibatches seen (drives n and the Tmax refresh; saved for resume)
         self._heat: int | None = None  # host copy of stats.heat
 

@@ -87,9 +87,10 @@ class WalkbackSampleOptions:
     extra_steps: int = 0  # further steps at T = 1 after cooling
     chain_every: int = 0  # >0: --out shows the chain every k steps instead of the final samples
     mean: bool = False  # return the mean of the last step instead of a draw
-    # the chain's fast path (chains.FastChain): inference mode and channels-last convs; on
-    # CUDA also torch.compile and a CUDA graph per step. Same chain as eager for a seed on
-    # CPU (to float tolerance); --fast false runs the plain eager loop.
+    # the chain's fast path (chains.FastChain): inference mode and channels-last convs;
+    # torch.compile on CUDA and for chains of >= 500 steps on CPU; a CUDA graph per step on
+    # CUDA. Same chain as eager for a seed on CPU (to float tolerance); --fast false runs the
+    # plain eager loop.
     fast: bool = True
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from gm.data import DataInfo
-from gm_imputation.base import ImputerConfig
+from gm_imputation.base import Fast, ImputerConfig
 from gm_imputation.nets import (
     GaussianMLP,
     gaussian_kl,
@@ -185,5 +185,6 @@ class DrawGPSTrainer(LSTMTrainer):
         """``n`` unconditional samples (Bernoulli means), in dataset units."""
         self.train(False)
         nothing = torch.zeros(n, self.dim, device=self.device)
-        probs = self.complete(nothing, nothing, self.refine_steps, 1)[0]
+        fast = Fast(options.compile, options.cuda_graph)
+        probs = self.complete(nothing, nothing, self.refine_steps, 1, fast)[0]
         return self.state.from_unit(probs).reshape(n, *self.shape)

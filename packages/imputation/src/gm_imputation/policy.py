@@ -49,10 +49,12 @@ class PrimaryRollout:
     float tolerance: compiled kernels fuse and reorder arithmetic). The fast paths:
 
     - ``compile``: ``torch.compile(dynamic=False)`` of the whole fixed-step roll-out, one
-      graph per (rows, steps). Default (:func:`gm.fastpath.wanted`): on CUDA only; on CPU
-      the matrix products dominate and compiling takes seconds, which
-      ``bench/bench_imputation.py`` measures against what it saves. If compiling fails
-      where it was not asked for, the roll-out warns and runs eagerly.
+      graph per (rows, steps). Default (:func:`gm.fastpath.wanted`): on CUDA only. On CPU
+      the matrix products dominate: ``bench/bench_imputation.py`` measured 10-20 s of
+      (cold) compiling per shape against 0-25% saved per call (48% at 54,000 roll-outs),
+      repaid after about 11 calls of 54,000 roll-outs and thousands of calls of 540, so one
+      ``gm impute`` of a file does not repay it. If compiling fails where it was not asked for, the roll-out warns and
+      runs eagerly.
     - ``cuda_graph``: on CUDA, the (compiled or eager) roll-out captured as one CUDA graph
       at the chunk's shape (:func:`gm.fastpath.cuda_graphed`) and replayed: one launch per
       chunk instead of a few dozen kernels per step from Python. The noise is an input, drawn

@@ -1,13 +1,17 @@
-"""Imputation throughput: a trained gpsi-add against scikit-learn's KNNImputer and
-IterativeImputer on the same data, in one run.
+"""Imputation throughput: a trained gpsi-add, eager and compiled, against scikit-learn's
+KNNImputer and IterativeImputer on the same data, in one run.
 
-    python bench/bench_imputation.py
+    nice python bench/bench_imputation.py
 
 Data: the 8x8 digits (1,257 train / 540 test, values in [0, 1]); the test rows are repeated
 to make larger sets. Mask: MCAR 0.5 (the same missing entries for every method). Each method
-is fitted once on the complete training rows (gpsi-add: 300 training steps, enough to time
-it, not to rank its accuracy; see docs/results/imputation.md for that); the timed part is
-imputing the masked test rows with the fitted model. One thread everywhere.
+is fitted once on the complete training rows (gpsi-add: 1000 training steps of 100, the
+settings of docs/results/imputation.md); the timed part is imputing the masked test rows
+with the fitted model. gpsi-add runs its primary roll-out eagerly and compiled
+(``compile=True``: torch.compile of the whole 6-step roll-out; its one-off compile time,
+per input shape, is reported apart). For context, IterativeImputer's fit_transform on the
+rows being imputed (its usual transductive use) is timed too. RMSE is on the masked values,
+in [0, 1] units. One thread everywhere.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import os
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
+# A cold compile, as a first `gm impute` gets: no graphs from inductor's on-disk caches.
+os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
 
 import time  # noqa: E402
 
 import _report  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+TRAIN_STEPS = 1000
 
 
 def digits():
@@ -59,9 +67,9 @@ def main() -> None:
     gpsi = cls(cfg, data.info)
     batches = data.batches("train", cfg.batch_size)
     start = time.perf_counter()
-    for _ in range(300):
+    for _ in range(TRAIN_STEPS):
         gpsi.training_step(next(batches))
-    fit_s = {"gpsi-add (300 steps)": time.perf_counter() - start}
+    fit_s = {f"gpsi-add ({TRAIN_STEPS} steps)": time.perf_counter() - start}
     gpsi.train(False)
     start = time.perf_counter()
     knn = KNNImputer(n_neighbors=10, weights="distance").fit(train.double().numpy())
@@ -70,7 +78,29 @@ def main() -> None:
     iterative = IterativeImputer(max_iter=10, random_state=0).fit(train.double().numpy())
     fit_s["IterativeImputer(BayesianRidge)"] = time.perf_counter() - start
 
-    rows, data_out = [], {"fit_s": fit_s, "sizes": {}}
+    def gpsi_run(samples: int, compile: bool):
+        def run(x_nan):
+            out = gpsi.impute(x_nan, samples, compile=compile, cuda_graph=False)
+            return out.mean(0).numpy()  # the mean of the samples: the point imputation
+
+        return run
+
+    methods = {
+        "gpsi-add, eager (6 steps, 1 sample)": gpsi_run(1, False),
+        "gpsi-add, compiled (6 steps, 1 sample)": gpsi_run(1, True),
+        "gpsi-add, eager (6 steps, 10 samples)": gpsi_run(10, False),
+        "gpsi-add, compiled (6 steps, 10 samples)": gpsi_run(10, True),
+        "KNNImputer(k=10)": lambda x_nan: knn.transform(x_nan.double().numpy()),
+        "IterativeImputer(BayesianRidge)": lambda x_nan: iterative.transform(
+            x_nan.double().numpy()
+        ),
+        "IterativeImputer fit_transform on these rows (context)": lambda x_nan: IterativeImputer(
+            max_iter=10, random_state=0
+        ).fit_transform(x_nan.double().numpy()),
+    }
+    base_name = "gpsi-add, eager (6 steps, 1 sample)"
+    compiled_rows = set()  # roll-out shapes (rows x samples) already compiled
+    rows, data_out = [], {"fit_s": fit_s, "train_steps": TRAIN_STEPS, "sizes": {}}
     for reps in (1, 10):
         x = test.repeat(reps, 1)
         missing = masks.parse("mcar:0.5").sample(
@@ -78,17 +108,28 @@ def main() -> None:
         )
         missing = missing.reshape(len(x), 64)
         x_nan = x.masked_fill(missing, float("nan"))
-        x_np = x_nan.double().numpy()
         n_missing = int(missing.sum())
-        timings = {
-            "gpsi-add (6 steps, 1 sample)": lambda x_nan=x_nan: gpsi.impute(x_nan, 1),
-            "gpsi-add (6 steps, 10 samples)": lambda x_nan=x_nan: gpsi.impute(x_nan, 10),
-            "KNNImputer(k=10)": lambda x_np=x_np: knn.transform(x_np),
-            "IterativeImputer(BayesianRidge)": lambda x_np=x_np: iterative.transform(x_np),
-        }
-        secs = {name: _report.timeit(fn, repeat=5, warmup=1) for name, fn in timings.items()}
-        base = secs["gpsi-add (6 steps, 1 sample)"]
+        secs, rmse, compile_s = {}, {}, {}
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            filled = fn(x_nan)  # the first call: compiles the compiled roll-out's graph
+            first = time.perf_counter() - start
+            rmse[name] = float(
+                np.sqrt(((filled - x.double().numpy())[missing.numpy()] ** 2).mean())
+            )
+            context = "fit_transform" in name
+            secs[name] = _report.timeit(
+                lambda fn=fn, x_nan=x_nan: fn(x_nan), repeat=3 if context else 5, warmup=0
+            )
+            if "compiled" in name:
+                shape = len(x) * (10 if "10 samples" in name else 1)
+                if shape not in compiled_rows:  # else its graph was compiled a row above
+                    compile_s[name] = first - secs[name]
+                compiled_rows.add(shape)
+        base = secs[base_name]
         for name, s in secs.items():
+            eager = name.replace("compiled", "eager")
+            saved = secs[eager] - s if "compiled" in name else 0.0
             rows.append(
                 {
                     "rows": len(x),
@@ -96,18 +137,73 @@ def main() -> None:
                     "seconds": s,
                     "values/s": n_missing / s,
                     "gpsi-add(1) speed-up": s / base,
+                    "RMSE": rmse[name],
+                    "compile s": compile_s.get(name, float("nan")),
+                    "calls to repay": compile_s[name] / saved
+                    if name in compile_s and saved > 0
+                    else float("nan"),
                 }
             )
-        data_out["sizes"][len(x)] = {"n_missing": n_missing, "seconds": secs}
+        data_out["sizes"][len(x)] = {
+            "n_missing": n_missing,
+            "seconds": secs,
+            "rmse": rmse,
+            "compile_s": compile_s,
+        }
 
+    iterative_ratio = [  # values per second, gpsi-add over IterativeImputer's transform
+        at["seconds"]["IterativeImputer(BayesianRidge)"] / at["seconds"][base_name]
+        for at in data_out["sizes"].values()
+    ]
+    small = data_out["sizes"][len(test)]["rmse"]
+
+    def versus(name: str) -> str:
+        gap = small[name] - small["IterativeImputer(BayesianRidge)"]
+        return f"{abs(gap):.4f} {'above' if gap > 0 else 'below'}"
+
+    rmse_note = (
+        f"at {len(test)} rows, gpsi-add's (1 sample) is {versus(base_name)} IterativeImputer's "
+        f"and its 10-sample mean {versus('gpsi-add, eager (6 steps, 10 samples)')}, at this "
+        f"training budget ({TRAIN_STEPS} steps; see docs/results/imputation.md); "
+        "KNNImputer's is the lowest."
+    )
     body = (
         "Digits 8x8, MCAR 0.5, test rows repeated; the timed part imputes the masked "
-        "rows with an already fitted model (median of 5). Fit times, for context: "
+        "rows with an already fitted model (median of 5; IterativeImputer's fit_transform "
+        "row, context only: median of 3). Fit times: "
         + ", ".join(f"{k} {v:.2f} s" for k, v in fit_s.items())
-        + ". The last column is "
-        "each method's time divided by gpsi-add's (1 sample): above 1, gpsi-add is faster."
-        "\n\n"
-        + _report.table(rows, ["rows", "method", "seconds", "values/s", "gpsi-add(1) speed-up"])
+        + ". `gpsi-add(1) speed-up` is each method's time divided by eager gpsi-add's "
+        "(1 sample): above 1, gpsi-add is faster. `compile s` is the compiled roll-out's "
+        "first call minus a later one, cold (inductor's on-disk caches off; one graph per input shape, blank where a row above "
+        "compiled it; the 10-sample rows of the larger set, 54,000 roll-outs, run as 4 equal "
+        "chunks, one graph for all); `calls to repay` is compile s divided by the time each "
+        "later call saves. "
+        "RMSE is on the same masked values for every method, [0, 1] units; gpsi-add's "
+        "10-sample row scores the mean of its samples.\n\n"
+        + _report.table(
+            rows,
+            [
+                "rows",
+                "method",
+                "seconds",
+                "values/s",
+                "gpsi-add(1) speed-up",
+                "RMSE",
+                "compile s",
+                "calls to repay",
+            ],
+        )
+        + "\n\n**The issue's target (gpsi-add imputing >= 100x more values per second than "
+        "IterativeImputer, with lower RMSE) is not met on this CPU**: eager gpsi-add (1 "
+        "sample) imputes "
+        + " and ".join(f"{r:.2f}x" for r in iterative_ratio)
+        + " as many values per second as IterativeImputer's transform at the two sizes. A fitted IterativeImputer's "
+        "transform on 64-d digits is a few passes of 64 small linear models per row, about "
+        "27x fewer multiply-adds per row than gpsi-add's 6 steps of two 2x256 MLPs, and a "
+        "single CPU thread is compute-bound on exactly those multiply-adds; compiling only "
+        "fuses the cheap elementwise work around them. The target is for GPUs, where the "
+        "roll-out is one CUDA graph replay per chunk (not measurable here: no GPU). RMSE: "
+        + rmse_note
     )
     _report.write_section(
         "imputation",

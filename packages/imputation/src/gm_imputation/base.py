@@ -45,6 +45,16 @@ class ImputerConfig(TrainConfig):
     checkpoint_every: int = 2000
 
 
+@dataclasses.dataclass(frozen=True)
+class Fast:
+    """Switches of the imputation roll-out's fast paths (see ``policy.PrimaryRollout``):
+    ``None`` is the default, on CUDA only (:func:`gm.fastpath.wanted`). Models without a
+    roll-out to speed up ignore them."""
+
+    compile: bool | None = None  # torch.compile the whole fixed-step roll-out
+    cuda_graph: bool | None = None  # on CUDA: replay the roll-out as one CUDA graph
+
+
 @dataclasses.dataclass
 class EvaluateOptions:
     mask: str = ""  # mask spec to evaluate under (default: the run's training mask)
@@ -53,11 +63,15 @@ class EvaluateOptions:
     mask_seed: int = 0  # the masks depend on this seed only, so every model sees the same ones
     batch_size: int = 500
     limit: int = 0  # evaluate the first N examples only (0: all)
+    compile: bool | None = None  # primary roll-out compiled (default: on CUDA only)
+    cuda_graph: bool | None = None  # primary roll-out as a CUDA graph (default: on CUDA)
 
 
 @dataclasses.dataclass
 class SampleOptions:
     mask: str = ""  # mask spec for the gallery imputations (default: the run's)
+    compile: bool | None = None  # primary roll-out compiled (default: on CUDA only)
+    cuda_graph: bool | None = None  # primary roll-out as a CUDA graph (default: on CUDA)
 
 
 def meta_ranges(meta: dict[str, Any], dim: int) -> tuple[list[float], list[float]] | None:
@@ -186,14 +200,20 @@ class ImputerTrainer(Trainer):
         raise NotImplementedError
 
     def score_batch(
-        self, x: torch.Tensor, known: torch.Tensor, target: torch.Tensor, steps: int, samples: int
+        self,
+        x: torch.Tensor,
+        known: torch.Tensor,
+        target: torch.Tensor,
+        steps: int,
+        samples: int,
+        fast: Fast = Fast(),
     ) -> dict[str, torch.Tensor]:
         """Per-example sums for evaluation: ``bound`` (NLL bound of the targets), ``sq_err``
         (squared error of the point imputation on the targets) and any model extras."""
         raise NotImplementedError
 
     def complete(
-        self, x: torch.Tensor, known: torch.Tensor, steps: int, samples: int
+        self, x: torch.Tensor, known: torch.Tensor, steps: int, samples: int, fast: Fast = Fast()
     ) -> torch.Tensor:
         """``samples`` imputations ``(S, N, D)`` in [0, 1] of the values not ``known``."""
         raise NotImplementedError
@@ -268,12 +288,13 @@ class ImputerTrainer(Trainer):
         # metric@T keys, and the plain keys stay those of the trained number of steps.
         study = len(options.steps) > 1
         main = options.steps[0] if len(options.steps) == 1 else self.refine_steps
+        fast = Fast(options.compile, options.cuda_graph)
         out: dict[str, float] = {}
         for steps in dict.fromkeys((main, *options.steps)):
             totals: dict[str, float] = {}
             for a in range(0, len(x), options.batch_size):
                 sl = slice(a, a + options.batch_size)
-                part = self.score_batch(x0[sl], known[sl], target[sl], steps, options.samples)
+                part = self.score_batch(x0[sl], known[sl], target[sl], steps, options.samples, fast)
                 for k, v in part.items():
                     totals[k] = totals.get(k, 0.0) + float(v.double().sum())
             metrics = self.summarise(totals, n_target, len(x), common["drop_rate"])
@@ -307,14 +328,19 @@ class ImputerTrainer(Trainer):
         samples: int = 1,
         steps: int | None = None,
         missing: torch.Tensor | None = None,
+        *,
+        compile: bool | None = None,
+        cuda_graph: bool | None = None,
     ) -> torch.Tensor:
         """Imputations ``(S, N, D)`` in unit values of the NaNs of unit data ``x`` (N, D)
-        (and of ``missing`` where given); the other values are copied exactly."""
+        (and of ``missing`` where given); the other values are copied exactly.
+        ``compile``/``cuda_graph`` switch the roll-out's fast paths (:class:`Fast`)."""
         self.train(False)
         hide = torch.isnan(x) if missing is None else torch.isnan(x) | missing
         x0 = torch.nan_to_num(x, nan=0.0)
         known = (~hide).to(x0.dtype)
-        out = self.complete(x0, known, self.refine_steps if steps is None else steps, samples)
+        steps = self.refine_steps if steps is None else steps
+        out = self.complete(x0, known, steps, samples, Fast(compile, cuda_graph))
         return known * x0 + (1 - known) * out
 
     @torch.no_grad()
@@ -330,7 +356,9 @@ class ImputerTrainer(Trainer):
         missing = spec.sample(
             n, self.shape, modality=self.info.modality, device=self.device
         ).reshape(n, self.dim)
-        filled = self.impute(truth, 1, missing=missing)[0]
+        filled = self.impute(
+            truth, 1, missing=missing, compile=options.compile, cuda_graph=options.cuda_graph
+        )[0]
         view = torch.where(missing, torch.full_like(truth, 0.5), truth)
         back = lambda u: self.state.from_unit(u).reshape(n, *self.shape)  # noqa: E731
         return back(filled), back(view), back(truth)

@@ -53,6 +53,17 @@ def impute(
         "--clip",
         help="Clamp values outside the training range instead of stopping with an error.",
     ),
+    compile: Optional[bool] = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="torch.compile the whole roll-out (default: on CUDA only). Same imputations "
+        "for a seed, to float tolerance.",
+    ),
+    cuda_graph: Optional[bool] = typer.Option(
+        None,
+        "--cuda-graph/--no-cuda-graph",
+        help="On CUDA, replay the roll-out as one CUDA graph (default: on).",
+    ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
@@ -79,6 +90,7 @@ def impute(
             f"{run} holds a {trainer.name!r} model, which does not impute; train one "
             "of gpsi-add, gpsi-jump, lstm-add, lstm-jump, vae-imputer, template-matching."
         )
+    fast = {"compile": compile, "cuda_graph": cuda_graph}
     seed_everything(seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     state, dev = trainer.state, trainer.device
@@ -94,7 +106,7 @@ def impute(
         values, missing = userdata.read_image(input, mask, trainer.shape)
         unit = torch.as_tensor(values.reshape(1, -1), dtype=torch.float32, device=dev)
         hide = torch.as_tensor(missing.reshape(1, -1), device=dev)
-        completed = trainer.impute(unit, samples, steps, missing=hide)
+        completed = trainer.impute(unit, samples, steps, missing=hide, **fast)
         if average:
             completed = completed.mean(0, keepdim=True)
         result = completed.cpu().numpy().reshape(len(completed), *trainer.shape)
@@ -118,7 +130,7 @@ def impute(
     values = userdata.check_range(original, lo, hi, table, input, clip)
     raw = torch.as_tensor(values, dtype=torch.float32, device=dev)
     unit = torch.where(torch.isnan(raw), raw, state.raw_to_unit(raw))
-    completed = trainer.impute(unit, samples, steps)
+    completed = trainer.impute(unit, samples, steps, **fast)
     if average:
         completed = completed.mean(0, keepdim=True)
     back = state.unit_to_raw(completed).double().cpu().numpy()

@@ -59,6 +59,36 @@ class GPSINet(nn.Module):
         self.guide = GaussianMLP(2 * dim + extra, cfg.hidden, cfg.layers, cfg.z_dim)
         self.writer = mlp(cfg.z_dim, cfg.hidden, cfg.layers, dim)
 
+    def primary_input(self, x, known, guess) -> torch.Tensor:
+        """What the primary policy sees: known values, the current guess elsewhere."""
+        seen = known * x + (1 - known) * guess  # the only view of x the primary gets
+        p_in = [seen]
+        if self.primary_residual:
+            p_in.append(known * (x - guess))
+        if self.see_mask:
+            p_in.append(known)
+        return torch.cat(p_in, -1)
+
+    def updated(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        step = self.writer(z).float()
+        return c + step if self.update == "add" else step
+
+    def primary_noise(self, n: int, steps: int, device) -> torch.Tensor:
+        """Standard-normal noise ``(n, steps, z)`` for every step of a primary roll-out."""
+        return torch.randn(n, steps, self.writer[0].in_features, device=device)
+
+    def primary_logits(
+        self, x: torch.Tensor, known: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """The primary policy's roll-out (imputation): final logits ``c`` after
+        ``noise.shape[1]`` steps, a pure function of its inputs (fixed shapes, no host
+        reads), so it can be compiled or captured as a CUDA graph whole."""
+        c = self.c0.expand_as(x)
+        for t in range(noise.shape[1]):
+            mu_p, lv_p = self.primary(self.primary_input(x, known, torch.sigmoid(c)))
+            c = self.updated(c, reparameterise(mu_p, lv_p, noise[:, t]))
+        return c
+
     def rollout(
         self, x: torch.Tensor, known: torch.Tensor, avail: torch.Tensor, steps: int, guided: bool
     ) -> dict[str, torch.Tensor]:
@@ -66,29 +96,28 @@ class GPSINet(nn.Module):
         ``kl_qp``/``kl_pq`` (summed over steps) and ``log_w`` = sum log p(z) - log q(z)."""
         c = self.c0.expand_as(x)
         zero = x.new_zeros(len(x))
+        if not guided:
+            noise = self.primary_noise(len(x), steps, x.device)
+            return {
+                "c": self.primary_logits(x, known, noise),
+                "kl_qp": zero,
+                "kl_pq": zero,
+                "log_w": zero,
+            }
         kl_qp, kl_pq, log_w = zero, zero, zero
         for _ in range(steps):
             guess = torch.sigmoid(c)
-            seen = known * x + (1 - known) * guess  # the only view of x the primary gets
-            p_in = [seen]
-            if self.primary_residual:
-                p_in.append(known * (x - guess))
+            mu_p, lv_p = self.primary(self.primary_input(x, known, guess))
+            seen = known * x + (1 - known) * guess
+            q_in = [seen, avail * (x - guess if self.guide_input == "residual" else x)]
             if self.see_mask:
-                p_in.append(known)
-            mu_p, lv_p = self.primary(torch.cat(p_in, -1))
-            if guided:
-                q_in = [seen, avail * (x - guess if self.guide_input == "residual" else x)]
-                if self.see_mask:
-                    q_in.append(known)
-                mu_q, lv_q = self.guide(torch.cat(q_in, -1))
-                z = reparameterise(mu_q, lv_q)
-                kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
-                kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
-                log_w = log_w + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q)
-            else:
-                z = reparameterise(mu_p, lv_p)
-            step = self.writer(z).float()
-            c = c + step if self.update == "add" else step
+                q_in.append(known)
+            mu_q, lv_q = self.guide(torch.cat(q_in, -1))
+            z = reparameterise(mu_q, lv_q)
+            kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+            kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
+            log_w = log_w + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q)
+            c = self.updated(c, z)
         return {"c": c, "kl_qp": kl_qp, "kl_pq": kl_pq, "log_w": log_w}
 
 

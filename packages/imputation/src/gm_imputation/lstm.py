@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from gm.data import DataInfo
-from gm_imputation.base import ImputerConfig
+from gm_imputation.base import Fast, ImputerConfig
 from gm_imputation.nets import (
     GaussianMLP,
     gaussian_kl,
@@ -72,49 +72,82 @@ class LSTMNet(nn.Module):
             self.init_state = nn.Linear(z, 2 * h)
             self.init_guess = nn.Linear(z, dim)
 
+    def primary_noise(self, n: int, steps: int, device) -> torch.Tensor:
+        """Standard-normal noise ``(n, [1 +] steps, z)`` for a primary roll-out (z_0 first
+        with the infinite mixture)."""
+        return torch.randn(n, int(self.mixture) + steps, self.writer.input_size, device=device)
+
+    def start(self, z0: torch.Tensor, c: torch.Tensor):
+        """The writer's initial state and the initial guess from the latent z_0."""
+        h_w, c_w = torch.tanh(self.init_state(z0)).chunk(2, -1)
+        return h_w, c_w, c + self.init_guess(z0).float()
+
+    def updated(self, c: torch.Tensor, z: torch.Tensor, writer):
+        h_w, c_w = self.writer(z, writer)
+        c = c + self.write(h_w).float() if self.update == "add" else self.write(c_w).float()
+        return c, (h_w, c_w)
+
+    def primary_logits(
+        self, x: torch.Tensor, known: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """The primary policy's roll-out (imputation): final logits ``c`` after the steps
+        that ``noise`` holds (see :meth:`primary_noise`), a pure function of its inputs
+        (fixed shapes, no host reads), so it can be compiled or captured as a CUDA graph."""
+        n, hid = len(x), self.writer.hidden_size
+        mask_in = [known] if self.see_mask else []
+        c = self.c_bias.expand_as(x)
+        writer = (x.new_zeros(n, hid), x.new_zeros(n, hid))
+        if self.mixture:
+            seen0 = known * x + (1 - known) * torch.sigmoid(c)
+            mu_p, lv_p = self.p0(torch.cat([seen0, *mask_in], -1))
+            h_w, c_w, c = self.start(reparameterise(mu_p, lv_p, noise[:, 0]), c)
+            writer = (h_w, c_w)
+        reader = (x.new_zeros(n, hid), x.new_zeros(n, hid))
+        for t in range(int(self.mixture), noise.shape[1]):
+            guess = torch.sigmoid(c)
+            seen = known * x + (1 - known) * guess
+            reader = self.reader(torch.cat([seen, seen - guess, writer[0], *mask_in], -1), reader)
+            mu_p, lv_p = split_gaussian(self.p_head(reader[0]))
+            c, writer = self.updated(c, reparameterise(mu_p, lv_p, noise[:, t]), writer)
+        return c
+
     def rollout(
         self, x: torch.Tensor, known: torch.Tensor, avail: torch.Tensor, steps: int, guided: bool
     ) -> dict[str, torch.Tensor]:
         n, hid = len(x), self.writer.hidden_size
-        mask_in = [known] if self.see_mask else []
         zero = x.new_zeros(n)
+        if not guided:
+            c = self.primary_logits(x, known, self.primary_noise(n, steps, x.device))
+            return {"c": c, "kl_qp": zero, "kl_pq": zero, "log_w": zero}
+        mask_in = [known] if self.see_mask else []
         kl_qp, kl_pq, log_w = zero, zero, zero
         c = self.c_bias.expand_as(x)
-        h_w = c_w = x.new_zeros(n, hid)
+        writer = (x.new_zeros(n, hid), x.new_zeros(n, hid))
         if self.mixture:
             seen0 = known * x + (1 - known) * torch.sigmoid(c)
             mu_p, lv_p = self.p0(torch.cat([seen0, *mask_in], -1))
-            if guided:
-                mu_q, lv_q = self.q0(torch.cat([seen0, avail * x, *mask_in], -1))
-                z0 = reparameterise(mu_q, lv_q)
-                kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
-                kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
-                log_w = (
-                    log_w + gaussian_log_prob(z0, mu_p, lv_p) - gaussian_log_prob(z0, mu_q, lv_q)
-                )
-            else:
-                z0 = reparameterise(mu_p, lv_p)
-            h_w, c_w = torch.tanh(self.init_state(z0)).chunk(2, -1)
-            c = c + self.init_guess(z0).float()
+            mu_q, lv_q = self.q0(torch.cat([seen0, avail * x, *mask_in], -1))
+            z0 = reparameterise(mu_q, lv_q)
+            kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+            kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
+            log_w = log_w + gaussian_log_prob(z0, mu_p, lv_p) - gaussian_log_prob(z0, mu_q, lv_q)
+            h_w, c_w, c = self.start(z0, c)
+            writer = (h_w, c_w)
         reader = (x.new_zeros(n, hid), x.new_zeros(n, hid))
         guide = (x.new_zeros(n, hid), x.new_zeros(n, hid))
         for _ in range(steps):
             guess = torch.sigmoid(c)
             seen = known * x + (1 - known) * guess
-            reader = self.reader(torch.cat([seen, seen - guess, h_w, *mask_in], -1), reader)
+            reader = self.reader(torch.cat([seen, seen - guess, writer[0], *mask_in], -1), reader)
             mu_p, lv_p = split_gaussian(self.p_head(reader[0]))
-            if guided:
-                g_in = torch.cat([avail * x, avail * (x - guess), h_w, *mask_in], -1)
-                guide = self.guide(g_in, guide)
-                mu_q, lv_q = split_gaussian(self.q_head(guide[0]))
-                z = reparameterise(mu_q, lv_q)
-                kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
-                kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
-                log_w = log_w + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q)
-            else:
-                z = reparameterise(mu_p, lv_p)
-            h_w, c_w = self.writer(z, (h_w, c_w))
-            c = c + self.write(h_w).float() if self.update == "add" else self.write(c_w).float()
+            g_in = torch.cat([avail * x, avail * (x - guess), writer[0], *mask_in], -1)
+            guide = self.guide(g_in, guide)
+            mu_q, lv_q = split_gaussian(self.q_head(guide[0]))
+            z = reparameterise(mu_q, lv_q)
+            kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+            kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
+            log_w = log_w + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q)
+            c, writer = self.updated(c, z, writer)
         return {"c": c, "kl_qp": kl_qp, "kl_pq": kl_pq, "log_w": log_w}
 
 
@@ -152,5 +185,6 @@ class DrawGPSTrainer(LSTMTrainer):
         """``n`` unconditional samples (Bernoulli means), in dataset units."""
         self.train(False)
         nothing = torch.zeros(n, self.dim, device=self.device)
-        probs = self.complete(nothing, nothing, self.refine_steps, 1)[0]
+        fast = Fast(options.compile, options.cuda_graph)
+        probs = self.complete(nothing, nothing, self.refine_steps, 1, fast)[0]
         return self.state.from_unit(probs).reshape(n, *self.shape)

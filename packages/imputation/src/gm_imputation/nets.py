@@ -51,8 +51,12 @@ def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, lv: torch.Tensor) -> to
     return -0.5 * (lv + (z - mu) ** 2 / lv.exp() + math.log(2 * math.pi)).sum(-1)
 
 
-def reparameterise(mu: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
-    return mu + (0.5 * lv).exp() * torch.randn_like(mu)
+def reparameterise(
+    mu: torch.Tensor, lv: torch.Tensor, noise: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A draw from N(mu, e^lv): ``mu + std * noise``, the noise standard normal (drawn here
+    when not given: the primary roll-out passes noise it drew for every step up front)."""
+    return mu + (0.5 * lv).exp() * (torch.randn_like(mu) if noise is None else noise)
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -125,7 +125,7 @@ class TemplateMatchingTrainer(ImputerTrainer):
         ]
         return EPS_GRID[min(range(len(EPS_GRID)), key=scores.__getitem__)]
 
-    def score_batch(self, x, known, target, steps, samples):
+    def score_batch(self, x, known, target, steps, samples, fast=None):
         eps = self.choose_eps(known)
         table = self.table()
         out = {}
@@ -135,7 +135,7 @@ class TemplateMatchingTrainer(ImputerTrainer):
             out[prefix + "sq_err"] = (target * (guess - x) ** 2).sum(-1)
         return out
 
-    def complete(self, x, known, steps, samples):
+    def complete(self, x, known, steps, samples, fast=None):
         table = self.table()
         guess = table[self.memory.nearest(table, x, known)]
         return guess.expand(samples, *x.shape).clone()

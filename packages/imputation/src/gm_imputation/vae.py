@@ -104,7 +104,7 @@ class VAEImputerTrainer(ImputerTrainer):
             torch.full_like(seen, 0.5, dtype=self.net.total.dtype),
         )
 
-    def score_batch(self, x, known, target, steps, samples):
+    def score_batch(self, x, known, target, steps, samples, fast=None):
         xs, ks, ts = repeat(x, samples), repeat(known, samples), repeat(target, samples)
         out = {}
         for t, logits in enumerate(self.net.chain(xs, ks, steps, self.start()), 1):
@@ -134,7 +134,7 @@ class VAEImputerTrainer(ImputerTrainer):
         )
         return {**out, "best_step": float(best), "oracular": 1.0}
 
-    def complete(self, x, known, steps, samples):
+    def complete(self, x, known, steps, samples, fast=None):
         passes = list(
             self.net.chain(repeat(x, samples), repeat(known, samples), steps, self.start())
         )

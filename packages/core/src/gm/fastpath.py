@@ -20,6 +20,12 @@ def wanted(setting: bool | None, device: torch.device) -> bool:
     return device.type == "cuda" if setting is None else bool(setting)
 
 
+def compiler_failure(error: BaseException) -> bool:
+    """Whether ``error`` came from torch.compile's machinery (dynamo, inductor, its C++
+    toolchain): a fast path that compiled without being asked to may fall back to eager."""
+    return (type(error).__module__ or "").startswith(("torch._dynamo", "torch._inductor"))
+
+
 def cuda_graphed(step: Callable, *example: torch.Tensor, warmup: int = 3) -> Callable:
     """``step(*args)`` captured as a CUDA graph at the shapes of ``example``.
 

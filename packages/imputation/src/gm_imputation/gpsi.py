@@ -128,7 +128,7 @@ class GPSITrainer(PolicyTrainer):
     def __init__(self, config: GPSIConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
         self.net = GPSINet(self.dim, config).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.opt = self.adam(self.net.parameters())
 
     @classmethod
     def default_config(cls, info: DataInfo) -> GPSIConfig:

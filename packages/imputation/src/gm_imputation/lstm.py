@@ -158,7 +158,7 @@ class LSTMTrainer(PolicyTrainer):
     def __init__(self, config: LSTMConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
         self.net = LSTMNet(self.dim, config).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.opt = self.adam(self.net.parameters())
 
     @classmethod
     def default_config(cls, info: DataInfo) -> LSTMConfig:

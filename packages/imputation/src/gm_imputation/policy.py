@@ -53,8 +53,8 @@ class PrimaryRollout:
       the matrix products dominate: ``bench/bench_imputation.py`` measured 10-20 s of
       (cold) compiling per shape against 0-25% saved per call (48% at 54,000 roll-outs),
       repaid after about 11 calls of 54,000 roll-outs and thousands of calls of 540, so one
-      ``gm impute`` of a file does not repay it. If compiling fails where it was not asked for, the roll-out warns and
-      runs eagerly.
+      ``gm impute`` of a file does not repay it. If compiling fails where it was not asked
+      for, the roll-out warns and runs eagerly.
     - ``cuda_graph``: on CUDA, the (compiled or eager) roll-out captured as one CUDA graph
       at the chunk's shape (:func:`gm.fastpath.cuda_graphed`) and replayed: one launch per
       chunk instead of a few dozen kernels per step from Python. The noise is an input, drawn
@@ -86,7 +86,7 @@ class PrimaryRollout:
         try:
             return self._chunked(x, known, noise, compiled, graphed)
         except Exception as error:  # a compiler failure the user did not ask for
-            if not compiled or fast.compile or not _compiler_failure(error):
+            if not compiled or fast.compile or not fastpath.compiler_failure(error):
                 raise
             warnings.warn(
                 f"torch.compile failed ({type(error).__name__}); imputing uncompiled "
@@ -121,11 +121,6 @@ def _padded(t: torch.Tensor, rows: int) -> torch.Tensor:
     if len(t) == rows:
         return t
     return torch.cat([t, t.new_zeros(rows - len(t), *t.shape[1:])])
-
-
-def _compiler_failure(error: Exception) -> bool:
-    """An error raised by torch.compile's machinery (dynamo, inductor, its C++ toolchain)."""
-    return (type(error).__module__ or "").startswith(("torch._dynamo", "torch._inductor"))
 
 
 class PolicyTrainer(ImputerTrainer):

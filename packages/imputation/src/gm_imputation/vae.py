@@ -63,7 +63,7 @@ class VAEImputerTrainer(ImputerTrainer):
     def __init__(self, config: VAEConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
         self.net = VAENet(self.dim, config).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.opt = self.adam(self.net.parameters())
 
     @classmethod
     def default_config(cls, info: DataInfo) -> VAEConfig:

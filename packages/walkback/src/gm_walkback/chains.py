@@ -164,7 +164,7 @@ class FastChain:
                 try:
                     return self._loop(s, walk, known, values, every, graph, compiled)
                 except Exception as error:  # a compiler failure the user did not ask for
-                    if not compiled or self.compile or not _compiler_failure(error):
+                    if not compiled or self.compile or not fastpath.compiler_failure(error):
                         raise
                     warnings.warn(
                         f"torch.compile failed ({type(error).__name__}); running the chain "
@@ -199,11 +199,6 @@ class FastChain:
             if every and (i % every == 0 or i == len(args)):
                 frames.append(s.clone(memory_format=keep))
         return s.clone(memory_format=keep), frames
-
-
-def _compiler_failure(error: Exception) -> bool:
-    """An error raised by torch.compile's machinery (dynamo, inductor, its C++ toolchain)."""
-    return (type(error).__module__ or "").startswith(("torch._dynamo", "torch._inductor"))
 
 
 # --- estimators ----------------------------------------------------------------------

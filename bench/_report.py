@@ -7,6 +7,7 @@ and rewrites only that, so scripts can run alone or all together (``bench/run``)
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -64,14 +65,17 @@ def timeit(
     return statistics.median(times)
 
 
+def cell(value) -> str:
+    """A table cell: floats to 4 significant digits; missing or NaN values blank."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def table(rows: list[dict], columns: list[str]) -> str:
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        out.append(
-            "| "
-            + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns)
-            + " |"
-        )
+        out.append("| " + " | ".join(cell(r.get(c)) for c in columns) + " |")
     return "\n".join(out)
 
 

@@ -13,6 +13,8 @@ layer's hidden state and the output parameters (pre-softmax logits, mixture para
   Draws are Gumbel-max on the device, so the loop never synchronises with the host.
 - ``scheduled(x, p_true)`` is scheduled sampling's pass: per token, the true previous
   token with probability ``p_true``, else the model's own draw (Bengio et al. 2015).
+- ``sample_step`` is one free-running step at fixed shapes with its noise given, for the
+  sampling fast path (sampling.py: compiled, or replayed as a CUDA graph).
 """
 
 from __future__ import annotations

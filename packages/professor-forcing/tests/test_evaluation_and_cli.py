@@ -142,6 +142,27 @@ def test_sample_writes_text_png_npy_far_past_the_training_length(run, tmp_path):
     assert cli("sample", str(run), "--out", str(tmp_path / "x.gif"), "--device", "cpu") == 2
 
 
+def test_sample_options_reach_the_sampler(run, tmp_path):
+    """``gm sample --compile true`` compiles the sampling step (dynamo counts a compiled
+    frame) and draws, for a seed, the tokens of the default eager sampler on CPU (the
+    one-layer fused loop); another seed draws others."""
+    from torch._dynamo.utils import counters
+
+    def sample(name, *options, seed="3"):
+        args = ["sample", str(run), "-n", "5", "--steps", "40", "--seed", seed, "--device", "cpu"]
+        assert cli(*args, *options, "--out", str(tmp_path / name)) == 0
+        return np.load(tmp_path / name)
+
+    eager = sample("eager.npy")
+    frames = counters["frames"]["ok"]
+    compiled = sample("compiled.npy", "--compile", "true", "--cuda-graph", "false")
+    assert counters["frames"]["ok"] > frames  # the option reached the sampler
+    other = sample("other.npy", "--compile", "true", seed="4")
+    assert eager.shape == (5, 40)
+    assert np.array_equal(compiled, eager) and not np.array_equal(other, eager)
+    assert cli("sample", str(run), "--compile", "maybe", "--out", str(tmp_path / "x.npy")) == 2
+
+
 def test_text_samples_are_decoded_through_the_alphabet(tmp_path):
     alphabet = "ab \n"
     info = DataInfo("text-toy", "sequence", (12,), vocab_size=4, meta={"alphabet": alphabet})

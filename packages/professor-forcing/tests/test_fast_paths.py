@@ -1,7 +1,8 @@
 """Every fast path gives the eager path's results to float tolerance: the hand-written
 teacher-forced loop against ``nn.GRU``, the fused discriminator GRU against ``nn.GRU``
-(values and every gradient, frozen and detached), and whole training steps with all fast
-paths on (the CPU defaults) against all off, with the gates open and closed."""
+(values and every gradient, frozen and detached), whole training steps with all fast
+paths on (the CPU defaults) against all off, with the gates open and closed, and the
+compiled sampling step against the eager sampling loop."""
 
 import copy
 
@@ -10,8 +11,9 @@ import torch
 
 from gm.builtins.toy import markov_chain
 from gm.engine import build_config
+from gm_professor_forcing import sampling
 from gm_professor_forcing.discriminators import BiGRUDiscriminator
-from gm_professor_forcing.generators import TokenGRU
+from gm_professor_forcing.generators import ContinuousGRU, TokenGRU
 from gm_professor_forcing.trainers import frozen
 
 DATA = markov_chain(n=64, length=16)
@@ -171,3 +173,34 @@ def test_gru_layer_matches_nn_gru(bidirectional):
     assert y1.shape == (4, 9, 16 if bidirectional else 8)
     assert torch.allclose(y1, y2, atol=1e-6) and torch.allclose(x1, x2, atol=1e-6)
     _close(g1, g2)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TokenGRU(vocab_size=7, hidden=16, layers=2, embed=4),
+        lambda: ContinuousGRU(3, hidden=16, layers=2, output="mixture", components=3),
+    ],
+    ids=["tokens-2-layers", "mixture"],
+)
+def test_compiled_sampling_draws_the_eager_samples(make):
+    """The sampling fast path, compiled (one graph per model), draws for a seed what the
+    eager loop (``free_running``) draws: the noise is drawn outside the compiled step by the
+    eager calls. The one-layer fused token GRU: test_sample_options_reach_the_sampler."""
+    torch.manual_seed(0)
+    g = make()
+    runs = {}
+    for name, seed, compile in [("eager", 3, False), ("compiled", 3, True), ("other", 4, True)]:
+        torch.manual_seed(seed)
+        runs[name] = sampling.sample(g, 5, 12, 0.8, compile=compile)
+    eager, compiled, other = runs["eager"], runs["compiled"], runs["other"]
+    assert compiled.shape[:2] == eager.shape[:2] == (5, 12)
+    if eager.is_floating_point():  # (dx, dy, pen bit)
+        assert torch.allclose(compiled, eager, atol=1e-5)
+        assert torch.equal(compiled[..., 2], eager[..., 2])  # the pen bits exactly
+        assert set(eager[..., 2].unique().tolist()) == {0.0, 1.0}
+        assert not torch.allclose(other, eager, atol=1e-2)  # the comparison can fail
+    else:
+        assert torch.equal(compiled, eager)
+        assert not torch.equal(other, eager)
+    assert not torch.equal(compiled[:, :6], compiled[:, 6:])  # the chain moves

@@ -44,13 +44,19 @@ def wanted(setting: str | bool, device: torch.device) -> bool:
     return setting in (True, "on")
 
 
-def gumbel_argmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def gumbel_argmax(
+    logits: torch.Tensor, temperature: float, exponential: torch.Tensor | None = None
+) -> torch.Tensor:
     """A draw from softmax(logits / temperature), argmax at temperature 0; on the device
-    (Gumbel-max), so no host synchronisation."""
+    (Gumbel-max), so no host synchronisation. ``exponential``: Exp(1) noise of the logits'
+    shape drawn by the caller (the sampling fast path draws it outside a compiled step);
+    drawn here, by the same call, when None."""
     logits = logits.float()
     if temperature == 0:
         return logits.argmax(-1)
-    noise = -torch.empty_like(logits).exponential_().clamp_min(1e-20).log()  # Gumbel(0, 1)
+    if exponential is None:
+        exponential = torch.empty_like(logits).exponential_()
+    noise = -exponential.clamp_min(1e-20).log()  # Gumbel(0, 1)
     return (logits / temperature + noise).argmax(-1)
 
 

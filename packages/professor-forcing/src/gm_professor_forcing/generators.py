@@ -13,6 +13,8 @@ layer's hidden state and the output parameters (pre-softmax logits, mixture para
   Draws are Gumbel-max on the device, so the loop never synchronises with the host.
 - ``scheduled(x, p_true)`` is scheduled sampling's pass: per token, the true previous
   token with probability ``p_true``, else the model's own draw (Bengio et al. 2015).
+- ``sample_step`` is one free-running step at fixed shapes with its noise given, for the
+  sampling fast path (sampling.py: compiled, or replayed as a CUDA graph).
 """
 
 from __future__ import annotations
@@ -28,15 +30,37 @@ from gm_professor_forcing.fused import FreeRunningGRU, TeacherForcedGRU, draw_to
 from gm_professor_forcing.fused import gumbel_argmax as _gumbel_argmax
 
 
-def _bernoulli(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def _bernoulli(logits: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
     logits = logits.float()
     if temperature == 0:
         return (logits > 0).float()
-    return (torch.rand_like(logits) < torch.sigmoid(logits / temperature)).float()
+    return (uniform < torch.sigmoid(logits / temperature)).float()
+
+
+def _noise(kind: str, shape, device, temperature: float | None = None) -> torch.Tensor | None:
+    """float32 noise: ``exp`` Exp(1) (Gumbel-max), ``uniform`` U(0, 1), ``normal`` N(0, 1);
+    None where ``temperature`` is 0 (the draw is then an argmax or a threshold)."""
+    if temperature == 0:
+        return None
+    out = torch.empty(shape, device=device, dtype=torch.float32)
+    return {"exp": out.exponential_, "uniform": out.uniform_, "normal": out.normal_}[kind]()
 
 
 # --- output heads: the per-step distribution, its NLL and its sampler ----------------------
-class CategoricalHead:
+# A head's sampler is split in two: ``noise(lead, device, T)`` draws the random numbers a
+# draw needs (a tuple; ``lead`` the leading shape of params), ``draw(params, T, noise)`` turns
+# them into the draw without randomness of its own. ``sample`` is the two in a row. The
+# sampling fast path (sampling.py) draws the noise eagerly outside a compiled step, so for a
+# seed it draws exactly what the eager loop draws.
+class _Head:
+    num_params: int
+
+    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
+        noise = self.noise(params.shape[:-1], params.device, temperature)
+        return self.draw(params, temperature, noise)
+
+
+class CategoricalHead(_Head):
     """Softmax over ``vocab`` tokens; params are the logits."""
 
     def __init__(self, vocab: int):
@@ -46,11 +70,14 @@ class CategoricalHead:
         """Nats per step, (B, L)."""
         return F.cross_entropy(params.float().transpose(1, 2), x, reduction="none")
 
-    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
-        return _gumbel_argmax(params, temperature)
+    def noise(self, lead, device, temperature: float) -> tuple:
+        return (_noise("exp", (*lead, self.vocab), device, temperature),)
+
+    def draw(self, params: torch.Tensor, temperature: float, noise: tuple) -> torch.Tensor:
+        return _gumbel_argmax(params, temperature, noise[0])
 
 
-class BernoulliHead:
+class BernoulliHead(_Head):
     """Independent Bernoulli per feature (binary or grey values in [0, 1])."""
 
     def __init__(self, dim: int):
@@ -61,11 +88,14 @@ class BernoulliHead:
             -1
         )
 
-    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
-        return _bernoulli(params, temperature)
+    def noise(self, lead, device, temperature: float) -> tuple:
+        return (_noise("uniform", (*lead, self.dim), device, temperature),)
+
+    def draw(self, params: torch.Tensor, temperature: float, noise: tuple) -> torch.Tensor:
+        return _bernoulli(params, temperature, noise[0])
 
 
-class GaussianHead:
+class GaussianHead(_Head):
     """Diagonal Gaussian per step; params are (mean, log std); temperature scales the variance."""
 
     def __init__(self, dim: int):
@@ -77,12 +107,15 @@ class GaussianHead:
         z = (x.float() - mu) * torch.exp(-log_std)
         return (0.5 * z * z + log_std + 0.5 * math.log(2 * math.pi)).sum(-1)
 
-    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
+    def noise(self, lead, device, temperature: float) -> tuple:
+        return (_noise("normal", (*lead, self.dim), device),)
+
+    def draw(self, params: torch.Tensor, temperature: float, noise: tuple) -> torch.Tensor:
         mu, log_std = params.float().chunk(2, -1)
-        return mu + math.sqrt(temperature) * log_std.clamp(-7, 7).exp() * torch.randn_like(mu)
+        return mu + math.sqrt(temperature) * log_std.clamp(-7, 7).exp() * noise[0]
 
 
-class MixtureHead:
+class MixtureHead(_Head):
     """Pen strokes (dx, dy, pen_lift): a mixture of ``components`` correlated 2-D Gaussians
     for the offset and a Bernoulli pen-lift bit (Graves 2013). Params per step:
     ``[mixture logits K | mean x K | mean y K | log std x K | log std y K | corr K | pen logit]``.
@@ -123,16 +156,25 @@ class MixtureHead:
         pen = F.binary_cross_entropy_with_logits(pen_logit, x[..., 2], reduction="none")
         return offset + pen
 
-    def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
+    def noise(self, lead, device, temperature: float) -> tuple:
+        """The component's Gumbel noise, the offset's two normals, the pen bit's uniform."""
+        return (
+            _noise("exp", (*lead, self.k), device, temperature),
+            _noise("normal", lead, device),
+            _noise("normal", lead, device),
+            _noise("uniform", lead, device, temperature),
+        )
+
+    def draw(self, params: torch.Tensor, temperature: float, noise: tuple) -> torch.Tensor:
         logit_pi, mx, my, lsx, lsy, rho, pen_logit = self.split(params)
-        k = _gumbel_argmax(logit_pi, temperature).unsqueeze(-1)
+        exponential, z1, z2, uniform = noise
+        k = _gumbel_argmax(logit_pi, temperature, exponential).unsqueeze(-1)
         pick = [t.gather(-1, k).squeeze(-1) for t in (mx, my, lsx, lsy, rho)]
         mx, my, lsx, lsy, rho = pick
         scale = math.sqrt(temperature)
-        z1, z2 = torch.randn_like(mx), torch.randn_like(mx)
         dx = mx + scale * lsx.exp() * z1
         dy = my + scale * lsy.exp() * (rho * z1 + torch.sqrt(1 - rho * rho) * z2)
-        return torch.stack([dx, dy, _bernoulli(pen_logit, temperature)], -1)
+        return torch.stack([dx, dy, _bernoulli(pen_logit, temperature, uniform)], -1)
 
 
 # --- the generator -----------------------------------------------------------------------
@@ -248,6 +290,29 @@ class GRUGenerator(nn.Module):
     def _token_index(self, token: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def first_input(self, batch_size: int) -> torch.Tensor:
+        """What :meth:`sample_step` is first fed: the start token's index (tokens) or the
+        learned start input (real values)."""
+        raise NotImplementedError
+
+    def sample_step(
+        self,
+        h: torch.Tensor,
+        x: torch.Tensor,
+        table: torch.Tensor | None,
+        noise: tuple,
+        temperature: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of :meth:`free_running` at fixed shapes, for the sampling fast path
+        (sampling.py): states ``h`` (layers, B, H), the input ``x`` (a token index per row
+        with ``table`` = :meth:`_first_layer_gates`, else a GRU input row), the head's
+        ``noise``. Returns (h', the draw, the next input); draws nothing itself."""
+        gates0 = None if table is None else table.index_select(0, x)
+        new = self._step(x, gates0, list(h.unbind(0)))  # x unused when gates0 is given
+        token = self.head.draw(self.readout(new[-1]), temperature, noise)
+        nxt = token if table is not None else self.encode(token.unsqueeze(1))[:, 0]
+        return torch.stack(new), token, nxt
+
     @torch.no_grad()
     def sample_tokens(self, batch_size: int, steps: int, temperature: float = 1.0) -> torch.Tensor:
         """Free-running draws only (for ``gm sample``)."""
@@ -355,6 +420,9 @@ class TokenGRU(GRUGenerator):
     def _first_layer_gates(self) -> torch.Tensor:
         return F.linear(self.embedding.weight, self.gru.weight_ih_l0, self.gru.bias_ih_l0)
 
+    def first_input(self, batch_size: int) -> torch.Tensor:
+        return self._token_index(None, batch_size)
+
     def _token_index(self, token: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         if token is None:
             return torch.full(
@@ -399,3 +467,6 @@ class ContinuousGRU(GRUGenerator):
 
     def start_input(self, batch_size: int) -> torch.Tensor:
         return self.start.expand(batch_size, -1)
+
+    def first_input(self, batch_size: int) -> torch.Tensor:
+        return self.start_input(batch_size).clone()

@@ -52,7 +52,7 @@ def sample(
     try:
         return _loop(generator, batch_size, steps, temperature, compiled, graph)
     except Exception as error:  # a compiler failure where compiling was not asked for
-        if not compiled or compile or not _compiler_failure(error):
+        if not compiled or compile or not fastpath.compiler_failure(error):
             raise
         warnings.warn(
             f"torch.compile failed ({type(error).__name__}); sampling uncompiled "
@@ -82,8 +82,3 @@ def _loop(g: GRUGenerator, batch_size, steps, temperature, compiled: bool, graph
             out = token.new_empty(steps, *token.shape)
         out[t] = token
     return out.transpose(0, 1).contiguous()
-
-
-def _compiler_failure(error: Exception) -> bool:
-    """An error raised by torch.compile's machinery (dynamo, inductor, its C++ toolchain)."""
-    return (type(error).__module__ or "").startswith(("torch._dynamo", "torch._inductor"))

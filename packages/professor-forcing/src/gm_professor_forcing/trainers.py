@@ -38,6 +38,7 @@ from gm.config import TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Behaviour, Trainer
+from gm_professor_forcing import sampling
 from gm_professor_forcing.discriminators import BiGRUDiscriminator
 from gm_professor_forcing.generators import ContinuousGRU, GRUGenerator, TokenGRU
 
@@ -244,8 +245,6 @@ class SequenceTrainer(Trainer):
         steps = options.steps or 4 * self.length
         if steps < 1 or options.temperature < 0:
             raise GMError("--steps must be positive and --temperature at least 0.")
-        from gm_professor_forcing import sampling
-
         return sampling.sample(
             self.generator,
             n,

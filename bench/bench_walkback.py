@@ -257,7 +257,8 @@ def main() -> None:
         "diffusion: one update). Median of "
         f"{repeat} timed repeats after a warm-up; torch.compile's one-off compile time shown apart. "
         "On this shared CPU, repeated runs of the same row have differed by up to 1.6x; read CPU "
-        "ratios near 1 as 'no measurable difference'; the compiled chain is meant for GPUs."
+        "ratios near 1 as 'no measurable difference'. On CPU the sampling chain compiles by "
+        f"default only from {chains.LONG_CHAIN} steps, where its compile is repaid."
     )
     _report.write_section(
         "walkback",

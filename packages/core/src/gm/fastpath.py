@@ -10,9 +10,13 @@ generator state, so a replayed chain equals the eager chain in distribution, not
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 def wanted(setting: bool | None, device: torch.device) -> bool:
@@ -20,10 +24,27 @@ def wanted(setting: bool | None, device: torch.device) -> bool:
     return device.type == "cuda" if setting is None else bool(setting)
 
 
-def compiler_failure(error: BaseException) -> bool:
-    """Whether ``error`` came from torch.compile's machinery (dynamo, inductor, its C++
-    toolchain): a fast path that compiled without being asked to may fall back to eager."""
-    return (type(error).__module__ or "").startswith(("torch._dynamo", "torch._inductor"))
+def compiled_or_eager(
+    run: Callable[[bool], T], compiled: bool, asked: bool | None, what: str
+) -> tuple[T, bool]:
+    """``(run(compiled), False)``; but if ``compiled`` was a default (``asked`` is None) and
+    torch.compile's machinery fails (no C++ compiler, an unsupported op), warn once and
+    return ``(run(False), True)``, so a fast path nobody asked for never stops a run. A
+    compile that was asked for raises as it is. ``what`` completes "... uncompiled"."""
+    try:
+        return run(compiled), False
+    except Exception as error:
+        from_compiler = (type(error).__module__ or "").startswith(
+            ("torch._dynamo", "torch._inductor")
+        )
+        if not compiled or asked or not from_compiler:
+            raise
+        warnings.warn(
+            f"torch.compile failed ({type(error).__name__}); {what} uncompiled "
+            "(compile=False / --compile false skips the attempt)",
+            stacklevel=3,
+        )
+        return run(False), True
 
 
 def cuda_graphed(step: Callable, *example: torch.Tensor, warmup: int = 3) -> Callable:

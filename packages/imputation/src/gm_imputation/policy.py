@@ -7,8 +7,6 @@ A policy network has ``rollout(x, known, avail, steps, guided) -> {"c", "kl_qp",
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from gm import fastpath
@@ -83,18 +81,11 @@ class PrimaryRollout:
         graphed = x.device.type == "cuda" and fastpath.wanted(fast.cuda_graph, x.device)
         if not (compiled or graphed) or len(x) == 0:
             return self.net.primary_logits(x, known, noise)
-        try:
-            return self._chunked(x, known, noise, compiled, graphed)
-        except Exception as error:  # a compiler failure the user did not ask for
-            if not compiled or fast.compile or not fastpath.compiler_failure(error):
-                raise
-            warnings.warn(
-                f"torch.compile failed ({type(error).__name__}); imputing uncompiled "
-                "(pass compile=False to skip the attempt)",
-                stacklevel=2,
-            )
-            self.compile_failed = True
-            return self._chunked(x, known, noise, False, graphed)
+        out, failed = fastpath.compiled_or_eager(
+            lambda c: self._chunked(x, known, noise, c, graphed), compiled, fast.compile, "imputing"
+        )
+        self.compile_failed |= failed
+        return out
 
     def _chunked(self, x, known, noise, compiled: bool, graphed: bool) -> torch.Tensor:
         if compiled and self._compiled is None:

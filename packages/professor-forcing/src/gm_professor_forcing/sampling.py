@@ -24,8 +24,6 @@ the loop reads a value back to the host.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from gm import fastpath
@@ -49,17 +47,12 @@ def sample(
     graph = device.type == "cuda" and fastpath.wanted(cuda_graph, device)
     if not (compiled or graph):
         return generator.sample_tokens(batch_size, steps, temperature)
-    try:
-        return _loop(generator, batch_size, steps, temperature, compiled, graph)
-    except Exception as error:  # a compiler failure where compiling was not asked for
-        if not compiled or compile or not fastpath.compiler_failure(error):
-            raise
-        warnings.warn(
-            f"torch.compile failed ({type(error).__name__}); sampling uncompiled "
-            "(--compile false skips the attempt)",
-            stacklevel=2,
-        )
-        return _loop(generator, batch_size, steps, temperature, False, graph)
+    return fastpath.compiled_or_eager(
+        lambda c: _loop(generator, batch_size, steps, temperature, c, graph),
+        compiled,
+        compile,
+        "sampling",
+    )[0]
 
 
 def _loop(g: GRUGenerator, batch_size, steps, temperature, compiled: bool, graph: bool):

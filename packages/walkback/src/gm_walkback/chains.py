@@ -17,7 +17,6 @@ compiled (:func:`compiled_step`) or captured as a CUDA graph. Estimators:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -161,18 +160,15 @@ class FastChain:
                     s = s.contiguous(memory_format=torch.channels_last)
                 if known is not None:
                     s = torch.where(known, values, s)
-                try:
-                    return self._loop(s, walk, known, values, every, graph, compiled)
-                except Exception as error:  # a compiler failure the user did not ask for
-                    if not compiled or self.compile or not fastpath.compiler_failure(error):
-                        raise
-                    warnings.warn(
-                        f"torch.compile failed ({type(error).__name__}); running the chain "
-                        "uncompiled (pass compile=False to skip the attempt)",
-                        stacklevel=2,
-                    )
-                    self.compile = False
-                    return self._loop(s, walk, known, values, every, graph, False)
+                out, failed = fastpath.compiled_or_eager(
+                    lambda c: self._loop(s, walk, known, values, every, graph, c),
+                    compiled,
+                    self.compile,
+                    "running the chain",
+                )
+                if failed:
+                    self.compile = False  # do not try again
+                return out
         finally:
             if channels_last:
                 op.to(memory_format=torch.contiguous_format)

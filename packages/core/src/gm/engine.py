@@ -126,7 +126,7 @@ def train(
     """Train ``model`` on ``dataset`` (or continue the run in ``resume``); returns the run folder."""
     world, dev = distributed.setup(device)
     try:
-        return _train(
+        run = _train(
             model,
             dataset,
             world=world,
@@ -141,8 +141,11 @@ def train(
             data_options=dict(data_options or {}),
             progress=progress,
         )
-    finally:
-        distributed.teardown()
+    except BaseException:
+        distributed.teardown()  # no waiting: the other ranks may never get here
+        raise
+    distributed.teardown(wait=True)
+    return run
 
 
 def _train(

@@ -24,6 +24,11 @@ def wanted(setting: bool | None, device: torch.device) -> bool:
     return device.type == "cuda" if setting is None else bool(setting)
 
 
+def wanted_graph(setting: bool | None, device: torch.device) -> bool:
+    """The CUDA-graph switch: on CUDA unless turned off (``False``); never elsewhere."""
+    return device.type == "cuda" and setting is not False
+
+
 def compiled_or_eager(
     run: Callable[[bool], T], compiled: bool, asked: bool | None, what: str
 ) -> tuple[T, bool]:

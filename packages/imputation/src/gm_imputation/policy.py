@@ -78,7 +78,7 @@ class PrimaryRollout:
         noise = self.net.primary_noise(len(x), steps, x.device)
         compiled = fastpath.wanted(fast.compile, x.device)
         compiled = compiled and not (fast.compile is None and self.compile_failed)
-        graphed = x.device.type == "cuda" and fastpath.wanted(fast.cuda_graph, x.device)
+        graphed = fastpath.wanted_graph(fast.cuda_graph, x.device)
         if not (compiled or graphed) or len(x) == 0:
             return self.net.primary_logits(x, known, noise)
         out, failed = fastpath.compiled_or_eager(

@@ -44,7 +44,7 @@ def sample(
     wanted (``None``: on CUDA only); the eager ``sample_tokens`` otherwise."""
     device = generator.readout.weight.device
     compiled = fastpath.wanted(compile, device)
-    graph = device.type == "cuda" and fastpath.wanted(cuda_graph, device)
+    graph = fastpath.wanted_graph(cuda_graph, device)
     if not (compiled or graph):
         return generator.sample_tokens(batch_size, steps, temperature)
     return fastpath.compiled_or_eager(

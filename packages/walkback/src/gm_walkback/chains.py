@@ -56,6 +56,16 @@ def compiled_step(**options) -> Callable:
     return torch.compile(chain_step, dynamic=False, **options)
 
 
+def walk_args(walk: Walk, device: torch.device, tensors: bool) -> list[tuple]:
+    """(temperature, level) per step: Python numbers, or views of two device tensors when
+    the step is compiled or graphed (one graph for the whole walk, no new scalars per step)."""
+    if not tensors:
+        return list(zip(walk.temperatures, walk.levels, strict=True))
+    temps = torch.tensor(walk.temperatures, device=device, dtype=torch.float32)
+    levels = torch.tensor(walk.levels, device=device, dtype=torch.long)
+    return [(temps[i], levels[i]) for i in range(len(walk))]
+
+
 def run_chain(
     op,
     s: torch.Tensor,
@@ -69,12 +79,7 @@ def run_chain(
     """Apply the operator along ``walk`` (already in generation order). Returns the final
     state and, when ``every`` > 0, the states at steps 0, every, 2*every, ... and the last."""
     frames = [s.clone()] if every else []
-    if step is not chain_step:  # a compiled step: index device tensors, never new Python scalars
-        temps = torch.tensor(walk.temperatures, device=s.device, dtype=torch.float32)
-        levels = torch.tensor(walk.levels, device=s.device, dtype=torch.long)
-        args = [(temps[i], levels[i]) for i in range(len(walk))]
-    else:
-        args = list(zip(walk.temperatures, walk.levels, strict=True))
+    args = walk_args(walk, s.device, tensors=step is not chain_step)  # a compiled step
     if known is not None:
         s = torch.where(known, values, s)
     for i, (t, lv) in enumerate(args, 1):
@@ -147,8 +152,7 @@ class FastChain:
         every: int = 0,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Like :func:`run_chain`: the final state and, with ``every``, the frames."""
-        cuda = s.device.type == "cuda"
-        graph = cuda and self.cuda_graph is not False
+        graph = fastpath.wanted_graph(self.cuda_graph, s.device)
         compiled = self.compiles(s.device, len(walk))
         channels_last = s.dim() == 4 and (self.channels_last is None or self.channels_last)
         op = self.op
@@ -175,12 +179,7 @@ class FastChain:
 
     def _loop(self, s, walk, known, values, every, graph, compiled):
         heads, op = self._heads(compiled), self.op
-        if graph or compiled:  # index device tensors, never new Python scalars (one graph)
-            temps = torch.tensor(walk.temperatures, device=s.device, dtype=torch.float32)
-            levels = torch.tensor(walk.levels, device=s.device, dtype=torch.long)
-            args = [(temps[i], levels[i]) for i in range(len(walk))]
-        else:
-            args = list(zip(walk.temperatures, walk.levels, strict=True))
+        args = walk_args(walk, s.device, tensors=graph or compiled)
 
         def step(s, temperature, level):
             s = draw(op.from_heads(heads(s, level), temperature))

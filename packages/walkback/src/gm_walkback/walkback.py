@@ -362,19 +362,18 @@ class WalkbackTrainer(Trainer):
         *,
         every: int = 0,
         mean: bool = False,
-        step=chains.chain_step,
         fast: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Raw chain states: s_K ~ p*, then ``walk`` (generation order). With ``mean`` the last
         step returns its mean instead of a draw; with ``fast`` the chain runs through
-        :class:`chains.FastChain` (``step`` is then unused)."""
+        :class:`chains.FastChain`."""
         s = self.prior().sample((n,))
         if fast:
             run = chains.FastChain(self.operator).run
         else:
 
             def run(s, walk, every):
-                return chains.run_chain(self.operator, s, walk, every=every, step=step)
+                return chains.run_chain(self.operator, s, walk, every=every)
 
         if mean and len(walk):
             s, frames = run(s, walk.prefix(len(walk) - 1), every=every)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY
+from conftest import TINY, env_with
 
 PROBE = """
 import sys
@@ -25,7 +25,7 @@ print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", code, file=sys
     [["--help"], ["list-models"], ["list-datasets"], ["plugins", "--json"], ["train", "--help"]],
 )
 def test_listing_does_not_import_torch(args):
-    env = {"PYTHONPATH": str(TINY)}
+    env = env_with(TINY)
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(args=args)],
         capture_output=True,

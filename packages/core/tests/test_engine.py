@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY, gm_run
+from conftest import TINY, env_with, gm_run
 from safetensors.torch import load_file
 
 from gm import checkpoint
@@ -67,7 +67,7 @@ def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path, tiny
         "--set",
         "log_every=1",
     ]
-    env = {**os.environ, "PYTHONPATH": str(TINY), "OMP_NUM_THREADS": "1"}
+    env = env_with(TINY)
     mid_write = 0
     for round_ in range(4):
         extra = first if round_ == 0 else ["--resume", str(run)]
@@ -105,7 +105,7 @@ def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path, tiny
 
 def test_ctrl_c_saves_and_exits_130(tmp_path, tiny_plugin):
     run = tmp_path / "run"
-    env = {"PYTHONPATH": str(TINY), "OMP_NUM_THREADS": "1"}
+    env = env_with(TINY)
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -299,7 +299,9 @@ def _int(value: Any, path: Path) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise GMError(f"{path} has no valid step in its metadata; it is not a gm checkpoint.") from None
+        raise GMError(
+            f"{path} has no valid step in its metadata; it is not a gm checkpoint."
+        ) from None
 
 
 def load(run: Path, device: torch.device | str = "cpu") -> Trainer:

@@ -519,7 +519,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     except TrainingStopped as err:
         _fail(str(err), err.exit_code)
     except Interrupted as err:
-        print(f"gm: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every rank stops alike; one says so
+            print(f"gm: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("gm: interrupted (SIGINT).", file=sys.stderr)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from gm.testing import forked  # noqa: F401 - re-exported for the tests
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = FIXTURES / "tinyplugin"
 
@@ -76,46 +78,3 @@ def error_lines(out: subprocess.CompletedProcess) -> list[str]:
         for ln in out.stderr.strip().splitlines()
         if ln.strip() and not ln.startswith("gm: warning:")
     ]
-
-
-def forked(fn, timeout: float = 60) -> tuple[int, str]:
-    """Run ``fn()`` in a forked child process (a real process that signals can end, without
-    a fresh interpreter's start-up); returns (exit status as a shell reports it, stderr).
-    A child ended by a signal reports 128 + the signal's number, as the shell does."""
-    import signal
-    import tempfile
-    import time
-
-    err = tempfile.TemporaryFile()  # noqa: SIM115 - the child writes it, the parent reads it
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 0
-        try:
-            os.dup2(err.fileno(), 2)
-            sys.stderr = os.fdopen(2, "w", buffering=1)
-            fn()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        except BaseException:  # noqa: BLE001 - report anything, then leave
-            import traceback
-
-            traceback.print_exc()
-            code = 99
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    deadline = time.time() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.time() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise TimeoutError("the forked child did not finish")
-        time.sleep(0.01)
-    err.seek(0)
-    text = err.read().decode(errors="replace")
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status), text
-    return os.WEXITSTATUS(status), text

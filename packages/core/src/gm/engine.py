@@ -412,6 +412,24 @@ def _loop(
                 "Lower the learning rate (--set lr=...) and train again."
             )
 
+    def diverged(at: int, batch, err: Exception) -> TrainingStopped | None:
+        """A step that raised because the weights or the data hold NaN/Inf (a distribution
+        refusing NaN parameters, say) stops the run like a NaN loss; any other error is a bug
+        and keeps its traceback."""
+        if world.distributed or all(torch.isfinite(p).all() for p in trainer.parameters()):
+            if not (batch.is_floating_point() and not torch.isfinite(batch).all()):
+                return None
+            return TrainingStopped(
+                f"training stopped at step {at}: the data hold NaN or infinite values, which "
+                f"model {model!r} cannot train on ({type(err).__name__}); "
+                "fill or drop them first."
+            )
+        where = f"step {last_saved} in {run}" if last_saved else "none was written"
+        return TrainingStopped(
+            f"training stopped: the weights became NaN or infinite before step {at} (last good "
+            f"checkpoint: {where}). Lower the learning rate (--set lr=...) and train again."
+        )
+
     def save(at: int) -> None:
         nonlocal last_saved
         check_finite(at)
@@ -447,8 +465,11 @@ def _loop(
         try:
             while step < cfg.steps:
                 batch = next(batches)
-                with autocast(device, cfg.precision):
-                    metrics = trainer.training_step(batch)
+                try:
+                    with autocast(device, cfg.precision):
+                        metrics = trainer.training_step(batch)
+                except (ValueError, RuntimeError) as err:
+                    raise diverged(step + 1, batch, err) or err from None
                 step += 1
                 count += 1
                 for k, v in metrics.items():

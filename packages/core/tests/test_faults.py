@@ -227,3 +227,59 @@ def test_a_start_that_fails_leaves_nothing_that_blocks_a_retry(tmp_path, tiny_pl
     assert not run.exists()  # it made the folder, so it took it back
     train("tiny", "swiss-roll", steps=2, out=run, **KW)  # the same --out works again
     assert checkpoint.has_checkpoint(run)
+
+
+NAP = """
+import os, signal, time
+import gm
+from gm.specs import CommandSpec
+
+@gm.hookimpl
+def gm_commands():
+    return [CommandSpec("nap", "gm_nap_plugin:nap", "a verb that gets a signal")]
+
+def nap():
+    os.kill(os.getpid(), signal.{sig})
+    time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_a_signal_in_a_plugin_verb_exits_with_its_code_and_one_line(tmp_path, sig):
+    from conftest import error_lines, gm_run, make_dist
+
+    nap = make_dist(tmp_path / "nap", "gm-nap", "nap", "gm_nap_plugin", NAP.format(sig=sig.name))
+    out = gm_run("nap", paths=(nap,), timeout=60)
+    assert out.returncode == 128 + sig, out.stderr
+    assert error_lines(out) == [f"gm: interrupted ({sig.name})."] and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("verb", ["sample", "evaluate"])
+def test_a_signal_in_sample_or_evaluate_leaves_no_file(tmp_path, tiny_plugin, verb):
+    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW)
+    out = tmp_path / "s.npy"
+
+    def child():
+        from gm import cli
+
+        def write_half_then_signal(self, samples, path, options):
+            path.write_bytes(b"\x93NUMPY half")  # the first bytes reached the disk ...
+            os.kill(os.getpid(), signal.SIGTERM)  # ... when the signal came
+
+        def evaluate(self, data, split, options):
+            os.kill(os.getpid(), signal.SIGINT)
+            return {}
+
+        Trainer.write_samples = write_half_then_signal
+        type(checkpoint.build(checkpoint.read_record(run))).evaluate = evaluate
+        args = (
+            ["sample", str(run), "--out", str(out)] if verb == "sample" else ["evaluate", str(run)]
+        )
+        cli.main([*args, "--device", "cpu"])
+
+    code, err = forked(child)
+    assert code == (143 if verb == "sample" else 130), err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        f"gm: interrupted ({'SIGTERM' if verb == 'sample' else 'SIGINT'})."
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no half-written samples

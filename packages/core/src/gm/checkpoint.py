@@ -29,7 +29,7 @@ import gm
 from gm import config as configs
 from gm import plugins
 from gm.data import DataInfo
-from gm.errors import GMError
+from gm.errors import GMError, GMWarning
 from gm.trainer import Trainer
 
 CONFIG = "config.json"
@@ -461,6 +461,7 @@ def load_state(run: Path, trainer: Trainer, *, rank: int = 0, world_size: int = 
             warnings.warn(
                 f"{run} was saved by {saved_world} process(es) and resumes with {world_size}; "
                 "training continues, but not bitwise as the original would have.",
+                GMWarning,
                 stacklevel=2,
             )
             seed = (step * 1_000_003 + rank * 7919) % 2**63

@@ -493,7 +493,9 @@ def _fail(message: str, code: int) -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    if issubclass(category, plugins.PluginWarning):
+    from gm.errors import GMWarning
+
+    if issubclass(category, GMWarning):
         print(f"gm: warning: {message}", file=sys.stderr)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)

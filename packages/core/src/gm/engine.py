@@ -416,7 +416,7 @@ def _loop(
         """A step that raised because the weights or the data hold NaN/Inf (a distribution
         refusing NaN parameters, say) stops the run like a NaN loss; any other error is a bug
         and keeps its traceback."""
-        if world.distributed or all(torch.isfinite(p).all() for p in trainer.parameters()):
+        if all(torch.isfinite(p).all() for p in trainer.parameters()):
             if not (batch.is_floating_point() and not torch.isfinite(batch).all()):
                 return None
             return TrainingStopped(

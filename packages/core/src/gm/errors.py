@@ -9,6 +9,10 @@ class GMError(Exception):
     exit_code = 2
 
 
+class GMWarning(UserWarning):
+    """Something the user should know that does not stop gm; the CLI prints it as one line."""
+
+
 class TrainingStopped(Exception):
     """Training could not go on (a NaN loss, a full disk, a lost peer); a fault, exit 1."""
 

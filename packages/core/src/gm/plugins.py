@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 
 from gm import hookspecs
-from gm.errors import GMError
+from gm.errors import GMError, GMWarning
 from gm.specs import (
     CommandSpec,
     DatasetSpec,
@@ -96,7 +96,7 @@ RECORDS = {
 }
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(GMWarning):
     """A plugin could not be loaded; the rest of gm works without it."""
 
 

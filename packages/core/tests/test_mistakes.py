@@ -52,6 +52,14 @@ def huge_extra_tensor(run, tmp):
     return dst
 
 
+def huge_state(run, tmp):
+    """The run with an 8 GiB (sparse) resume-state file: refused by its size, unread."""
+    dst = copy_run(run, tmp)
+    with open(dst / "trainer_state.safetensors", "r+b") as f:
+        f.truncate(2**33)
+    return dst
+
+
 def user_folder(tmp):
     d = tmp / "mine"
     d.mkdir()
@@ -111,6 +119,7 @@ CASES = {
     "config-shape-a-string": (lambda r, t: ["sample", str(copy_run(r, t, lambda c: c["data"].update(shape="2")))], 2, ["data.shape"], None),
     "config-install-hint-tampered": (lambda r, t: ["sample", str(copy_run(r, t, lambda c: c.update(gm_model="nosuch", plugin="x --index-url http://evil")))], 2, ["not installed", "the plugin that provides it"], None),
     "weights-with-a-huge-extra-tensor": (lambda r, t: ["sample", str(huge_extra_tensor(r, t)), "--out", str(t / "s.npy")], 2, ["unexpected ['extra']"], None),
+    "resume-state-huge": (lambda r, t: [*T, "--resume", str(huge_state(r, t)), "--steps", "9"], 2, ["far more than"], None),
     # sample / evaluate / resume
     "sample-too-many": (lambda r, t: ["sample", str(r), "-n", str(N), "--out", str(t / "s.npy")], 2, ["at most"], None),
     "sample-out-a-folder": (lambda r, t: ["sample", str(r), "--out", str(t)], 2, ["is a folder"], None),

@@ -419,7 +419,15 @@ def load_state(run: Path, trainer: Trainer, *, rank: int = 0, world_size: int = 
     per-rank noise (a warning says it is not exact)."""
     run = Path(run)
     step = load_weights(run, trainer)
-    tensors, meta = _read(_file(run, STATE))
+    path = _file(run, STATE)
+    # Optimiser moments are a few copies of the weights; a far bigger file is refused unread.
+    limit = 8 * sum(v.numel() * v.element_size() for v in _weights(trainer).values()) + 2**24
+    if path.exists() and path.stat().st_size > limit:
+        raise GMError(
+            f"{path} is {path.stat().st_size} bytes, far more than the resume state of this "
+            "model can be; it is not this run's file, so the run cannot be resumed."
+        )
+    tensors, meta = _read(path)
     path = _file(run, STATE_JSON)
     try:
         state = json.loads(path.read_text())

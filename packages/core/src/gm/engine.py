@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -213,8 +214,6 @@ def _take_back(run: Path, made: bool) -> None:
     for pattern in _OURS:
         for path in run.glob(pattern):
             if path.is_dir():
-                import shutil
-
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)

@@ -149,7 +149,7 @@ def gm_datasets():
         ),
         _spec(
             "images",
-            "images:image_folder",
+            "folders:image_folder",
             "images:DIR, any folder of images (options size, channels, fit)",
             "image",
             (None, None, None),

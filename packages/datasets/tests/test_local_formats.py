@@ -224,8 +224,8 @@ def test_array_errors_name_the_file(tmp_path):
     word.write_text("1,2\n3,abc\n")
     with pytest.raises(GMError, match="word.csv line 2 has a non-numeric value 'abc'"):
         load_dataset(f"array:{word}")
-    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4)))
-    with pytest.raises(GMError, match="needs a 2-D numeric array"):
+    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4, 5, 6)))  # (N, H, W) images are fine
+    with pytest.raises(GMError, match="array:FILE needs a numeric array, rows = examples"):
         load_dataset(f"array:{tmp_path / 'cube.npy'}")
 
 

@@ -182,15 +182,21 @@ def affine(info: DataInfo) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 def to_data_units(samples: Any, info: DataInfo) -> Any:
     """Samples (a tensor, or a tuple of them such as (final, chain frames)) mapped from the
-    model's values to the data's own units; anything else passes through."""
+    model's values to the data's own units; anything else passes through. The scale
+    broadcasts against the samples' trailing dimensions (a sequence sampled longer than the
+    training windows still gets its per-column scale)."""
     if isinstance(samples, tuple):
         return tuple(to_data_units(s, info) for s in samples)
-    a = affine(info)
-    if a is None or not torch.is_tensor(samples) or not samples.is_floating_point():
+    a = info.meta.get("affine")
+    if not a or not torch.is_tensor(samples) or not samples.is_floating_point():
         return samples
-    if tuple(samples.shape[samples.dim() - len(info.shape) :]) != tuple(info.shape):
+    scale = torch.as_tensor(a["scale"], dtype=samples.dtype, device=samples.device)
+    shift = torch.as_tensor(a.get("shift", 0.0), dtype=samples.dtype, device=samples.device)
+    try:
+        if torch.broadcast_shapes(samples.shape, scale.shape, shift.shape) != samples.shape:
+            return samples
+    except RuntimeError:  # not this data's samples (say, a picture's channels)
         return samples
-    scale, shift = (t.to(samples.device, samples.dtype) for t in a)
     return samples * scale + shift
 
 

@@ -162,6 +162,8 @@ def iam_ondb(
         splits,
         meta={
             "scale": scale.tolist(),
+            # tablet units back for gm sample / gm evaluate (dx, dy times the std; pen as is)
+            **({"affine": {"scale": [*scale.tolist(), 1.0], "shift": 0.0}} if normalize else {}),
             "seq_len": seq_len,
             "columns": ["dx", "dy", "pen_lift"],
             "y_axis": "down",

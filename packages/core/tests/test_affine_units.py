@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gm.data import DataInfo, in_data_units, log_jacobian, to_data_units
+from gm.data import DataInfo, affine, in_data_units, log_jacobian, to_data_units
 
 
 def _info(shape, scale, shift=0.0):
@@ -41,3 +41,10 @@ def test_in_data_units_signs_and_untouched_metrics():
     assert out["bits_per_dim"] == 3.0 and out["data_log_jacobian"] == pytest.approx(lj)
     assert in_data_units(m, info, {}) == m  # nothing declared: nothing said
     assert in_data_units(m, DataInfo("y", "vector", (2,)), {"nll": -1.0}) == m
+
+
+def test_shift_defaults_to_zero():
+    info = DataInfo("x", "vector", (2,), meta={"affine": {"scale": [3.0, 4.0]}})
+    s = torch.tensor([[1.0, 1.0]])
+    assert torch.equal(to_data_units(s, info), torch.tensor([[3.0, 4.0]]))
+    assert torch.equal(affine(info)[1], torch.zeros(2, dtype=torch.float64))

@@ -69,3 +69,36 @@ def test_vectors_still_min_max_scaled_with_the_affine_recorded(tmp_path):
     aff = data.info.meta["affine"]
     assert x.min() == pytest.approx(0) and x.max() == pytest.approx(1)
     assert np.allclose(x * np.array(aff["scale"]) + np.array(aff["shift"]), a, atol=1e-5)
+
+
+def test_channels_first_npy_and_range_edges(tmp_path):
+    import torch
+
+    rgb = RNG.integers(0, 256, (4, 3, 5, 6)).astype(np.uint8)
+    data = _load(tmp_path, rgb)
+    assert data.info.shape == (3, 5, 6) and np.array_equal(data.raw("train").numpy(), rgb)
+    levels = _load(tmp_path, PIXELS / 255.0, shape="28x28")
+    assert levels.raw("train").dtype == torch.uint8  # 256 levels of 0-1: stored exactly
+    two = np.minimum(PIXELS, 2.0)  # max 2: a dark 0-255 image, not 0-1
+    assert _load(tmp_path, two, shape="28x28").info.meta["affine"]["scale"] == 255.0
+    from gm.errors import GMError
+
+    for bad in (PIXELS - 1.0, np.minimum(PIXELS + 0.5, 255.5)):  # below 0, above 255
+        with pytest.raises(GMError, match="image arrays hold 0-255 or 0-1 values"):
+            _load(tmp_path, bad, shape="28x28")
+
+
+def test_split_edges_and_constant_columns(tmp_path):
+    from gm.errors import GMError
+
+    a = np.column_stack([RNG.normal(size=2), np.full(2, 7.0)])
+    np.save(tmp_path / "two.npy", a)
+    data = load_dataset(f"array:{tmp_path / 'two.npy'}")  # two rows: one train, one test
+    assert len(data.raw("train")) == 1 and len(data.raw("test")) == 1
+    assert data.info.meta["split"].startswith("RandomState(0)")
+    big = np.column_stack([RNG.normal(size=20), np.full(20, 7.0)])
+    data = _load(tmp_path, big)
+    assert data.info.meta["affine"]["scale"][1] == 1.0  # a constant column adds no Jacobian
+    assert data.raw("train")[:, 1].abs().max() == 0
+    with pytest.raises(GMError, match=r"test_fraction must be in \[0, 1\)"):
+        load_dataset(f"array:{tmp_path / 'two.npy'}", options={"test_fraction": "1"})

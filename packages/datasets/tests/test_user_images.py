@@ -171,3 +171,24 @@ def test_folder_layout_mistakes(tmp_path, layout, message):
             f.write_text("x")
     with pytest.raises(GMError, match=message):
         load_dataset(f"images:{tmp_path / 'd'}")
+
+
+def test_every_header_counts_and_small_edges(tmp_path):
+    _folder(tmp_path / "a", n=1, size=(6, 6), mode="L", sub="")  # img00: the first file read
+    _folder(tmp_path / "a", n=3, size=(4, 4), mode="L", sub="more")
+    with pytest.raises(GMError, match="have different sizes"):
+        load_dataset(f"images:{tmp_path / 'a'}")
+    _folder(tmp_path / "b", n=2, size=(3, 3), mode="L")
+    data = load_dataset(f"images:{tmp_path / 'b'}", options={"size": "1"})
+    assert data.info.shape == (1, 1, 1)
+    assert len(data.raw("train")) == 1 and len(data.raw("test")) == 1  # two images: 1 / 1
+    with pytest.raises(GMError, match="size must be a positive number"):
+        load_dataset(f"images:{tmp_path / 'b'}", options={"size": "0"})
+
+
+def test_many_stray_files_are_counted_in_one_warning(tmp_path):
+    _folder(tmp_path / "c", n=2, size=(3, 3))
+    for i in range(5):
+        (tmp_path / "c" / f"note{i}.txt").write_text("x")
+    with pytest.warns(UserWarning, match=r"skipped 5 file\(s\).*note2.txt and 2 more\)"):
+        load_dataset(f"images:{tmp_path / 'c'}")

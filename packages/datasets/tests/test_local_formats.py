@@ -224,8 +224,8 @@ def test_array_errors_name_the_file(tmp_path):
     word.write_text("1,2\n3,abc\n")
     with pytest.raises(GMError, match="word.csv line 2 has a non-numeric value 'abc'"):
         load_dataset(f"array:{word}")
-    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4)))
-    with pytest.raises(GMError, match="needs a 2-D numeric array"):
+    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4, 5, 6)))  # (N, H, W) images are fine
+    with pytest.raises(GMError, match="array:FILE needs a numeric array, rows = examples"):
         load_dataset(f"array:{tmp_path / 'cube.npy'}")
 
 
@@ -268,3 +268,20 @@ def test_iam_truncated_archive_is_named(tmp_path):
             GMError, match="lineStrokes-all.tar.gz is not a readable .tar.gz archive"
         ):
             load_dataset("iam-ondb", str(tmp_path))
+
+
+def test_iam_ondb_affine_gives_tablet_units_back(tmp_path):
+    from gm.data import log_jacobian, to_data_units
+
+    forms = [f"a0{i}-00{j}u" for i in range(1, 4) for j in range(4)]
+    fixtures.write_iam(tmp_path / "iam-ondb", forms, lines_per_form=2)
+    opts = {"seq_len": "10", "test_fraction": "0.3"}
+    raw = load_dataset("iam-ondb", str(tmp_path), {**opts, "normalize": "false"})
+    norm = load_dataset("iam-ondb", str(tmp_path), opts)
+    assert "affine" not in raw.info.meta
+    back = to_data_units(norm.raw("train"), norm.info)
+    assert torch.allclose(back, raw.raw("train"), atol=1e-4)
+    longer = torch.cat([norm.raw("train")] * 3, 1)  # sampled past the training window
+    assert torch.allclose(to_data_units(longer, norm.info)[:, :10], back)
+    s = norm.info.meta["scale"]
+    assert log_jacobian(norm.info) == pytest.approx(-10 * (np.log(s[0]) + np.log(s[1])))

@@ -118,3 +118,77 @@ def test_train_gaussian_on_an_image_folder_end_to_end(tmp_path):
     import json
 
     assert np.isfinite(json.loads(r.stdout.strip().splitlines()[-1])["nll"])
+
+
+def test_train_test_and_valid_subfolders_with_a_stray_file(tmp_path, capsys):
+    """The README's layout: DIR/train/, DIR/test/ (and valid/) without class folders; a
+    stray non-image file is skipped with one warning; decoding prints counts."""
+    root = tmp_path / "d"
+    train = _folder(root, n=6, size=(8, 8), mode="L", sub="train")
+    valid = _folder(root, n=2, size=(8, 8), mode="L", sub="valid", seed=1)
+    test = _folder(root, n=3, size=(8, 8), mode="L", sub="test", seed=2)
+    (root / "train" / "notes.txt").write_text("a stray file")
+    (root / "README.md").write_text("about these images")
+    (root / ".DS_Store").write_bytes(b"\0")  # hidden: ignored without a word
+    with pytest.warns(UserWarning, match=r"skipped 2 file\(s\) that are not images") as got:
+        data = load_dataset(f"images:{root}", options={"test_fraction": "0.5"})
+    assert "README.md" in str(got[0].message) and "train/notes.txt" in str(got[0].message)
+    for split, arrays in (("train", train), ("valid", valid), ("test", test)):
+        assert np.array_equal(data.raw(split).numpy(), np.stack(arrays)[:, None]), split
+    assert data.labels == {}  # split folders are not classes
+    err = capsys.readouterr().err
+    assert "d/ train: 6/6" in err and "d/ test: 3/3" in err
+
+
+def test_decoding_in_chunks_keeps_rows_in_order(tmp_path, monkeypatch):
+    from gm_datasets import folders
+
+    monkeypatch.setattr(folders, "CHUNK", 3)  # 10 images: chunks of 3, 3, 3, 1
+    arrays = _folder(tmp_path / "imgs", n=10, size=(5, 4), sub="train/a")
+    _folder(tmp_path / "imgs", n=1, size=(5, 4), sub="train/b", seed=4)
+    data = load_dataset(f"images:{tmp_path / 'imgs'}", options={"test_fraction": "0"})
+    assert np.array_equal(data.raw("train")[:10].numpy(), np.stack(arrays).transpose(0, 3, 1, 2))
+    assert data.labels["train"].tolist() == [0] * 10 + [1]
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        (["train/a.png", "test/b.png", "c.png"], "also the image c.png beside them"),
+        (["train/a.png", "extra/b.png"], "also a folder extra/ of images beside them"),
+        (["test/a.png"], "but no train/ folder"),
+        (["train/a.png", "val/b.png", "valid/c.png"], "which both mean the valid split"),
+        (["notes.txt"], "found no images in"),
+    ],
+)
+def test_folder_layout_mistakes(tmp_path, layout, message):
+    for rel in layout:
+        f = tmp_path / "d" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".png"):
+            Image.fromarray(np.zeros((4, 4), np.uint8)).save(f)
+        else:
+            f.write_text("x")
+    with pytest.raises(GMError, match=message):
+        load_dataset(f"images:{tmp_path / 'd'}")
+
+
+def test_every_header_counts_and_small_edges(tmp_path):
+    _folder(tmp_path / "a", n=1, size=(6, 6), mode="L", sub="")  # img00: the first file read
+    _folder(tmp_path / "a", n=3, size=(4, 4), mode="L", sub="more")
+    with pytest.raises(GMError, match="have different sizes"):
+        load_dataset(f"images:{tmp_path / 'a'}")
+    _folder(tmp_path / "b", n=2, size=(3, 3), mode="L")
+    data = load_dataset(f"images:{tmp_path / 'b'}", options={"size": "1"})
+    assert data.info.shape == (1, 1, 1)
+    assert len(data.raw("train")) == 1 and len(data.raw("test")) == 1  # two images: 1 / 1
+    with pytest.raises(GMError, match="size must be a positive number"):
+        load_dataset(f"images:{tmp_path / 'b'}", options={"size": "0"})
+
+
+def test_many_stray_files_are_counted_in_one_warning(tmp_path):
+    _folder(tmp_path / "c", n=2, size=(3, 3))
+    for i in range(5):
+        (tmp_path / "c" / f"note{i}.txt").write_text("x")
+    with pytest.warns(UserWarning, match=r"skipped 5 file\(s\).*note2.txt and 2 more\)"):
+        load_dataset(f"images:{tmp_path / 'c'}")

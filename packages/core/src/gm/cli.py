@@ -307,6 +307,7 @@ def cmd_sample(
 
     from gm import checkpoint, distributed
     from gm import config as configs
+    from gm.data import to_data_units
     from gm.engine import seed_everything, write_atomically
 
     if n < 1:
@@ -331,6 +332,8 @@ def cmd_sample(
 
     with torch.no_grad():
         samples = trainer.sample(n, options)
+    if out.suffix == ".npy":  # numbers in the data's own units; pictures stay in the model's
+        samples = to_data_units(samples, trainer.info)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(out, trainer, samples, options)
     typer.echo(f"wrote {out}")
@@ -371,7 +374,7 @@ def cmd_evaluate(
     """Measure a trained model on a dataset split. Model options follow as --name value."""
     from gm import checkpoint, distributed
     from gm import config as configs
-    from gm.data import load_dataset
+    from gm.data import in_data_units, load_dataset
     from gm.engine import seed_everything
 
     record = checkpoint.read_record(run)
@@ -391,7 +394,9 @@ def cmd_evaluate(
     if dataset is not None:
         _check_same_kind(data.info, trainer.info, dataset)
     seed_everything(seed)
-    metrics = trainer.evaluate(data, split, options)
+    metrics = in_data_units(
+        trainer.evaluate(data, split, options), data.info, trainer.DENSITY_METRICS
+    )
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -401,6 +406,8 @@ def cmd_evaluate(
             ["metric", "value"],
             f"{record['gm_model']} on {data.info.name} ({split})",
         )
+        if "data_log_jacobian" in metrics:
+            typer.echo("log-densities are of the data as given: data_log_jacobian added.")
 
 
 def _check_same_kind(data, trained, dataset: str) -> None:

@@ -183,3 +183,62 @@ def load_dataset(
             f"dataset loader {spec.target} returned {type(data).__name__}, not gm.data.Dataset"
         )
     return data
+
+
+# --- the data's own units -------------------------------------------------------------
+# A dataset that rescales the user's values (``array:FILE``'s per-column min-max, say)
+# records ``info.meta["affine"] = {"scale": s, "shift": b}``: given = model * s + b,
+# elementwise, s and b (numbers or nested lists) broadcast over one example's shape. It
+# rides in config.json with the rest of DataInfo; ``gm sample`` (.npy) and ``gm evaluate``
+# use it to speak in the data's own units.
+
+
+def affine(info: DataInfo) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(scale, shift) broadcast to one example's shape, or None when the values are as given."""
+    a = info.meta.get("affine")
+    if not a:
+        return None
+    scale = torch.as_tensor(a["scale"], dtype=torch.float64).expand(info.shape)
+    shift = torch.as_tensor(a.get("shift", 0.0), dtype=torch.float64).expand(info.shape)
+    return scale, shift
+
+
+def to_data_units(samples: Any, info: DataInfo) -> Any:
+    """Samples (a tensor, or a tuple of them such as (final, chain frames)) mapped from the
+    model's values to the data's own units; anything else passes through. The scale
+    broadcasts against the samples' trailing dimensions (a sequence sampled longer than the
+    training windows still gets its per-column scale)."""
+    if isinstance(samples, tuple):
+        return tuple(to_data_units(s, info) for s in samples)
+    a = info.meta.get("affine")
+    if not a or not torch.is_tensor(samples) or not samples.is_floating_point():
+        return samples
+    scale = torch.as_tensor(a["scale"], dtype=samples.dtype, device=samples.device)
+    shift = torch.as_tensor(a.get("shift", 0.0), dtype=samples.dtype, device=samples.device)
+    try:
+        if torch.broadcast_shapes(samples.shape, scale.shape, shift.shape) != samples.shape:
+            return samples
+    except RuntimeError:  # not this data's samples (say, a picture's channels)
+        return samples
+    return samples * scale + shift
+
+
+def log_jacobian(info: DataInfo) -> float:
+    """log |det d(model)/d(given)| for one example, -sum log|scale|: added to a model-space
+    log-density it gives the log-density of the data as given."""
+    a = affine(info)
+    return 0.0 if a is None else -a[0].abs().log().sum().item()
+
+
+def in_data_units(
+    metrics: dict[str, float], info: DataInfo, density_metrics: dict[str, float]
+) -> dict[str, float]:
+    """``metrics`` with each log-density of one example (``density_metrics``: name -> +1, or
+    -1 for a negated one) moved to the data's own units; ``data_log_jacobian`` says by how
+    much. Metrics not listed (bits/dim over 256 levels, distances) are left as they are."""
+    lj = log_jacobian(info)
+    hit = [k for k in density_metrics if k in metrics]
+    if lj == 0.0 or not hit:
+        return metrics
+    out = {k: v + density_metrics[k] * lj if k in hit else v for k, v in metrics.items()}
+    return {**out, "data_log_jacobian": lj}

@@ -41,6 +41,9 @@ class Trainer:
     SampleOptions: ClassVar[type] = NoOptions
     EvaluateOptions: ClassVar[type] = NoOptions
     name: ClassVar[str] = "trainer"
+    # Metrics of ``evaluate`` that are log-densities of one example, in nats (-1: negated);
+    # ``gm evaluate`` moves them to the data's own units (:func:`gm.data.in_data_units`).
+    DENSITY_METRICS: ClassVar[dict[str, float]] = {"log_likelihood": 1.0, "lower_bound": 1.0}
 
     def __init__(self, config: TrainConfig, info: DataInfo, device: torch.device | str = "cpu"):
         self.config = config

@@ -23,8 +23,8 @@ import torch
 
 from gm.errors import GMError
 from gm_datasets import cache
-from gm_datasets.common import LabelledDataset, make_dataset
-from gm_datasets.sources import PREP, SOURCES, by_split, locate
+from gm_datasets.common import LabelledDataset, make_dataset, provenance
+from gm_datasets.sources import PREP, SOURCES, by_split
 
 PIXELS = 784
 
@@ -50,8 +50,7 @@ def read_amat(path) -> np.ndarray:
 
 
 def amat_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, np.ndarray], dict]:
-    def build():
-        folder, files, where = locate("binarized-mnist", data_dir, source_dir)
+    def build(folder, files, where):
         groups = by_split("binarized-mnist", folder, files)
         missing = [s for s in ("train", "valid", "test") if s not in groups]
         if missing:
@@ -63,12 +62,13 @@ def amat_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str,
         }
         return arrays, {"found": where, "folder": str(folder), "files": [f.name for f in files]}
 
-    return cache.cached(
+    return cache.cached_source(
         "binarized-mnist",
         SOURCES["binarized-mnist"].version,
         PREP["binarized-mnist"],
         build,
-        refresh=source_dir is not None,
+        data_dir=data_dir,
+        source_dir=source_dir,
     )
 
 
@@ -111,6 +111,7 @@ def binarized_mnist(
             meta={
                 "binarization": "fixed",
                 "source": "binarized_mnist_*.amat (Larochelle & Murray)",
+                "provenance": provenance(meta),
             },
         )
     if source == "mnist-5k":

@@ -3,14 +3,21 @@
 A dataset is decoded once (PNG/JPEG bytes, ``.amat`` text, XML strokes, ...) into plain
 numpy arrays, saved as ``.npy`` files in::
 
-    $GM_CACHE_DIR/<name>-v<version>-<hash of the preprocessing>/   (default ~/.cache/gm/datasets)
-        meta.json            name, version, preprocessing, where the source came from, arrays
+    $GM_CACHE_DIR/<name>-v<version>-<hash of preprocessing>-<hash of the source files>/
+        meta.json            name, version, preprocessing, the source and its files, arrays
         <array>.npy          e.g. train.npy (uint8 N,C,H,W), train.labels.npy (int64 N)
 
+The key holds the source's identity (every file's name, size and modification time), so
+a copy decoded from other files is never served under the same name: a 64-image copy and
+an 80-image copy of ``mnist`` get two entries. When no source file can be found locally
+(the files were deleted, or the cache was copied to an offline machine), the newest entry
+with the same preprocessing is used, and its ``meta.json`` says where it came from.
+
 ``meta.json`` is written last, and the folder is built under a temporary name and renamed
-into place, so a half-written entry is never read. Training then holds one tensor per
-split in memory. This module imports neither torch nor ``datasets`` (``gm list-datasets``
-uses :func:`is_cached`); numpy is imported when arrays are read or written.
+into place, so a half-written entry is never read. Folders and files get the ordinary
+permissions of the user's umask (a group can share a cache). This module imports neither
+torch nor ``datasets`` (``gm list-datasets`` uses :func:`is_cached`); numpy is imported
+when arrays are read or written.
 """
 
 from __future__ import annotations
@@ -18,14 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1  # layout of a cache folder; bump if it changes
+FORMAT = 2  # layout of a cache folder; bump if it changes (2: the source's identity in the key)
 META = "meta.json"
 
 
@@ -41,22 +48,69 @@ def key(preprocessing: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def entry(name: str, version: int, preprocessing: dict[str, Any]) -> Path:
-    """The cache folder of ``name`` decoded with ``preprocessing`` (it may not exist yet)."""
-    return cache_root() / f"{name}-v{version}-{key(preprocessing)}"
+def identity(files: Sequence[Path], root: Path | None = None) -> dict[str, Any]:
+    """What a source is: its files' names (below ``root``), sizes and modification times.
+
+    Size + mtime, not a content hash: hashing gigabytes of CelebA on every load would cost
+    more than decoding a small dataset; a copied or edited file gets a new mtime, so at
+    worst the same content is decoded once more, never other content served."""
+    h = hashlib.sha256()
+    total = 0
+    for f in sorted(Path(p) for p in files):
+        st = f.stat()
+        total += st.st_size
+        name = f.relative_to(root) if root is not None and f.is_relative_to(root) else f.name
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"files": len(files), "bytes": total, "hash": h.hexdigest()[:12]}
+
+
+def entry(name: str, version: int, preprocessing: dict[str, Any], source: dict[str, Any]) -> Path:
+    """The cache folder of ``name`` decoded from ``source`` (an :func:`identity`) with
+    ``preprocessing`` (it may not exist yet)."""
+    return cache_root() / f"{name}-v{version}-{key(preprocessing)}-{source['hash']}"
+
+
+def latest(name: str, version: int, preprocessing: dict[str, Any]) -> Path | None:
+    """The newest complete entry of ``name`` with this preprocessing, whatever its source."""
+    root = cache_root()
+    if not root.is_dir():
+        return None
+    found = [
+        p for p in root.glob(f"{name}-v{version}-{key(preprocessing)}-*") if (p / META).is_file()
+    ]
+    return max(found, key=lambda p: (p / META).stat().st_mtime_ns) if found else None
 
 
 def is_cached(name: str, version: int, preprocessing: dict[str, Any]) -> bool:
-    return (entry(name, version, preprocessing) / META).is_file()
+    return latest(name, version, preprocessing) is not None
 
 
-def read(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(arrays by name, metadata) of a complete cache folder."""
+def read(folder: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(arrays by name, metadata) of a complete cache folder; None when it is damaged
+    (a deleted or truncated array file), so the caller decodes again."""
     import numpy as np
 
-    meta = json.loads((folder / META).read_text())
-    arrays = {a: np.load(folder / f"{a}.npy", allow_pickle=False) for a in meta["arrays"]}
-    return arrays, meta
+    try:
+        meta = json.loads((folder / META).read_text())
+        arrays = {a: np.load(folder / f"{a}.npy", allow_pickle=False) for a in meta["arrays"]}
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    for a, described in meta["arrays"].items():
+        if list(arrays[a].shape) != described["shape"]:
+            return None
+    return arrays, {**meta, "cache": {"folder": str(folder), "hit": True}}
+
+
+def _fresh_dir(parent: Path, stem: str) -> Path:
+    """A new empty folder beside the entry; ``mkdir`` honours the umask (``mkdtemp`` would
+    make it 0700, and the rename would keep that)."""
+    while True:
+        tmp = parent / f".{stem}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def write(folder: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -64,7 +118,7 @@ def write(folder: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
     import numpy as np
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = _fresh_dir(folder.parent, folder.name)
     try:
         for a, value in arrays.items():
             np.save(tmp / f"{a}.npy", np.ascontiguousarray(value), allow_pickle=False)
@@ -90,20 +144,56 @@ def cached(
     preprocessing: dict[str, Any],
     build: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
     *,
-    refresh: bool = False,
+    source: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read the cache entry, or ``build()`` -> (arrays, source description), store and return it.
-
-    The key is the preprocessing, not where the source came from (MNIST is MNIST); an
-    explicit source folder (``refresh=True``: ``--from PATH``) decodes again and replaces it.
-    """
-    folder = entry(name, version, preprocessing)
-    if not refresh and (folder / META).is_file():
-        return read(folder)
-    arrays, source = build()
+    """Read the entry of ``source`` (an :func:`identity`), or ``build()`` -> (arrays,
+    description of the source), store and return it. The returned metadata's ``cache``
+    says which folder and whether it was read (``hit``) or decoded now."""
+    folder = entry(name, version, preprocessing, source)
+    if (folder / META).is_file() and (got := read(folder)) is not None:
+        return got
+    arrays, described = build()
     write(
         folder,
         arrays,
-        {"name": name, "version": version, "preprocessing": preprocessing, "source": source},
+        {
+            "name": name,
+            "version": version,
+            "preprocessing": preprocessing,
+            "source": {**described, "identity": source},
+        },
     )
-    return arrays, json.loads((folder / META).read_text())
+    meta = json.loads((folder / META).read_text())
+    return arrays, {**meta, "cache": {"folder": str(folder), "hit": False}}
+
+
+def cached_source(
+    name: str,
+    version: int,
+    preprocessing: dict[str, Any],
+    build: Callable[[Path, list[Path], str], tuple[dict[str, Any], dict[str, Any]]],
+    *,
+    data_dir: str | None,
+    source_dir: str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`cached` for a dataset of :data:`gm_datasets.sources.SOURCES`: its local files
+    (``--from``, the data dir, the Hub cache) key the entry; with none, the newest entry of
+    this preprocessing; with none either, the Hub (or the one-line error saying what to get).
+    ``build(folder, files, where)`` decodes the files found."""
+    from gm_datasets.sources import SOURCES, local, locate
+
+    found = local(SOURCES[name], data_dir, source_dir)
+    if found is None:
+        old = latest(name, version, preprocessing)
+        if old is not None and (got := read(old)) is not None:
+            got[1]["cache"]["source_found"] = False
+            return got
+        found = locate(name, data_dir, source_dir)
+    folder, files, where = found
+    return cached(
+        name,
+        version,
+        preprocessing,
+        lambda: build(folder, files, where),
+        source=identity(files, folder),
+    )

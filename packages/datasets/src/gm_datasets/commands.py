@@ -46,7 +46,7 @@ def prepare(
     from gm import plugins
     from gm.config import parse_assignments
     from gm.data import load_dataset
-    from gm_datasets.cache import cache_root
+    from gm_datasets.common import describe
 
     options = parse_assignments(data_option, source="--data-option")
     if from_ is not None:
@@ -61,7 +61,14 @@ def prepare(
     data = load_dataset(name, data_dir, options)
     sizes = ", ".join(f"{k} {len(v):,}" for k, v in data.splits.items())
     shape = "x".join(map(str, data.info.shape))
+    meta = data.info.meta
+    if "provenance" in meta:
+        source = describe(meta["provenance"])
+        where = meta["provenance"].get("cache")
+    else:  # read directly each time (digits, tfd, array:FILE, text:FILE)
+        source = str(meta.get("file") or meta.get("source") or name)
+        where = "not cached (read directly each time)"
     typer.echo(
         f"{data.info.name}: {data.info.modality} {shape}, {sizes} "
-        f"({time.perf_counter() - start:.1f} s); cache: {cache_root()}"
+        f"({time.perf_counter() - start:.1f} s)\n  source: {source}\n  cache: {where}"
     )

@@ -1,8 +1,9 @@
 """Decoding source files into fixed-shape uint8 arrays, through Hugging Face ``datasets``.
 
-Parquet files (the Hub's format) and image folders are read with ``datasets``'
-``parquet`` / ``imagefolder`` builders in streaming mode, so no second Arrow copy is
-written; image bytes are decoded with Pillow in a thread pool (Pillow releases the GIL).
+Parquet files (the Hub's format) are read with ``datasets``' ``parquet`` builder in
+streaming mode, so no second Arrow copy is written (image folders:
+:mod:`gm_datasets.folders`); image bytes are decoded with Pillow in a thread pool
+(Pillow releases the GIL).
 Every failure names the file it came from.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gm.errors import GMError
+from gm_datasets.progress import Progress
 
 IMAGE_COLUMNS = ("image", "img")
 BATCH = 512
@@ -111,7 +113,8 @@ def decode_parquet(
     labels = np.empty(len(out), dtype=np.int64) if has_label else None
     paths: list[str] = []
     i = 0
-    with ThreadPoolExecutor(_threads()) as pool:
+    what = f"decoding {files[0].parent.name or files[0].name}/{files[0].stem.split('-')[0]}"
+    with ThreadPoolExecutor(_threads()) as pool, Progress(what, len(out)) as bar:
         for f, (n, cols) in zip(files, sizes, strict=True):
             col = image_column(f, cols)
             start = i
@@ -130,6 +133,7 @@ def decode_parquet(
                     for a in arrays:
                         out[i] = a
                         i += 1
+                    bar.advance(len(items))
                     if labels is not None:
                         labels[i - len(items) : i] = batch[label]
                     if keep_paths:

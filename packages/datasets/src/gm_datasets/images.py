@@ -1,5 +1,5 @@
 """Image datasets: ``mnist``, ``cifar10``, ``svhn``/``svhn-gray``, ``celeba`` from the Hub's
-parquet files, and ``images:DIR`` (any folder of images) through the ``imagefolder`` builder.
+parquet files (``images:DIR``, any folder of the user's, is :mod:`gm_datasets.folders`).
 
 All are decoded once into the cache (:mod:`gm_datasets.cache`) as uint8 (N, C, H, W) plus
 int64 labels where the source has them; options that only select or split rows are applied
@@ -8,18 +8,16 @@ after the cache, so they never trigger a new decode.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from gm.errors import GMError
 from gm_datasets import cache
-from gm_datasets.common import LabelledDataset, make_dataset
-from gm_datasets.decode import decode_files, decode_parquet, open_image, to_array
-from gm_datasets.sources import PREP, SOURCES, by_split, celeba_prep, locate
+from gm_datasets.common import LabelledDataset, make_dataset, provenance
+from gm_datasets.decode import decode_files, decode_parquet
+from gm_datasets.sources import PREP, SOURCES, by_split, celeba_prep
 
 CELEBA_OFFICIAL = (162_770, 19_867, 19_962)  # list_eval_partition.txt: files 1.., in order
 
@@ -39,8 +37,7 @@ def hub_images(
     source = SOURCES[name]
     mode, shape = prep["mode"], tuple(prep["shape"])
 
-    def build():
-        folder, files, where = locate(name, data_dir, source_dir)
+    def build(folder, files, where):
         parquet = [f for f in files if f.suffix == ".parquet"]
         if not parquet:  # a plain folder of image files (CelebA's img_align_celeba/*.jpg)
             x = decode_files(files, mode=mode, shape=shape, transform=transform)
@@ -77,13 +74,16 @@ def hub_images(
             "files": [str(f.relative_to(folder)) for f in files],
         }
 
-    return cache.cached(name, source.version, prep, build, refresh=source_dir is not None)
+    return cache.cached_source(
+        name, source.version, prep, build, data_dir=data_dir, source_dir=source_dir
+    )
 
 
 def _info_meta(meta: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
         "source": meta["source"].get("repo") or meta["source"].get("folder"),
         "preprocessing": meta["preprocessing"],
+        "provenance": provenance(meta),
         **extra,
     }
 
@@ -245,151 +245,3 @@ def celeba(
     )
     splits, how = celeba_partition(arrays)
     return make_dataset("celeba", "image", splits, meta=_info_meta(meta, splits=how))
-
-
-# --- images:DIR ------------------------------------------------------------------------
-
-
-def _fingerprint(root: Path) -> str:
-    """Names, sizes and modification times of every file under ``root``."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in sorted(filenames):
-            if fn.startswith("."):
-                continue
-            st = os.stat(os.path.join(dirpath, fn))
-            h.update(
-                f"{os.path.relpath(os.path.join(dirpath, fn), root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
-            )
-    return h.hexdigest()[:16]
-
-
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-
-
-def _decode_folder(
-    root: Path, size: int | None, channels: str, fit: str
-) -> tuple[dict[str, np.ndarray], dict]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    import datasets
-    from PIL import Image, ImageOps
-
-    from gm_datasets.decode import _threads
-
-    try:
-        parts = datasets.load_dataset("imagefolder", data_dir=str(root), streaming=True)
-    except Exception as err:  # noqa: BLE001 - e.g. no image files at all
-        raise GMError(f"found no images in {root} ({type(err).__name__}: {err}).") from None
-    items: dict[str, list[tuple[str, int]]] = {}
-    class_names: list[str] = []
-    for split, ds in parts.items():
-        split = {"validation": "valid"}.get(split, split)
-        has_label = "label" in (ds.features or {})
-        if has_label:
-            class_names = list(ds.features["label"].names)
-        ds = ds.cast_column("image", datasets.Image(decode=False))
-        items[split] = [(r["image"]["path"], r["label"] if has_label else -1) for r in ds]
-    paths = [p for rows in items.values() for p, _ in rows]
-    if not paths:
-        raise GMError(f"found no images in {root}.")
-
-    def header(p: str) -> tuple[tuple[int, int], str]:
-        try:
-            with Image.open(p) as img:
-                return img.size, img.mode
-        except (OSError, SyntaxError, ValueError) as err:
-            raise GMError(
-                f"{p} is not a readable image ({type(err).__name__}: {err}); remove it from {root}."
-            ) from None
-
-    with ThreadPoolExecutor(_threads()) as pool:
-        heads = dict(zip(paths, pool.map(header, paths), strict=True))
-        sizes = {s for s, _ in heads.values()}
-        if size is None and len(sizes) > 1:
-            a, b = sorted(sizes)[:2]
-            raise GMError(
-                f"the images in {root} have different sizes ({a[0]}x{a[1]}, {b[0]}x{b[1]}, ...); "
-                f"choose one with --data-option size=N (they are then resized and cropped)."
-            )
-        if channels == "auto":
-            channels = "grey" if all(m in GREY_MODES for _, m in heads.values()) else "rgb"
-        mode = "L" if channels == "grey" else "RGB"
-        w, h = (size, size) if size is not None else next(iter(sizes))
-
-        def transform(img):
-            if size is None:
-                return img
-            if fit == "crop":
-                return ImageOps.fit(img, (size, size), Image.BILINEAR)
-            return img.resize((size, size), Image.BILINEAR)
-
-        shape = (1 if mode == "L" else 3, h, w)
-        arrays: dict[str, np.ndarray] = {}
-        for split, rows in items.items():
-            arrays[split] = np.stack(
-                list(
-                    pool.map(
-                        lambda r: to_array(
-                            open_image({"path": r[0]}, r[0]), mode, transform, shape, r[0]
-                        ),
-                        rows,
-                    )
-                )
-            )
-            if class_names:
-                arrays[f"{split}.labels"] = np.array([lab for _, lab in rows], dtype=np.int64)
-    return arrays, {"folder": str(root), "classes": class_names, "n_files": len(paths)}
-
-
-def image_folder(
-    path: str,
-    data_dir: str | None = None,
-    size: int | None = None,
-    channels: Literal["auto", "grey", "rgb"] = "auto",
-    fit: Literal["crop", "stretch"] = "crop",
-    test_fraction: float = 0.1,
-    split_seed: int = 0,
-) -> LabelledDataset:
-    """Any folder of images (``images:DIR``), decoded with ``imagefolder`` into uint8 (N, C, H, W).
-
-    ``size``: resize every image to size x size (``fit=crop`` keeps the aspect ratio and
-    centre-crops, ``fit=stretch`` does not); without it all images must share one size.
-    ``channels``: grey, rgb, or auto (grey when every image is). Class subfolders become
-    labels; ``train/`` and ``test/`` subfolders become the splits, otherwise a seeded
-    ``test_fraction`` of the images is held out as ``test``.
-    """
-    root = Path(path).expanduser().resolve()
-    if not root.is_dir():
-        raise GMError(f"images:{path} is not a folder of images.")
-    if size is not None and size < 1:
-        raise GMError(f"size must be a positive number of pixels, got {size}.")
-    if not 0 <= test_fraction < 1:
-        raise GMError(f"test_fraction must be in [0, 1), got {test_fraction}.")
-    prep = {
-        "folder": str(root),
-        "files": _fingerprint(root),
-        "size": size,
-        "channels": channels,
-        "fit": fit if size is not None else None,
-    }
-    arrays, meta = cache.cached(
-        "images", 1, prep, lambda: _decode_folder(root, size, channels, fit)
-    )
-    arrays = dict(arrays)
-    if "test" not in arrays and test_fraction > 0:
-        n = len(arrays["train"])
-        k = max(1, int(round(n * test_fraction)))
-        if n >= 2:
-            perm = np.random.RandomState(split_seed).permutation(n)
-            test, train = np.sort(perm[:k]), np.sort(perm[k:])
-            for suffix in ("", ".labels"):
-                if f"train{suffix}" in arrays:
-                    whole = arrays[f"train{suffix}"]
-                    arrays[f"train{suffix}"], arrays[f"test{suffix}"] = whole[train], whole[test]
-    splits = [s for s in ("train", "valid", "test") if s in arrays]
-    classes = meta["source"].get("classes") or []
-    return from_arrays(
-        f"images:{path}", arrays, meta, splits, **({"classes": classes} if classes else {})
-    )

@@ -160,8 +160,8 @@ def gm_datasets():
         ),
         _spec(
             "images",
-            "images:image_folder",
-            "images:DIR, any folder of images (options size, channels, fit)",
+            "folders:image_folder",
+            "images:DIR, any folder of images, flat or train/ valid/ test/ (options size, channels, fit)",
             "image",
             (None, None, None),
             tt,
@@ -181,7 +181,7 @@ def gm_datasets():
         _spec(
             "array",
             "arrays:array_file",
-            "array:FILE, a .npy or .csv table, NaN = missing, min-max scaled",
+            "array:FILE, a .npy/.csv table (NaN = missing, min-max scaled) or images (shape=CxHxW)",
             "vector",
             (None,),
             tt,

@@ -59,6 +59,7 @@ def sequential_mnist(
         "image_shape": list(images.info.shape),
         "permutation": perm.tolist() if perm is not None else None,
         "permutation_seed": permutation_seed if permute else None,
+        **{k: images.info.meta[k] for k in ("provenance",) if k in images.info.meta},
     }
     return make_dataset(
         "sequential-mnist",

@@ -142,7 +142,7 @@ def local(
 ) -> tuple[Path, list[Path], str] | None:
     """(folder, files, where) of a local copy, without touching the network; None if none."""
     if source_dir:
-        folder = Path(source_dir).expanduser()
+        folder = Path(source_dir).expanduser().resolve()
         files = files_in(folder, source)
         if not files:
             raise GMError(

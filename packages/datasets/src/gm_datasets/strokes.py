@@ -25,8 +25,8 @@ import numpy as np
 
 from gm.errors import GMError
 from gm_datasets import cache
-from gm_datasets.common import LabelledDataset, make_dataset
-from gm_datasets.sources import PREP, SOURCES, locate
+from gm_datasets.common import LabelledDataset, make_dataset, provenance
+from gm_datasets.sources import PREP, SOURCES
 
 
 def parse_line(data: bytes, where: str) -> np.ndarray | None:
@@ -87,8 +87,7 @@ def _xml_sources(files: list[Path]):
 
 
 def iam_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, np.ndarray], dict]:
-    def build():
-        folder, files, where = locate("iam-ondb", data_dir, source_dir)
+    def build(folder, files, where):
         ids, lines = [], []
         for line_id, data, loc in _xml_sources(files):
             a = parse_line(data, loc)
@@ -111,12 +110,13 @@ def iam_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
             {"found": where, "folder": str(folder), "lines": len(lines)},
         )
 
-    return cache.cached(
+    return cache.cached_source(
         "iam-ondb",
         SOURCES["iam-ondb"].version,
         PREP["iam-ondb"],
         build,
-        refresh=source_dir is not None,
+        data_dir=data_dir,
+        source_dir=source_dir,
     )
 
 
@@ -162,10 +162,13 @@ def iam_ondb(
         splits,
         meta={
             "scale": scale.tolist(),
+            # tablet units back for gm sample / gm evaluate (dx, dy times the std; pen as is)
+            **({"affine": {"scale": [*scale.tolist(), 1.0], "shift": 0.0}} if normalize else {}),
             "seq_len": seq_len,
             "columns": ["dx", "dy", "pen_lift"],
             "y_axis": "down",
             "lines": {"train": int((~test).sum()), "test": int(test.sum())},
             "source": meta["source"].get("folder"),
+            "provenance": provenance(meta),
         },
     )

@@ -21,8 +21,8 @@ import numpy as np
 
 from gm.errors import GMError
 from gm_datasets import cache
-from gm_datasets.common import LabelledDataset, make_dataset
-from gm_datasets.sources import PREP, SOURCES, by_split, locate
+from gm_datasets.common import LabelledDataset, make_dataset, provenance
+from gm_datasets.sources import PREP, SOURCES, by_split
 
 PTB_CHARS = {"train": 5_059_566, "valid": 396_412, "test": 446_184}
 PTB_SENTENCES = {"train": 42_068, "valid": 3_370, "test": 3_761}
@@ -71,8 +71,7 @@ def encode(stream: str, alphabet: str) -> np.ndarray:
 
 
 def ptb_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, np.ndarray], dict]:
-    def build():
-        folder, files, where = locate("ptb-char", data_dir, source_dir)
+    def build(folder, files, where):
         texts = [f for f in files if f.suffix == ".txt"]
         groups = by_split("ptb-char", folder, texts or files)  # raw text files win over parquet
         missing = [s for s in ("train", "valid", "test") if s not in groups]
@@ -97,12 +96,13 @@ def ptb_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
             "files": [str(f.relative_to(folder)) for f in files],
         }
 
-    return cache.cached(
+    return cache.cached_source(
         "ptb-char",
         SOURCES["ptb-char"].version,
         PREP["ptb-char"],
         build,
-        refresh=source_dir is not None,
+        data_dir=data_dir,
+        source_dir=source_dir,
     )
 
 
@@ -144,6 +144,7 @@ def ptb_char(
             "characters": chars,
             "sentences": src["sentences"],
             "source": src.get("folder"),
+            "provenance": provenance(meta),
         },
     )
 

@@ -41,6 +41,7 @@ class GaussianDensity(nn.Module):
 class GaussianTrainer(Trainer):
     Config = GaussianConfig
     name = "gaussian"
+    DENSITY_METRICS = {"log_likelihood": 1.0, "nll": -1.0}
 
     def __init__(self, config: GaussianConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)

@@ -1,0 +1,89 @@
+"""The cache is keyed by the source's files, so a copy decoded from other files is never
+served under the same name; entries get the user's umask; a damaged entry is decoded again."""
+
+import json
+import os
+import stat
+
+import numpy as np
+
+from gm.data import load_dataset
+from gm_datasets import cache, fixtures
+
+
+def _train_images(seed, n_train):
+    rng = np.random.default_rng(seed)
+    return np.stack(fixtures.random_images(rng, n_train, (28, 28)))[:, None]
+
+
+def test_prepare_from_a_64_then_an_80_image_copy_sees_80(tmp_path):
+    from conftest import gm
+
+    fixtures.write_mnist(tmp_path / "m64", n_train=64, n_test=16)
+    fixtures.write_mnist(tmp_path / "m80", n_train=80, n_test=16, seed=1)
+    r = gm("datasets", "prepare", "mnist", "--from", str(tmp_path / "m64"))
+    assert r.returncode == 0, r.stderr
+    assert "train 64, test 16" in r.stdout
+    assert f"source: --from {tmp_path / 'm64'} (2 files," in r.stdout and "decoded now" in r.stdout
+    r = gm("datasets", "prepare", "mnist", "--from", str(tmp_path / "m80"))
+    assert r.returncode == 0, r.stderr
+    assert "train 80, test 16" in r.stdout and f"--from {tmp_path / 'm80'}" in r.stdout
+    # the same files again: read from their own entry, not decoded, not the other copy's
+    r = gm("datasets", "prepare", "mnist", "--from", str(tmp_path / "m64"))
+    assert "train 64, test 16" in r.stdout and "read from the cache" in r.stdout
+    assert len([p for p in cache.cache_root().iterdir() if p.name.startswith("mnist-")]) == 2
+
+
+def test_data_dir_copy_is_not_served_another_copys_arrays(tmp_path):
+    fixtures.write_mnist(tmp_path / "a", n_train=64, n_test=4)
+    load_dataset("mnist", options={"source_dir": str(tmp_path / "a")})
+    fixtures.write_mnist(tmp_path / "data" / "mnist", n_train=80, n_test=4, seed=1)
+    data = load_dataset("mnist", str(tmp_path / "data"))
+    assert np.array_equal(data.raw("train").numpy(), _train_images(1, 80))
+    assert data.info.meta["provenance"]["found"] == "data-dir"
+
+
+def test_files_rewritten_in_place_are_decoded_again(tmp_path):
+    fixtures.write_mnist(tmp_path / "m", n_train=20, n_test=4)
+    first = load_dataset("mnist", options={"source_dir": str(tmp_path / "m")})
+    assert np.array_equal(first.raw("train").numpy(), _train_images(0, 20))
+    fixtures.write_mnist(tmp_path / "m", n_train=20, n_test=4, seed=5)  # same names and count
+    again = load_dataset("mnist", options={"source_dir": str(tmp_path / "m")})
+    assert np.array_equal(again.raw("train").numpy(), _train_images(5, 20))
+
+
+def test_without_any_source_the_newest_entry_is_used_and_says_so(tmp_path):
+    import shutil
+
+    fixtures.write_mnist(tmp_path / "m", n_train=12, n_test=4)
+    load_dataset("mnist", options={"source_dir": str(tmp_path / "m")})
+    shutil.rmtree(tmp_path / "m")
+    data = load_dataset("mnist")  # offline, no data dir, no Hub cache: only the cache entry
+    assert len(data.raw("train")) == 12
+    prov = data.info.meta["provenance"]
+    assert prov["source_found_now"] is False and not prov["decoded_now"]
+
+
+def test_damaged_entry_is_decoded_again(tmp_path):
+    fixtures.write_mnist(tmp_path / "m", n_train=10, n_test=4)
+    load_dataset("mnist", options={"source_dir": str(tmp_path / "m")})
+    (entry,) = [p for p in cache.cache_root().iterdir() if p.name.startswith("mnist-")]
+    (entry / "train.npy").write_bytes(b"\x93NUMPY truncated")
+    data = load_dataset("mnist", options={"source_dir": str(tmp_path / "m")})
+    assert np.array_equal(data.raw("train").numpy(), _train_images(0, 10))
+    assert data.info.meta["provenance"]["decoded_now"]
+
+
+def test_cache_folders_and_files_follow_the_umask(tmp_path):
+    fixtures.write_mnist(tmp_path / "m", n_train=4, n_test=2)
+    old = os.umask(0o002)  # a group-shared cache
+    try:
+        load_dataset("mnist", options={"source_dir": str(tmp_path / "m")})
+    finally:
+        os.umask(old)
+    (entry,) = [p for p in cache.cache_root().iterdir() if p.name.startswith("mnist-")]
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o775
+    for f in entry.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o664, f.name
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["source"]["identity"]["files"] == 2 and meta["format"] == cache.FORMAT

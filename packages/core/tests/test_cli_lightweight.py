@@ -1,6 +1,7 @@
 """Listing commands must not import torch: they read lazy registry records only."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,7 +26,7 @@ print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", code, file=sys
     [["--help"], ["list-models"], ["list-datasets"], ["plugins", "--json"], ["train", "--help"]],
 )
 def test_listing_does_not_import_torch(args):
-    env = {"PYTHONPATH": str(TINY)}
+    env = {"PYTHONPATH": os.pathsep.join([str(TINY), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(args=args)],
         capture_output=True,
@@ -42,7 +43,7 @@ def test_plugins_json_lists_builtin_and_entry_point_plugins():
     out = gm_run("plugins", "--json")
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
-    assert rows["gm-core"]["hooks"] == ["gm_datasets", "gm_models", "gm_trainers"]
+    assert rows["gm-core"]["hooks"] == ["gm_datasets", "gm_loggers", "gm_models", "gm_trainers"]
     assert rows["tiny"]["distribution"] == "gm-tiny" and rows["tiny"]["hooks"] == ["gm_models"]
 
 

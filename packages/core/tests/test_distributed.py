@@ -33,7 +33,11 @@ save_file(captured, f"{sys.argv[2]}/rank{os.environ.get('RANK', '0')}.safetensor
 def test_two_gloo_ranks_match_one_process_on_the_combined_batch(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TINY)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TINY), os.environ.get("PYTHONPATH", "")]),
+    }
     two = subprocess.run(
         [
             sys.executable,
@@ -74,4 +78,4 @@ def test_two_gloo_ranks_match_one_process_on_the_combined_batch(tmp_path):
     steps = [
         json.loads(x)["step"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert steps == [4, 8, 12]
+    assert steps == [1, 4, 8, 12]  # a row at the first step too

@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import gm
+from gm import compat, hub, plugins
 from gm import config as configs
-from gm import plugins
 from gm.data import DataInfo
 from gm.errors import GMError
 from gm.trainer import Trainer
@@ -78,8 +78,8 @@ def run_record(
     }
 
 
-def read_record(run: Path) -> dict[str, Any]:
-    run = Path(run)
+def read_record(run: str | Path) -> dict[str, Any]:
+    run = hub.resolve(run)  # a run folder, or hf://OWNER/NAME from the Hub's cache
     if not run.exists():
         raise GMError(f"{run} does not exist; give the run folder that `gm train --out` wrote.")
     if run.is_file():
@@ -115,6 +115,7 @@ def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer
         raise GMError(
             f"this run was made by model {name!r}, which is not installed; pip install {dist}."
         ) from None
+    compat.check_record(record, f"the {name!r} run")
     cls = spec.load()
     config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
     return cls(config, DataInfo.from_json(record["data"]), device)
@@ -161,7 +162,7 @@ def save(run: Path, trainer: Trainer, step: int) -> None:
                 else:
                     plain.setdefault(str(pid), {})[k] = v
         optim_json[name] = {"param_groups": sd["param_groups"], "state": plain}
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple form
     state = {
         "step": step,
         "optimizers": optim_json,
@@ -209,8 +210,9 @@ def load_weights(run: Path, trainer: Trainer) -> int:
     return int(meta.get("step", 0))
 
 
-def load(run: Path, device: torch.device | str = "cpu") -> Trainer:
-    """The trained model of a run folder, ready to sample or evaluate."""
+def load(run: str | Path, device: torch.device | str = "cpu") -> Trainer:
+    """The trained model of a run folder (or Hub repo), ready to sample or evaluate."""
+    run = hub.resolve(run)
     trainer = build(read_record(run), device)
     load_weights(run, trainer)
     trainer.train(False)

@@ -8,6 +8,7 @@ Unknown keys and ill-typed values are :class:`GMError` s listing what is valid.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import types
 import typing
@@ -108,8 +109,11 @@ def override(
     changes = {}
     for key, raw in values.items():
         if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise GMError(
-                f"unknown {what} {key!r} in {source}; valid: {', '.join(sorted(fields)) or 'none'}."
+                f"unknown {what} {key!r} in {source}.{hint} "
+                f"Valid: {', '.join(sorted(fields)) or 'none'}."
             )
         try:
             changes[key] = coerce(raw, hints[key])

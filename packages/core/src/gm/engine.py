@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gm import checkpoint, distributed, plugins
+from gm import checkpoint, distributed, pictures, plugins
 from gm import config as configs
+from gm import progress as show
 from gm.data import Dataset, load_dataset
 from gm.errors import GMError, Interrupted, TrainingStopped
 from gm.trainer import Trainer
@@ -42,7 +42,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def build_config(
-    model: str, info, *, overrides: Mapping[str, Any] = (), config_file: str | None = None
+    model: str, info, *, overrides: Mapping[str, Any] | None = None, config_file: str | None = None
 ):
     spec = plugins.get("models", model)
     cls: type[Trainer] = spec.load()
@@ -50,7 +50,7 @@ def build_config(
     cfg = configs.override(cfg, spec.defaults, source=f"model {model!r} defaults")
     if config_file:
         cfg = configs.override(cfg, configs.read_toml(config_file), source=str(config_file))
-    return cls, configs.override(cfg, dict(overrides), source="--set")
+    return cls, configs.override(cfg, dict(overrides or {}), source="--set")
 
 
 def _default_out(model: str, dataset: str) -> Path:
@@ -61,60 +61,13 @@ def _default_out(model: str, dataset: str) -> Path:
     return Path("runs") / f"{stem}-{n}"
 
 
-class _Progress:
-    """A rich progress bar on a terminal, plain lines otherwise; silent off rank 0."""
-
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.total, self.enabled = total, enabled
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.task = self.bar.add_task("train", total=total, completed=start, info="")
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
-
-    def update(self, step: int, metrics: dict[str, float], rate: float) -> None:
-        if not self.enabled:
-            return
-        info = (
-            "  ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:3]) + f"  {rate:.1f} it/s"
-        )
-        if self.bar:
-            self.bar.update(self.task, completed=step, info=info)
-        else:
-            eta = (self.total - step) / rate if rate > 0 else float("nan")
-            print(f"step {step}/{self.total}  {info}  eta {eta:.0f}s", file=sys.stderr, flush=True)
-
-
 def train(
     model: str,
     dataset: str,
     *,
     steps: int | None = None,
     out: str | Path | None = None,
-    overrides: Mapping[str, Any] = (),
+    overrides: Mapping[str, Any] | None = None,
     config_file: str | None = None,
     device: str = "auto",
     seed: int = 0,
@@ -122,25 +75,30 @@ def train(
     data_dir: str | None = None,
     data_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    report_to: tuple[str, ...] = (),
 ) -> Path:
-    """Train ``model`` on ``dataset`` (or continue the run in ``resume``); returns the run folder."""
+    """Train ``model`` on ``dataset`` (a registered name, ``images:DIR``, ... or a
+    :class:`~gm.data.Dataset`), or continue the run in ``resume``; returns the run folder.
+    ``report_to`` names loggers (``"tensorboard"``) that get every metrics row."""
     world, dev = distributed.setup(device)
     try:
-        run = _train(
-            model,
-            dataset,
-            world=world,
-            device=dev,
-            steps=steps,
-            out=out,
-            overrides=overrides,
-            config_file=config_file,
-            seed=seed,
-            resume=resume,
-            data_dir=data_dir,
-            data_options=dict(data_options or {}),
-            progress=progress,
-        )
+        with show.enabled(progress and world.is_main):
+            run = _train(
+                model,
+                dataset,
+                world=world,
+                device=dev,
+                steps=steps,
+                out=out,
+                overrides=overrides,
+                config_file=config_file,
+                seed=seed,
+                resume=resume,
+                data_dir=data_dir,
+                data_options=dict(data_options or {}),
+                progress=progress,
+                report_to=tuple(report_to),
+            )
     except BaseException:
         distributed.teardown()  # no waiting: the other ranks may never get here
         raise
@@ -163,6 +121,7 @@ def _train(
     data_dir,
     data_options,
     progress,
+    report_to=(),
 ) -> Path:
     if resume is not None:
         run = Path(resume)
@@ -174,7 +133,12 @@ def _train(
                 "--resume continues a run with its own config; drop --set/--config "
                 "(only --steps may change)."
             )
-    data: Dataset = load_dataset(dataset, data_dir, data_options)
+    if isinstance(dataset, Dataset):  # in-memory data from the Python API
+        data, dataset = dataset, dataset.info.name
+    else:
+        show.status(f"loading dataset {dataset}")
+        data = load_dataset(dataset, data_dir, data_options)
+    show.status(f"building {model} ({data.info.modality} data, shape {tuple(data.info.shape)})")
     seed_everything(seed)  # the same initial weights on every rank
     if resume is not None:
         trainer = checkpoint.build(record, device)
@@ -211,9 +175,31 @@ def _train(
                 ),
             )
     if cfg.compile:
-        trainer.compile()
-    _loop(trainer, data, run, model=model, world=world, start=start, seed=seed, progress=progress)
+        with show.timed(f"compiling {model}"):  # torch.compile itself is lazy: the first steps pay
+            trainer.compile()
+    loggers = _loggers(report_to, run) if world.is_main and report_to else []
+    try:
+        _loop(trainer, data, run, model=model, world=world, start=start, seed=seed, loggers=loggers)
+    finally:
+        for logger in loggers:
+            logger.close()
     return run
+
+
+def _loggers(names, run: Path) -> list:
+    from gm.loggers import open_loggers
+
+    return open_loggers(names, run, checkpoint.read_record(run))
+
+
+FIRST_ROW_S = 10.0  # the first metrics row comes after about this much wall time at most
+
+
+def _lr(trainer: Trainer) -> float:
+    """The learning rate now (the first optimiser's first group; 0 for a trainer without)."""
+    for opt in trainer.optimizers().values():
+        return float(opt.param_groups[0]["lr"])
+    return 0.0
 
 
 def _loop(
@@ -225,7 +211,7 @@ def _loop(
     world,
     start: int,
     seed: int,
-    progress: bool,
+    loggers: list | None = None,
 ) -> None:
     cfg, device = trainer.config, trainer.device
     data = data.to(device)  # one in-memory tensor per split, on the device
@@ -233,15 +219,21 @@ def _loop(
         "train", cfg.batch_size, seed=seed, start_step=start, rank=world.rank, world=world.size
     )
     metrics_path = run / "metrics.jsonl"
+    elapsed_before = 0.0  # wall time of earlier sessions of this run (the curves' time axis)
     if world.is_main and start and metrics_path.exists():  # drop lines past the checkpoint
         lines = [
             ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start
         ]
         metrics_path.write_text("".join(ln + "\n" for ln in lines))
+        elapsed_before = json.loads(lines[-1]).get("time", 0.0) if lines else 0.0
     bad = torch.zeros((), device=device)
     sums: dict[str, torch.Tensor] = {}
     count, step, last_saved = 0, start, start
-    clock = time.perf_counter()
+    clock = began = time.perf_counter()
+    # besides a row at step 1: one row after ~10 s if log_every is far (one process only:
+    # ranks' clocks differ, and every rank must log at the same steps)
+    timed_row = not world.distributed
+    best: tuple[str, float, int] | None = None
 
     def check_finite(until: int) -> None:
         flag = bad.clone()
@@ -275,11 +267,13 @@ def _loop(
             with torch.random.fork_rng(devices=forks), torch.no_grad():  # leaves training RNG alone
                 torch.manual_seed(seed)
                 opts = trainer.SampleOptions()
-                trainer.write_samples(trainer.sample(64, opts), run / name, opts)
+                title = f"{model} on {data.info.name}, step {step}"
+                with pictures.context(reference=pictures.reference_for(data), title=title):
+                    trainer.write_samples(trainer.sample(64, opts), run / name, opts)
             trainer.train(True)
 
     trainer.train(True)
-    with _Progress(cfg.steps, start, progress and world.is_main) as bar:
+    with show.bar(cfg.steps, "train", start=start, unit="steps") as bar:
         try:
             while step < cfg.steps:
                 batch = next(batches)
@@ -291,21 +285,36 @@ def _loop(
                     v = v.detach().float()
                     sums[k] = sums[k] + v if k in sums else v
                     bad = torch.maximum(bad, (~torch.isfinite(v)).float())
-                if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                log_now = step % cfg.log_every == 0 or step == cfg.steps
+                if log_now:
+                    timed_row = False  # a regular row came first
+                elif step == 1 or (timed_row and now - began >= FIRST_ROW_S):
+                    log_now, timed_row = True, step == 1  # the first step; one row at ~10 s
+                if log_now:
                     check_finite(step)
                     means = distributed.all_reduce_mean({k: v / count for k, v in sums.items()})
-                    now = time.perf_counter()
                     rate = count / (now - clock)
                     row = {
                         "step": step,
                         **{k: v.item() for k, v in means.items()},
                         "steps_per_s": rate,
+                        "time": round(elapsed_before + now - began, 3),
+                        "lr": _lr(trainer),
                     }
                     if world.is_main:
                         with metrics_path.open("a") as f:
                             f.write(json.dumps(row) + "\n")
-                    bar.update(step, {k: row[k] for k in means}, rate)
+                        for logger in loggers or ():
+                            logger.log(step, row)
+                    key = "loss" if "loss" in means else next(iter(means), None)
+                    if key is not None and (best is None or row[key] < best[1]):
+                        best = (key, row[key], step)
+                    shown = "  ".join(f"{k} {row[k]:.4g}" for k in list(means)[:3])
+                    bar.goto(step, shown)
                     sums, count, clock = {}, 0, now
+                else:
+                    bar.goto(step)  # host-side only: no device sync between log rows
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     save(step)
                 if cfg.sample_every and step % cfg.sample_every == 0:
@@ -321,4 +330,10 @@ def _loop(
                 f"interrupted at step {step}; saved to {run}. "
                 f"Continue with: gm train {model} --resume {run}"
             ) from None
+    spent = time.perf_counter() - began
+    best_text = f"; best {best[0]} {best[1]:.4g} at step {best[2]}" if best else ""
+    show.line(
+        f"gm: trained {step - start} steps in {spent:.1f} s "
+        f"({(step - start) / max(spent, 1e-9):.3g} steps/s){best_text}; run folder {run}"
+    )
     write_samples("samples.png")

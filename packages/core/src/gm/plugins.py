@@ -70,6 +70,7 @@ KINDS = {
     "discriminators": "gm_discriminators",
     "trainers": "gm_trainers",
     "commands": "gm_commands",
+    "loggers": "gm_loggers",
 }
 
 
@@ -162,7 +163,7 @@ def plugins() -> list[PluginInfo]:
     for name, module in pm.list_name_plugin():
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(module) or []))
         dist, ver = _DISTRIBUTIONS.get(name, (name, ""))
-        out.append(PluginInfo(name, dist, ver, module.__name__, hooks))
+        out.append(PluginInfo(name, dist, ver, getattr(module, "__name__", str(module)), hooks))
     return out
 
 

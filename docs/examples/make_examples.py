@@ -47,10 +47,10 @@ def main() -> None:
         files = hub.prepare(runs[0], "your-name/walkback-swiss-roll", staged, license="mit")
         card = (staged / "README.md").read_text()
         note = (
-            f"<!-- made by python docs/examples/make_examples.py at commit {commit}; "
+            f"\n<!-- example made by python docs/examples/make_examples.py at commit {commit}; "
             f"`gm push` would upload: {', '.join(files)} -->\n"
         )
-        (HERE / "model-card.md").write_text(note + card)
+        (HERE / "model-card.md").write_text(card + note)  # the card's YAML header stays first
         shutil.copy(staged / "samples.png", HERE / "samples.png")
     print(
         f"wrote {HERE / 'curves.png'}, {HERE / 'model-card.md'}, {HERE / 'samples.png'}",

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from gm.testing import forked  # noqa: F401 - re-exported for the tests
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = FIXTURES / "tinyplugin"
 
@@ -20,6 +22,18 @@ def make_dist(root: Path, dist: str, entry: str, module: str, code: str) -> Path
     return root
 
 
+def env_with(*paths: Path, **extra: str) -> dict[str, str]:
+    """This process's environment with ``paths`` put first on PYTHONPATH (kept, so a checkout
+    whose packages are on PYTHONPATH tests its own code, not an installed copy)."""
+    old = os.environ.get("PYTHONPATH", "")
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([*map(str, paths), *([old] if old else [])]),
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
+
+
 def gm_run(
     *args: str,
     paths: tuple[Path, ...] = (TINY,),
@@ -28,13 +42,7 @@ def gm_run(
     **kw,
 ) -> subprocess.CompletedProcess:
     """Run the real `gm` command line in a fresh interpreter, with extra plugin paths."""
-    full = {
-        **os.environ,
-        # the plugin paths first, then this checkout's own sources when PYTHONPATH names them
-        "PYTHONPATH": os.pathsep.join([*map(str, paths), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-        **(env or {}),
-    }
+    full = env_with(*paths, **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "gm", *args],
         capture_output=True,

@@ -1,12 +1,11 @@
 """Listing commands must not import torch: they read lazy registry records only."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
-from conftest import TINY
+from conftest import TINY, env_with
 
 PROBE = """
 import sys
@@ -26,7 +25,7 @@ print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", code, file=sys
     [["--help"], ["list-models"], ["list-datasets"], ["plugins", "--json"], ["train", "--help"]],
 )
 def test_listing_does_not_import_torch(args):
-    env = {"PYTHONPATH": os.pathsep.join([str(TINY), os.environ.get("PYTHONPATH", "")])}
+    env = env_with(TINY)
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(args=args)],
         capture_output=True,

@@ -2,12 +2,11 @@
 combined batch, and only rank 0 writes."""
 
 import json
-import os
 import subprocess
 import sys
 
 import torch
-from conftest import TINY
+from conftest import TINY, env_with
 from safetensors.torch import load_file
 
 SCRIPT = """
@@ -33,11 +32,7 @@ save_file(captured, f"{sys.argv[2]}/rank{os.environ.get('RANK', '0')}.safetensor
 def test_two_gloo_ranks_match_one_process_on_the_combined_batch(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(TINY), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = env_with(TINY)
     two = subprocess.run(
         [
             sys.executable,

@@ -1,8 +1,12 @@
 """Run folders: ``config.json``, ``model.safetensors``, ``trainer_state.{safetensors,json}``.
 
 Never pickle: weights, optimiser tensors and RNG states are safetensors; everything else
-is JSON. Every file is written to a temporary name, flushed to disk and renamed over the
-old one, so a crash at any moment leaves the previous checkpoint loadable.
+is JSON. A checkpoint is committed as a whole: its three files are written and flushed in
+a private staging folder, which is then renamed to ``.checkpoint`` in one atomic step (the
+commit point), and only then are the files moved over the previous ones. A kill before
+the commit point leaves the previous checkpoint untouched; a kill after it leaves a
+complete ``.checkpoint`` folder, whose files readers prefer and the next writer finishes
+moving into place. So every reader sees one whole checkpoint, the newest complete one.
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 import gm
 from gm import compat, hub, plugins
@@ -30,9 +36,20 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 STATE = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
+FILES = (STATE_JSON, STATE, WEIGHTS)
+PENDING = ".checkpoint"  # a complete checkpoint whose files are still being moved into place
+STAGING = ".staging-"  # prefix of a checkpoint being written (incomplete until renamed)
 
 
 # --- atomic writes ------------------------------------------------------------------
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _stage(path: Path, write) -> str:
     """Write to a temporary file beside ``path`` and flush it to disk; returns its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -47,17 +64,48 @@ def _stage(path: Path, write) -> str:
     return tmp
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (the old content or the new, never a mix)."""
     path = Path(path)
-    os.replace(
-        _stage(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")), path
-    )
+    os.replace(_stage(path, lambda tmp: Path(tmp).write_text(text)), path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _tensor_writer(tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
     # Clone so tensors sharing storage (tied weights) can be saved; safetensors refuses aliases.
     flat = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     return lambda tmp: save_file(flat, tmp, metadata=metadata)
+
+
+def _file(run: Path, name: str) -> Path:
+    """Where the newest complete copy of a checkpoint file is (see the module docstring)."""
+    pending = run / PENDING / name
+    return pending if pending.exists() else run / name
+
+
+def finish_commit(run: Path) -> None:
+    """Move a committed checkpoint's files into place and drop unfinished staging folders
+    (both left by a process killed while saving); the writer calls this before writing."""
+    run = Path(run)
+    pending = run / PENDING
+    if pending.is_dir():
+        for name in FILES:
+            if (pending / name).exists():
+                os.replace(pending / name, run / name)
+        _fsync_dir(run)
+        shutil.rmtree(pending)
+    for stale in [*run.glob(STAGING + "*"), *run.glob(".*.tmp")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def has_checkpoint(run: Path) -> bool:
+    return _file(Path(run), WEIGHTS).exists()
 
 
 # --- the run record -----------------------------------------------------------------
@@ -78,6 +126,33 @@ def run_record(
     }
 
 
+# field -> (check, what it must be); a record that fails any is refused with one line
+_RECORD = {
+    "gm_model": (lambda v: isinstance(v, str) and v != "", "a model name"),
+    "config": (lambda v: isinstance(v, dict), "an object of config values"),
+    "data": (lambda v: isinstance(v, dict), "an object describing the data"),
+    "dataset": (lambda v: isinstance(v, str), "a dataset name"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "data_options": (lambda v: isinstance(v, dict), "an object of dataset options"),
+}
+_DATA = {
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "modality": (lambda v: isinstance(v, str), "a string"),
+    "shape": (
+        lambda v: (
+            isinstance(v, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v)
+        ),
+        "a list of sizes",
+    ),
+    "vocab_size": (
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+        "null or a positive integer",
+    ),
+    "meta": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
 def read_record(run: str | Path) -> dict[str, Any]:
     run = hub.resolve(run)  # a run folder, or hf://OWNER/NAME from the Hub's cache
     if not run.exists():
@@ -91,16 +166,36 @@ def read_record(run: str | Path) -> dict[str, Any]:
             f"model.safetensors).{hint}"
         )
     path = run / CONFIG
-    if not path.exists():
+    if not path.is_file():
         raise GMError(f"{run} is not a gm run folder: it has no {CONFIG}.")
     try:
-        record = json.loads(path.read_text())
-        record["gm_model"], record["config"], record["data"]  # noqa: B018 - presence check
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise GMError(
             f"{path} is corrupt ({type(err).__name__}: {err}); the run cannot be loaded."
         ) from None
+    if not isinstance(record, dict):
+        raise GMError(f"{path} is corrupt (not a JSON object); the run cannot be loaded.")
+    optional = {"dataset": "", "seed": 0, "data_options": {}}
+    for table, obj, where in ((_RECORD, record, ""), (_DATA, record.get("data"), "data.")):
+        if not isinstance(obj, dict):
+            break  # reported by the "data" check above
+        for key, (ok, what) in table.items():
+            if key not in obj and (where or key in optional):
+                continue  # optional: defaults apply
+            if key not in obj or not ok(obj[key]):
+                got = "missing" if key not in obj else f"{obj[key]!r}"[:60]
+                raise GMError(
+                    f"{path} is corrupt: {where}{key} should be {what}, got {got}; "
+                    "the run cannot be loaded."
+                )
+    if "name" not in record["data"] or "modality" not in record["data"]:
+        raise GMError(f"{path} is corrupt: data needs name and modality; cannot load the run.")
     return record
+
+
+# A distribution name as PyPI spells it: what a tampered record may put in an install hint.
+_DIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer:
@@ -109,105 +204,105 @@ def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer
     try:
         spec = plugins.get("models", name)
     except GMError:
-        dist = record.get("plugin") or plugins.KNOWN_ELSEWHERE.get(
-            name, "the plugin that provides it"
-        )
+        dist = plugins.KNOWN_ELSEWHERE.get(name) or str(record.get("plugin") or "")
+        if not _DIST_NAME.fullmatch(dist):
+            dist = "the plugin that provides it"
         raise GMError(
             f"this run was made by model {name!r}, which is not installed; pip install {dist}."
         ) from None
     compat.check_record(record, f"the {name!r} run")
-    cls = spec.load()
+    cls = plugins.load(spec)
     config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
-    return cls(config, DataInfo.from_json(record["data"]), device)
+    return make_trainer(cls, config, DataInfo.from_json(record["data"]), device)
 
 
-# --- weights --------------------------------------------------------------------------
-def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def make_trainer(cls, config, info: DataInfo, device) -> Trainer:
+    """``cls(config, info, device)``, with a config the model cannot use as one line."""
+    try:
+        return cls(config, info, device)
+    except (ValueError, RuntimeError, OverflowError, MemoryError) as err:
+        raise GMError(
+            f"model {cls.name!r} cannot be built with this config "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "check the --set values."
+        ) from None
+
+
+# --- reading checkpoint files ---------------------------------------------------------
+def _bad_file(path: Path, err: Exception) -> GMError:
+    return GMError(
+        f"{path} is not a valid safetensors file ({err}); gm never loads pickled checkpoints."
+    )
+
+
+def _open(path: Path):
     if not path.exists():
         raise GMError(
             f"{path.parent} has no {path.name}; the run stopped before its first checkpoint."
         )
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        return load_file(str(path)), metadata
+        return safe_open(str(path), "pt")
     except (SafetensorError, OSError, ValueError) as err:
+        raise _bad_file(path, err) from None
+
+
+def _read(path: Path, expected: dict[str, tuple[int, ...]] | None = None):
+    """The tensors and metadata of a safetensors file. With ``expected`` (name -> shape),
+    the header is checked first, so a file with other tensors is refused before any is read."""
+    try:
+        with _open(path) as f:
+            metadata = f.metadata() or {}
+            keys = set(f.keys())
+            if expected is not None:
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys & set(expected)}
+                _check_layout(path, keys, shapes, expected)
+            return {k: f.get_tensor(k) for k in sorted(keys)}, metadata
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _bad_file(path, err) from None
+
+
+def _check_layout(path, keys, shapes, expected) -> None:
+    missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
+    wrong = [k for k in shapes if shapes[k] != tuple(expected[k])]
+    if missing or unexpected or wrong:
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {unexpected[:3]}"
+            if unexpected
+            else f"{wrong[0]} is {shapes[wrong[0]]} in the file but "
+            f"{tuple(expected[wrong[0]])} for this config"
+        )
         raise GMError(
-            f"{path} is not a valid safetensors file ({err}); gm never loads pickled checkpoints."
-        ) from None
+            f"{path} does not match its config.json ({detail}); "
+            "was config.json edited, or the file copied from another run?"
+        )
 
 
-def save(run: Path, trainer: Trainer, step: int) -> None:
-    """Write weights and resume state for ``step`` (call on rank 0)."""
-    run = Path(run)
-    for stale in run.glob(".*.tmp"):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
-    weights = {
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {
         f"{m}.{k}": v for m, mod in trainer.modules().items() for k, v in mod.state_dict().items()
     }
-    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    optim_json: dict[str, Any] = {}
-    for name, opt in trainer.optimizers().items():
-        sd = opt.state_dict()
-        plain: dict[str, dict[str, Any]] = {}
-        for pid, st in sd["state"].items():
-            for k, v in st.items():
-                if torch.is_tensor(v):
-                    tensors[f"optim.{name}.{pid}.{k}"] = v
-                else:
-                    plain.setdefault(str(pid), {})[k] = v
-        optim_json[name] = {"param_groups": sd["param_groups"], "state": plain}
-    np_state: Any = np.random.get_state()  # the legacy tuple form
-    state = {
-        "step": step,
-        "optimizers": optim_json,
-        "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-        "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "extra": trainer.extra_state(),
-    }
-    meta = {"step": str(step)}
-    # Stage all three files before renaming any, so a kill can only land between renames
-    # (microseconds), never between a renamed file and a half-written one.
-    staged = [
-        (
-            _stage(run / STATE_JSON, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2))),
-            STATE_JSON,
-        ),
-        (_stage(run / STATE, _tensor_writer(tensors, meta)), STATE),
-        (_stage(run / WEIGHTS, _tensor_writer(weights, meta)), WEIGHTS),
-    ]
-    for tmp, name in staged:
-        os.replace(tmp, run / name)
 
 
 def load_weights(run: Path, trainer: Trainer) -> int:
-    """Load ``model.safetensors`` into the trainer's modules; returns the checkpoint's step."""
-    tensors, meta = _read_tensors(Path(run) / WEIGHTS)
+    """Load the weights into the trainer's modules; returns the checkpoint's step."""
+    own = _weights(trainer)
+    tensors, meta = _read(_file(Path(run), WEIGHTS), {k: tuple(v.shape) for k, v in own.items()})
     for name, module in trainer.modules().items():
-        own = module.state_dict()
-        part = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
-        missing, unexpected = sorted(set(own) - set(part)), sorted(set(part) - set(own))
-        wrong = [k for k in own if k in part and own[k].shape != part[k].shape]
-        if missing or unexpected or wrong:
-            detail = (
-                f"missing {missing[:3]}"
-                if missing
-                else f"unexpected {unexpected[:3]}"
-                if unexpected
-                else f"{wrong[0]} is {tuple(part[wrong[0]].shape)} in the file but "
-                f"{tuple(own[wrong[0]].shape)} for this config"
-            )
-            raise GMError(
-                f"{Path(run) / WEIGHTS} does not match its config.json ({name}: {detail}); "
-                "was config.json edited, or the file copied from another run?"
-            )
-        module.load_state_dict(part)
-    return int(meta.get("step", 0))
+        module.load_state_dict(
+            {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        )
+    return _int(meta.get("step"), _file(Path(run), WEIGHTS))
+
+
+def _int(value: Any, path: Path) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise GMError(
+            f"{path} has no valid step in its metadata; it is not a gm checkpoint."
+        ) from None
 
 
 def load(run: str | Path, device: torch.device | str = "cpu") -> Trainer:
@@ -219,42 +314,164 @@ def load(run: str | Path, device: torch.device | str = "cpu") -> Trainer:
     return trainer
 
 
-def load_state(run: Path, trainer: Trainer) -> int:
-    """Restore optimisers, RNG states and extra state for an exact resume; returns the step."""
+# --- resume state: optimisers and every rank's RNG --------------------------------------
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states: tensors (torch, CUDA) and JSON (python, numpy)."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    np_state: Any = np.random.get_state()  # the legacy tuple form
+    py = random.getstate()
+    return {
+        "tensors": tensors,
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+
+
+def encode_rng(state: dict[str, Any]) -> bytes:
+    """:func:`rng_state` as JSON bytes, to gather over ranks (RNG states are byte tensors)."""
+    tensors = {k: v.tolist() for k, v in state["tensors"].items()}
+    return json.dumps({**state, "tensors": tensors}).encode()
+
+
+def decode_rng(blob: bytes) -> dict[str, Any]:
+    state = json.loads(blob)
+    tensors = {k: torch.tensor(v, dtype=torch.uint8) for k, v in state["tensors"].items()}
+    return {**state, "tensors": tensors}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    t = state["tensors"]
+    torch.set_rng_state(t["torch"])
+    cuda = [t[k] for k in sorted((k for k in t if k.startswith("cuda.")), key=_index)]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    v, s, g = state["python"]
+    random.setstate((v, tuple(s), g))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+
+
+def _index(key: str) -> int:
+    return int(key.rsplit(".", 1)[1])
+
+
+def _rng_prefix(rank: int) -> str:
+    # rank 0 keeps the names of single-process checkpoints
+    return "rng." if rank == 0 else f"rng.rank{rank}."
+
+
+def save(run: Path, trainer: Trainer, step: int, rngs: list[dict[str, Any]] | None = None) -> None:
+    """Commit weights and resume state for ``step`` (call on rank 0). ``rngs`` holds every
+    rank's :func:`rng_state` under torchrun (default: this process's only)."""
+    run = Path(run)
+    finish_commit(run)
+    rngs = rngs or [rng_state()]
+    tensors: dict[str, torch.Tensor] = {}
+    for rank, r in enumerate(rngs):
+        tensors.update({_rng_prefix(rank) + k: v for k, v in r["tensors"].items()})
+    optim_json: dict[str, Any] = {}
+    for name, opt in trainer.optimizers().items():
+        sd = opt.state_dict()
+        plain: dict[str, dict[str, Any]] = {}
+        for pid, st in sd["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    tensors[f"optim.{name}.{pid}.{k}"] = v
+                else:
+                    plain.setdefault(str(pid), {})[k] = v
+        optim_json[name] = {"param_groups": sd["param_groups"], "state": plain}
+    state = {
+        "step": step,
+        "world_size": len(rngs),
+        "optimizers": optim_json,
+        "python_rng": rngs[0]["python"],
+        "numpy_rng": rngs[0]["numpy"],
+        "ranks": {str(r): {"python": x["python"], "numpy": x["numpy"]} for r, x in enumerate(rngs)}
+        if len(rngs) > 1
+        else {},
+        "extra": trainer.extra_state(),
+    }
+    meta = {"step": str(step)}
+    staging = Path(tempfile.mkdtemp(dir=run, prefix=STAGING))
+    try:
+        writers = {
+            STATE_JSON: lambda p: Path(p).write_text(json.dumps(state, indent=2)),
+            STATE: _tensor_writer(tensors, meta),
+            WEIGHTS: _tensor_writer(_weights(trainer), meta),
+        }
+        for name in FILES:
+            writers[name](staging / name)
+            with open(staging / name, "rb+") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(staging)
+        os.rename(staging, run / PENDING)  # the commit point
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_dir(run)
+    finish_commit(run)
+
+
+def load_state(run: Path, trainer: Trainer, *, rank: int = 0, world_size: int = 1) -> int:
+    """Restore optimisers, this rank's RNG states and extra state for an exact resume;
+    returns the step. A run saved by another number of processes resumes with fresh
+    per-rank noise (a warning says it is not exact)."""
     run = Path(run)
     step = load_weights(run, trainer)
-    tensors, meta = _read_tensors(run / STATE)
+    tensors, meta = _read(_file(run, STATE))
+    path = _file(run, STATE_JSON)
     try:
-        state = json.loads((run / STATE_JSON).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise GMError(f"{run / STATE_JSON} is missing or corrupt ({err}); cannot resume.") from None
-    if not (int(meta.get("step", -1)) == state["step"] == step):
+        state = json.loads(path.read_text())
+        saved_step, saved_world = state["step"], int(state.get("world_size", 1))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise GMError(f"{path} is missing or corrupt ({err}); cannot resume.") from None
+    if not (_int(meta.get("step"), _file(run, STATE)) == saved_step == step):
         raise GMError(
             f"the checkpoint files in {run} are from different steps; cannot resume exactly."
         )
-    for name, opt in trainer.optimizers().items():
-        saved = state["optimizers"][name]
-        opt_state: dict[int, dict[str, Any]] = {}
-        for key, v in tensors.items():
-            parts = key.split(".")
-            if parts[0] == "optim" and parts[1] == name:
-                opt_state.setdefault(int(parts[2]), {})[".".join(parts[3:])] = v
-        for pid, st in saved["state"].items():
-            opt_state.setdefault(int(pid), {}).update(st)
-        opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = [
-        tensors[k]
-        for k in sorted(
-            (k for k in tensors if k.startswith("rng.cuda.")),
-            key=lambda k: int(k.rsplit(".", 1)[1]),
-        )
-    ]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    v, s, g = state["python_rng"]
-    random.setstate((v, tuple(s), g))
-    n = state["numpy_rng"]
-    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
-    trainer.load_extra_state(state["extra"])
+    try:
+        for name, opt in trainer.optimizers().items():
+            saved = state["optimizers"][name]
+            opt_state: dict[int, dict[str, Any]] = {}
+            for key, v in tensors.items():
+                parts = key.split(".")
+                if parts[0] == "optim" and parts[1] == name:
+                    opt_state.setdefault(int(parts[2]), {})[".".join(parts[3:])] = v
+            for pid, st in saved["state"].items():
+                opt_state.setdefault(int(pid), {}).update(st)
+            opt.load_state_dict({"state": opt_state, "param_groups": saved["param_groups"]})
+        if saved_world == world_size:
+            prefix = _rng_prefix(rank)
+            own = state["ranks"][str(rank)] if rank else None
+            set_rng_state(
+                {
+                    "tensors": {
+                        k[len(prefix) :]: v
+                        for k, v in tensors.items()
+                        if k.startswith(prefix) and not k[len(prefix) :].startswith("rank")
+                    },
+                    "python": own["python"] if own else state["python_rng"],
+                    "numpy": own["numpy"] if own else state["numpy_rng"],
+                }
+            )
+        else:
+            import warnings
+
+            warnings.warn(
+                f"{run} was saved by {saved_world} process(es) and resumes with {world_size}; "
+                "training continues, but not bitwise as the original would have.",
+                stacklevel=2,
+            )
+            seed = (step * 1_000_003 + rank * 7919) % 2**63
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+        trainer.load_extra_state(state["extra"])
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+        raise GMError(
+            f"the resume state in {run} is corrupt ({type(err).__name__}: {err}); cannot resume."
+        ) from None
     return step

@@ -2,7 +2,8 @@
 
 Listing commands (``--help``, ``plugins``, ``list-models``, ``list-datasets``) import
 neither torch nor any plugin's implementation: the registries hold lazy targets only.
-User mistakes print one line and exit 2; a stopped training exits 1; Ctrl-C exits 130.
+User mistakes print one line and exit 2; a fault (a stopped training, a full disk) exits
+1; SIGINT and SIGTERM exit 130 and 143 from every verb, each with one line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from gm import __version__, plugins
-from gm.errors import GMError, Interrupted, TrainingStopped
+from gm.errors import GMError, Interrupted, TrainingStopped, raise_interrupted
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -114,13 +115,14 @@ def cmd_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             "version": p.version,
             "module": p.module,
             "hooks": list(p.hooks),
+            "problems": list(p.problems),
         }
         for p in plugins.plugins()
     ]
     _out(
         rows,
         as_json,
-        ["name", "distribution", "version", "hooks"],
+        ["name", "distribution", "version", "hooks", "problems"],
         "gm plugins",
         names=("name", "distribution", "version"),
     )
@@ -271,7 +273,7 @@ def _train_command(spec) -> Any:
         config: Optional[Path] = typer.Option(None, "--config", help="TOML file of config values."),
         device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
         threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
-        seed: int = typer.Option(0, help="Random seed."),
+        seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
         resume: Optional[Path] = typer.Option(
             None, help="Continue the run in this folder exactly."
         ),
@@ -311,13 +313,30 @@ def _train_command(spec) -> Any:
         if resume is not None:
             from gm import checkpoint
 
+            given = [
+                name
+                for name, value in (
+                    ("--dataset", dataset),
+                    ("--seed", seed),
+                    ("--data-option", data_option),
+                    ("--out", out),
+                )
+                if value not in (None, [])
+            ]
+            if given:
+                raise GMError(
+                    f"--resume continues {resume} with its own dataset, seed and folder; "
+                    f"drop {', '.join(given)} (only --steps may change)."
+                )
             made_by = checkpoint.read_record(resume)["gm_model"]
             if made_by != spec.name:
                 raise GMError(
                     f"{resume} is a {made_by!r} run; resume it with gm train {made_by} --resume {resume}."
                 )
         if spec.modalities and dataset is not None:
-            kind = plugins.get("datasets", dataset.partition(":")[0]).modality
+            kind = plugins.get(
+                "datasets", dataset.partition(":")[0] if ":" in dataset else dataset
+            ).modality
             if kind not in spec.modalities:
                 raise GMError(
                     f"model {spec.name!r} trains on {'/'.join(spec.modalities)} data; "
@@ -351,7 +370,7 @@ def _train_command(spec) -> Any:
             overrides=overrides,
             config_file=str(config) if config else None,
             device=device,
-            seed=seed,
+            seed=0 if seed is None else seed,
             resume=resume,
             data_dir=data_dir,
             data_options=data_options,
@@ -382,20 +401,30 @@ def cmd_sample(
 ) -> None:
     """Generate from a trained model. Model options follow as --name value
     (walkback: --steps K --extra-steps M --chain-every k; sequences: --steps L --temperature t)."""
+    import math
+
     from gm import checkpoint, distributed
     from gm import config as configs
-    from gm.engine import seed_everything
+    from gm.engine import seed_everything, write_atomically
 
     if n < 1:
         raise GMError("-n must be at least 1.")
     from gm import hub
     from gm import progress as show
 
+    checkpoint.read_record(run)  # a wrong RUN is the first thing said, before --out
     out = out or hub.default_out(run, f"samples-seed{seed}.png")
     set_threads(threads)
+    _check_output(out)
     with show.enabled():
         show.status(f"loading {run}")
         trainer = checkpoint.load(run, distributed.choose_device(device))
+    most = max(1, min(MAX_SAMPLES, MAX_VALUES // max(1, math.prod(trainer.info.shape))))
+    if n > most:
+        raise GMError(
+            f"-n {n} is more than one call makes for this model (at most {most}); "
+            "call gm sample several times with different --seed values."
+        )
     options = configs.override(
         trainer.SampleOptions(),
         extra_options(ctx.args),
@@ -411,7 +440,7 @@ def cmd_sample(
     from gm import pictures
 
     with pictures.context(reference=_reference(run), title=f"{trainer.name}: {n} samples"):
-        trainer.write_samples(samples, out, options)
+        write_atomically(out, trainer, samples, options)
     typer.echo(f"wrote {out}")
 
 
@@ -429,6 +458,21 @@ def _reference(run: str) -> Any:
         )
     except GMError:  # the data is not here (a Hub model, a moved file): samples alone
         return None
+
+
+MAX_SAMPLES = 1_000_000  # per call of gm sample
+MAX_VALUES = 2**28  # numbers per call (1 GiB of float32)
+
+
+def _check_output(out: Path) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
+    if out.is_dir():
+        raise GMError(f"--out {out} is a folder; give a file name such as samples.png.")
+    existing = next((p for p in out.parents if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise GMError(f"--out {out} is inside {existing}, which is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise GMError(f"--out {out} cannot be written: {existing} is not writable.")
 
 
 def cmd_evaluate(
@@ -468,6 +512,8 @@ def cmd_evaluate(
         data_dir,
         record.get("data_options", {}) if dataset is None else {},
     )
+    if dataset is not None:
+        _check_same_kind(data.info, trainer.info, dataset)
     seed_everything(seed)
     from gm import progress as show
 
@@ -481,6 +527,24 @@ def cmd_evaluate(
             False,
             ["metric", "value"],
             f"{record['gm_model']} on {data.info.name} ({split})",
+        )
+
+
+def _check_same_kind(data, trained, dataset: str) -> None:
+    """The data a run is evaluated on must be of the kind it was trained on (sequences may
+    differ in length)."""
+    per_step = data.modality in ("sequence", "strokes")
+    a, b = tuple(data.shape), tuple(trained.shape)
+    if (
+        data.modality != trained.modality
+        or (a[1:] != b[1:] if per_step else a != b)
+        or data.vocab_size != trained.vocab_size
+    ):
+        raise GMError(
+            f"dataset {dataset!r} holds {data.modality} examples of shape {a}"
+            f"{f' over {data.vocab_size} symbols' if data.vocab_size else ''}, but the run "
+            f"was trained on {trained.modality} examples of shape {b}"
+            f"{f' over {trained.vocab_size} symbols' if trained.vocab_size else ''}."
         )
 
 
@@ -542,7 +606,10 @@ def build_app() -> typer.Typer:
     )
     for spec in plugins.registry("models").values():
         helper = type("ConfigHelp", (ConfigHelpCommand,), {"spec": spec})
-        train_app.command(spec.name, cls=helper, context_settings=EXTRA)(_train_command(spec))
+        try:
+            train_app.command(spec.name, cls=helper, context_settings=EXTRA)(_train_command(spec))
+        except Exception as err:  # noqa: BLE001 - one odd model record must not break gm
+            _skip(spec, err)
     app.add_typer(train_app, name="train")
     app.command("sample", context_settings=EXTRA)(cmd_sample)
     app.command("evaluate", context_settings=EXTRA)(cmd_evaluate)
@@ -551,25 +618,19 @@ def build_app() -> typer.Typer:
     for spec in plugins.registry("commands").values():
         try:
             target = spec.load()
-        except Exception as err:  # noqa: BLE001 - one broken plugin verb must not break gm
-            import warnings
-
-            warnings.warn(
-                f"gm command {spec.name!r} from {spec.plugin} failed to load "
-                f"({type(err).__name__}: {err}); continuing without it.",
-                plugins.PluginWarning,
-                stacklevel=1,
-            )
-            continue
-        if isinstance(target, typer.Typer):
-            app.add_typer(target, name=spec.name, help=spec.summary, rich_help_panel="Plugins")
-        else:
-            app.command(
-                spec.name,
-                help=spec.summary or None,
-                rich_help_panel="Plugins",
-                context_settings=EXTRA,
-            )(target)
+            if isinstance(target, typer.Typer):
+                app.add_typer(target, name=spec.name, help=spec.summary, rich_help_panel="Plugins")
+            elif callable(target):
+                app.command(
+                    spec.name,
+                    help=spec.summary or None,
+                    rich_help_panel="Plugins",
+                    context_settings=EXTRA,
+                )(target)
+            else:
+                raise TypeError(f"{spec.target} is a {type(target).__name__}, not a function")
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - a broken verb must not break gm
+            _skip(spec, err)
 
     def version(value: bool) -> None:
         if value:
@@ -585,6 +646,17 @@ def build_app() -> typer.Typer:
         pass
 
     return app
+
+
+def _skip(spec, err: BaseException) -> None:
+    import warnings
+
+    warnings.warn(
+        f"gm command {spec.name!r} from {spec.plugin} failed to load "
+        f"({type(err).__name__}: {err}); continuing without it.",
+        plugins.PluginWarning,
+        stacklevel=2,
+    )
 
 
 def _fail(message: str, code: int) -> None:
@@ -603,18 +675,27 @@ _default_showwarning = __import__("warnings").showwarning
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    import signal
+    import threading
     import warnings
 
     warnings.showwarning = _show_warning
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the training loop installs its own
+            signal.signal(sig, raise_interrupted)
     try:
         command = typer.main.get_command(build_app())
-        command.main(args=argv, prog_name="gm", standalone_mode=False)
+        code = command.main(args=argv, prog_name="gm", standalone_mode=False)
     except GMError as err:
         _fail(str(err), err.exit_code)
     except TrainingStopped as err:
         _fail(str(err), err.exit_code)
     except Interrupted as err:
-        print(f"gm: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every rank stops alike; one says so
+            print(f"gm: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("gm: interrupted (SIGINT).", file=sys.stderr)
         sys.exit(130)
     except typer.Exit as err:
         sys.exit(err.exit_code)
@@ -623,6 +704,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     except typer.TyperException as err:  # usage errors (typer vendors click's exceptions)
         message = err.format_message() if hasattr(err, "format_message") else str(err)
         _fail(f"{message} (see gm --help)", getattr(err, "exit_code", 2))
+    except OSError as err:  # the disk or the system, not the user: one line, exit 1
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        _fail(f"{where}{err.strerror or err}.", 1)
+    except MemoryError:
+        _fail("out of memory; use a smaller -n, batch or model.", 1)
+    if isinstance(code, int) and code:  # typer returns, not raises, an exit code
+        sys.exit(code)
 
 
 if __name__ == "__main__":

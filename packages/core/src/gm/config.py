@@ -2,7 +2,10 @@
 
 A model's config is a flat dataclass of plain values. ``--config file.toml`` and
 ``--set key=value`` override it, ``config.json`` records it, and loading rebuilds it.
-Unknown keys and ill-typed values are :class:`GMError` s listing what is valid.
+Unknown keys, ill-typed values and values outside a field's declared range (``BOUNDS``,
+merged along the class hierarchy, so a subclass that redefines a field keeps its bound)
+are :class:`GMError` s naming the field, the value and what is valid. A float must be
+finite everywhere.
 """
 
 from __future__ import annotations
@@ -10,15 +13,44 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from gm.errors import GMError
 
 C = TypeVar("C")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Allowed values of a number: ``lo <= v <= hi`` (``lo < v`` with ``open_lo``)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    open_lo: bool = False
+
+    def __contains__(self, v: Any) -> bool:
+        if self.lo is not None and (v <= self.lo if self.open_lo else v < self.lo):
+            return False
+        return self.hi is None or v <= self.hi
+
+    def __str__(self) -> str:
+        lo = f"{'greater than' if self.open_lo else 'at least'} {self.lo}"
+        if self.hi is None:
+            return lo
+        return f"at most {self.hi}" if self.lo is None else f"{lo} and at most {self.hi}"
+
+
+def bounds(cls: type) -> dict[str, Range]:
+    """Every declared range of a config class, subclasses' declarations winning."""
+    out: dict[str, Range] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(vars(klass).get("BOUNDS", {}))
+    return out
 
 
 @dataclasses.dataclass
@@ -34,6 +66,15 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     sample_every: int = 0  # write a sample picture every N steps (0: only at the end)
+
+    BOUNDS: ClassVar[dict[str, Range]] = {
+        "steps": Range(1),
+        "batch_size": Range(1),
+        "lr": Range(0, open_lo=True),
+        "log_every": Range(1),
+        "checkpoint_every": Range(1),
+        "sample_every": Range(0),
+    }
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -106,6 +147,7 @@ def override(
     """A copy of ``config`` with ``values`` applied, each checked against the field's type."""
     hints = _hints(type(config))
     fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    limits = bounds(type(config))
     changes = {}
     for key, raw in values.items():
         if key not in fields:
@@ -116,12 +158,21 @@ def override(
                 f"Valid: {', '.join(sorted(fields)) or 'none'}."
             )
         try:
-            changes[key] = coerce(raw, hints[key])
-        except (ValueError, TypeError):
+            value = changes[key] = coerce(raw, hints[key])
+        except (ValueError, TypeError, OverflowError):
             raise GMError(
-                f"{what} {key!r} expects {_type_name(hints[key])}, got {raw!r} (in {source})."
+                f"{what} {key!r} expects {_type_name(hints[key])}, got {_show(raw)} (in {source})."
             ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GMError(f"{what} {key!r} must be a finite number, got {value} (in {source}).")
+        if key in limits and isinstance(value, (int, float)) and value not in limits[key]:
+            raise GMError(f"{what} {key!r} must be {limits[key]}, got {_show(raw)} (in {source}).")
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+def _show(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_assignments(items: list[str], *, source: str = "--set") -> dict[str, str]:
@@ -142,9 +193,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         import tomli as tomllib  # type: ignore[no-redef]
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise GMError(f"config file {path} does not exist.") from None
+    except UnicodeDecodeError as err:
+        raise GMError(f"config file {path} is not UTF-8 text ({err.reason}).") from None
+    except OSError as err:
+        raise GMError(f"config file {path} cannot be read ({err.strerror or err}).") from None
     except tomllib.TOMLDecodeError as err:
         raise GMError(f"config file {path} is not valid TOML: {err}.") from None
 

@@ -118,6 +118,23 @@ class Dataset:
             step += per_epoch - index
 
 
+def _unreadable() -> tuple[type[BaseException], ...]:
+    import csv
+    import zlib
+
+    kinds: list[type[BaseException]] = [OSError, ValueError, EOFError, csv.Error, zlib.error]
+    try:
+        from PIL import Image
+
+        kinds.append(Image.DecompressionBombError)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+_UNREADABLE = _unreadable()
+
+
 def load_dataset(
     name: str, data_dir: str | None = None, options: dict[str, Any] | None = None
 ) -> Dataset:
@@ -132,7 +149,7 @@ def load_dataset(
 
     kind, colon, arg = name.partition(":")
     spec = plugins.get("datasets", kind if colon else name)
-    loader = spec.load()
+    loader = plugins.load(spec)
     params = inspect.signature(loader).parameters
     hints = __import__("typing").get_type_hints(loader)
     kwargs: dict[str, Any] = {}
@@ -154,7 +171,13 @@ def load_dataset(
             ) from None
     if "data_dir" in params:
         kwargs["data_dir"] = data_dir or os.environ.get("GM_DATA_DIR")
-    data = loader(**kwargs)
+    try:
+        data = loader(**kwargs)
+    except _UNREADABLE as err:  # bad user files are one line, not a traceback
+        raise GMError(
+            f"dataset {name!r} could not be loaded ({type(err).__name__}: "
+            f"{(str(err).splitlines() or [''])[0][:200]}); check the file or folder."
+        ) from None
     if not isinstance(data, Dataset):
         raise TypeError(
             f"dataset loader {spec.target} returned {type(data).__name__}, not gm.data.Dataset"

@@ -1,9 +1,12 @@
 """The plugin manager and the registries built from it.
 
 The manager is built once, on first use: core's built-in plugin first, then every
-``gm`` entry point. A plugin that fails to import is a warning naming its distribution;
-everything else keeps working. A name registered twice is an error naming both
-distributions. ``GM_DISABLE_PLUGINS=a,b`` skips plugins, ``GM_LOAD_PLUGINS=a,b`` loads
+``gm`` entry point. Everything a plugin hands over is checked at this boundary: a plugin
+that fails to import (even by ``sys.exit``), implements a misspelt hook, or shares its
+entry-point name with another, a hook that raises, and a hook result that is not a record
+of the hook's kind are each a warning naming the distribution, and gm goes on without
+that part (``gm plugins`` lists the problems). A name registered by two distributions is
+listed once with a warning; using it is an error naming both. ``GM_DISABLE_PLUGINS=a,b`` skips plugins, ``GM_LOAD_PLUGINS=a,b`` loads
 only those (entry-point or distribution names; core's built-ins are always loaded).
 """
 
@@ -22,7 +25,17 @@ import pluggy
 
 from gm import hookspecs
 from gm.errors import GMError
-from gm.specs import Spec
+from gm.specs import (
+    CommandSpec,
+    DatasetSpec,
+    DiscriminatorSpec,
+    LoggerSpec,
+    ModelSpec,
+    SequenceGeneratorSpec,
+    Spec,
+    TrainerSpec,
+    TransitionOperatorSpec,
+)
 
 BUILTIN = "gm-core"
 
@@ -74,6 +87,18 @@ KINDS = {
 }
 
 
+RECORDS = {
+    "models": ModelSpec,
+    "datasets": DatasetSpec,
+    "transition_operators": TransitionOperatorSpec,
+    "sequence_generators": SequenceGeneratorSpec,
+    "discriminators": DiscriminatorSpec,
+    "trainers": TrainerSpec,
+    "commands": CommandSpec,
+    "loggers": LoggerSpec,
+}
+
+
 class PluginWarning(UserWarning):
     """A plugin could not be loaded; the rest of gm works without it."""
 
@@ -85,6 +110,20 @@ class PluginInfo:
     version: str
     module: str
     hooks: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+
+_PROBLEMS: dict[str, list[str]] = {}  # plugin name -> what went wrong, as warned
+_FAILED: dict[str, tuple[str, str]] = {}  # plugins left out: name -> (distribution, module)
+_CONFLICTS: dict[tuple[str, str], tuple[str, str]] = {}  # (kind, name) -> both distributions
+
+
+def _problem(name: str, message: str) -> None:
+    dist = _DISTRIBUTIONS.get(name, _FAILED.get(name, (name, "")))[0]
+    _PROBLEMS.setdefault(name, []).append(message)
+    warnings.warn(
+        f"gm plugin {name!r} from distribution {dist} {message}.", PluginWarning, stacklevel=3
+    )
 
 
 def _selected(env: str) -> set[str] | None:
@@ -105,42 +144,51 @@ def manager() -> pluggy.PluginManager:
     only = _selected("GM_LOAD_PLUGINS")
     for ep in entry_points(group="gm"):
         dist = ep.dist.name if ep.dist else ep.name
+        version = ep.dist.version if ep.dist else ""
         if {ep.name, dist} & disabled or (only is not None and not {ep.name, dist} & only):
             continue
-        if pm.has_plugin(ep.name):
-            raise GMError(
-                f"two installed distributions declare the gm plugin {ep.name!r} "
-                f"({_DISTRIBUTIONS[ep.name][0]} and {dist}); uninstall one of them."
-            )
-        try:
-            module = importlib.import_module(ep.value.partition(":")[0])
-        except Exception as err:  # noqa: BLE001 - any failure in a plugin must not break gm
+        if pm.has_plugin(ep.name) or ep.name in _FAILED:
+            other = _DISTRIBUTIONS.get(ep.name, _FAILED.get(ep.name, ("?", "")))[0]
+            if other == dist:
+                continue  # the same distribution seen twice on sys.path
             warnings.warn(
-                f"gm plugin {ep.name!r} from distribution {dist} failed to import "
-                f"({type(err).__name__}: {err}); continuing without it.",
+                f"gm plugin {ep.name!r} from distribution {dist} has the name of one from "
+                f"{other}; ignoring it (uninstall one of them).",
                 PluginWarning,
                 stacklevel=2,
             )
             continue
-        _DISTRIBUTIONS[ep.name] = (dist, ep.dist.version if ep.dist else "")
+        module_name = ep.value.partition(":")[0]
+        try:
+            module = importlib.import_module(module_name)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - a plugin must not break gm
+            _FAILED[ep.name] = (dist, module_name)
+            what = (
+                f"exited (sys.exit({err.code!r}))"
+                if isinstance(err, SystemExit)
+                else (f"failed ({type(err).__name__}: {err})")
+            )
+            _problem(ep.name, f"{what} while importing; continuing without it")
+            continue
+        _DISTRIBUTIONS[ep.name] = (dist, version)
         try:
             pm.register(module, name=ep.name)
+        except (pluggy.PluginValidationError, ValueError) as err:
+            _FAILED[ep.name] = (dist, module_name)
+            _problem(ep.name, f"is invalid ({err}); continuing without it")
+    while True:  # a misspelt hook leaves out that plugin, not gm
+        try:
+            pm.check_pending()
+            break
         except pluggy.PluginValidationError as err:
-            warnings.warn(
-                f"gm plugin {ep.name!r} from distribution {dist} is invalid ({err}); "
-                "continuing without it.",
-                PluginWarning,
-                stacklevel=2,
+            name = pm.get_name(err.plugin) or "?"
+            pm.unregister(err.plugin)
+            module_name = getattr(err.plugin, "__name__", str(err.plugin))
+            _FAILED[name] = (_DISTRIBUTIONS.get(name, (name, ""))[0], module_name)
+            _problem(
+                name,
+                f"implements an unknown hook ({err}); fix its spelling. Continuing without it",
             )
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as err:
-        name = pm.get_name(err.plugin) or "?"
-        dist = _DISTRIBUTIONS.get(name, (name, ""))[0]
-        raise GMError(
-            f"gm plugin from {dist} implements an unknown hook ({err}); fix its "
-            f"spelling, or skip it with GM_DISABLE_PLUGINS={dist}."
-        ) from None
     return pm
 
 
@@ -157,42 +205,107 @@ def _version(dist: str) -> str:
 
 
 def plugins() -> list[PluginInfo]:
-    """What is loaded: one record per plugin with its distribution and hooks."""
+    """What is loaded, and what was left out: one record per plugin with its distribution,
+    hooks and problems."""
     pm = manager()
+    for kind in KINDS:  # calling the hooks finds the problems they have
+        registry(kind)
     out = []
     for name, module in pm.list_name_plugin():
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(module) or []))
         dist, ver = _DISTRIBUTIONS.get(name, (name, ""))
-        out.append(PluginInfo(name, dist, ver, getattr(module, "__name__", str(module)), hooks))
+        out.append(
+            PluginInfo(
+                name,
+                dist,
+                ver,
+                getattr(module, "__name__", str(module)),
+                hooks,
+                tuple(_PROBLEMS.get(name, ())),
+            )
+        )
+    for name, (dist, module_name) in _FAILED.items():
+        ver = _DISTRIBUTIONS.get(name, (dist, ""))[1]
+        out.append(PluginInfo(name, dist, ver, module_name, (), tuple(_PROBLEMS.get(name, ()))))
     return out
+
+
+def _is_record(item: Any, cls: type[Spec]) -> bool:
+    return (
+        isinstance(item, cls)
+        and isinstance(item.name, str)
+        and item.name.strip() == item.name != ""
+        and isinstance(item.target, str)
+        and ":" in item.target
+        and isinstance(item.summary, str)
+        and (not isinstance(item, ModelSpec) or isinstance(item.defaults, dict))
+    )
 
 
 @cache
 def registry(kind: str) -> dict[str, Any]:
     """All records of one kind (``"models"``, ``"datasets"``, ...), by name."""
     pm = manager()
-    hook = getattr(pm.hook, KINDS[kind])
+    hook_name = KINDS[kind]
+    hook = getattr(pm.hook, hook_name)
+    record = RECORDS[kind]
     found: dict[str, Spec] = {}
     # Call each implementation alone so every record is attributed to its distribution.
     for impl in reversed(hook.get_hookimpls()):
-        dist = _DISTRIBUTIONS.get(impl.plugin_name, (impl.plugin_name, ""))[0]
-        for spec in impl.function() or ():
-            if spec.name in found:
-                raise GMError(
-                    f"{kind[:-1].replace('_', ' ')} {spec.name!r} is registered by both "
-                    f"{found[spec.name].plugin} and {dist}; uninstall one, or set "
-                    f"GM_DISABLE_PLUGINS to skip one."
+        name = impl.plugin_name
+        dist = _DISTRIBUTIONS.get(name, (name, ""))[0]
+        try:
+            result = impl.function()
+            items = [] if result is None else list(result)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - a plugin must not break gm
+            _problem(
+                name,
+                f"has a {hook_name} hook that failed ({type(err).__name__}: {err}); "
+                "ignoring what it registers",
+            )
+            continue
+        for item in items:
+            if not _is_record(item, record):
+                _problem(
+                    name,
+                    f"has a {hook_name} hook that returned {_short(item)}, not a "
+                    f"{record.__name__}; ignoring that entry",
                 )
-            found[spec.name] = replace(spec, plugin=dist)
+                continue
+            if item.name in found:
+                first = found[item.name].plugin
+                _CONFLICTS[(kind, item.name)] = (first, dist)
+                warnings.warn(
+                    f"{kind[:-1].replace('_', ' ')} {item.name!r} is registered by both "
+                    f"{first} and {dist}; uninstall one, or set GM_DISABLE_PLUGINS to skip one.",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+                continue
+            found[item.name] = replace(item, plugin=dist)
     return dict(sorted(found.items()))
+
+
+def _short(item: Any) -> str:
+    try:
+        text = repr(item)
+    except Exception:  # noqa: BLE001 - a hostile __repr__
+        text = f"a {type(item).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def get(kind: str, name: str) -> Any:
     """One record by name, or a :class:`GMError` suggesting close names and plugins."""
     entries = registry(kind)
+    what = kind[:-1].replace("_", " ")
+    if (kind, name) in _CONFLICTS:
+        a, b = _CONFLICTS[(kind, name)]
+        raise GMError(
+            f"{what} {name!r} is registered by both {a} and {b}; uninstall one, or set "
+            f"GM_DISABLE_PLUGINS={b} to skip one."
+        )
     if name in entries:
         return entries[name]
-    what = kind[:-1].replace("_", " ")
     hint = ""
     close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
     if name in KNOWN_ELSEWHERE:
@@ -204,8 +317,22 @@ def get(kind: str, name: str) -> Any:
     raise GMError(f"unknown {what} {name!r}.{hint}")
 
 
+def load(spec: Spec) -> Any:
+    """The object a record names, or one line saying which distribution is broken."""
+    try:
+        return spec.load()
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - a plugin must not break gm
+        if isinstance(err, GMError):
+            raise
+        raise GMError(
+            f"{spec.name!r} from {spec.plugin or 'a plugin'} cannot be loaded "
+            f"({spec.target}: {type(err).__name__}: {err}); reinstall {spec.plugin or 'it'}."
+        ) from None
+
+
 def reset() -> None:
     """Forget the manager and registries (tests, or after installing a plugin in-process)."""
     manager.cache_clear()
     registry.cache_clear()
-    _DISTRIBUTIONS.clear()
+    for table in (_DISTRIBUTIONS, _PROBLEMS, _FAILED, _CONFLICTS):
+        table.clear()

@@ -16,6 +16,11 @@ determinism, a safetensors save -> load round trip, and a few real training step
 from __future__ import annotations
 
 import math
+import os
+import signal
+import sys
+import tempfile
+import time
 from typing import Any, ClassVar
 
 import torch
@@ -24,6 +29,45 @@ from safetensors.torch import load_file, save_file
 from gm import checkpoint, plugins
 from gm.data import Dataset, load_dataset
 from gm.engine import build_config, seed_everything
+
+
+def forked(fn, timeout: float = 60) -> tuple[int, str]:
+    """Run ``fn()`` in a forked child process (a real process that signals can end, without
+    a fresh interpreter's start-up); returns (exit status as a shell reports it, stderr).
+    A child ended by a signal reports 128 + the signal's number, as the shell does."""
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - the child writes it, the parent reads it
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.dup2(err.fileno(), 2)
+            sys.stderr = os.fdopen(2, "w", buffering=1)
+            fn()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:  # noqa: BLE001 - report anything, then leave
+            import traceback
+
+            traceback.print_exc()
+            code = 99
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    deadline = time.time() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.time() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TimeoutError("the forked child did not finish")
+        time.sleep(0.01)
+    err.seek(0)
+    text = err.read().decode(errors="replace")
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status), text
+    return os.WEXITSTATUS(status), text
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -109,6 +153,61 @@ class TrainerContract:
             for k, v in module.state_dict().items():
                 assert torch.equal(v, saved[f"{name}.{k}"])
         assert (run / "metrics.jsonl").read_text().count("\n") == self.steps
+
+    def test_a_signal_inside_a_step_resumes_exactly(self, tmp_path):
+        """SIGINT (SIGTERM) in the middle of a step, after its first update (where it makes
+        several, before the others; without updates, at the step's end): the run saves that
+        whole step, exits 130 (143), and resumes bitwise equal to an uninterrupted run."""
+        from gm.engine import train
+        from gm.errors import Interrupted
+        from gm.trainer import Trainer
+
+        kw = dict(
+            steps=4,
+            overrides={**self.overrides, "log_every": 1, "checkpoint_every": 2},
+            device="cpu",
+            data_options=dict(self.data_options),
+            progress=False,
+        )
+        straight = train(self.model, self.dataset, out=tmp_path / "straight", **kw)
+        cls = type(self.make()[0])
+        for sig, at in ((signal.SIGINT, 3), (signal.SIGTERM, 2)):
+            run = tmp_path / f"run-{at}"
+
+            def child(sig=sig, at=at, run=run):
+                real_update, real_step = Trainer.optimizer_step, cls.training_step
+                seen = {"step": 0, "updates": 0}
+
+                def training_step(trainer, batch):
+                    seen["step"] += 1
+                    seen["updates"] = 0
+                    out = real_step(trainer, batch)
+                    if seen["step"] == at and not seen["updates"]:  # a model without updates
+                        os.kill(os.getpid(), sig)
+                    return out
+
+                def optimizer_step(trainer, *args, **kwargs):
+                    real_update(trainer, *args, **kwargs)
+                    seen["updates"] += 1
+                    if seen["step"] == at and seen["updates"] == 1:  # after its first update
+                        os.kill(os.getpid(), sig)
+
+                Trainer.optimizer_step = optimizer_step
+                cls.training_step = training_step
+                try:
+                    train(self.model, self.dataset, out=run, **kw)
+                except Interrupted as stop:
+                    sys.exit(stop.exit_code)
+
+            code, err = forked(child)
+            assert code == 128 + sig, err
+            saved = checkpoint.build(checkpoint.read_record(run))
+            assert checkpoint.load_state(run, saved) == at  # the whole step, none of the next
+            resumed = train(self.model, self.dataset, resume=run, **{**kw, "overrides": {}})
+            want = load_file(str(straight / checkpoint.WEIGHTS))
+            got = load_file(str(resumed / checkpoint.WEIGHTS))
+            for name in want:
+                assert torch.equal(want[name], got[name]), f"{name} differs after step {at}"
 
     def test_sample(self, tmp_path):
         trainer, data = self.make()

@@ -72,9 +72,54 @@ def _threads():
 
 
 def error_lines(out: subprocess.CompletedProcess) -> list[str]:
-    """stderr lines other than warnings about other installed plugins."""
+    """stderr lines other than warnings about other installed plugins and progress lines
+    (in a pipe those are timestamped log lines: ``2026-01-01 10:00:00 gm: loading ...``)."""
+    import re
+
     return [
         ln
         for ln in out.stderr.strip().splitlines()
-        if ln.strip() and not ln.startswith("gm: warning:")
+        if ln.strip()
+        and not ln.startswith("gm: warning:")
+        and not re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", ln)
     ]
+
+
+def pty_run(*args: str, paths: tuple = (), env: dict | None = None, timeout: float = 120):
+    """Run `gm` on a pseudo-terminal (as a person would see it); returns the raw bytes
+    read, as (time since start, chunk) pairs, and the exit status."""
+    import pty
+    import select
+    import time
+
+    full = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([*map(str, paths), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
+    start = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become gm
+        os.execvpe(sys.executable, [sys.executable, "-m", "gm", *args], full)
+    chunks = []
+    while time.monotonic() - start < timeout:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append((time.monotonic() - start, chunk.decode(errors="replace")))
+    _, status = os.waitpid(pid, 0)
+    return chunks, os.waitstatus_to_exitcode(status)
+
+
+def plain(text: str) -> str:
+    """Text without terminal escape sequences."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)

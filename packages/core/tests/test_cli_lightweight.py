@@ -42,7 +42,7 @@ def test_plugins_json_lists_builtin_and_entry_point_plugins():
     out = gm_run("plugins", "--json")
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
-    assert rows["gm-core"]["hooks"] == ["gm_datasets", "gm_models", "gm_trainers"]
+    assert rows["gm-core"]["hooks"] == ["gm_datasets", "gm_loggers", "gm_models", "gm_trainers"]
     assert rows["tiny"]["distribution"] == "gm-tiny" and rows["tiny"]["hooks"] == ["gm_models"]
 
 

@@ -38,7 +38,7 @@ def test_override_coerces_cli_strings():
 
 
 def test_override_errors_name_the_key_and_the_fix():
-    with pytest.raises(GMError, match="valid: .*batch_size"):
+    with pytest.raises(GMError, match="Valid: .*batch_size"):
         configs.override(Cfg(), {"hiden": "3"})
     with pytest.raises(GMError, match="'mode' expects one of 'add', 'jump'"):
         configs.override(Cfg(), {"mode": "skip"})

@@ -73,4 +73,4 @@ def test_two_gloo_ranks_match_one_process_on_the_combined_batch(tmp_path):
     steps = [
         json.loads(x)["step"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert steps == [4, 8, 12]
+    assert steps == [1, 4, 8, 12]  # a row at the first step too

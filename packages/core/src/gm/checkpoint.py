@@ -26,8 +26,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 import gm
+from gm import compat, hub, plugins
 from gm import config as configs
-from gm import plugins
 from gm.data import DataInfo
 from gm.errors import GMError, GMWarning
 from gm.trainer import Trainer
@@ -153,8 +153,8 @@ _DATA = {
 }
 
 
-def read_record(run: Path) -> dict[str, Any]:
-    run = Path(run)
+def read_record(run: str | Path) -> dict[str, Any]:
+    run = hub.resolve(run)  # a run folder, or hf://OWNER/NAME from the Hub's cache
     if not run.exists():
         raise GMError(f"{run} does not exist; give the run folder that `gm train --out` wrote.")
     if run.is_file():
@@ -210,6 +210,7 @@ def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer
         raise GMError(
             f"this run was made by model {name!r}, which is not installed; pip install {dist}."
         ) from None
+    compat.check_record(record, f"the {name!r} run")
     cls = plugins.load(spec)
     config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
     return make_trainer(cls, config, DataInfo.from_json(record["data"]), device)
@@ -304,8 +305,9 @@ def _int(value: Any, path: Path) -> int:
         ) from None
 
 
-def load(run: Path, device: torch.device | str = "cpu") -> Trainer:
-    """The trained model of a run folder, ready to sample or evaluate."""
+def load(run: str | Path, device: torch.device | str = "cpu") -> Trainer:
+    """The trained model of a run folder (or Hub repo), ready to sample or evaluate."""
+    run = hub.resolve(run)
     trainer = build(read_record(run), device)
     load_weights(run, trainer)
     trainer.train(False)
@@ -319,7 +321,7 @@ def rng_state() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"cuda.{i}"] = s
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple form
     py = random.getstate()
     return {
         "tensors": tensors,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from gm import __version__, plugins
 from gm.errors import GMError, Interrupted, TrainingStopped, raise_interrupted
@@ -30,7 +30,7 @@ class SuggestingGroup(TyperGroup):
 
     what = "command"
 
-    def get_command(self, ctx: typer.Context, name: str) -> Any:
+    def get_command(self, ctx: Any, name: str) -> Any:
         cmd = super().get_command(ctx, name)
         if cmd is None and name not in ("--help",):
             self.unknown(name)
@@ -42,29 +42,62 @@ class SuggestingGroup(TyperGroup):
         raise GMError(f"unknown {self.what} {name!r}.{hint} See gm --help.")
 
 
+class ConfigHelpCommand(TyperCommand):
+    """``gm train MODEL --help``: the options, then the model's config keys from its source."""
+
+    spec: Any = None
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        super().format_help(ctx, formatter)
+        from gm import describe
+
+        describe.print_config_help(self.spec)
+
+
 class ModelGroup(SuggestingGroup):
     def unknown(self, name: str) -> None:
         plugins.get("models", name)  # raises with close names or the plugin to install
 
 
-def _out(obj: Any, as_json: bool, columns: list[str], title: str) -> None:
+def _cell(v: Any) -> str:
+    if isinstance(v, list):
+        return ", ".join("any" if x is None else str(x) for x in v) if v else "any"
+    return str(v)
+
+
+def _out(
+    obj: Any, as_json: bool, columns: list[str], title: str, *, names: tuple[str, ...] = ()
+) -> None:
+    """A table that never cuts a value: identifier columns (``names``) are never wrapped,
+    other text wraps at word boundaries; in a pipe the table is as wide as it needs."""
     if as_json:
         print(json.dumps(obj, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(c)
-    for row in obj:
-        table.add_row(
-            *(
-                ", ".join(map(str, v)) if isinstance(v, list) else str(v)
-                for v in (row[c] for c in columns)
-            )
+    names = names or (columns[0],)
+    cells = [[_cell(row[c]) for c in columns] for row in obj]
+    # the narrowest readable table: names whole, other columns as wide as their longest word
+    need = [
+        max(
+            [len(c)]
+            + [len(r[i]) if c in names else max(map(len, r[i].split() or [""])) for r in cells]
         )
-    Console().print(table)
+        for i, c in enumerate(columns)
+    ]
+    table = Table(title=title)
+    for c, width in zip(columns, need, strict=True):
+        table.add_column(c, no_wrap=c in names, overflow="fold", min_width=width)
+    for r in cells:
+        table.add_row(*r)
+    console = Console()
+    if not console.is_terminal:  # a pipe or file: no 80-column limit, no colour codes
+        console = Console(width=100_000, no_color=True, highlight=False)
+        table.width = console.measure(table).maximum
+    elif sum(need) + 3 * len(need) + 1 > console.width:  # wider than the terminal: overflow it
+        console = Console(width=sum(need) + 3 * len(need) + 1)
+    console.print(table)
 
 
 def _match(name: str, pattern: Optional[str]) -> bool:
@@ -86,14 +119,50 @@ def cmd_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         }
         for p in plugins.plugins()
     ]
-    _out(rows, as_json, ["name", "distribution", "version", "hooks", "problems"], "gm plugins")
+    _out(
+        rows,
+        as_json,
+        ["name", "distribution", "version", "hooks", "problems"],
+        "gm plugins",
+        names=("name", "distribution", "version"),
+    )
 
 
 def cmd_list_models(
     pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Trainable models: name, plugin, trainer, summary."""
+    """Trainable models: name, plugin, the data each takes, summary. With a model's exact
+    name: the data it takes and every config, sample and evaluate option."""
+    entries = plugins.registry("models")
+    if pattern in entries:
+        from gm import describe, schema
+
+        spec = entries[pattern]
+        if not as_json:
+            describe.print_model(spec)
+            return
+        print(
+            json.dumps(
+                {
+                    "name": spec.name,
+                    "plugin": spec.plugin,
+                    "summary": spec.summary,
+                    "modalities": list(spec.modalities),
+                    "datasets": describe.datasets_for(spec),
+                    **{
+                        key: [vars(f) for f in schema.model_fields(spec, attr)]
+                        for key, attr in (
+                            ("config", "Config"),
+                            ("sample_options", "SampleOptions"),
+                            ("evaluate_options", "EvaluateOptions"),
+                        )
+                    },
+                },
+                indent=2,
+            )
+        )
+        return
     rows = [
         {
             "name": s.name,
@@ -102,10 +171,16 @@ def cmd_list_models(
             "summary": s.summary,
             "modalities": list(s.modalities),
         }
-        for s in plugins.registry("models").values()
+        for s in entries.values()
         if _match(s.name, pattern)
     ]
-    _out(rows, as_json, ["name", "plugin", "trainer", "summary"], "gm models")
+    _out(
+        rows,
+        as_json,
+        ["name", "plugin", "modalities", "summary"],
+        "gm models",
+        names=("name", "plugin", "modalities"),
+    )
 
 
 def _available(spec, data_dir: Optional[str]) -> bool:
@@ -142,10 +217,15 @@ def cmd_list_datasets(
         if _match(s.name, pattern)
     ]
     _out(
-        rows, as_json, ["name", "modality", "shape", "splits", "licence", "offline"], "gm datasets"
+        rows,
+        as_json,
+        ["name", "modality", "shape", "splits", "licence", "offline"],
+        "gm datasets",
+        names=("name", "modality", "shape", "offline"),
     )
 
 
+RUN_HELP = "Run folder written by gm train, or a Hub model: hf://OWNER/NAME or OWNER/NAME."
 THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is fastest for tiny models)."
 
 
@@ -206,12 +286,24 @@ def _train_command(spec) -> Any:
         show_config: bool = typer.Option(
             False, "--show-config", help="Print the resolved config and exit."
         ),
+        report_to: list[str] = typer.Option(
+            [],
+            "--report-to",
+            help="Also send metrics to this logger: tensorboard, or one a plugin adds (repeatable).",
+        ),
     ) -> None:
         from gm import config as configs
 
         set_threads(threads)
         # Unknown --key value options are config overrides too: --mask X is --set mask=X.
         overrides = {**extra_options(ctx.args), **configs.parse_assignments(set_)}
+        from gm import describe  # keys checked here, before torch is imported
+
+        describe.check_keys(spec, overrides, source="--set")
+        for name in report_to:
+            plugins.get("loggers", name)
+        if config:
+            describe.check_keys(spec, configs.read_toml(config), source=str(config))
         data_options = configs.parse_assignments(data_option, source="--data-option")
         if resume is None and dataset is None:
             raise GMError(
@@ -254,6 +346,8 @@ def _train_command(spec) -> Any:
             from gm.data import load_dataset
             from gm.engine import build_config
 
+            if dataset is None:
+                raise GMError("--show-config needs --dataset NAME: the config depends on the data.")
             info = load_dataset(dataset, data_dir, data_options).info
             print(
                 configs.dumps(
@@ -280,6 +374,7 @@ def _train_command(spec) -> Any:
             resume=resume,
             data_dir=data_dir,
             data_options=data_options,
+            report_to=tuple(report_to),
         )
         from gm import distributed
 
@@ -292,10 +387,13 @@ def _train_command(spec) -> Any:
 
 def cmd_sample(
     ctx: typer.Context,
-    run: Path = typer.Argument(..., help="Run folder written by gm train."),
+    run: str = typer.Argument(..., help=RUN_HELP),
     n: int = typer.Option(64, "-n", help="Number of samples."),
-    out: Path = typer.Option(
-        Path("samples.png"), "--out", "-o", help=".png picture or .npy array (some models: .txt)."
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help=".png picture or .npy array (some models: .txt); default RUN/samples-seedS.png.",
     ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -312,9 +410,16 @@ def cmd_sample(
 
     if n < 1:
         raise GMError("-n must be at least 1.")
+    from gm import hub
+    from gm import progress as show
+
+    checkpoint.read_record(run)  # a wrong RUN is the first thing said, before --out
+    out = out or hub.default_out(run, f"samples-seed{seed}.png")
     set_threads(threads)
     _check_output(out)
-    trainer = checkpoint.load(run, distributed.choose_device(device))
+    with show.enabled():
+        show.status(f"loading {run}")
+        trainer = checkpoint.load(run, distributed.choose_device(device))
     most = max(1, min(MAX_SAMPLES, MAX_VALUES // max(1, math.prod(trainer.info.shape))))
     if n > most:
         raise GMError(
@@ -330,13 +435,32 @@ def cmd_sample(
     seed_everything(seed)
     import torch
 
-    with torch.no_grad():
+    with show.enabled(), show.timed(f"sampling {n} from {trainer.name}"), torch.no_grad():
         samples = trainer.sample(n, options)
     if out.suffix == ".npy":  # numbers in the data's own units; pictures stay in the model's
         samples = to_data_units(samples, trainer.info)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(out, trainer, samples, options)
+    from gm import pictures
+
+    with pictures.context(reference=_reference(run), title=f"{trainer.name}: {n} samples"):
+        write_atomically(out, trainer, samples, options)
     typer.echo(f"wrote {out}")
+
+
+def _reference(run: str) -> Any:
+    """The run's 2-D data to draw under its samples (None when not 2-D or not at hand)."""
+    from gm import checkpoint, pictures
+    from gm.data import load_dataset
+
+    record = checkpoint.read_record(run)
+    if record["data"]["modality"] != "vector" or record["data"]["shape"] != [2]:
+        return None
+    try:
+        return pictures.reference_for(
+            load_dataset(record["dataset"], None, record.get("data_options", {}))
+        )
+    except GMError:  # the data is not here (a Hub model, a moved file): samples alone
+        return None
 
 
 MAX_SAMPLES = 1_000_000  # per call of gm sample
@@ -356,7 +480,7 @@ def _check_output(out: Path) -> None:
 
 def cmd_evaluate(
     ctx: typer.Context,
-    run: Path = typer.Argument(..., help="Run folder written by gm train."),
+    run: str = typer.Argument(..., help=RUN_HELP),
     dataset: Optional[str] = typer.Option(
         None, "--dataset", "-d", help="Dataset (default: the run's)."
     ),
@@ -394,9 +518,12 @@ def cmd_evaluate(
     if dataset is not None:
         _check_same_kind(data.info, trainer.info, dataset)
     seed_everything(seed)
-    metrics = in_data_units(
-        trainer.evaluate(data, split, options), data.info, trainer.DENSITY_METRICS
-    )
+    from gm import progress as show
+
+    with show.enabled(), show.timed(f"evaluating {trainer.name} on {data.info.name} ({split})"):
+        metrics = in_data_units(
+            trainer.evaluate(data, split, options), data.info, trainer.DENSITY_METRICS
+        )
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -428,6 +555,48 @@ def _check_same_kind(data, trained, dataset: str) -> None:
         )
 
 
+def cmd_plot(
+    runs: list[str] = typer.Argument(..., help="Run folders (or Hub models) to overlay."),
+    metric: str = typer.Option("loss", "--metric", "-m", help="A column of metrics.jsonl."),
+    x: str = typer.Option("step", "--x", help="step or time (wall seconds)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .png to write."),
+) -> None:
+    """Training curves of one or more runs, overlaid (from their metrics.jsonl)."""
+    from gm.plotting import plot_runs
+
+    if out.suffix.lower() != ".png":
+        raise GMError(f"gm plot writes a .png picture; got --out {out}.")
+    if x not in ("step", "time"):
+        raise GMError(f"--x is step or time, got {x!r}.")
+    image = plot_runs(runs, metric, x=x)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    typer.echo(f"wrote {out}")
+
+
+def cmd_push(
+    run: Path = typer.Argument(..., help="Run folder written by gm train."),
+    repo: str = typer.Argument(..., help="Hub model repo: OWNER/NAME."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    license: str = typer.Option(
+        "other", "--license", help="Licence of the weights for the card (e.g. mit, cc-by-4.0)."
+    ),
+    dry_run: Optional[Path] = typer.Option(
+        None, "--dry-run", help="Write the files to this folder and upload nothing."
+    ),
+) -> None:
+    """Upload a run to the Hugging Face Hub: config.json, model.safetensors, metrics and
+    a generated model card (then gm sample hf://OWNER/NAME works anywhere)."""
+    from gm import hub
+
+    if dry_run is not None:
+        files = hub.prepare(run, repo, dry_run, license=license)
+        typer.echo(f"would upload to {repo}: {', '.join(files)} (written to {dry_run})")
+        return
+    url, files = hub.push(run, repo, private=private, license=license)
+    typer.echo(f"pushed {', '.join(files)} to {url}")
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(
         cls=SuggestingGroup,
@@ -443,13 +612,16 @@ def build_app() -> typer.Typer:
         cls=ModelGroup, no_args_is_help=True, help="Train a model: gm train MODEL --dataset NAME."
     )
     for spec in plugins.registry("models").values():
+        helper = type("ConfigHelp", (ConfigHelpCommand,), {"spec": spec})
         try:
-            train_app.command(spec.name, context_settings=EXTRA)(_train_command(spec))
+            train_app.command(spec.name, cls=helper, context_settings=EXTRA)(_train_command(spec))
         except Exception as err:  # noqa: BLE001 - one odd model record must not break gm
             _skip(spec, err)
     app.add_typer(train_app, name="train")
     app.command("sample", context_settings=EXTRA)(cmd_sample)
     app.command("evaluate", context_settings=EXTRA)(cmd_evaluate)
+    app.command("plot")(cmd_plot)
+    app.command("push")(cmd_push)
     for spec in plugins.registry("commands").values():
         try:
             target = spec.load()

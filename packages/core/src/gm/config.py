@@ -11,6 +11,7 @@ finite everywhere.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import types
@@ -150,8 +151,11 @@ def override(
     changes = {}
     for key, raw in values.items():
         if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise GMError(
-                f"unknown {what} {key!r} in {source}; valid: {', '.join(sorted(fields)) or 'none'}."
+                f"unknown {what} {key!r} in {source}.{hint} "
+                f"Valid: {', '.join(sorted(fields)) or 'none'}."
             )
         try:
             value = changes[key] = coerce(raw, hints[key])

@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -30,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gm import checkpoint, distributed, plugins
+from gm import checkpoint, distributed, pictures, plugins
 from gm import config as configs
+from gm import progress as show
 from gm.data import Dataset, load_dataset
 from gm.errors import GMError, Interrupted, TrainingStopped, raise_interrupted
 from gm.trainer import Trainer
@@ -52,7 +52,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def build_config(
-    model: str, info, *, overrides: Mapping[str, Any] = (), config_file: str | None = None
+    model: str, info, *, overrides: Mapping[str, Any] | None = None, config_file: str | None = None
 ):
     spec = plugins.get("models", model)
     cls: type[Trainer] = plugins.load(spec)
@@ -60,7 +60,7 @@ def build_config(
     cfg = configs.override(cfg, spec.defaults, source=f"model {model!r} defaults")
     if config_file:
         cfg = configs.override(cfg, configs.read_toml(config_file), source=str(config_file))
-    return cls, configs.override(cfg, dict(overrides), source="--set")
+    return cls, configs.override(cfg, dict(overrides or {}), source="--set")
 
 
 def _default_out(model: str, dataset: str) -> Path:
@@ -71,60 +71,13 @@ def _default_out(model: str, dataset: str) -> Path:
     return Path("runs") / f"{stem}-{n}"
 
 
-class _Progress:
-    """A rich progress bar on a terminal, plain lines otherwise; silent off rank 0."""
-
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.total, self.enabled = total, enabled
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.task = self.bar.add_task("train", total=total, completed=start, info="")
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
-
-    def update(self, step: int, metrics: dict[str, float], rate: float) -> None:
-        if not self.enabled:
-            return
-        info = (
-            "  ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:3]) + f"  {rate:.1f} it/s"
-        )
-        if self.bar:
-            self.bar.update(self.task, completed=step, info=info)
-        else:
-            eta = (self.total - step) / rate if rate > 0 else float("nan")
-            print(f"step {step}/{self.total}  {info}  eta {eta:.0f}s", file=sys.stderr, flush=True)
-
-
 def train(
     model: str,
     dataset: str,
     *,
     steps: int | None = None,
     out: str | Path | None = None,
-    overrides: Mapping[str, Any] = (),
+    overrides: Mapping[str, Any] | None = None,
     config_file: str | None = None,
     device: str = "auto",
     seed: int = 0,
@@ -132,25 +85,30 @@ def train(
     data_dir: str | None = None,
     data_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    report_to: tuple[str, ...] = (),
 ) -> Path:
-    """Train ``model`` on ``dataset`` (or continue the run in ``resume``); returns the run folder."""
+    """Train ``model`` on ``dataset`` (a registered name, ``images:DIR``, ... or a
+    :class:`~gm.data.Dataset`), or continue the run in ``resume``; returns the run folder.
+    ``report_to`` names loggers (``"tensorboard"``) that get every metrics row."""
     world, dev = distributed.setup(device)
     try:
-        run = _train(
-            model,
-            dataset,
-            world=world,
-            device=dev,
-            steps=steps,
-            out=out,
-            overrides=overrides,
-            config_file=config_file,
-            seed=seed,
-            resume=resume,
-            data_dir=data_dir,
-            data_options=dict(data_options or {}),
-            progress=progress,
-        )
+        with show.enabled(progress and world.is_main):
+            run = _train(
+                model,
+                dataset,
+                world=world,
+                device=dev,
+                steps=steps,
+                out=out,
+                overrides=overrides,
+                config_file=config_file,
+                seed=seed,
+                resume=resume,
+                data_dir=data_dir,
+                data_options=dict(data_options or {}),
+                progress=progress,
+                report_to=tuple(report_to),
+            )
     except BaseException as err:
         distributed.teardown()  # no waiting: the other ranks may never get here
         if world.distributed and _lost_peer(err):
@@ -237,7 +195,9 @@ def _train(
     data_dir,
     data_options,
     progress,
+    report_to=(),
 ) -> Path:
+    data_given: Dataset | None = None
     if resume is not None:
         run = Path(resume)
         record = checkpoint.read_record(run)
@@ -249,6 +209,8 @@ def _train(
                 "(only --steps may change)."
             )
     else:
+        if isinstance(dataset, Dataset):  # in-memory data from the Python API
+            data_given, dataset = dataset, dataset.info.name
         run = Path(out) if out else _default_out(model, dataset)
         if world.distributed:
             holder = [str(run)]
@@ -256,7 +218,12 @@ def _train(
             run = Path(holder[0])
         make = check_out(run)
     # Everything below up to the first write checks the request; nothing is written yet.
-    data: Dataset = load_dataset(dataset, data_dir, data_options)
+    if data_given is not None:
+        data: Dataset = data_given
+    else:
+        show.status(f"loading dataset {dataset}")
+        data = load_dataset(dataset, data_dir, data_options)
+    show.status(f"building {model} ({data.info.modality} data, shape {tuple(data.info.shape)})")
     seed_everything(seed)  # the same initial weights on every rank
     if resume is not None:
         trainer = checkpoint.build(record, device)
@@ -295,22 +262,45 @@ def _train(
                 record = {**record, "config": configs.to_dict(cfg)}
             _write(run, lambda: checkpoint.write_json(run / checkpoint.CONFIG, record), "write to")
         if cfg.compile:
-            trainer.compile()
-        _loop(
-            trainer,
-            _prepend(first, batches),
-            run,
-            model=model,
-            world=world,
-            start=start,
-            seed=seed,
-            progress=progress,
-        )
+            with show.timed(f"compiling {model}"):  # torch.compile is lazy: the first steps pay
+                trainer.compile()
+        loggers = _loggers(report_to, run) if world.is_main and report_to else []
+        try:
+            _loop(
+                trainer,
+                _prepend(first, batches),
+                run,
+                model=model,
+                world=world,
+                start=start,
+                seed=seed,
+                loggers=loggers,
+                data=data,
+            )
+        finally:
+            for logger in loggers:
+                logger.close()
     except BaseException:
         if fresh and world.is_main and not checkpoint.has_checkpoint(run):
             _take_back(run, make)
         raise
     return run
+
+
+def _loggers(names, run: Path) -> list:
+    from gm.loggers import open_loggers
+
+    return open_loggers(names, run, checkpoint.read_record(run))
+
+
+FIRST_ROW_S = 10.0  # the first metrics row comes after about this much wall time at most
+
+
+def _lr(trainer: Trainer) -> float:
+    """The learning rate now (the first optimiser's first group; 0 for a trainer without)."""
+    for opt in trainer.optimizers().values():
+        return float(opt.param_groups[0]["lr"])
+    return 0.0
 
 
 def _prepend(first, rest):
@@ -332,7 +322,8 @@ class _Signals:
     torchrun the agent forwards the terminal's Ctrl-C, so a repeat is expected there."""
 
     def __init__(self, single: bool):
-        self.single, self.signum, self.saved = single, 0, {}
+        self.single, self.signum = single, 0
+        self.saved: dict[Any, Any] = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -375,16 +366,25 @@ def _loop(
     world,
     start: int,
     seed: int,
-    progress: bool,
+    loggers: list | None = None,
+    data: Dataset | None = None,
 ) -> None:
     cfg, device = trainer.config, trainer.device
     metrics_path = run / "metrics.jsonl"
+    elapsed_before = 0.0  # wall time of earlier sessions of this run (the curves' time axis)
     if world.is_main:
         _write(run, lambda: _trim_metrics(metrics_path, start), "write to")
+        if start and metrics_path.exists():
+            earlier = metrics_path.read_text().splitlines()
+            elapsed_before = float(json.loads(earlier[-1]).get("time", 0.0)) if earlier else 0.0
     bad = torch.zeros((), device=device)
     sums: dict[str, torch.Tensor] = {}
     count, step, last_saved = 0, start, start
-    clock = time.perf_counter()
+    clock = began = time.perf_counter()
+    # besides a row at step 1: one row after ~10 s if log_every is far (one process only:
+    # ranks' clocks differ, and every rank must log at the same steps)
+    timed_row = not world.distributed
+    best: tuple[str, float, int] | None = None
     resume_hint = f"continue with: gm train {model} --resume {run}"
 
     def fault(what: str, err: OSError) -> TrainingStopped:
@@ -448,8 +448,10 @@ def _loop(
             with torch.random.fork_rng(devices=forks), torch.no_grad():  # leaves training RNG alone
                 torch.manual_seed(seed)
                 opts = trainer.SampleOptions()
+                title = f"{model} on {data.info.name}, step {step}" if data else None
                 try:
-                    write_atomically(run / name, trainer, trainer.sample(64, opts), opts)
+                    with pictures.context(reference=pictures.reference_for(data), title=title):
+                        write_atomically(run / name, trainer, trainer.sample(64, opts), opts)
                 except OSError as err:
                     raise fault(f"write {name}", err) from None
             trainer.train(True)
@@ -459,7 +461,7 @@ def _loop(
     trainer.train(True)
     with (
         _Signals(single=not world.distributed) as signals,
-        _Progress(cfg.steps, start, progress and world.is_main) as bar,
+        show.bar(cfg.steps, "train", start=start, unit="steps") as bar,
     ):
         try:
             while step < cfg.steps:
@@ -475,15 +477,22 @@ def _loop(
                     v = v.detach().float()
                     sums[k] = sums[k] + v if k in sums else v
                     bad = torch.maximum(bad, (~torch.isfinite(v)).float())
-                if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                log_now = step % cfg.log_every == 0 or step == cfg.steps
+                if log_now:
+                    timed_row = False  # a regular row came first
+                elif step == 1 or (timed_row and now - began >= FIRST_ROW_S):
+                    log_now, timed_row = True, step == 1  # the first step; one row at ~10 s
+                if log_now:
                     check_finite(step)
                     means = distributed.all_reduce_mean({k: v / count for k, v in sums.items()})
-                    now = time.perf_counter()
                     rate = count / (now - clock)
                     row = {
                         "step": step,
                         **{k: v.item() for k, v in means.items()},
                         "steps_per_s": rate,
+                        "time": round(elapsed_before + now - began, 3),
+                        "lr": _lr(trainer),
                     }
                     if world.is_main:
                         try:
@@ -491,8 +500,15 @@ def _loop(
                                 f.write(json.dumps(row) + "\n")
                         except OSError as err:
                             raise fault("append to metrics.jsonl", err) from None
-                    bar.update(step, {k: row[k] for k in means}, rate)
+                        for logger in loggers or ():
+                            logger.log(step, row)
+                    key = "loss" if "loss" in means else next(iter(means), None)
+                    if key is not None and (best is None or row[key] < best[1]):
+                        best = (key, row[key], step)
+                    bar.goto(step, "  ".join(f"{k} {row[k]:.4g}" for k in list(means)[:3]))
                     sums, count, clock = {}, 0, now
+                else:
+                    bar.goto(step)  # host-side only: no device sync between log rows
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     save(step)
                 if cfg.sample_every and step % cfg.sample_every == 0:
@@ -510,6 +526,13 @@ def _loop(
             raise Interrupted(
                 f"interrupted again at step {step}; not saved, {kept} is in {run}.", err.signum
             ) from None
+    if not stopped:  # a stopped run says so in its one interrupt line instead
+        spent = time.perf_counter() - began
+        best_text = f"; best {best[0]} {best[1]:.4g} at step {best[2]}" if best else ""
+        show.line(
+            f"gm: trained {step - start} steps in {spent:.1f} s "
+            f"({(step - start) / max(spent, 1e-9):.3g} steps/s){best_text}; run folder {run}"
+        )
     if stopped:
         raise Interrupted(
             f"interrupted ({signal.Signals(stopped).name}) after step {step}; saved to {run}. "

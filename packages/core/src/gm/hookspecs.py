@@ -20,6 +20,7 @@ from gm.specs import (
     CommandSpec,
     DatasetSpec,
     DiscriminatorSpec,
+    LoggerSpec,
     ModelSpec,
     SequenceGeneratorSpec,
     TrainerSpec,
@@ -113,4 +114,16 @@ def gm_commands() -> Iterable[CommandSpec]:
         def gm_commands():
             return [CommandSpec("inpaint", "gm_walkback.commands:inpaint",
                                 summary="Fill in the unknown part of images.")]
+    """
+
+
+@hookspec
+def gm_loggers() -> Iterable[LoggerSpec]:
+    """Experiment loggers for ``gm train --report-to NAME`` (TensorBoard is built in).
+
+    Example::
+
+        @gm.hookimpl
+        def gm_loggers():
+            return [LoggerSpec("wandb", "my_gm_wandb:WandbLogger", "Weights & Biases")]
     """

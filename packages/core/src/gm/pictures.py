@@ -1,23 +1,74 @@
 """Pictures a person would rather look at than read: image grids and 2-D scatter plots.
 
-Plain Pillow, so ``gm sample`` needs no plotting stack.
+Plain Pillow, so ``gm sample`` needs no plotting stack. A scatter shows the data in grey
+under the samples, with a frame, the axis range and a legend; grids of small images are
+upscaled and their rows can be labelled. Verbs that hold the data say so once with
+:func:`context` (``with pictures.context(reference=x, title=...)``), so every picture a
+trainer draws through :func:`auto` or :func:`scatter` inside gets it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from gm.data import DataInfo
 
+_CONTEXT: ContextVar[dict[str, Any]] = ContextVar("gm_pictures", default={})  # noqa: B039 - never mutated
+TILE = 96  # small images are upscaled (nearest neighbour) to about this many pixels a side
+
+
+@contextlib.contextmanager
+def context(*, reference: torch.Tensor | None = None, title: str | None = None) -> Iterator[None]:
+    """Data to draw under 2-D samples and a title, for pictures drawn inside this block."""
+    token = _CONTEXT.set({"reference": reference, "title": title})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _font(size: int) -> Any:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def label_rows(img: Image.Image, labels: list[str], row_height: int, pad: int = 2) -> Image.Image:
+    """``img`` with a text column on the left naming each row of tiles."""
+    font = _font(max(10, min(16, row_height // 3)))
+    probe = ImageDraw.Draw(img)
+    width = int(max(probe.textlength(s, font=font) for s in labels)) + 12
+    out = Image.new(
+        img.mode, (img.width + width, img.height), "white" if img.mode == "RGB" else 255
+    )
+    out.paste(img, (width, 0))
+    draw = ImageDraw.Draw(out)
+    for i, text in enumerate(labels):
+        y = pad + i * (row_height + pad) + row_height / 2
+        draw.text(
+            (width - 6, y), text, fill="black" if img.mode == "RGB" else 0, font=font, anchor="rm"
+        )
+    return out
+
 
 def image_grid(
-    images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1
+    images: torch.Tensor,
+    nrow: int | None = None,
+    pad: int = 2,
+    scale: int = 1,
+    row_labels: list[str] | None = None,
 ) -> Image.Image:
-    """(N, C, H, W) values in [0, 1] -> one grid image (C = 1 or 3)."""
+    """(N, C, H, W) values in [0, 1] -> one grid image (C = 1 or 3), ``nrow`` tiles a row,
+    each row named by ``row_labels`` when given."""
     x = images.detach().float().clamp(0, 1).cpu()
     n, c, h, w = x.shape
     nrow = nrow or math.ceil(math.sqrt(n))
@@ -32,7 +83,11 @@ def image_grid(
         ] = x[i]
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[..., 0] if c == 1 else arr, "L" if c == 1 else "RGB")
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    if row_labels:
+        img = label_rows(img, row_labels, h * scale, pad * scale)
+    return img
 
 
 def scatter(
@@ -40,13 +95,28 @@ def scatter(
     reference: torch.Tensor | None = None,
     size: int = 512,
     bounds: tuple[float, float, float, float] | None = None,
+    *,
+    title: str | None = None,
+    labels: tuple[str, str] = ("samples", "data"),
+    frame: bool | None = None,
 ) -> Image.Image:
-    """2-D points (blue), optionally over reference points (light grey)."""
-    p = points.detach().float().cpu().numpy()
+    """2-D points (blue) over reference points (grey: the data, from the argument or the
+    :func:`context`), a ``size`` square. ``frame`` (default: at 300 px and up) adds the
+    axis range, a legend and the title."""
+    ctx = _CONTEXT.get()
+    if reference is None:
+        reference = ctx.get("reference")
+    if reference is not None and tuple(reference.shape[1:]) != (2,):
+        reference = None  # not 2-D data: nothing to overlay
+    title = title if title is not None else ctx.get("title")
+    frame = size >= 300 if frame is None else frame
+    p = points.detach().float().cpu().reshape(len(points), -1).numpy()
     ref = reference.detach().float().cpu().numpy() if reference is not None else None
     allp = np.concatenate([p, ref]) if ref is not None else p
     allp = allp[np.isfinite(allp).all(1)]
     if bounds is None:
+        if len(allp) == 0:
+            allp = np.zeros((1, 2))
         lo, hi = np.percentile(allp, 0.5, axis=0), np.percentile(allp, 99.5, axis=0)
         span = max(hi - lo) * 1.15 + 1e-6
         mid = (lo + hi) / 2
@@ -54,29 +124,61 @@ def scatter(
     x0, x1, y0, y1 = bounds
     img = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(img)
+    m_left, m_top, m_right, m_bottom = (48, 30, 10, 26) if frame else (0, 0, 0, 0)
+    w, h = size - m_left - m_right, size - m_top - m_bottom
 
     def px(q: np.ndarray) -> np.ndarray:
         return np.stack(
-            [(q[:, 0] - x0) / (x1 - x0) * size, (1 - (q[:, 1] - y0) / (y1 - y0)) * size], 1
+            [m_left + (q[:, 0] - x0) / (x1 - x0) * w, m_top + (1 - (q[:, 1] - y0) / (y1 - y0)) * h],
+            1,
         )
 
-    for pts, colour in ((ref, (200, 200, 200)), (p, (31, 90, 200))):
+    for pts, colour in ((ref, (190, 190, 190)), (p, (31, 90, 200))):
         if pts is None:
             continue
         for u, v in px(pts[np.isfinite(pts).all(1)]):
-            draw.ellipse((u - 1.5, v - 1.5, u + 1.5, v + 1.5), fill=colour)
+            if m_left <= u <= size - m_right and m_top <= v <= size - m_bottom:  # inside the axes
+                draw.ellipse((u - 1.5, v - 1.5, u + 1.5, v + 1.5), fill=colour)
+    if frame:
+        font = _font(12)
+        draw.rectangle([m_left, m_top, size - m_right, size - m_bottom], outline="black")
+        draw.text((m_left, size - m_bottom + 4), f"{x0:.3g}", fill="black", font=font)
+        draw.text(
+            (size - m_right, size - m_bottom + 4), f"{x1:.3g}", fill="black", font=font, anchor="ra"
+        )
+        draw.text((m_left - 4, size - m_bottom), f"{y0:.3g}", fill="black", font=font, anchor="rs")
+        draw.text((m_left - 4, m_top), f"{y1:.3g}", fill="black", font=font, anchor="rt")
+        entries = [(labels[0], (31, 90, 200))] + (
+            [(labels[1], (190, 190, 190))] if ref is not None else []
+        )
+        for i, (text, colour) in enumerate(entries):
+            y = m_top + 10 + 16 * i
+            draw.ellipse((size - m_right - 96, y - 3, size - m_right - 90, y + 3), fill=colour)
+            draw.text((size - m_right - 84, y), text, fill="black", font=font, anchor="lm")
+        heading = title or f"{len(p)} samples" + (
+            f" over {len(ref)} data points" if ref is not None else ""
+        )
+        draw.text((size / 2, 8), heading, fill="black", font=_font(14), anchor="ma")
     return img
+
+
+def reference_for(data: Any, n: int = 2000) -> torch.Tensor | None:
+    """Up to ``n`` points of 2-D vector data (test split first) to draw under samples."""
+    if data is None or data.info.modality != "vector" or tuple(data.info.shape) != (2,):
+        return None
+    split = "test" if "test" in data.splits else next(iter(data.splits))
+    return data.tensor(split, "cpu")[:n]
 
 
 def auto(samples: torch.Tensor, info: DataInfo) -> Image.Image:
     """The natural picture of samples of this data: a grid for images, a scatter for 2-D."""
     if info.modality == "image":
-        return image_grid(samples, scale=max(1, 64 // samples.shape[-1]))
+        return image_grid(samples, scale=max(1, TILE // samples.shape[-1]))
     if info.modality == "vector" and samples.shape[-1] == 2:
         return scatter(samples)
     if info.modality == "vector" and int(math.isqrt(samples.shape[-1])) ** 2 == samples.shape[-1]:
         side = math.isqrt(samples.shape[-1])
-        return image_grid(samples.reshape(-1, 1, side, side), scale=max(1, 64 // side))
+        return image_grid(samples.reshape(-1, 1, side, side), scale=max(1, TILE // side))
     from gm.errors import GMError
 
     raise GMError(

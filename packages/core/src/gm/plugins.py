@@ -29,6 +29,7 @@ from gm.specs import (
     CommandSpec,
     DatasetSpec,
     DiscriminatorSpec,
+    LoggerSpec,
     ModelSpec,
     SequenceGeneratorSpec,
     Spec,
@@ -82,6 +83,7 @@ KINDS = {
     "discriminators": "gm_discriminators",
     "trainers": "gm_trainers",
     "commands": "gm_commands",
+    "loggers": "gm_loggers",
 }
 
 
@@ -93,6 +95,7 @@ RECORDS = {
     "discriminators": DiscriminatorSpec,
     "trainers": TrainerSpec,
     "commands": CommandSpec,
+    "loggers": LoggerSpec,
 }
 
 
@@ -180,7 +183,8 @@ def manager() -> pluggy.PluginManager:
         except pluggy.PluginValidationError as err:
             name = pm.get_name(err.plugin) or "?"
             pm.unregister(err.plugin)
-            _FAILED[name] = (_DISTRIBUTIONS.get(name, (name, ""))[0], err.plugin.__name__)
+            module_name = getattr(err.plugin, "__name__", str(err.plugin))
+            _FAILED[name] = (_DISTRIBUTIONS.get(name, (name, ""))[0], module_name)
             _problem(
                 name,
                 f"implements an unknown hook ({err}); fix its spelling. Continuing without it",
@@ -211,7 +215,14 @@ def plugins() -> list[PluginInfo]:
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(module) or []))
         dist, ver = _DISTRIBUTIONS.get(name, (name, ""))
         out.append(
-            PluginInfo(name, dist, ver, module.__name__, hooks, tuple(_PROBLEMS.get(name, ())))
+            PluginInfo(
+                name,
+                dist,
+                ver,
+                getattr(module, "__name__", str(module)),
+                hooks,
+                tuple(_PROBLEMS.get(name, ())),
+            )
         )
     for name, (dist, module_name) in _FAILED.items():
         ver = _DISTRIBUTIONS.get(name, (dist, ""))[1]
@@ -219,7 +230,7 @@ def plugins() -> list[PluginInfo]:
     return out
 
 
-def _is_record(item: Any, cls: type) -> bool:
+def _is_record(item: Any, cls: type[Spec]) -> bool:
     return (
         isinstance(item, cls)
         and isinstance(item.name, str)

@@ -90,3 +90,9 @@ class CommandSpec(Spec):
     """A CLI verb. ``target`` is a plain function (made a command) or a ``typer.Typer``
     (added as a group). Its module is imported when the CLI is built, so it must not
     import torch at module level."""
+
+
+@dataclass(frozen=True)
+class LoggerSpec(Spec):
+    """An experiment logger for ``gm train --report-to NAME``. ``target`` is a class
+    ``Logger(run: Path, record: dict)`` with ``log(step, row)`` and ``close()``."""

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import distributions as D
 
-from gm import fastpath
+from gm import fastpath, progress
 from gm_walkback.schedules import Walk
 
 DistFn = Callable[[int, torch.Tensor], D.Distribution]  # (step t = 1..K, state) -> distribution
@@ -82,7 +82,7 @@ def run_chain(
     args = walk_args(walk, s.device, tensors=step is not chain_step)  # a compiled step
     if known is not None:
         s = torch.where(known, values, s)
-    for i, (t, lv) in enumerate(args, 1):
+    for i, (t, lv) in enumerate(progress.track(args, len(args), "chain", min_total=LONG), 1):
         s = step(op, s, t, lv, known, values)
         if every and (i % every == 0 or i == len(args)):
             frames.append(s.clone())
@@ -90,6 +90,7 @@ def run_chain(
 
 
 LONG_CHAIN = 500  # steps from which compiling pays on CPU too (see FastChain)
+LONG = 200  # chains from this many steps show a progress bar (gm sample; not evaluation's)
 
 
 class FastChain:
@@ -189,7 +190,7 @@ class FastChain:
             step = fastpath.cuda_graphed(step, s, *args[0])
         keep = torch.contiguous_format  # copies: never a graph's static output
         frames = [s.clone(memory_format=keep)] if every else []
-        for i, (t, lv) in enumerate(args, 1):
+        for i, (t, lv) in enumerate(progress.track(args, len(args), "chain", min_total=LONG), 1):
             s = step(s, t, lv)
             if every and (i % every == 0 or i == len(args)):
                 frames.append(s.clone(memory_format=keep))

@@ -18,8 +18,8 @@ def inpaint(
     mask: str = typer.Option(
         "bottom-half", help="bottom-half, mar:K (K x K square) or mcar:P (drop rate)."
     ),
-    out: Path = typer.Option(
-        Path("inpaint.png"), "--out", "-o", help=".png picture or .npy array."
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help=".png picture or .npy array (default: RUN/inpaint.png)."
     ),
     n: int = typer.Option(16, "-n", help="Number of examples to fill in."),
     split: str = typer.Option("test", help="Split the examples come from."),
@@ -40,7 +40,10 @@ def inpaint(
         raise GMError(
             f"gm inpaint got unexpected arguments {' '.join(ctx.args)}; see gm inpaint --help."
         )
+    from gm.hub import default_out
     from gm_walkback.inpainting import inpaint_run
+
+    out = out or default_out(run, "inpaint.png")  # never the working folder unless asked
 
     rmse = inpaint_run(
         run,

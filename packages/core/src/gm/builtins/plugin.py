@@ -1,7 +1,7 @@
 """Core's built-in plugin: synthetic datasets and the Gaussian baseline (registered first)."""
 
 import gm
-from gm.specs import DatasetSpec, ModelSpec, TrainerSpec
+from gm.specs import DatasetSpec, LoggerSpec, ModelSpec, TrainerSpec
 
 _TOY = "generated with numpy from an explicit seed (options n, seed)"
 
@@ -68,5 +68,14 @@ def gm_models():
             "full-covariance Gaussian fit: the trivial baseline",
             trainer="gaussian",
             modalities=("vector", "image"),
+        )
+    ]
+
+
+@gm.hookimpl
+def gm_loggers():
+    return [
+        LoggerSpec(
+            "tensorboard", "gm.loggers:TensorBoard", "TensorBoard scalars under RUN/tensorboard"
         )
     ]

@@ -1,0 +1,208 @@
+"""The Python API: ``gm.train``, ``gm.load``, ``Model.sample`` and ``Model.evaluate``.
+
+A thin layer over the engine and run folders, the same path the CLI takes, so a run made
+here is a run folder like any other (``gm sample RUN`` works on it, and the reverse).
+:class:`Run` names a run folder; :class:`Model` is a loaded, trained model. Documented on
+one page: docs/python-api.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gm import hub
+from gm.errors import GMError
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder written by training (``config.json``, weights, ``metrics.jsonl``)."""
+
+    path: Path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return json.loads((self.path / "config.json").read_text())
+
+    @property
+    def metrics(self) -> list[dict[str, float]]:
+        """The rows of ``metrics.jsonl``: step, the trainer's metrics, steps_per_s, time, lr."""
+        path = self.path / "metrics.jsonl"
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def load(self, device: str = "auto") -> Model:
+        return load(self.path, device=device)
+
+
+class Model:
+    """A trained model, ready to sample and evaluate (wraps the run's trainer)."""
+
+    def __init__(self, trainer: Any, run: Path, record: dict[str, Any]):
+        self.trainer, self.run, self.record = trainer, run, record
+
+    @property
+    def name(self) -> str:
+        return self.record["gm_model"]
+
+    @property
+    def config(self) -> Any:
+        return self.trainer.config
+
+    def __repr__(self) -> str:
+        return (
+            f"gm.Model({self.name!r}, trained on {self.record['dataset']!r}, run={str(self.run)!r})"
+        )
+
+    def _options(self, cls: type, options: dict[str, Any], verb: str) -> Any:
+        from gm import config as configs
+
+        return configs.override(cls(), options, source=f"{verb}() of {self.name}", what="option")
+
+    def sample(self, n: int = 64, *, seed: int | None = None, **options: Any) -> Any:
+        """``n`` samples (a tensor for most models). ``options`` are the model's sample
+        options (``gm list-models NAME`` lists them), e.g. ``steps=``, ``temperature=``."""
+        import torch
+
+        from gm.engine import seed_everything
+
+        if n < 1:
+            raise GMError("n must be at least 1.")
+        opts = self._options(self.trainer.SampleOptions, options, "sample")
+        if seed is not None:
+            seed_everything(seed)
+        with torch.no_grad():
+            return self.trainer.sample(n, opts)
+
+    def save_samples(self, samples: Any, path: str | os.PathLike, **options: Any) -> Path:
+        """Write samples as the CLI does: ``.png`` a picture, ``.npy`` the array."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        opts = self._options(self.trainer.SampleOptions, options, "save_samples")
+        self.trainer.write_samples(samples, path, opts)
+        return path
+
+    def evaluate(
+        self, data: Any = None, split: str = "test", *, seed: int = 0, **options: Any
+    ) -> dict[str, float]:
+        """Metrics on a split of ``data``: None (the run's dataset), a dataset name, a
+        :class:`gm.data.Dataset`, or a tensor of examples (evaluated as ``split``)."""
+        from gm.data import load_dataset
+        from gm.engine import seed_everything
+
+        if data is None:
+            dataset = load_dataset(
+                self.record["dataset"], None, self.record.get("data_options", {})
+            )
+        elif isinstance(data, str):
+            dataset = load_dataset(data, None, {})
+        else:
+            dataset = as_dataset(data, name=self.record["data"]["name"], split=split)
+        opts = self._options(self.trainer.EvaluateOptions, options, "evaluate")
+        seed_everything(seed)
+        return self.trainer.evaluate(dataset, split, opts)
+
+
+def load(run: str | os.PathLike, device: str = "auto") -> Model:
+    """A trained model from a run folder, ``hf://OWNER/NAME`` or ``OWNER/NAME``."""
+    from gm import checkpoint, distributed
+
+    path = hub.resolve(os.fspath(run))
+    record = checkpoint.read_record(path)
+    trainer = checkpoint.load(path, distributed.choose_device(device))
+    return Model(trainer, path, record)
+
+
+def as_dataset(data: Any, *, name: str = "tensor", split: str = "train") -> Any:
+    """A :class:`gm.data.Dataset` from a Dataset, a tensor/array, or a dict of splits.
+
+    A tensor's modality follows its dtype and shape: integer (N, L) token sequences,
+    uint8 or float (N, C, H, W) images, float (N, L, 3) pen strokes, float (N, D) vectors.
+    A lone tensor becomes ``split`` (for training: the last 10% become ``test``).
+    """
+    import torch
+
+    from gm.data import DataInfo, Dataset
+
+    if isinstance(data, Dataset):
+        return data
+    splits = dict(data) if isinstance(data, dict) else None
+    if splits is None:
+        x = torch.as_tensor(data)
+        if split == "train" and len(x) >= 10:
+            cut = len(x) - len(x) // 10
+            splits = {"train": x[:cut], "test": x[cut:]}
+        else:
+            splits = {split: x}
+    splits = {k: torch.as_tensor(v) for k, v in splits.items()}
+    first = next(iter(splits.values()))
+    if first.ndim < 2:
+        raise GMError(
+            f"data must have one row per example, got a tensor of shape {tuple(first.shape)}."
+        )
+    if not first.dtype.is_floating_point and first.dtype != torch.uint8:
+        info = DataInfo(
+            name, "sequence", tuple(first.shape[1:]), int(max(v.max() for v in splits.values())) + 1
+        )
+        splits = {k: v.long() for k, v in splits.items()}
+    elif first.ndim == 4:
+        info = DataInfo(name, "image", tuple(first.shape[1:]))
+    elif first.ndim == 3 and first.shape[-1] == 3:
+        info = DataInfo(name, "strokes", tuple(first.shape[1:]))
+    elif first.ndim == 2:
+        info = DataInfo(name, "vector", tuple(first.shape[1:]))
+        splits = {k: v.float() for k, v in splits.items()}
+    else:
+        raise GMError(
+            f"cannot tell what data of shape {tuple(first.shape)} is; give (N, D) vectors, "
+            "(N, C, H, W) images, (N, L) integer tokens or (N, L, 3) strokes."
+        )
+    try:
+        return Dataset(info, splits)
+    except ValueError as err:
+        raise GMError(f"the splits of data disagree: {err}.") from None
+
+
+def train(
+    model: str,
+    data: Any,
+    *,
+    steps: int | None = None,
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+    report_to: tuple[str, ...] = (),
+    data_options: dict[str, Any] | None = None,
+    **config: Any,
+) -> Run:
+    """Train ``model`` (a name from ``gm list-models``) on ``data`` (a dataset name, a
+    ``images:DIR``-style source, a :class:`gm.data.Dataset`, a tensor or a dict of split
+    tensors); ``config`` keys override the model's config (``lr=1e-3``). Returns the run."""
+    from gm import describe, engine, plugins
+
+    spec = plugins.get("models", model)
+    describe.check_keys(spec, config, source=f"gm.train({model!r}, ...)")
+    dataset = data if isinstance(data, str) else as_dataset(data)
+    path = engine.train(
+        model,
+        dataset,
+        steps=steps,
+        out=Path(out) if out is not None else None,
+        overrides=config,
+        device=device,
+        seed=seed,
+        data_options=data_options,
+        progress=progress,
+        report_to=report_to,
+    )
+    return Run(Path(path))

@@ -1,0 +1,95 @@
+"""What a model takes, for people: its settings as tables and the check of ``--set`` keys.
+
+Read from the source (:mod:`gm.schema`), so ``gm train MODEL --help``, ``gm list-models
+NAME`` and a mistyped ``--set`` key answer before torch is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from gm import plugins, schema
+from gm.errors import GMError
+
+DATA_DEPENDENT = (
+    "Defaults are the config class's; some models choose data-dependent values at train "
+    "time (gm train MODEL --dataset NAME --show-config prints the resolved config)."
+)
+
+
+def close_names(name: str, valid: Iterable[str]) -> str:
+    """`` Did you mean 'steps'?`` or an empty string."""
+    close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.6)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_keys(spec: Any, keys: Iterable[str], *, source: str, attr: str = "Config") -> None:
+    """A :class:`GMError` naming the closest valid keys for the first unknown one."""
+    fields = schema.fields(spec, attr)
+    if fields is None:  # unreadable source: the config itself checks after import
+        return
+    valid = [f.name for f in fields]
+    for key in keys:
+        if key not in valid:
+            raise GMError(
+                f"unknown config key {key!r} for model {spec.name!r} in {source}."
+                f"{close_names(key, valid)} Valid: {', '.join(sorted(valid))}."
+            )
+
+
+def fields_table(fields: list[schema.Field], title: str):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("key", no_wrap=True, style="bold")
+    table.add_column("type", overflow="fold")
+    table.add_column("default", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for f in fields:
+        table.add_row(f.name, f.type, f.default, f.note)
+    return table
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        return Console(width=max(console.width, 160), no_color=True, highlight=False)
+    return console
+
+
+def print_config_help(spec: Any) -> None:
+    """The config keys under a model's ``gm train MODEL --help``."""
+    console = _console()
+    fields = schema.model_fields(spec)
+    console.print(fields_table(fields, f"config keys of {spec.name} (--set key=value)"))
+    console.print(DATA_DEPENDENT, style="dim")
+
+
+def datasets_for(spec: Any) -> list[str]:
+    wanted = set(spec.modalities)
+    return [
+        name
+        for name, d in plugins.registry("datasets").items()
+        if not wanted or d.modality in wanted
+    ]
+
+
+def print_model(spec: Any) -> None:
+    """``gm list-models NAME``: what the model is, the data it takes and all its options."""
+    console = _console()
+    console.print(f"[bold]{spec.name}[/bold]  {spec.summary}")
+    console.print(f"plugin: {spec.plugin}   trainer: {spec.trainer or '-'}")
+    kinds = ", ".join(spec.modalities) if spec.modalities else "any"
+    console.print(f"data: {kinds} ({', '.join(datasets_for(spec))})", overflow="fold")
+    if spec.defaults:
+        console.print(f"recipe: {', '.join(f'{k}={v!r}' for k, v in spec.defaults.items())}")
+    console.print(fields_table(schema.model_fields(spec), "config (gm train --set key=value)"))
+    for attr, verb in (("SampleOptions", "gm sample"), ("EvaluateOptions", "gm evaluate")):
+        fields = schema.model_fields(spec, attr)
+        if fields:
+            console.print(fields_table(fields, f"{verb} options (--key value)"))
+    console.print(DATA_DEPENDENT, style="dim")

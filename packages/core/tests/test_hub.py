@@ -1,0 +1,124 @@
+"""The Hub: what a push would upload (never uploaded in tests), and runs read back from a
+local snapshot in the Hub's own cache layout, offline, wherever a RUN is accepted."""
+
+import json
+
+import pytest
+from conftest import gm_run
+
+import gm
+from gm import hub
+from gm.engine import train
+from gm.errors import GMError
+
+REPO = "someone/gauss-roll"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hub") / "run"
+    return train(
+        "gaussian",
+        "swiss-roll",
+        steps=30,
+        out=out,
+        device="cpu",
+        progress=False,
+        overrides={"log_every": 10},
+    )
+
+
+@pytest.fixture
+def cache(run, tmp_path, monkeypatch):
+    """The pushed files as a snapshot in a Hub cache; the Hub offline, in and out of process."""
+    root = tmp_path / "hf-cache"
+    repo = root / f"models--{REPO.replace('/', '--')}"
+    hub.prepare(run, REPO, repo / "snapshots" / SHA)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(SHA)
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))
+    hub.download.cache_clear()
+    yield {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root)}
+    hub.download.cache_clear()
+
+
+def test_push_uploads_the_model_and_a_card_but_not_the_resume_state(run, tmp_path):
+    files = hub.prepare(run, REPO, tmp_path / "up", license="mit")
+    assert files == [
+        "README.md",
+        "config.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "samples.png",
+    ]
+    card = (tmp_path / "up" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: gm\nlicense: mit\n")
+    assert "# gaussian on swiss-roll" in card and "data licence: public domain" in card
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert f"| loss | {last['loss']:.6g} |" in card  # the run's own final metrics
+    assert "![samples](samples.png)" in card and f'gm.load("hf://{REPO}")' in card
+    assert "| lr | `0.02` |" in card  # the config
+
+
+def test_push_refuses_what_is_not_a_run_or_a_repo_id(run, tmp_path):
+    with pytest.raises(GMError, match="not a trained run folder"):
+        hub.prepare(tmp_path, REPO, tmp_path / "x")
+    with pytest.raises(GMError, match="OWNER/NAME"):
+        hub.prepare(run, "no-slash", tmp_path / "x")
+    out = gm_run("push", str(run), REPO, "--dry-run", str(tmp_path / "d"))
+    assert out.returncode == 0 and "would upload to someone/gauss-roll" in out.stdout
+
+
+def test_load_from_the_hub_cache_offline(cache, run):
+    for name in (f"hf://{REPO}", REPO):
+        model = gm.load(name)
+        assert model.name == "gaussian" and model.sample(7).shape == (7, 2)
+    from safetensors.torch import load_file
+
+    from gm import checkpoint
+
+    hubbed, local = gm.load(REPO).trainer.density.mean, checkpoint.load(run).density.mean
+    assert hubbed.tolist() == local.tolist()
+    assert load_file(str(hub.resolve(REPO) / "model.safetensors")).keys()
+
+
+def test_cli_verbs_take_a_hub_repo(cache, tmp_path):
+    out = gm_run("sample", f"hf://{REPO}", "-n", "9", "--out", str(tmp_path / "s.npy"), env=cache)
+    assert out.returncode == 0, out.stderr
+    import numpy as np
+
+    assert np.load(tmp_path / "s.npy").shape == (9, 2)
+    ev = gm_run("evaluate", REPO, "--json", env=cache)
+    assert ev.returncode == 0, ev.stderr
+    assert "nll" in json.loads(ev.stdout)
+    plot = gm_run("plot", REPO, "--out", str(tmp_path / "c.png"), env=cache)
+    assert plot.returncode == 0, plot.stderr
+
+
+def test_hub_model_needs_an_explicit_out_and_a_missing_one_is_one_line(cache):
+    out = gm_run("sample", REPO, "-n", "2", env=cache)
+    assert out.returncode == 2 and "--out FILE" in out.stderr
+    missing = gm_run("sample", "someone/not-there", "--out", "x.png", env=cache)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "not in the cache" in missing.stderr
+
+
+def test_a_local_folder_wins_over_a_repo_id(run, tmp_path, monkeypatch):
+    (tmp_path / "someone").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert hub.repo_id("someone") is None and hub.repo_id("hf://a/b") == "a/b"
+    assert hub.repo_id("hf:/a/b") == "a/b"  # what Path() makes of hf://a/b
+    assert hub.repo_id("a/b") == "a/b"
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert hub.repo_id("a/b") is None
+
+
+def test_sample_writes_into_the_run_folder_by_default(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = gm_run("sample", str(run), "-n", "5")
+    assert out.returncode == 0, out.stderr
+    assert (run / "samples-seed0.png").exists() and list(tmp_path.iterdir()) == []

@@ -1,0 +1,153 @@
+"""Progress on every step: the bar moves between log rows (seen on a real pseudo-terminal),
+plain timestamped lines in a pipe, metrics rows with time and lr from the first step, a
+summary line; loggers get every row."""
+
+import json
+import re
+
+import pytest
+from conftest import gm_run, plain, pty_run
+
+from gm import engine, plugins
+from gm import progress as show
+
+
+def rows(run):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_bar_moves_before_the_first_log_row_on_a_terminal(tmp_path):
+    steps = 600
+    chunks, code = pty_run(
+        "train",
+        "gaussian",
+        "--dataset",
+        "swiss-roll",
+        "--steps",
+        str(steps),
+        "--set",
+        f"log_every={steps}",
+        "--out",
+        str(tmp_path / "r"),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        env={"COLUMNS": "120"},
+    )
+    text = plain("".join(c for _, c in chunks))
+    assert code == 0, text[-2000:]
+    counts = {int(m) for m in re.findall(rf"(\d+)/{steps}\b", text)}
+    between = [c for c in counts if 1 < c < steps]
+    # drawn at least three times between step 1 and the only regular row (step 600)
+    assert len(between) >= 3, sorted(counts)
+    assert "gm: trained 600 steps" in text
+
+
+def test_plain_timestamped_lines_without_a_terminal(tmp_path):
+    out = gm_run(
+        "train",
+        "gaussian",
+        "--dataset",
+        "swiss-roll",
+        "--steps",
+        "20",
+        "--set",
+        "log_every=10",
+        "--out",
+        str(tmp_path / "r"),
+        "--device",
+        "cpu",
+    )
+    assert out.returncode == 0, out.stderr
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    lines = out.stderr.splitlines()
+    assert any(re.match(stamp + r"gm: loading dataset swiss-roll", ln) for ln in lines)
+    assert any(re.match(stamp + r"train 10/20  loss ", ln) for ln in lines)
+    (summary,) = [ln for ln in lines if "gm: trained" in ln]
+    assert re.match(
+        stamp + r"gm: trained 20 steps in [\d.]+ s .*best loss [-\d.]+ at step \d+", summary
+    )
+    assert "\x1b[" not in out.stderr  # no terminal codes in a log
+
+
+def test_rows_have_time_and_lr_and_start_at_step_one(tmp_path):
+    run = engine.train(
+        "gaussian",
+        "swiss-roll",
+        steps=12,
+        out=tmp_path / "r",
+        device="cpu",
+        progress=False,
+        overrides={"log_every": 5, "lr": 0.01},
+    )
+    got = rows(run)
+    assert [r["step"] for r in got] == [1, 5, 10, 12]
+    assert all(r["lr"] == 0.01 for r in got)
+    times = [r["time"] for r in got]
+    assert times == sorted(times) and times[0] >= 0
+
+
+def test_a_row_after_first_row_seconds_when_log_every_is_far(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "FIRST_ROW_S", 0.0)  # "10 s" passes at once
+    run = engine.train(
+        "gaussian",
+        "swiss-roll",
+        steps=30,
+        out=tmp_path / "r",
+        device="cpu",
+        progress=False,
+        overrides={"log_every": 20},
+    )
+    assert [r["step"] for r in rows(run)] == [1, 2, 20, 30]  # one timed row, not one a step
+
+
+def test_resume_continues_the_time_axis(tmp_path):
+    kw = dict(device="cpu", progress=False)
+    run = engine.train(
+        "gaussian", "swiss-roll", steps=10, out=tmp_path / "r", **kw, overrides={"log_every": 5}
+    )
+    before = rows(run)[-1]["time"]
+    engine.train("gaussian", "swiss-roll", steps=20, resume=run, **kw)
+    after = [r for r in rows(run) if r["step"] > 10]
+    assert after and all(r["time"] > before for r in after)
+
+
+def test_progress_is_silent_unless_enabled(capsys):
+    with show.bar(10, "x") as b:
+        for _ in range(10):
+            b.advance()
+    show.status("nothing")
+    assert capsys.readouterr().err == ""
+    with show.enabled():
+        show.status("loading")
+        for _ in show.track(range(3), 3, "decode"):
+            pass
+    err = capsys.readouterr().err
+    assert "gm: loading ..." in err
+
+
+def test_tensorboard_logger_gets_every_row(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = engine.train(
+        "gaussian",
+        "swiss-roll",
+        steps=10,
+        out=tmp_path / "r",
+        device="cpu",
+        progress=False,
+        overrides={"log_every": 5},
+        report_to=("tensorboard",),
+    )
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    logged = [(e.step, e.value) for e in acc.Scalars("loss")]
+    assert logged == [(r["step"], pytest.approx(r["loss"])) for r in rows(run)]
+
+
+def test_unknown_logger_is_one_line_with_close_names():
+    out = gm_run("train", "gaussian", "--dataset", "swiss-roll", "--report-to", "tensorbord")
+    assert out.returncode == 2 and "Did you mean 'tensorboard'?" in out.stderr
+    assert "tensorboard" in plugins.registry("loggers")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,21 @@ def save(run: Path, trainer: Trainer, step: int) -> None:
     ]
     for tmp, name in staged:
         os.replace(tmp, run / name)
+
+
+def save_weights(folder: Path, trainer: Trainer, step: int) -> None:
+    """Weights only, into ``folder`` beside a copy of its parent run's config.json, so that
+    :func:`load` reads it as a run (a trainer's best-so-far checkpoint under validation)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    parent = folder.parent / CONFIG
+    if parent.exists():
+        shutil.copyfile(parent, folder / CONFIG)
+    weights = {
+        f"{m}.{k}": v for m, mod in trainer.modules().items() for k, v in mod.state_dict().items()
+    }
+    tmp = _stage(folder / WEIGHTS, _tensor_writer(weights, {"step": str(step)}))
+    os.replace(tmp, folder / WEIGHTS)
 
 
 def load_weights(run: Path, trainer: Trainer) -> int:

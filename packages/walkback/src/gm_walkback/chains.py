@@ -78,10 +78,10 @@ def run_chain(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Apply the operator along ``walk`` (already in generation order). Returns the final
     state and, when ``every`` > 0, the states at steps 0, every, 2*every, ... and the last."""
-    frames = [s.clone()] if every else []
-    args = walk_args(walk, s.device, tensors=step is not chain_step)  # a compiled step
     if known is not None:
         s = torch.where(known, values, s)
+    frames = [s.clone()] if every else []
+    args = walk_args(walk, s.device, tensors=step is not chain_step)  # a compiled step
     for i, (t, lv) in enumerate(args, 1):
         s = step(op, s, t, lv, known, values)
         if every and (i % every == 0 or i == len(args)):

@@ -89,7 +89,7 @@ class WalkbackConfig(TrainConfig):
     dequantize: bool = True  # 8-bit images: (k + U(0,1)) / 256 for the Gaussian operator
     # validation (Algorithm 1: "monitoring L on a validation set"): every validate_every
     # minibatches the bound (Eq. 5) on validate_examples held-out examples (the dataset's
-    # "validation" split, else the last ones of "test"); the best weights go to <run>/best
+    # "valid" split, else the last ones of "test"); the best weights go to <run>/best
     validate_every: int = 0
     validate_examples: int = 200
 
@@ -249,7 +249,10 @@ class WalkbackTrainer(Trainer):
     def heat(self) -> int:
         """H = ceil(log2 Tmax), the number of heated levels of the doubling schedule."""
         if self._heat is None:
-            self._heat = max(1, int(self.stats.heat.item()))
+            if self.config.tmax > 0:  # a fixed Tmax: its H, trained or not
+                self._refresh_heat()
+            else:
+                self._heat = max(1, int(self.stats.heat.item()))
         return self._heat
 
     def _refresh_heat(self) -> None:
@@ -551,8 +554,9 @@ class WalkbackTrainer(Trainer):
         ``gm sample --run <run>/best`` loads). Called by the engine every validate_every
         minibatches (Algorithm 1's monitoring; early stopping is picking <run>/best)."""
         n = self.config.validate_examples
-        if "validation" in data.splits:
-            raw = data.raw("validation")[:n]
+        held = [k for k in ("valid", "validation") if k in data.splits]
+        if held:
+            raw = data.raw(held[0])[:n]
         else:
             raw = data.raw("test")[-n:]
         x = data.decode(raw.to(self.device)).float()

@@ -44,15 +44,15 @@ def settings(quick: bool) -> dict:
         "updates": 6_000,  # parameter updates per MNIST model (equal for every row)
         "hidden": 256,  # MNIST MLP width (the paper's likelihood MLP is 2 x 1200)
         "batch": 100,
-        "eval_examples": 100,  # test examples for IS / bound (the first ones of the split)
+        "eval_examples": 50,  # test examples for IS / bound (the first ones of the split)
         "net1000_examples": 10,  # NET-1000's IS costs 1000 steps x M per example
         "trajectories": 100,
-        "samples": 500,  # samples for the classifier measures
-        "long_chains": 100,
+        "samples": 300,  # samples for the classifier measures
+        "long_chains": 64,
         "long_steps": 5000,
-        "inpaint_examples": 200,
+        "inpaint_examples": 100,
         "toy_hidden": 128,
-        "toy_minibatches": 150,  # x 30 online updates
+        "toy_minibatches": 100,  # x 30 online updates
         "toy_samples": 1000,
         "validate_every": 50,
     }
@@ -305,9 +305,9 @@ def mnist_job(name: str, row: dict, s: dict, tmp: Path, shared: dict) -> dict:
             opts = WalkbackEvaluateOptions(
                 trajectories=s["trajectories"],
                 examples=n_eval,
-                chains=100,
+                chains=64,
                 burn_in=50,
-                chain_steps=200,
+                chain_steps=100,
             )
         else:
             opts = DiffusionEvaluateOptions(trajectories=s["trajectories"], examples=n_eval)
@@ -599,7 +599,7 @@ def write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, quick)
     add(
         f"{s['long_chains']} chains per model: the end of cooling, then +{s['long_steps']} steps at "
         "T = 1 (level 0), each shown as the mean of its last step. Reversibility (appendix H): "
-        "a chain at T = 1 after 50 burn-in steps, 100 chains x 200 steps; entropy production "
+        "a chain at T = 1 after 50 burn-in steps, 64 chains x 100 steps; entropy production "
         "= mean of ln p(s_t+1|s_t) - ln p(s_t|s_t+1) per step; step entropy = mean of "
         "-ln p(s_t+1|s_t) counted in 8-bit cells (differential entropy + D ln 256); "
         "reversibility = their ratio (the paper: 3.6%)."
@@ -721,6 +721,13 @@ def main() -> None:
 
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT / "packages" / "walkback" / "src"))
+    # every module up front: nothing imported later can differ from this commit's files
+    import gm_walkback.chains
+    import gm_walkback.diffusion
+    import gm_walkback.masks
+    import gm_walkback.operators
+    import gm_walkback.schedules
+    import gm_walkback.walkback  # noqa: F401
     from gm.data import load_dataset
 
     s = settings(args.quick)

@@ -14,9 +14,9 @@ Per minibatch x:
    second moments of s_K.
 
 ``schedule="appendix"`` replaces 1-2 by a fixed K = 30 with T_t = factor^(t-1).
-``loss="reconstruction"`` is the authors' public code (scores s_{t-1} against F(s_{t-1})
-at the same state with the variance frozen, forward noise scaled by 1e-5), only for
-comparison.
+``loss="reconstruction"`` is the appendix tables' "reconstruction error as per-step loss"
+as the authors' public code computes it (0.5 |s_{t-1} - F(s_{t-1})| summed, F at the same
+state, the variance head unused, forward noise scaled by 1e-5); ``recipe=appendix`` uses it.
 """
 
 from __future__ import annotations
@@ -329,12 +329,13 @@ class WalkbackTrainer(Trainer):
         s_t scoring the state it came from (mean over the batch)."""
         if self.config.loss == "walkback":
             return -self.operator.distribution(s_next, temperature, level).log_prob(s_prev).mean()
-        # The authors' code: F applied at s_{t-1} reconstructs s_{t-1}; variance head unused.
+        # The authors' code (walkback_nips17): F applied at s_{t-1} reconstructs s_{t-1},
+        # -log_p_reverse = 0.5 * sum |x - mu| (an L1 error); the variance head is unused.
         f = self.operator.net(s_prev, level)[0].float()
         if self.operator.kind == "bernoulli":
             per = nn.functional.binary_cross_entropy_with_logits(f, s_prev, reduction="none")
         else:
-            per = 0.5 * (s_prev - f).pow(2)
+            per = 0.5 * (s_prev - f).abs()
         return per.flatten(1).sum(1).mean()
 
     def _forward_sample(self, heads, temperature: float) -> torch.Tensor:

@@ -257,6 +257,7 @@ def mnist_job(name: str, row: dict, s: dict, tmp: Path, shared: dict) -> dict:
     train_s = time.perf_counter() - start
     out = {
         "name": name,
+        "model": row["model"],
         "label": row["label"],
         "train_s": train_s,
         "minibatches": row["minibatches"],
@@ -691,6 +692,17 @@ def write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, quick)
             + "."
         )
     )
+    nets = {r["name"]: r for r in rows if r["model"] == "diffusion"}
+    for r in vw:
+        for key, label in (("net30", "NET with 30 steps"), ("net1000", "NET with 1000 steps")):
+            if key in nets:
+                n = nets[key]
+                add(
+                    f"- {r['label']} against {label} at equal updates: bits/dim "
+                    f"{r['bits_per_dim']:.3f} vs {n['bits_per_dim']:.3f} (NET-1000 on "
+                    f"{n['eval_examples']} images), FD {r['samples']['fd']:.2f} vs "
+                    f"{n['samples']['fd']:.2f}, train s {r['train_s']:.0f} vs {n['train_s']:.0f}."
+                )
     add(
         "- The default image recipe (`WalkbackTrainer.IMAGE_RECIPE`) is set from this pilot's "
         "bits/dim; see the README of gm-walkback for which it is."

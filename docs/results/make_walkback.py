@@ -699,7 +699,7 @@ def write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, quick)
                 n = nets[key]
                 add(
                     f"- {r['label']} against {label} at equal updates: bits/dim "
-                    f"{r['bits_per_dim']:.3f} vs {n['bits_per_dim']:.3f} (NET-1000 on "
+                    f"{r['bits_per_dim']:.3f} vs {n['bits_per_dim']:.3f} (NET on "
                     f"{n['eval_examples']} images), FD {r['samples']['fd']:.2f} vs "
                     f"{n['samples']['fd']:.2f}, train s {r['train_s']:.0f} vs {n['train_s']:.0f}."
                 )

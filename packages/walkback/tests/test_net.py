@@ -80,3 +80,16 @@ def test_reverse_variance_coefficient_is_scaled_by_one_over_sqrt_t():
     beta = m.betas[5]
     want = torch.sigmoid(2.0 / 4 + torch.log(beta) - torch.log1p(-beta)).sqrt()
     assert torch.allclose(std, want.expand_as(std))
+
+
+def test_dequantisation_stays_in_each_8_bit_cell():
+    """k -> (k + U) / 256 in [k/256, (k+1)/256), for NET and walkback alike."""
+    info = DataInfo("cells", "image", (1, 4, 4))
+    k = torch.arange(16, dtype=torch.float64).view(1, 1, 4, 4) * 17  # 0 .. 255
+    x = (k / 255).float().repeat(64, 1, 1, 1)
+    for model in ("diffusion", "walkback"):
+        cls, cfg = build_config(model, info, overrides={"hidden": 8})
+        trainer = cls(cfg, info, "cpu")
+        z = trainer.prepare(x).double() * 256
+        assert ((z >= k) & (z < k + 1)).all(), model
+        assert (z - k).std() > 0.2  # uniform noise, not a constant offset

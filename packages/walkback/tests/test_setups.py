@@ -41,6 +41,7 @@ def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
     mnist = WalkbackTrainer.default_config(MNIST)
     assert _arch(mnist) == ("conv", (16, 32), 5, 1024, "batch", "layer")
     assert mnist.fc_activation == "leaky"
+    assert (mnist.lr, mnist.alpha) == (1e-4, 0.5)  # Tables 2-5: Adam, learning rate 0.0001
     net = build_operator(mnist, MNIST.shape, 4).net
     assert {n.kind for n in net.enc_norms} == {"batch"}
     assert {n.kind for n in net.fc_norms} == {"layer"} and net.slope == 0.02

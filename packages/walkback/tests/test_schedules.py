@@ -19,9 +19,9 @@ def test_doubling_is_algorithm_1():
 
 
 def test_appendix_schedule_and_generation_order():
-    walk = schedules.appendix(30, math.sqrt(2))
-    assert len(walk) == 30 and walk.temperatures[0] == 1.0
-    assert walk.temperatures[-1] == pytest.approx(math.sqrt(2) ** 29)
+    walk = schedules.appendix(30, math.sqrt(2))  # appendix F: T_t = T_0 sqrt(2)^t, t = 1..K
+    assert len(walk) == 30 and walk.temperatures[0] == pytest.approx(math.sqrt(2))
+    assert walk.temperatures[-1] == pytest.approx(math.sqrt(2) ** 30)
     gen = walk.reverse(extra_steps=3)
     assert gen.levels[:30] == tuple(range(29, -1, -1)) and gen.levels[30:] == (0, 0, 0)
     assert gen.temperatures[30:] == (1.0, 1.0, 1.0)

@@ -1,28 +1,35 @@
-"""The paper's setups are what `gm train walkback --dataset D` builds, by data shape."""
+"""The paper's setups are what `gm train walkback --dataset D` builds, by data shape and name,
+and `--set recipe=...` selects the paper's recipes exactly as its appendix states them."""
 
+import math
+
+import pytest
 import torch
 
 from gm.data import DataInfo
+from gm.engine import build_config
+from gm_walkback import recipes
 from gm_walkback.operators import BernoulliMLP, GaussianConv, build_operator
 from gm_walkback.walkback import WalkbackTrainer
 
+MNIST = DataInfo("mnist-5k", "image", (1, 28, 28))
 
-def test_celeba_gets_the_papers_conv_network():
+
+def _arch(cfg):
+    return (cfg.network, cfg.conv_channels, cfg.fc_layers, cfg.fc_width, cfg.norm, cfg.fc_norm)
+
+
+def test_celeba_gets_table_3():
     info = DataInfo("celeba", "image", (3, 64, 64))
     cfg = WalkbackTrainer.default_config(info)
-    assert (cfg.network, cfg.conv_channels, cfg.fc_layers, cfg.fc_width, cfg.norm) == (
-        "conv",
-        (64, 128, 256),
-        5,
-        1024,
-        "batch",
-    )
-    assert cfg.per_step_norm and cfg.operator == "gaussian" and cfg.schedule == "doubling"
+    assert _arch(cfg) == ("conv", (64, 128, 256), 5, 1024, "batch", "batch")
+    assert cfg.fc_activation == "relu" and cfg.per_step_norm and cfg.operator == "gaussian"
     op = build_operator(cfg, info.shape, cfg.max_levels)
     assert isinstance(op, GaussianConv)
     net = op.net
     assert [c.out_channels for c in net.encoder] == [64, 128, 256]
     assert [lin.out_features for lin in net.fc] == [1024, 1024, 1024, 1024, 256 * 8 * 8]
+    assert {n.kind for n in net.fc_norms} == {"batch"} and net.slope == 0.0  # ReLU
     assert len(net.decoders) == 2  # separate mean and variance decoders
     op.eval()
     with torch.no_grad():
@@ -30,21 +37,56 @@ def test_celeba_gets_the_papers_conv_network():
     assert d.mean.shape == (2, 3, 64, 64)
 
 
-def test_mnist_cifar_and_binary_setups():
-    mnist = WalkbackTrainer.default_config(DataInfo("mnist", "image", (1, 28, 28)))
-    assert (mnist.conv_channels, mnist.norm) == ((16, 32), "layer")
+def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
+    mnist = WalkbackTrainer.default_config(MNIST)
+    assert _arch(mnist) == ("conv", (16, 32), 5, 1024, "batch", "layer")
+    assert mnist.fc_activation == "leaky"
+    assert (mnist.lr, mnist.alpha) == (1e-4, 0.5)  # Tables 2-5: Adam, learning rate 0.0001
+    net = build_operator(mnist, MNIST.shape, 4).net
+    assert {n.kind for n in net.enc_norms} == {"batch"}
+    assert {n.kind for n in net.fc_norms} == {"layer"} and net.slope == 0.02
+    assert net.fc[0].in_features == 1568 and net.fc[-1].out_features == 1568
     cifar = WalkbackTrainer.default_config(DataInfo("cifar10", "image", (3, 32, 32)))
-    assert cifar.conv_channels == (64, 128, 256)
-    info = DataInfo("binarized-mnist", "image", (1, 28, 28))
-    binary = WalkbackTrainer.default_config(info)
+    assert _arch(cifar) == ("conv", (64, 128, 256), 5, 2048, "batch", "batch")
+    assert cifar.fc_activation == "relu"
+    assert build_operator(cifar, (3, 32, 32), 4).net.fc[0].out_features == 2048  # 4096 * 2048
+    svhn = WalkbackTrainer.default_config(DataInfo("svhn", "image", (3, 32, 32)))
+    assert svhn.fc_width == 1024 and svhn.fc_activation == "relu"
+    binary = WalkbackTrainer.default_config(DataInfo("binarized-mnist", "image", (1, 28, 28)))
     assert binary.operator == "bernoulli"
     small = DataInfo("bin8", "image", (1, 8, 8), meta={"binary": True})
     cfg = WalkbackTrainer.default_config(small)
     assert isinstance(build_operator(cfg, small.shape, 4), BernoulliMLP)
 
 
+def test_appendix_recipe_is_the_appendix_as_written():
+    cls, cfg = build_config("walkback", MNIST, overrides={"recipe": "appendix"})  # --set
+    t = cls(cfg, MNIST, "cpu")
+    cfg = t.config
+    # appendix F: K = 30 walk-away steps, T_t = sqrt(2)^t; Tables 2-5: reconstruction error
+    assert (cfg.schedule, cfg.walk_steps, cfg.loss) == ("appendix", 30, "reconstruction")
+    assert cfg.heat_factor == pytest.approx(math.sqrt(2))
+    assert _arch(cfg) == ("conv", (16, 32), 5, 1024, "batch", "layer")
+    walk = t.walk(0)
+    assert len(walk) == 30 and walk.temperatures[0] == pytest.approx(math.sqrt(2))
+    assert len(t.generation_walk()) == 30  # N = 30 annealing steps, the reversed schedule
+    assert t.generation_walk().temperatures[0] == pytest.approx(math.sqrt(2) ** 30)
+
+
+def test_algorithm1_recipe_and_explicit_settings_win():
+    cls, cfg = build_config("walkback", MNIST, overrides={"recipe": "algorithm1"})
+    t = cls(cfg, MNIST, "cpu")
+    assert (t.config.schedule, t.config.loss, t.config.update) == ("doubling", "walkback", "online")
+    # a field set explicitly (differing from the dataset default) is kept over the recipe
+    cls, mine = build_config("walkback", MNIST, overrides={"recipe": "appendix", "walk_steps": 12})
+    assert cls(mine, MNIST, "cpu").config.walk_steps == 12
+    with pytest.raises(ValueError):
+        recipes.settings("nonsense", "x", (2,))
+
+
 def test_toy_setup_is_the_papers():
-    cfg = WalkbackTrainer.default_config(DataInfo("swiss-roll", "vector", (2,)))
+    info = DataInfo("swiss-roll", "vector", (2,))
+    cfg = WalkbackTrainer.default_config(info)
     assert (cfg.schedule, cfg.walk_steps, cfg.heat_factor, cfg.lr, cfg.alpha) == (
         "appendix",
         30,
@@ -52,6 +94,9 @@ def test_toy_setup_is_the_papers():
         1e-4,
         0.5,
     )
+    assert cfg.per_step_norm  # appendix I: per-step parameters were needed for the MoG
     assert cfg.hidden == 0  # resolved per device: 4096 (paper) on a GPU, 256 on CPU
-    trainer = WalkbackTrainer(cfg, DataInfo("swiss-roll", "vector", (2,)), "cpu")
+    trainer = WalkbackTrainer(cfg, info, "cpu")
     assert trainer.config.hidden == 256 and trainer.operator.net.linears[0].out_features == 256
+    assert trainer.operator.step_dependent
+    assert trainer.operator.net.norms[0].weight.shape[0] == 30  # one affine per walk step

@@ -285,6 +285,18 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     }
 
 
+def save_weights(folder: Path, trainer: Trainer, step: int) -> None:
+    """Weights only, into ``folder`` beside a copy of its parent run's config.json, so that
+    :func:`load` reads it as a run (a trainer's best-so-far checkpoint under validation)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    parent = folder.parent / CONFIG
+    if parent.exists():
+        write_text(folder / CONFIG, parent.read_text())
+    tmp = _stage(folder / WEIGHTS, _tensor_writer(_weights(trainer), {"step": str(step)}))
+    os.replace(tmp, folder / WEIGHTS)
+
+
 def load_weights(run: Path, trainer: Trainer) -> int:
     """Load the weights into the trainer's modules; returns the checkpoint's step."""
     own = _weights(trainer)

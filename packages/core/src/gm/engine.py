@@ -511,6 +511,13 @@ def _loop(
                     bar.goto(step)  # host-side only: no device sync between log rows
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     save(step)
+                every = getattr(cfg, "validate_every", 0)  # trainers with a validate()
+                if every and step % every == 0 and world.is_main:
+                    trainer.train(False)
+                    row = {"step": step, **trainer.validate(data, run, step)}
+                    trainer.train(True)
+                    with (run / "validation.jsonl").open("a") as f:
+                        f.write(json.dumps(row) + "\n")
                 if cfg.sample_every and step % cfg.sample_every == 0:
                     write_samples(f"samples-{step:07d}.png")
                 stopped = vote(signals.signum)

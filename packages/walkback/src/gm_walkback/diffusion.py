@@ -8,7 +8,7 @@ reverse, with the same network family as walkback.
   schedule ``beta_t = 1 / linspace(T, 2, T)_t`` (plus ``step1_beta`` on the first step),
   so that prod(1 - beta_t) ~ 1/T; ``beta_schedule="linear"`` is the alternative.
 - Reverse: NET's parameterisation, ``mean = z_t sqrt(1 - beta_t) + F_mu(z_t, t) sqrt(beta_t)``,
-  ``var = sigmoid(F_sigma(z_t, t) + logit(beta_t))``; F knows t through per-step
+  ``var = sigmoid(F_sigma(z_t, t) / sqrt(T) + logit(beta_t))``; F knows t through per-step
   normalisation affines tied to ``step_basis`` temporal basis functions (NET's device).
 - Training maximises the bound through its closed-form KL terms, one uniformly drawn
   step per example: ``T * E_t[KL(q(z_{t-1}|z_t, z_0) || p(z_{t-1}|z_t))]``, and
@@ -98,6 +98,7 @@ class NETReverse(nn.Module):
         self.net, self.event_dims = net, event_dims
         self.register_buffer("betas", betas.float())
         self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float())
+        self.coef_scale = 1.0 / math.sqrt(len(betas))
 
     def _at(self, table: torch.Tensor, step, like: torch.Tensor) -> torch.Tensor:
         v = take(table, step)
@@ -107,7 +108,11 @@ class NETReverse(nn.Module):
         f_mu, f_sigma = self.net(s, step)
         beta = self._at(self.betas, step, s)
         mean = s.float() * (1 - beta).sqrt() + f_mu.float() * beta.sqrt()
-        var = torch.sigmoid(f_sigma.float() + torch.log(beta) - torch.log1p(-beta))
+        # NET's code: the variance coefficient is scaled by 1/sqrt(T) before the sigmoid
+        # (a perturbation of logit(beta_t) that stays small for long trajectories)
+        var = torch.sigmoid(
+            f_sigma.float() * self.coef_scale + torch.log(beta) - torch.log1p(-beta)
+        )
         return mean, var.sqrt()
 
     def from_heads(self, heads, temperature=1.0) -> D.Distribution:
@@ -307,8 +312,9 @@ class DiffusionTrainer(Trainer):
         def reverse(t: int, z: torch.Tensor) -> D.Distribution:
             return m.distribution(z, 1.0, t - 1)
 
-        def weights(xs: torch.Tensor) -> torch.Tensor:
-            return chains.log_weights(self.standardize(xs), T, m.forward_step, reverse, prior)
+        def weights(xs: torch.Tensor) -> torch.Tensor:  # each trajectory dequantised afresh
+            z = self.standardize(self.prepare(xs))
+            return chains.log_weights(z, T, m.forward_step, reverse, prior)
 
         with torch.no_grad():
             ll, bound = chains.importance_log_likelihood(

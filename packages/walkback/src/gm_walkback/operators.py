@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from gm_walkback.networks import ConvNet, MLPNet, Norm
+from gm_walkback.networks import Activation, ConvNet, LinearNet, MLPNet, Norm
 
 Scaling = Literal["variance", "std"]
 
@@ -145,6 +145,38 @@ class GaussianMLP(GaussianOperator):
         )
 
 
+class GaussianLinear(GaussianOperator):
+    """Gaussian operator p_T(s'|s) = N(a s + b, T v) elementwise (:class:`LinearNet`): the
+    closed-form case of the bound, the likelihood and the reversibility measure."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...] = (2,),
+        *,
+        alpha: float = 0.5,
+        temperature_scaling: Scaling = "variance",
+        init_std: float = 0.1,
+        min_std: float = 1e-4,
+        **_ignored,  # the network options of the other operators
+    ):
+        super().__init__(
+            LinearNet(math.prod(shape), init_std=init_std),
+            event_dims=len(shape),
+            alpha=alpha,
+            temperature_scaling=temperature_scaling,
+            min_std=min_std,
+        )
+
+    def set_linear(self, a: float, b: float, v: float) -> None:
+        """Set the operator to N(a s + b, T v) exactly (given alpha and min_std)."""
+        net, alpha = self.net, self.alpha
+        std = math.sqrt(v) - self.min_std
+        with torch.no_grad():
+            net.w.fill_((a - (1 - alpha)) / alpha)
+            net.c.fill_(b / alpha)
+            net.f.fill_(std + math.log(-math.expm1(-std)))  # softplus^-1
+
+
 class GaussianConv(GaussianOperator):
     """Gaussian operator with the paper's conv encoder / FC bottleneck / deconv decoders."""
 
@@ -155,7 +187,9 @@ class GaussianConv(GaussianOperator):
         channels: tuple[int, ...] = (16, 32),
         fc_layers: int = 5,
         fc_width: int = 1024,
-        norm: Norm = "layer",
+        norm: Norm = "batch",
+        fc_norm: Norm | None = "layer",
+        fc_activation: Activation = "leaky",
         levels: int = 1,
         per_step: bool = False,
         basis: int = 0,
@@ -171,6 +205,8 @@ class GaussianConv(GaussianOperator):
             fc_width=fc_width,
             heads=2,
             norm=norm,
+            fc_norm=fc_norm,
+            fc_activation=fc_activation,
             levels=levels,
             per_step=per_step,
             basis=basis,
@@ -219,7 +255,9 @@ class BernoulliConv(BernoulliOperator):
         channels: tuple[int, ...] = (16, 32),
         fc_layers: int = 5,
         fc_width: int = 1024,
-        norm: Norm = "layer",
+        norm: Norm = "batch",
+        fc_norm: Norm | None = "layer",
+        fc_activation: Activation = "leaky",
         levels: int = 1,
         per_step: bool = False,
         basis: int = 0,
@@ -232,6 +270,8 @@ class BernoulliConv(BernoulliOperator):
             fc_width=fc_width,
             heads=1,
             norm=norm,
+            fc_norm=fc_norm,
+            fc_activation=fc_activation,
             levels=levels,
             per_step=per_step,
             basis=basis,
@@ -247,6 +287,10 @@ def build_operator(cfg, shape: tuple[int, ...], levels: int) -> nn.Module:
         "init_std": cfg.init_std,
         "min_std": cfg.min_std,
     }
+    if cfg.network == "linear":
+        if cfg.operator != "gaussian":
+            raise ValueError("the linear network is a Gaussian operator (--set operator=gaussian)")
+        return GaussianLinear(shape, alpha=cfg.alpha, **gaussian)
     if cfg.network == "mlp":
         net = {"hidden": cfg.hidden, "depth": cfg.depth}
         if cfg.operator == "gaussian":
@@ -258,6 +302,8 @@ def build_operator(cfg, shape: tuple[int, ...], levels: int) -> nn.Module:
         "channels": tuple(cfg.conv_channels),
         "fc_layers": cfg.fc_layers,
         "fc_width": cfg.fc_width,
+        "fc_norm": cfg.norm if cfg.fc_norm == "same" else cfg.fc_norm,
+        "fc_activation": cfg.fc_activation,
     }
     if cfg.operator == "gaussian":
         return GaussianConv(shape, **net, **common, **gaussian)

@@ -21,6 +21,11 @@ def gm_transition_operators():
             "Gaussian p_T(s'|s), conv encoder/decoder (images)",
         ),
         TransitionOperatorSpec(
+            "gaussian-linear",
+            _OPS + "GaussianLinear",
+            "Gaussian p_T(s'|s) = N(a s + b, T v) (closed-form checks; --set network=linear)",
+        ),
+        TransitionOperatorSpec(
             "bernoulli-mlp",
             _OPS + "BernoulliMLP",
             "Bernoulli p_T(s'|s), MLP network (binary vectors)",

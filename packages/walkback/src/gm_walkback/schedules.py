@@ -9,8 +9,9 @@ reverse (cooling) and then any number of extra steps at T = 1, level 0.
   rest at 2, 4, ..., 2^(H-1) with H = ceil(log2 Tmax) levels in all; the noise variance
   accumulated over the heated steps, sigma^2 (1 + 2 + ... + 2^(H-1)) ~ sigma^2 Tmax,
   reaches the data variance sigma_max^2.
-- ``appendix`` (the paper's appendix and the authors' code): a fixed K (30) with
-  T_t = factor^(t-1), factor sqrt(2) (1.1 for the 2-D toys); step t has level t-1.
+- ``appendix`` (the paper's appendix F): a fixed K (30) with T_t = T_0 factor^t at step
+  t = 1..K, T_0 = 1, factor sqrt(2) (1.1 for the 2-D toys); step t has level t-1; cooling
+  is the exactly reversed schedule T = factor^N / factor^t.
 """
 
 from __future__ import annotations
@@ -52,6 +53,6 @@ def doubling(heat: int, n: int = 0) -> Walk:
 
 
 def appendix(steps: int = 30, factor: float = math.sqrt(2)) -> Walk:
-    """The appendix schedule: ``steps`` steps with T_t = factor^(t-1)."""
+    """The appendix schedule: ``steps`` steps with T_t = factor^t, t = 1..steps."""
     levels = tuple(range(steps))
-    return Walk(tuple(factor**lv for lv in levels), levels)
+    return Walk(tuple(factor ** (lv + 1) for lv in levels), levels)

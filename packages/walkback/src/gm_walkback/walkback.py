@@ -14,9 +14,9 @@ Per minibatch x:
    second moments of s_K.
 
 ``schedule="appendix"`` replaces 1-2 by a fixed K = 30 with T_t = factor^(t-1).
-``loss="reconstruction"`` is the authors' public code (scores s_{t-1} against F(s_{t-1})
-at the same state with the variance frozen, forward noise scaled by 1e-5), only for
-comparison.
+``loss="reconstruction"`` is the appendix tables' "reconstruction error as per-step loss"
+as the authors' public code computes it (0.5 |s_{t-1} - F(s_{t-1})| summed, F at the same
+state, the variance head unused, forward noise scaled by 1e-5); ``recipe=appendix`` uses it.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from gm import distributed
+from gm import checkpoint, distributed
 from gm.config import TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Trainer
-from gm_walkback import chains, figures, schedules
-from gm_walkback.networks import PAPER_CONV
+from gm_walkback import chains, figures, recipes, schedules
+from gm_walkback.networks import frozen_stats
 from gm_walkback.operators import build_operator
 
 CPU_HIDDEN = 256  # MLP width used on CPU-only runs when hidden = 0 ("auto")
@@ -51,15 +51,20 @@ class WalkbackConfig(TrainConfig):
     log_every: int = 100
     checkpoint_every: int = 1000
     clip: float = 0.0  # gradient-norm clipping per update (0: off)
+    # the paper's recipe (gm_walkback.recipes): "algorithm1", "appendix" or "custom"; it
+    # fills in schedule, K, heating, loss and the table's architecture unless --set
+    recipe: Literal["algorithm1", "appendix", "custom"] = "custom"
     # the transition operator
     operator: Literal["gaussian", "bernoulli"] = "gaussian"
-    network: Literal["mlp", "conv"] = "mlp"
+    network: Literal["mlp", "conv", "linear"] = "mlp"  # linear: N(a s + b, T v) (closed forms)
     hidden: int = 0  # MLP width; 0: 4096 (the paper's toy net) on a GPU, 256 on CPU-only runs
     depth: int = 2
     conv_channels: tuple[int, ...] = (64, 128, 256)
     fc_layers: int = 5
     fc_width: int = 1024
-    norm: Literal["none", "batch", "layer"] = "none"
+    norm: Literal["none", "batch", "layer"] = "none"  # MLP layers; the convs of the conv net
+    fc_norm: Literal["same", "none", "batch", "layer"] = "same"  # the conv net's FC layers
+    fc_activation: Literal["leaky", "relu"] = "leaky"  # the conv net's FC layers
     per_step_norm: bool = False  # one normalisation affine (and running stats) per walk step
     alpha: float = 0.5
     temperature_scaling: Literal["variance", "std"] = "variance"
@@ -69,16 +74,24 @@ class WalkbackConfig(TrainConfig):
     schedule: Literal["doubling", "appendix"] = "doubling"
     n_max: int = 5  # N1: n ~ U{0..N1} steps at T = 1 before heating (doubling schedule)
     tmax: float = 0.0  # fixed Tmax; 0: sigma_max^2 / sigma^2 from running estimates
-    tmax_every: int = 100  # re-read H = ceil(log2 Tmax) every this many minibatches
+    tmax_every: int = 100  # re-read Tmax every this many minibatches (H never falls)
     max_levels: int = 16  # at most this many heated levels (and per-step parameter sets)
     walk_steps: int = 30  # K of the appendix schedule
-    heat_factor: float = math.sqrt(2)  # T_t = factor^(t-1) in the appendix schedule
+    heat_factor: float = math.sqrt(2)  # T_t = factor^t in the appendix schedule
     # the objective
     update: Literal["online", "batch"] = "online"
     loss: Literal["walkback", "reconstruction"] = "walkback"
     reconstruction_noise: float = 1e-5  # forward noise scale of loss="reconstruction"
-    stats_decay: float = 0.99  # running averages: p* moments, data and operator variance
+    # p*: "accumulate" (Algorithm 1: the accumulated moments of every s_K so far) or "ema"
+    # (an exponential moving average with stats_decay, which forgets the early walks)
+    pstar_stats: Literal["accumulate", "ema"] = "accumulate"
+    stats_decay: float = 0.99  # running averages: data and operator variance (and p* if ema)
     dequantize: bool = True  # 8-bit images: (k + U(0,1)) / 256 for the Gaussian operator
+    # validation (Algorithm 1: "monitoring L on a validation set"): every validate_every
+    # minibatches the bound (Eq. 5) on validate_examples held-out examples (the dataset's
+    # "valid" split, else the last ones of "test"); the best weights go to <run>/best
+    validate_every: int = 0
+    validate_examples: int = 200
 
 
 @dataclasses.dataclass
@@ -115,6 +128,12 @@ class Stats(nn.Module):
         self.register_buffer("data_var", torch.ones(()))
         self.register_buffer("noise_var", torch.ones(()))
         self.register_buffer("heat", torch.zeros((), dtype=torch.long))  # H = ceil(log2 Tmax)
+        # accumulated first and second moments of s_K and their count (pstar_stats="accumulate")
+        self.register_buffer("pstar_sum", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("pstar_sum2", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("pstar_count", torch.zeros((), dtype=torch.float64))
+        # the seed of the n ~ U{0..N1} sequence, drawn from the run seed (same on every rank)
+        self.register_buffer("n_seed", torch.zeros((), dtype=torch.long))
 
 
 def is_binary(info: DataInfo) -> bool:
@@ -122,7 +141,10 @@ def is_binary(info: DataInfo) -> bool:
 
 
 def evaluation_batch(trainer, data: Dataset, split: str, options) -> torch.Tensor:
-    """The examples ``gm evaluate`` scores, checked and in model space (walkback and NET)."""
+    """The examples ``gm evaluate`` scores, checked and decoded but not yet dequantised: each
+    of the M trajectories of Eq. 10 draws its own dequantisation (the uniform noise is part of
+    the proposal, so the average over trajectories integrates the density over the 8-bit
+    cell), by ``trainer.prepare`` on the repeated rows (walkback and NET)."""
     if options.trajectories < 1:
         raise GMError("--trajectories must be at least 1.")
     raw = data.raw(split)
@@ -133,7 +155,7 @@ def evaluation_batch(trainer, data: Dataset, split: str, options) -> torch.Tenso
         )
     if options.examples:
         raw = raw[: options.examples]
-    return trainer.prepare(data.decode(raw.to(trainer.device)))
+    return data.decode(raw.to(trainer.device)).float()
 
 
 class WalkbackTrainer(Trainer):
@@ -144,54 +166,64 @@ class WalkbackTrainer(Trainer):
     EvaluateOptions = WalkbackEvaluateOptions
     name = "walkback"
 
+    # The image recipe each dataset gets by default: measured on mnist-5k by
+    # docs/results/make_walkback.py (see docs/results/walkback.md and the README).
+    IMAGE_RECIPE = "algorithm1"
+
     @classmethod
     def default_config(cls, info: DataInfo) -> WalkbackConfig:
         if info.modality == "vector":
             if info.shape == (2,):
-                # The paper's 2-D toy setup (its appendix and the authors' toy scripts): a
+                # The paper's 2-D toy setup (appendix C and the authors' toy scripts): a
                 # 2 -> 4096 -> 4096 leaky-ReLU MLP (256 wide on CPU-only runs), K = 30 steps
-                # heated by 1.1 per step. 1000 minibatches = 30 000 online updates.
-                return WalkbackConfig(
-                    schedule="appendix", walk_steps=30, heat_factor=1.1, steps=1000
-                )
+                # heated by 1.1 per step, per-step parameters (appendix I: needed for the
+                # MoG). 1000 minibatches = 30 000 online updates.
+                cfg = WalkbackConfig(recipe="appendix", per_step_norm=True, steps=1000)
+                return recipes.resolve(cfg, WalkbackConfig(), info.name, info.shape)
             return WalkbackConfig()
         if info.modality != "image":
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
         binary = is_binary(info)
-        base = {
-            "operator": "bernoulli" if binary else "gaussian",
-            "lr": 1e-4,
-            "batch_size": 100,
-            "steps": 100_000,
-            "per_step_norm": True,
-            "init_std": 0.05,
-            "checkpoint_every": 2000,
-        }
-        shape = tuple(info.shape)
-        if shape in PAPER_CONV:
-            return WalkbackConfig(network="conv", **PAPER_CONV[shape], **base)
-        if shape[1] * shape[2] <= 16 * 16:  # small images (8x8 digits): the paper's MNIST MLP
-            return WalkbackConfig(network="mlp", hidden=1200, depth=2, norm="batch", **base)
-        return WalkbackConfig(network="conv", **PAPER_CONV[(3, 32, 32)], **base)
+        base = WalkbackConfig(
+            recipe=cls.IMAGE_RECIPE,
+            operator="bernoulli" if binary else "gaussian",
+            lr=1e-4,
+            batch_size=100,
+            steps=100_000,
+            per_step_norm=True,
+            init_std=0.05,
+            checkpoint_every=2000,
+        )
+        return recipes.resolve(base, WalkbackConfig(), info.name, tuple(info.shape))
 
     def __init__(self, config: WalkbackConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
         if info.modality not in ("vector", "image"):
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
+        if config.recipe != "custom":  # a recipe named with --set fills in its fields
+            default = type(self).default_config(info)
+            config = recipes.resolve(config, default, info.name, tuple(info.shape))
         if config.hidden == 0:
-            hidden = GPU_HIDDEN if self.device.type == "cuda" else CPU_HIDDEN
-            config = self.config = dataclasses.replace(config, hidden=hidden)
+            config = dataclasses.replace(
+                config, hidden=GPU_HIDDEN if self.device.type == "cuda" else CPU_HIDDEN
+            )
+        self.config = config
         if config.network == "conv" and info.modality != "image":
             raise GMError("network 'conv' needs image data; use --set network=mlp.")
         if config.n_max < 0 or config.max_levels < 1 or config.walk_steps < 1:
             raise GMError("n_max must be >= 0, max_levels and walk_steps >= 1.")
+        if config.validate_every < 0 or config.validate_examples < 1:
+            raise GMError("validate_every must be >= 0 and validate_examples >= 1.")
         self.shape = tuple(info.shape)
         self.levels = config.walk_steps if config.schedule == "appendix" else config.max_levels
         self.operator = build_operator(config, self.shape, self.levels).to(self.device)
         self.stats = Stats(self.shape).to(self.device)
+        # drawn from the global generator, seeded by the run seed (the same on every rank)
+        self.stats.n_seed.fill_(int(torch.randint(0, 2**31 - 1, ())))
         self.opt = self.adam(self.operator.parameters())
         self.updates = 0  # minibatches seen (drives n and the Tmax refresh; saved for resume)
         self._heat: int | None = None  # host copy of stats.heat
+        self.best_bound = -math.inf  # the best validation bound so far (saved for resume)
 
     # --- state -------------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -201,10 +233,11 @@ class WalkbackTrainer(Trainer):
         return {"operator": self.opt}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"updates": self.updates}
+        return {"updates": self.updates, "best_bound": self.best_bound}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.updates = int(state.get("updates", 0))
+        self.best_bound = float(state.get("best_bound", -math.inf))
         self._heat = None
 
     def compile(self) -> None:
@@ -216,10 +249,23 @@ class WalkbackTrainer(Trainer):
     def heat(self) -> int:
         """H = ceil(log2 Tmax), the number of heated levels of the doubling schedule."""
         if self._heat is None:
-            self._heat = max(1, int(self.stats.heat.item()))
+            if self.config.tmax > 0:  # a fixed Tmax: its H, trained or not
+                self._refresh_heat()
+            else:
+                self._heat = max(1, int(self.stats.heat.item()))
         return self._heat
 
     def _refresh_heat(self) -> None:
+        """Re-read H = ceil(log2 Tmax), never letting it fall.
+
+        Tmax = sigma_max^2 / sigma^2 is a variance ratio, with sigma^2 the operator's own
+        noise at T = 1. That noise grows as the operator learns to walk back from heated
+        states (seen on MNIST: std 0.05 -> 0.12, H 5 -> 3; 0.14 -> 0.29 for the MLP, H -> 1,
+        no heating at all), so a re-estimated H would shorten the walk until p* no longer
+        reaches across the data. H is therefore a ratchet: it may rise (the data turned
+        out broader than the first estimate) but never falls; with a fixed --set tmax it
+        is that Tmax's H. Under temperature_scaling="std" the variance grows as T^2, so
+        the heated levels needed are ceil(log2 sqrt(Tmax)), not ceil(log2 Tmax)."""
         cfg = self.config
         if cfg.tmax > 0:
             tmax = cfg.tmax
@@ -228,8 +274,13 @@ class WalkbackTrainer(Trainer):
                 {"d": self.stats.data_var, "s": self.stats.noise_var}
             )
             tmax = (pair["d"] / pair["s"]).item()
-        self._heat = schedules.heat_levels(tmax, cfg.max_levels)
-        self.stats.heat.fill_(self._heat)
+        if cfg.temperature_scaling == "std":
+            tmax = math.sqrt(tmax)
+        heat = schedules.heat_levels(tmax, cfg.max_levels)
+        if cfg.tmax <= 0:
+            heat = max(heat, int(self.stats.heat.item()))  # the ratchet
+        self._heat = heat
+        self.stats.heat.fill_(heat)
 
     def walk(self, n: int = 0) -> schedules.Walk:
         """The forward walk with ``n`` extra steps at T = 1 (generation uses n = 0)."""
@@ -240,7 +291,9 @@ class WalkbackTrainer(Trainer):
     def _draw_n(self) -> int:
         # The same n on every torchrun rank (a per-step generator, not the per-rank noise
         # stream), so all ranks make the same number of updates.
-        gen = torch.Generator().manual_seed(1_000_003 * self.updates + 12_345)
+        gen = torch.Generator().manual_seed(
+            1_000_003 * self.updates + int(self.stats.n_seed.item())
+        )
         return int(torch.randint(0, self.config.n_max + 1, (), generator=gen))
 
     def prior(self) -> D.Distribution:
@@ -276,12 +329,13 @@ class WalkbackTrainer(Trainer):
         s_t scoring the state it came from (mean over the batch)."""
         if self.config.loss == "walkback":
             return -self.operator.distribution(s_next, temperature, level).log_prob(s_prev).mean()
-        # The authors' code: F applied at s_{t-1} reconstructs s_{t-1}; variance head unused.
+        # The authors' code (walkback_nips17): F applied at s_{t-1} reconstructs s_{t-1},
+        # -log_p_reverse = 0.5 * sum |x - mu| (an L1 error); the variance head is unused.
         f = self.operator.net(s_prev, level)[0].float()
         if self.operator.kind == "bernoulli":
             per = nn.functional.binary_cross_entropy_with_logits(f, s_prev, reduction="none")
         else:
-            per = 0.5 * (s_prev - f).pow(2)
+            per = 0.5 * (s_prev - f).abs()
         return per.flatten(1).sum(1).mean()
 
     def _forward_sample(self, heads, temperature: float) -> torch.Tensor:
@@ -300,14 +354,15 @@ class WalkbackTrainer(Trainer):
             st.data_var.lerp_(x.var(0, unbiased=False).mean(), 1 - decay)
         if self.updates == 0 or (cfg.tmax_every and self.updates % cfg.tmax_every == 0):
             if self.updates == 0:
-                with torch.no_grad():
+                with torch.no_grad(), frozen_stats(self.operator):
                     st.noise_var.copy_(self.operator.noise_variance(x, 0))
             self._refresh_heat()
         walk = self.walk(self._draw_n())
         s = x
         losses = []
         for t, (temperature, level) in enumerate(zip(walk.temperatures, walk.levels, strict=True)):
-            with torch.no_grad():
+            # the forward sample uses batch statistics but leaves the running ones alone
+            with torch.no_grad(), frozen_stats(self.operator):
                 heads = self.operator.heads(s, level)
                 if t == 0:  # the operator's noise variance at T = 1, at the data
                     var = (
@@ -326,9 +381,7 @@ class WalkbackTrainer(Trainer):
         total = torch.stack(losses).sum()
         if cfg.update == "batch":
             self.optimizer_step(total, self.opt, clip=cfg.clip or None)
-        with torch.no_grad():  # p* follows the moments of s_K
-            st.pstar_mean.lerp_(s.mean(0), 1 - decay)
-            st.pstar_var.lerp_(s.var(0, unbiased=False), 1 - decay)
+        self._update_pstar(s, decay)
         self.updates += 1
         k = torch.full((), float(len(walk)), device=self.device)  # a fill, not a host copy
         return {
@@ -337,6 +390,23 @@ class WalkbackTrainer(Trainer):
             "noise_std": st.noise_var.sqrt(),
             "heat": st.heat.float(),
         }
+
+    def _update_pstar(self, s_k: torch.Tensor, decay: float) -> None:
+        """p* follows the moments of s_K: accumulated over every walk so far (Algorithm 1),
+        or an exponential moving average (pstar_stats="ema")."""
+        st = self.stats
+        with torch.no_grad():
+            if self.config.pstar_stats == "ema":
+                st.pstar_mean.lerp_(s_k.mean(0), 1 - decay)
+                st.pstar_var.lerp_(s_k.var(0, unbiased=False), 1 - decay)
+                return
+            s64 = s_k.double()
+            st.pstar_sum.add_(s64.sum(0))
+            st.pstar_sum2.add_(s64.pow(2).sum(0))
+            st.pstar_count.add_(len(s_k))
+            mean = st.pstar_sum / st.pstar_count
+            st.pstar_mean.copy_(mean)
+            st.pstar_var.copy_((st.pstar_sum2 / st.pstar_count - mean.pow(2)).clamp_min(0))
 
     # --- generation --------------------------------------------------------------------
     def generation_walk(self, steps: int = 0, extra_steps: int = 0) -> schedules.Walk:
@@ -393,36 +463,70 @@ class WalkbackTrainer(Trainer):
             return self.postprocess(s), self.postprocess(torch.stack(frames))
         return self.postprocess(s)
 
-    def inpaint(self, x: torch.Tensor, known: torch.Tensor, extra_steps: int = 0) -> torch.Tensor:
-        """Fill in the entries of x where ``known`` is false: start at p*, clamp the known
-        entries at every step of the cooling walk (and of ``extra_steps`` more)."""
-        x = self.prepare(x)
+    def inpaint(
+        self,
+        x: torch.Tensor,
+        known: torch.Tensor,
+        extra_steps: int = 0,
+        start: Literal["masked", "pstar"] = "masked",
+    ) -> torch.Tensor:
+        """Fill in the entries of x where ``known`` is false by the cooling walk (and
+        ``extra_steps`` more at T = 1) with the known entries clamped at every step. The
+        chain starts at the masked image (known entries, zeros elsewhere: the paper's
+        appendix B) or, with ``start="pstar"``, at a draw from p*. Known entries come back
+        exactly as given."""
+        if start not in ("masked", "pstar"):
+            raise GMError(f"start must be 'masked' or 'pstar', not {start!r}.")
+        values = self.prepare(x)
         walk = self.generation_walk(0, extra_steps)
-        s0 = self.prior().sample((len(x),))
-        s, _ = chains.run_chain(self.operator, s0, walk, known=known, values=x)
-        return self.postprocess(s)
+        if start == "pstar":
+            s0 = self.prior().sample((len(x),))
+        else:
+            s0 = torch.where(known, values, torch.zeros_like(values))
+        s, _ = chains.run_chain(self.operator, s0, walk, known=known, values=values)
+        return torch.where(known, x.to(s.device).to(s.dtype), self.postprocess(s))
 
     def write_samples(self, samples: Any, path: Path, options: Any) -> None:
         figures.write(samples, Path(path), self.info, getattr(options, "chain_every", 0) or 1)
 
-    # --- evaluation --------------------------------------------------------------------
-    def evaluate(
-        self, data: Dataset, split: str, options: WalkbackEvaluateOptions
-    ) -> dict[str, float]:
-        x = evaluation_batch(self, data, split, options)
+    # --- evaluation ---------------------------------------------------------------------
+    def _weights(self):
+        """Per-row log importance weights (Eq. 5) of one heated trajectory each, every row
+        dequantised afresh."""
         walk = self.walk(0)
         process = chains.WalkbackProcess(self.operator, walk)
         prior = self.prior()
 
         def weights(xs: torch.Tensor) -> torch.Tensor:
             return chains.log_weights(
-                xs, len(walk), process.forward, process.reverse, prior.log_prob
+                self.prepare(xs), len(walk), process.forward, process.reverse, prior.log_prob
             )
 
+        return weights
+
+    def cell_nats(self) -> float:
+        """D ln 256 for dequantised 8-bit images (the log-volume of a 1/256 cell, negated):
+        continuous log-density in nats + this = log-probability of the 8-bit image."""
+        if self.info.modality != "image" or self.operator.kind != "gaussian":
+            return 0.0
+        return math.prod(self.shape) * math.log(256) if self.config.dequantize else 0.0
+
+    def evaluate(
+        self, data: Dataset, split: str, options: WalkbackEvaluateOptions
+    ) -> dict[str, float]:
+        """Bound (Eq. 5), IS log-likelihood (Eq. 10, M = --trajectories), bits/dim for images,
+        the reversibility measure (appendix H) and, for vectors, the energy distance.
+
+        reversibility = entropy_production / step_entropy, with entropy_production the mean
+        of ln p(s_t+1|s_t) - ln p(s_t|s_t+1) per step of a chain at T = 1 after burn-in,
+        and step_entropy the mean of -ln p(s_t+1|s_t), counted in 8-bit cells for images
+        (differential entropy + D ln 256; NaN ratio where a differential entropy is <= 0)."""
+        x = evaluation_batch(self, data, split, options)
         with torch.no_grad():
             ll, bound = chains.importance_log_likelihood(
-                weights, x, options.trajectories, options.chunk
+                self._weights(), x, options.trajectories, options.chunk
             )
+            walk = self.walk(0)
             out = {
                 "lower_bound": bound.mean().item(),
                 "log_likelihood": ll.mean().item(),
@@ -432,13 +536,35 @@ class WalkbackTrainer(Trainer):
             }
             if self.info.modality == "image":
                 dims = math.prod(self.shape)
-                shift = 0.0 if self.operator.kind == "bernoulli" else dims * math.log(256)
+                shift = self.cell_nats()
                 out["bits_per_dim"] = -(out["log_likelihood"] - shift) / (dims * math.log(2))
                 out["bound_bits_per_dim"] = -(out["lower_bound"] - shift) / (dims * math.log(2))
             s, _ = self.generate(options.chains, self.generation_walk(0, options.burn_in))
-            out.update(chains.reversibility(self.operator, s, options.chain_steps))
+            out.update(
+                chains.reversibility(self.operator, s, options.chain_steps, self.cell_nats())
+            )
             if self.info.modality == "vector":
                 gen = self.sample(options.samples, WalkbackSampleOptions())
                 ref = data.tensor(split, self.device)[: options.samples]
                 out["energy_distance"] = chains.energy_distance(gen, ref)
         return out
+
+    def validate(self, data: Dataset, run: Path, step: int) -> dict[str, float]:
+        """The mean bound (Eq. 5, one trajectory per example) on the validation examples;
+        when it is the best so far, the weights go to ``<run>/best`` (a run folder that
+        ``gm sample --run <run>/best`` loads). Called by the engine every validate_every
+        minibatches (Algorithm 1's monitoring; early stopping is picking <run>/best)."""
+        n = self.config.validate_examples
+        held = [k for k in ("valid", "validation") if k in data.splits]
+        if held:
+            raw = data.raw(held[0])[:n]
+        else:
+            raw = data.raw("test")[-n:]
+        x = data.decode(raw.to(self.device)).float()
+        with torch.no_grad():
+            _, bound = chains.importance_log_likelihood(self._weights(), x, 1)
+        value = bound.mean().item()
+        if value > self.best_bound:
+            self.best_bound = value
+            checkpoint.save_weights(Path(run) / "best", self, step)
+        return {"validation_bound": value, "best_validation_bound": self.best_bound}

@@ -8,6 +8,7 @@ from gm.specs import (
     SequenceGeneratorSpec,
     TrainerSpec,
 )
+from gm_professor_forcing.recipes import RECIPES
 
 _P = "gm_professor_forcing"
 _MODALITIES = ("sequence", "strokes")
@@ -57,10 +58,22 @@ def gm_trainers():
 
 @gm.hookimpl
 def gm_models():
-    return [
+    plain = [
         ModelSpec(n, f"{_P}.trainers:{c}", s, trainer=n, modalities=_MODALITIES)
         for n, (c, s) in _TRAINERS.items()
     ]
+    recipes = [
+        ModelSpec(
+            name,
+            f"{_P}.trainers:ProfessorForcingTrainer",
+            f"{r['summary']} ({r['data']}). Differs: {r['differs']}",
+            trainer="professor-forcing",
+            defaults=r["defaults"],
+            modalities=r["modalities"],
+        )
+        for name, r in RECIPES.items()
+    ]
+    return plain + recipes
 
 
 @gm.hookimpl

@@ -209,3 +209,70 @@ def test_embeddings_behaviour_feeds_hidden_states_and_emitted_token_embeddings()
         cfg = ProfessorForcingTrainer.default_config(info)
         cfg.behaviour, cfg.hidden = "embeddings", 8
         ProfessorForcingTrainer(cfg, info)
+
+
+# --- what the mutation check found the tests could not see ------------------------------------
+def test_documented_defaults():
+    """The defaults the README and docstrings state (paper's gates, the authors' D optimiser)."""
+    _, cfg = build_config("professor-forcing", DATA.info)
+    assert (cfg.gate_g, cfg.gate_d, cfg.gate_momentum) == (0.75, 0.99, 0.9)
+    assert (cfg.d_lr, cfg.d_beta1, cfg.hidden, cfg.layers) == (1e-4, 0.5, 1024, 1)
+    from gm.data import DataInfo
+
+    _, cfg = build_config("professor-forcing", DataInfo("pen", "strokes", (20, 3)))
+    assert (cfg.hidden, cfg.layers) == (400, 3)  # the Graves-style handwriting net
+    assert (cfg.free_steps, cfg.segment) == (0, 0)  # 20-step windows: no 50-step segments
+    # the thesis's handwriting setup from 50-step windows on: free-run 1000, D on 50-step pieces
+    _, cfg = build_config("professor-forcing", DataInfo("pen", "strokes", (50, 3)))
+    assert (cfg.free_steps, cfg.segment) == (1000, 50)
+    _, cfg = build_config("professor-forcing", DataInfo("t", "sequence", (64,), vocab_size=3))
+    assert (cfg.free_steps, cfg.segment) == (0, 0)
+
+
+def test_one_feature_real_sequences_keep_their_time_axis():
+    from gm.data import DataInfo
+
+    info = DataInfo("wave", "sequence", (12,))
+    cls, cfg = build_config("teacher-forcing", info, overrides={"hidden": 4})
+    tr = cls(cfg, info)
+    assert tr.prepare(torch.zeros(3, 12)).shape == (3, 12, 1)
+
+
+def test_metrics_carry_no_graph_and_scheduled_sampling_at_p1_is_teacher_forcing():
+    """A scheduled-sampling step with eps = 1 reports the per-token NLL of teacher forcing."""
+    cls, cfg = build_config(
+        "scheduled-sampling", DATA.info, overrides={"hidden": 8, "embed": 4, "min_true": 1.0}
+    )
+    torch.manual_seed(0)
+    ss = cls(cfg, DATA.info)
+    cls, cfg = build_config("teacher-forcing", DATA.info, overrides={"hidden": 8, "embed": 4})
+    torch.manual_seed(0)
+    tf = cls(cfg, DATA.info)
+    a, b = ss.training_step(batch()), tf.training_step(batch())
+    assert a["p_true"] == 1 and a["nll"].item() == pytest.approx(b["nll"].item(), rel=1e-5)
+    assert a["loss"].item() == pytest.approx(b["loss"].item(), rel=1e-5)
+    pf = make()
+    for m in (a, b, pf.training_step(batch())):
+        assert not any(v.requires_grad for v in m.values())
+
+
+def test_sample_accepts_one_step_and_low_temperatures():
+    from gm_professor_forcing.trainers import SampleOptions
+
+    tr = make()
+    assert tr.sample(2, SampleOptions(steps=1, temperature=0.5)).shape == (2, 1)
+    with pytest.raises(GMError):
+        tr.sample(2, SampleOptions(steps=1, temperature=-0.1))
+
+
+def test_scheduled_sampling_probability_is_capped_at_one():
+    cls, cfg = build_config(
+        "scheduled-sampling",
+        DATA.info,
+        overrides={"hidden": 8, "decay": "linear", "decay_k": 2.0, "decay_c": 0.01},
+    )
+    assert cls(cfg, DATA.info).p_true(0) == 1.0
+    cls, cfg = build_config(
+        "scheduled-sampling", DATA.info, overrides={"hidden": 8, "decay_k": 1.0}
+    )
+    assert 0 < cls(cfg, DATA.info).p_true(10) < 1  # k = 1 is allowed (k >= 1)

@@ -49,7 +49,8 @@ from gm_professor_forcing.generators import ContinuousGRU, GRUGenerator, TokenGR
 # --- configs and options ------------------------------------------------------------------
 @dataclasses.dataclass
 class SequenceConfig(TrainConfig):
-    """The generator and its optimiser (paper's char-PTB setup: 1 layer x 1024 GRU)."""
+    """The generator and its optimiser: a 1 x 1024 GRU (the thesis's char-PTB size) but Adam
+    1e-3 (the thesis: 1e-4); the ``pf-*`` recipes (recipes.py) carry the thesis's settings."""
 
     steps: int = 10_000
     batch_size: int = 32
@@ -82,6 +83,8 @@ class ScheduledSamplingConfig(SequenceConfig):
 
 @dataclasses.dataclass
 class ProfessorForcingConfig(SequenceConfig):
+    """D defaults to 512 units (the thesis's char-PTB D: 2048, recipe ``pf-char-ptb``)."""
+
     d_hidden: int = 512  # each direction of the discriminator's GRU
     d_mlp: int = 512
     d_layers: int = 1

@@ -312,3 +312,57 @@ def test_tsne_keeps_separated_clouds_apart_and_mixed_clouds_together():
     d_apart = evaluation.centroid_distance(*apart)
     d_together = evaluation.centroid_distance(*together)
     assert d_apart > 5 * d_together, (d_apart, d_together)
+
+
+# --- what the mutation check found the tests could not see ------------------------------------
+def test_ngram_js_known_answers():
+    a = torch.tensor([[0, 1, 0, 1, 0, 1]])
+    assert evaluation.ngram_js(a, a, 2, 3) == pytest.approx(0.0, abs=1e-12)
+    b = torch.tensor([[2, 2, 2, 2, 2, 2]])
+    assert evaluation.ngram_js(a, b, 2, 3) == pytest.approx(1.0)  # disjoint supports: 1 bit
+    # unigrams {0: 1} against {0: 1/2, 1: 1/2}, against the definition computed by hand
+    p, q = torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5])
+    m = (p + q) / 2
+    kl = lambda u: sum(float(x * math.log2(x / y)) for x, y in zip(u, m, strict=True) if x > 0)  # noqa: E731
+    want = 0.5 * kl(p) + 0.5 * kl(q)
+    got = evaluation.ngram_js(torch.tensor([[0, 0, 0, 0]]), torch.tensor([[0, 1, 0, 1]]), 1, 2)
+    assert got == pytest.approx(want)
+    # bigram ids must not collide: (0, 1) and (1, 0) are different 2-grams
+    assert evaluation.ngram_js(torch.tensor([[0, 1]]), torch.tensor([[1, 0]]), 2, 2) == 1.0
+
+
+def test_carry_state_scores_every_row_when_streams_do_not_divide_them():
+    trainer = checkpoint_free_trainer()
+    rows = torch.randint(0, 8, (5, 16), generator=torch.Generator().manual_seed(2))
+    g = trainer.generator
+    with torch.no_grad():
+        stream = rows[:4].reshape(2, 32)  # 2 streams of 2 windows, then row 4 alone
+        want = (
+            g.nll(g.teacher_forced(stream), stream).sum()
+            + g.nll(g.teacher_forced(rows[4:]), rows[4:]).sum()
+        )
+    got = evaluation.sequence_nll(trainer, rows, batch_size=2, carry_state=True)
+    assert got == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_study_needs_two_sequences_and_uses_all_it_is_given():
+    trainer = checkpoint_free_trainer()
+    x = markov_chain(**OPTS).raw("test")[:2]
+    m, samples, (reference, far) = evaluation.hidden_state_study(
+        trainer, x, EvaluateOptions(n=2, points=10_000, horizon=16)
+    )
+    assert samples.shape == (1, 16) and reference.shape == (16, 16) and far.shape == (16, 16)
+    with pytest.raises(GMError):
+        evaluation.hidden_state_study(trainer, x[:1], EvaluateOptions(n=2, horizon=16))
+
+
+def test_evaluate_refuses_data_with_more_symbols_than_the_model_knows():
+    trainer = checkpoint_free_trainer()
+    data = markov_chain(n=16, length=16, vocab=9)
+    with pytest.raises(GMError, match="9 symbols"):
+        trainer.evaluate(data, "test", EvaluateOptions(n=4))
+    fewer = markov_chain(n=16, length=16, vocab=8)
+    assert "nll" in trainer.evaluate(fewer, "test", EvaluateOptions(n=4, horizon=19))
+    m = trainer.evaluate(fewer, "test", EvaluateOptions(n=4, horizon=20))
+    assert "js_2gram" in m  # draws longer than L + 3: n-gram divergences past L
+    assert "js_2gram" not in trainer.evaluate(fewer, "test", EvaluateOptions(n=4, horizon=19))

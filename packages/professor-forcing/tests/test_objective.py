@@ -251,8 +251,8 @@ def test_metrics_carry_no_graph_and_scheduled_sampling_at_p1_is_teacher_forcing(
     a, b = ss.training_step(batch()), tf.training_step(batch())
     assert a["p_true"] == 1 and a["nll"].item() == pytest.approx(b["nll"].item(), rel=1e-5)
     assert a["loss"].item() == pytest.approx(b["loss"].item(), rel=1e-5)
-    pf = make()
-    for m in (a, b, pf.training_step(batch())):
+    opened = make(gate_g=-1.0, teacher_term=True)  # C_f, C_t with their graphs built
+    for m in (a, b, make().training_step(batch()), opened.training_step(batch())):
         assert not any(v.requires_grad for v in m.values())
 
 

@@ -54,8 +54,11 @@ def test_teacher_forcing_approaches_the_true_nll(run, capsys):
     pi = torch.tensor(data.info.meta["stationary"])
     unigram = -(pi * pi.log()).sum().item()  # the trivial baseline: tokens independent
     rate = data.info.meta["entropy_rate"]
-    assert m["true_nll"] == pytest.approx(rate)
-    assert rate - 0.02 < m["nll"] < rate + 0.1 < unigram, (m["nll"], rate, unigram)
+    assert m["entropy_rate"] == pytest.approx(rate)
+    # the floor of a 16-token window from a stationary start: (H(pi) + 15 rate) / 16
+    assert m["nll_floor"] == pytest.approx((unigram + 15 * rate) / 16)
+    assert "true_nll" not in m  # the old, mislabelled name (it held the rate)
+    assert m["nll_floor"] - 0.02 < m["nll"] < rate + 0.1 < unigram, (m["nll"], rate, unigram)
     assert m["bits_per_token"] == pytest.approx(m["nll"] / math.log(2))
     assert m["nll_per_sequence"] == pytest.approx(16 * m["nll"])
     for key in (
@@ -93,7 +96,7 @@ def test_evaluate_plot(run, tmp_path, capsys):
         == 0
     )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["horizon"] == 48
-    assert Image.open(png).size == (512, 512)
+    assert Image.open(png).size == (2 * 512 + 8, 512)  # PCA beside t-SNE
 
 
 def test_carry_state_scores_consecutive_windows_as_one_stream():
@@ -255,3 +258,111 @@ def test_resume_continues_exactly(tmp_path):
     for name, module in ta.modules().items():
         for k, v in module.state_dict().items():
             assert torch.equal(v, tb.modules()[name].state_dict()[k]), f"{name}.{k}"
+
+
+# --- the hidden-state study: distances with known answers, equal horizons --------------------
+def test_distances_on_point_clouds_with_known_answers():
+    grid = torch.stack(torch.meshgrid(torch.arange(10.0), torch.arange(10.0), indexing="ij"), -1)
+    grid = grid.reshape(-1, 2)
+    assert evaluation.centroid_distance(grid + torch.tensor([3.0, 4.0]), grid) == pytest.approx(5)
+    # each shifted point is 0.5 from its own grid point and farther from every other
+    shifted = grid + torch.tensor([0.3, 0.4])
+    assert evaluation.nn_distance(shifted, grid, chunk=7) == pytest.approx(0.5, abs=1e-5)
+    far = torch.tensor([[100.0, 0.0], [0.0, -50.0]])
+    assert evaluation.nn_distance(far, grid) == pytest.approx((91 + 50) / 2, abs=1e-5)
+
+
+def test_study_compares_free_running_and_real_states_at_the_same_horizon():
+    """On stream data the reference cloud is teacher forcing over 4 consecutive real rows,
+    steps 3L..4L; the free-running cloud is the draws' own states at those steps."""
+    from gm_professor_forcing import regimes
+
+    data = regimes.regime_switch(n=64, length=8, d_min=3, d_max=6, stream_rows=4)
+    cls, cfg = build_config("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
+    torch.manual_seed(0)
+    tr = cls(cfg, data.info)
+    x = data.raw("test")  # 16 rows = 4 streams of 4 windows
+    opts = EvaluateOptions(n=8, points=10_000, batch_size=3)
+    torch.manual_seed(1)
+    m, samples, (reference, far) = evaluation.hidden_state_study(tr, x, opts, stream_rows=4)
+    assert m["horizon"] == 32 and m["reference_is_stream"] == 1
+    g = tr.generator
+    with torch.no_grad():
+        own = g.teacher_forced(samples).hidden[:, 24:32].reshape(-1, 6)  # the draws' states
+        streams = x.reshape(4, 32)
+        real = g.teacher_forced(streams).hidden[:, 24:32].reshape(-1, 6)
+    assert samples.shape == (2, 32)  # 4 streams: 2 reference, 2 held out, 2 free runs
+    torch.testing.assert_close(far.sort(0).values, own.sort(0).values)
+    # the reference is 2 of the 4 real streams at steps 24..32 (the other 2 are the floor)
+    ref_sorted = reference.sort(0).values
+    pairs = [real.reshape(4, 8, 6)[[i, j]].reshape(-1, 6) for i in range(4) for j in range(4)]
+    assert any(torch.allclose(ref_sorted, p.sort(0).values) for p in pairs)
+    assert m["centroid_distance"] == pytest.approx(evaluation.centroid_distance(far, reference))
+    # without streams, windows are joined at random and the study says so
+    m2, _, _ = evaluation.hidden_state_study(tr, x, opts, stream_rows=1)
+    assert m2["reference_is_stream"] == 0 and m2["horizon"] == 32
+
+
+def test_tsne_keeps_separated_clouds_apart_and_mixed_clouds_together():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 10, generator=g)
+    b = torch.randn(200, 10, generator=g)
+    apart = evaluation.tsne(a, b + 20.0, points=200)
+    together = evaluation.tsne(a, b, points=200)
+    d_apart = evaluation.centroid_distance(*apart)
+    d_together = evaluation.centroid_distance(*together)
+    assert d_apart > 5 * d_together, (d_apart, d_together)
+
+
+# --- what the mutation check found the tests could not see ------------------------------------
+def test_ngram_js_known_answers():
+    a = torch.tensor([[0, 1, 0, 1, 0, 1]])
+    assert evaluation.ngram_js(a, a, 2, 3) == pytest.approx(0.0, abs=1e-12)
+    b = torch.tensor([[2, 2, 2, 2, 2, 2]])
+    assert evaluation.ngram_js(a, b, 2, 3) == pytest.approx(1.0)  # disjoint supports: 1 bit
+    # unigrams {0: 1} against {0: 1/2, 1: 1/2}, against the definition computed by hand
+    p, q = torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5])
+    m = (p + q) / 2
+    kl = lambda u: sum(float(x * math.log2(x / y)) for x, y in zip(u, m, strict=True) if x > 0)  # noqa: E731
+    want = 0.5 * kl(p) + 0.5 * kl(q)
+    got = evaluation.ngram_js(torch.tensor([[0, 0, 0, 0]]), torch.tensor([[0, 1, 0, 1]]), 1, 2)
+    assert got == pytest.approx(want)
+    # bigram ids must not collide: (0, 1) and (1, 0) are different 2-grams
+    assert evaluation.ngram_js(torch.tensor([[0, 1]]), torch.tensor([[1, 0]]), 2, 2) == 1.0
+
+
+def test_carry_state_scores_every_row_when_streams_do_not_divide_them():
+    trainer = checkpoint_free_trainer()
+    rows = torch.randint(0, 8, (5, 16), generator=torch.Generator().manual_seed(2))
+    g = trainer.generator
+    with torch.no_grad():
+        stream = rows[:4].reshape(2, 32)  # 2 streams of 2 windows, then row 4 alone
+        want = (
+            g.nll(g.teacher_forced(stream), stream).sum()
+            + g.nll(g.teacher_forced(rows[4:]), rows[4:]).sum()
+        )
+    got = evaluation.sequence_nll(trainer, rows, batch_size=2, carry_state=True)
+    assert got == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_study_needs_two_sequences_and_uses_all_it_is_given():
+    trainer = checkpoint_free_trainer()
+    x = markov_chain(**OPTS).raw("test")[:2]
+    m, samples, (reference, far) = evaluation.hidden_state_study(
+        trainer, x, EvaluateOptions(n=2, points=10_000, horizon=16)
+    )
+    assert samples.shape == (1, 16) and reference.shape == (16, 16) and far.shape == (16, 16)
+    with pytest.raises(GMError):
+        evaluation.hidden_state_study(trainer, x[:1], EvaluateOptions(n=2, horizon=16))
+
+
+def test_evaluate_refuses_data_with_more_symbols_than_the_model_knows():
+    trainer = checkpoint_free_trainer()
+    data = markov_chain(n=16, length=16, vocab=9)
+    with pytest.raises(GMError, match="9 symbols"):
+        trainer.evaluate(data, "test", EvaluateOptions(n=4))
+    fewer = markov_chain(n=16, length=16, vocab=8)
+    assert "nll" in trainer.evaluate(fewer, "test", EvaluateOptions(n=4, horizon=19))
+    m = trainer.evaluate(fewer, "test", EvaluateOptions(n=4, horizon=20))
+    assert "js_2gram" in m  # draws longer than L + 3: n-gram divergences past L
+    assert "js_2gram" not in trainer.evaluate(fewer, "test", EvaluateOptions(n=4, horizon=19))

@@ -164,8 +164,9 @@ def test_free_running_longer_than_training_with_segments():
     tr = make(free_steps=40, segment=8)
     x, tf, free = passes(tr)
     assert free.hidden.shape[1] == 40
-    assert tr.features(tf).shape == (16 * 2, 8, 24)
-    assert tr.features(free).shape == (16 * 5, 8, 24)
+    width = 24 + 8  # behaviour "both": hidden states and the 8 pre-softmax logits
+    assert tr.features(tf).shape == (16 * 2, 8, width)
+    assert tr.features(free).shape == (16 * 5, 8, width)
     metrics = tr.training_step(batch())
     assert torch.isfinite(metrics["loss"])
     with pytest.raises(GMError):

@@ -3,7 +3,10 @@
 A bidirectional GRU reads the behaviour (B, L, F); the forward and backward states of
 each step are concatenated and fed to a 3-layer ReLU MLP shared across time; the MLP's
 outputs are averaged over time and mapped by an affine layer to one logit per sequence,
-clipped to [-clip, clip]. Label 1 = teacher-forced, 0 = free-running.
+saturated softly into (-clip, clip) as ``clip * tanh(l / clip)``. The thesis clips to
+[-10, 10]; a hard clamp has zero gradient outside it, so a D whose logits pass 10 never
+learns again (and passes G no gradient): the soft form keeps a gradient everywhere and is
+the identity near 0. Label 1 = teacher-forced, 0 = free-running.
 
 With ``fused`` (``"auto"``: on CPU) the bidirectional GRU runs through
 :class:`gm_professor_forcing.fused.GRULayer` (the same parameters, the same function):
@@ -50,4 +53,5 @@ class BiGRUDiscriminator(nn.Module):
         else:
             states, _ = self.gru(behaviour)
         pooled = self.mlp(states).mean(1)
-        return self.out(pooled).squeeze(-1).float().clamp(-self.clip, self.clip)
+        logit = self.out(pooled).squeeze(-1).float()
+        return self.clip * torch.tanh(logit / self.clip) if self.clip else logit

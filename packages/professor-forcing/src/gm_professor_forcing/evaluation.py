@@ -6,12 +6,20 @@
   fresh state (``carry_state`` = 0: per-window, like per-line BPC but with fixed windows);
   ``--carry-state`` treats the rows as consecutive windows of one stream and carries the
   hidden state across them (``carry_state`` = 1: continuous-stream BPC).
-- The paper's hidden-state study: teacher-forced states on real data against free-running
-  states far past the training length (the last ``L`` steps of a ``horizon``-step run):
-  ``centroid_distance`` (between the clouds' means) and ``nn_distance`` (mean distance from a
-  free-running state to its nearest teacher-forced state). Beside them, the same two numbers
-  for the first ``L`` free-running steps (``*_train_length``) and the noise floor: held-out
-  teacher-forced states against the reference (``*_floor``), with equal cloud sizes.
+- ``nll_floor``: the source's exact NLL per token of a window from a stationary start where
+  the data know it (``meta["true_nll"]`` per window / L: (H(pi) + (L-1) rate) / L for the
+  Markov chain), and ``entropy_rate`` (the floor of a continuous stream, ``--carry-state``).
+- The thesis's hidden-state study at equal horizons: free-running states far past the
+  training length (the last ``L`` steps of a ``horizon``-step run, default 4L) against
+  teacher-forced states at the same steps of real ``horizon``-step sequences (consecutive
+  rows of a stream where ``meta["stream_rows"]`` says rows come in streams, else random rows
+  joined; ``reference_is_stream`` says which): ``centroid_distance`` (between the clouds'
+  means) and ``nn_distance`` (mean distance from a free-running state to its nearest
+  teacher-forced state). Beside them the first ``L`` steps (``*_train_length``), the noise
+  floor (held-out real sequences against the reference, equal sizes: ``*_floor``) and the
+  old comparison against teacher-forced states from the start (``*_vs_start``). ``--plot``
+  draws the clouds by PCA and by t-SNE (scikit-learn, as the thesis) and adds
+  ``tsne_centroid_distance``.
 - For tokens, ``js_2gram`` / ``js_3gram``: Jensen-Shannon divergence (bits) between the
   n-gram frequencies of the free-running draws past the training length and of the split,
   with the floor of as many training tokens against the split (``*_floor``).
@@ -100,10 +108,29 @@ def ngram_js(a: torch.Tensor, b: torch.Tensor, n: int, vocab: int) -> float:
     return (0.5 * kl(p) + 0.5 * kl(q)).item()
 
 
+def real_long_sequences(x: torch.Tensor, count: int, rows: int, stream_rows: int):
+    """``count`` real sequences of ``rows`` consecutive windows each, and whether they are
+    true streams: consecutive rows of one stream when the data come in streams of at least
+    ``rows`` windows (``meta["stream_rows"]``), else random rows joined (each window real,
+    the joins not the source's: sequential MNIST's "next image")."""
+    if stream_rows >= rows:
+        streams = len(x) // stream_rows
+        pick = torch.randperm(streams, device=x.device)[:count]
+        index = (pick[:, None] * stream_rows + torch.arange(rows, device=x.device)).flatten()
+        return x[index].reshape(len(pick), rows * x.shape[1], *x.shape[2:]), True
+    index = torch.randint(len(x), (count * rows,), device=x.device)
+    return x[index].reshape(count, rows * x.shape[1], *x.shape[2:]), False
+
+
 @torch.no_grad()
-def hidden_state_study(trainer: SequenceTrainer, x: torch.Tensor, options: EvaluateOptions):
-    """The paper's teacher-forced vs free-running hidden-state comparison; returns
-    (metrics, clouds) with clouds = (reference states, free-running states far out)."""
+def hidden_state_study(
+    trainer: SequenceTrainer, x: torch.Tensor, options: EvaluateOptions, stream_rows: int = 1
+):
+    """The thesis's teacher-forced vs free-running hidden-state comparison, at equal horizons:
+    free-running states at steps [H - L, H) (H = ``horizon``, default 4L) against
+    teacher-forced states at the same steps of real sequences of H steps, so the
+    start-from-zero transient is the same on both sides. Returns (metrics, free-running
+    draws, (reference cloud, free-running cloud))."""
     gen, length = trainer.generator, trainer.length
     horizon = options.horizon or 4 * length
     if horizon < length:
@@ -111,41 +138,78 @@ def hidden_state_study(trainer: SequenceTrainer, x: torch.Tensor, options: Evalu
     half = min(options.n, len(x)) // 2
     if half < 1:
         raise GMError("the hidden-state study needs at least 2 sequences (--n).")
-    x = x[torch.randperm(len(x), device=x.device)[: 2 * half]]
+    rows = math.ceil(horizon / length)
+    real, stream = real_long_sequences(x, 2 * half, rows, stream_rows)
+    half = len(real) // 2
+    if half < 1:
+        raise GMError("the hidden-state study needs at least 2 real sequences (--n).")
     states = torch.cat(
         [
-            gen.teacher_forced(x[i : i + options.batch_size]).hidden.float()
-            for i in range(0, len(x), options.batch_size)
+            gen.teacher_forced(real[i : i + options.batch_size]).hidden.float()
+            for i in range(0, 2 * half, options.batch_size)
         ]
     )
     width = states.shape[-1]
-    reference = _subsample(states[:half].reshape(-1, width), options.points)
-    held_out = _subsample(states[half:].reshape(-1, width), options.points)
+    far_steps, near_steps = slice(horizon - length, horizon), slice(0, length)
+
+    def cloud(s: torch.Tensor) -> torch.Tensor:
+        return _subsample(s.reshape(-1, width), options.points)
+
+    reference, held_out = cloud(states[:half, far_steps]), cloud(states[half:, far_steps])
+    ref_near, held_near = cloud(states[:half, near_steps]), cloud(states[half:, near_steps])
     samples, free = gen.free_running(half, horizon, options.temperature)
-    far = _subsample(free.hidden[:, horizon - length :].float().reshape(-1, width), options.points)
-    near = _subsample(free.hidden[:, :length].float().reshape(-1, width), options.points)
+    far, near = cloud(free.hidden[:, far_steps].float()), cloud(free.hidden[:, near_steps].float())
     metrics = {
         "horizon": float(horizon),
+        "reference_is_stream": float(stream),
         "centroid_distance": centroid_distance(far, reference),
         "nn_distance": nn_distance(far, reference),
-        "centroid_distance_train_length": centroid_distance(near, reference),
-        "nn_distance_train_length": nn_distance(near, reference),
         "centroid_distance_floor": centroid_distance(held_out, reference),
         "nn_distance_floor": nn_distance(held_out, reference),
+        "centroid_distance_train_length": centroid_distance(near, ref_near),
+        "nn_distance_train_length": nn_distance(near, ref_near),
+        "centroid_distance_floor_train_length": centroid_distance(held_near, ref_near),
+        "nn_distance_floor_train_length": nn_distance(held_near, ref_near),
+        # the old, confounded comparison: free-running far out vs teacher forcing from the start
+        "centroid_distance_vs_start": centroid_distance(far, ref_near),
+        "nn_distance_vs_start": nn_distance(far, ref_near),
     }
     return metrics, samples, (reference, far)
 
 
-def projection_picture(reference: torch.Tensor, free: torch.Tensor, path: str) -> None:
-    """Both clouds on the first two principal axes of the teacher-forced cloud (PCA, not the
-    paper's t-SNE: deterministic and cheap): teacher-forced grey, free-running blue."""
+def tsne(reference: torch.Tensor, free: torch.Tensor, points: int = 750, seed: int = 0):
+    """Both clouds embedded together by scikit-learn's t-SNE (the thesis's projection), at
+    most ``points`` of each; returns (reference 2-D, free 2-D)."""
+    from sklearn.manifold import TSNE
+
+    g = torch.Generator().manual_seed(seed)
+    a = reference[torch.randperm(len(reference), generator=g)[:points]].cpu()
+    b = free[torch.randperm(len(free), generator=g)[:points]].cpu()
+    both = torch.cat([a, b]).double().numpy()
+    out = TSNE(2, perplexity=30, init="pca", random_state=seed).fit_transform(both)
+    out = torch.from_numpy(out)
+    return out[: len(a)], out[len(a) :]
+
+
+def projection_picture(reference: torch.Tensor, free: torch.Tensor, path: str) -> float:
+    """Two panels: both clouds on the first two principal axes of the teacher-forced cloud
+    (left, PCA) and embedded together by t-SNE (right, as in the thesis); teacher-forced grey,
+    free-running blue. Returns the centroid distance in t-SNE coordinates."""
+    from PIL import Image
+
     from gm import pictures
 
     mean = reference.mean(0)
     _, _, v = torch.linalg.svd(reference - mean, full_matrices=False)
     axes = v[:2].T
-    img = pictures.scatter((free - mean) @ axes, reference=(reference - mean) @ axes)
+    pca = pictures.scatter((free - mean) @ axes, reference=(reference - mean) @ axes)
+    ref2, free2 = tsne(reference, free)
+    right = pictures.scatter(free2, reference=ref2)
+    img = Image.new("RGB", (pca.width + right.width + 8, pca.height), "white")
+    img.paste(pca, (0, 0))
+    img.paste(right, (pca.width + 8, 0))
     img.save(path)
+    return centroid_distance(free2, ref2)
 
 
 def evaluate(
@@ -178,8 +242,11 @@ def evaluate(
         if info.meta.get("alphabet"):
             metrics["bits_per_character"] = metrics["bits_per_token"]
         if "entropy_rate" in info.meta:
-            metrics["true_nll"] = float(info.meta["entropy_rate"])
-        study, samples, clouds = hidden_state_study(trainer, x, options)
+            metrics["entropy_rate"] = float(info.meta["entropy_rate"])
+        if "true_nll" in info.meta:  # nats per window from a stationary start -> per token
+            metrics["nll_floor"] = float(info.meta["true_nll"]) / x.shape[1]
+        stream_rows = int(info.meta.get("stream_rows", 1))
+        study, samples, clouds = hidden_state_study(trainer, x, options, stream_rows)
         metrics.update(study)
         length = trainer.length
         if info.vocab_size and samples.shape[1] > length + 3 and info.modality == "sequence":
@@ -194,7 +261,7 @@ def evaluate(
                     rows = reference[torch.randperm(len(reference), device=reference.device)[:need]]
                     metrics[f"js_{n}gram_floor"] = ngram_js(rows, x, n, info.vocab_size)
         if options.plot:
-            projection_picture(*clouds, options.plot)
+            metrics["tsne_centroid_distance"] = projection_picture(*clouds, options.plot)
     finally:
         trainer.train(was_training)
     return metrics

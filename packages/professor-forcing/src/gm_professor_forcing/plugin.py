@@ -1,7 +1,14 @@
 """gm hooks of gm-professor-forcing (torch-free: records name their code lazily)."""
 
 import gm
-from gm.specs import DiscriminatorSpec, ModelSpec, SequenceGeneratorSpec, TrainerSpec
+from gm.specs import (
+    DatasetSpec,
+    DiscriminatorSpec,
+    ModelSpec,
+    SequenceGeneratorSpec,
+    TrainerSpec,
+)
+from gm_professor_forcing.recipes import RECIPES
 
 _P = "gm_professor_forcing"
 _MODALITIES = ("sequence", "strokes")
@@ -51,7 +58,35 @@ def gm_trainers():
 
 @gm.hookimpl
 def gm_models():
-    return [
+    plain = [
         ModelSpec(n, f"{_P}.trainers:{c}", s, trainer=n, modalities=_MODALITIES)
         for n, (c, s) in _TRAINERS.items()
+    ]
+    recipes = [
+        ModelSpec(
+            name,
+            f"{_P}.trainers:ProfessorForcingTrainer",
+            f"{r['summary']} ({r['data']}). Differs: {r['differs']}",
+            trainer="professor-forcing",
+            defaults=r["defaults"],
+            modalities=r["modalities"],
+        )
+        for name, r in RECIPES.items()
+    ]
+    return plain + recipes
+
+
+@gm.hookimpl
+def gm_datasets():
+    return [
+        DatasetSpec(
+            "regime-switch",
+            f"{_P}.regimes:regime_switch",
+            "tokens from slowly switching regimes (durations uniform 40-88): long-range "
+            "structure with an exactly known entropy rate and window NLL floor",
+            modality="sequence",
+            shape=(256,),
+            source="synthetic (gm-professor-forcing)",
+            licence="public domain",
+        )
     ]

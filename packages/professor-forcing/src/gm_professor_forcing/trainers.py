@@ -14,7 +14,10 @@ minibatch x:
 4. G minimises ``NLL + C_f`` with ``C_f = -log D(B_free)`` (D frozen: D's parameters take no
    gradient from G's loss; the teacher-forced behaviour does not enter C_f), optionally
    ``+ C_t = -log(1 - D(B_tf))``; the adversarial terms reach G only while the EMA exceeds
-   ``gate_g`` (paper: 75%).
+   ``gate_g`` (paper: 75%). NLL is the *whole-sequence* NLL (thesis Eq. 2.2; the authors'
+   code sums it over time), so against the per-token NLL the loss is
+   ``NLL/token + (C_f + C_t) / L`` (``weighting="sequence"``, the default);
+   ``weighting="token"`` adds C_f to the per-token NLL (L times the thesis's weight).
 
 Both gates are device tensors, so a step never waits for the host: a closed D->G gate
 selects a zero (``torch.where``, whose gradient to the closed branch is exactly zero) and a
@@ -46,7 +49,8 @@ from gm_professor_forcing.generators import ContinuousGRU, GRUGenerator, TokenGR
 # --- configs and options ------------------------------------------------------------------
 @dataclasses.dataclass
 class SequenceConfig(TrainConfig):
-    """The generator and its optimiser (paper's char-PTB setup: 1 layer x 1024 GRU)."""
+    """The generator and its optimiser: a 1 x 1024 GRU (the thesis's char-PTB size) but Adam
+    1e-3 (the thesis: 1e-4); the ``pf-*`` recipes (recipes.py) carry the thesis's settings."""
 
     steps: int = 10_000
     batch_size: int = 32
@@ -79,15 +83,23 @@ class ScheduledSamplingConfig(SequenceConfig):
 
 @dataclasses.dataclass
 class ProfessorForcingConfig(SequenceConfig):
+    """D defaults to 512 units (the thesis's char-PTB D: 2048, recipe ``pf-char-ptb``)."""
+
     d_hidden: int = 512  # each direction of the discriminator's GRU
     d_mlp: int = 512
     d_layers: int = 1
     d_lr: float = 1e-4  # Adam, the discriminator (authors' code: 1e-4, beta1 0.5)
     d_beta1: float = 0.5
-    behaviour: Literal["hidden", "outputs", "both"] = "hidden"  # what D sees per step
+    # what D sees per step: "both" = hidden states and pre-softmax outputs (the thesis's
+    # "hiddens and outputs"); "embeddings" = hidden states and the embedding of the token
+    # emitted at that step (char-PTB: "hidden states and character level embeddings")
+    behaviour: Literal["hidden", "outputs", "both", "embeddings"] = "both"
     free_steps: int = 0  # free-running length (0: the training length)
     segment: int = 0  # D's segment length (0: the training length, or free_steps if shorter)
     adversarial_weight: float = 1.0
+    # "sequence": NLL summed over the L steps + C_f (thesis), i.e. C_f / L beside the
+    # per-token NLL; "token": C_f added to the per-token mean NLL (L times heavier)
+    weighting: Literal["sequence", "token"] = "sequence"
     teacher_term: bool = False  # add C_t = -log(1 - D(B_tf)) to G's loss
     gate_g: float = 0.75  # D -> G gradient only when D's smoothed accuracy exceeds this
     gate_d: float = 0.99  # D's update skipped when its smoothed accuracy exceeds this
@@ -339,11 +351,19 @@ class ProfessorForcingTrainer(SequenceTrainer):
                 f"free_steps ({self.free_steps}); got {self.segment}."
             )
         g = self.generator
-        features = {
-            "hidden": g.hidden_size,
-            "outputs": g.head.num_params,
-            "both": g.hidden_size + g.head.num_params,
-        }[config.behaviour]
+        if config.behaviour == "embeddings" and not isinstance(g, TokenGRU):
+            raise GMError(
+                "behaviour=embeddings needs token data (it embeds the emitted tokens); "
+                "use --set behaviour=both for real-valued sequences."
+            )
+        if config.behaviour == "embeddings":
+            features = g.hidden_size + g.embedding.embedding_dim
+        else:
+            features = {
+                "hidden": g.hidden_size,
+                "outputs": g.head.num_params,
+                "both": g.hidden_size + g.head.num_params,
+            }[config.behaviour]
         self.discriminator = BiGRUDiscriminator(
             features, config.d_hidden, config.d_mlp, config.d_layers
         ).to(self.device)
@@ -366,16 +386,22 @@ class ProfessorForcingTrainer(SequenceTrainer):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
 
-    def features(self, behaviour: Behaviour) -> torch.Tensor:
-        """The behaviour D sees, cut into non-overlapping segments: (B * pieces, segment, F)."""
+    def features(self, behaviour: Behaviour, emitted: torch.Tensor | None = None) -> torch.Tensor:
+        """The behaviour D sees, cut into non-overlapping segments: (B * pieces, segment, F).
+        ``emitted``: the tokens of each step (the data under teacher forcing, the draws when
+        free-running), for ``behaviour=embeddings``."""
         what = self.config.behaviour
-        f = (
-            behaviour.hidden
-            if what == "hidden"
-            else behaviour.outputs
-            if what == "outputs"
-            else torch.cat([behaviour.hidden, behaviour.outputs.to(behaviour.hidden.dtype)], -1)
-        )
+        h = behaviour.hidden
+        if what == "hidden":
+            f = h
+        elif what == "outputs":
+            f = behaviour.outputs
+        elif what == "both":
+            f = torch.cat([h, behaviour.outputs.to(h.dtype)], -1)
+        else:
+            if emitted is None:
+                raise ValueError("behaviour=embeddings needs the emitted tokens")
+            f = torch.cat([h, self.generator.embedding(emitted).to(h.dtype)], -1)
         b, length, width = f.shape
         pieces = length // self.segment
         return f[:, : pieces * self.segment].reshape(b * pieces, self.segment, width)
@@ -396,13 +422,19 @@ class ProfessorForcingTrainer(SequenceTrainer):
             c_t = F.softplus(self.discriminator(f_tf)).mean() if self.config.teacher_term else None
         return c_f, c_t
 
+    def adversarial_scale(self) -> float:
+        """The weight of C_f (+ C_t) beside the per-token NLL: 1 / L for the thesis's
+        whole-sequence NLL (``weighting="sequence"``), 1 for ``"token"``."""
+        per = 1.0 / self.length if self.config.weighting == "sequence" else 1.0
+        return self.config.adversarial_weight * per
+
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.config
         x = self.prepare(batch)
         tf = self.generator.teacher_forced(x)
         nll = self.generator.nll(tf, x).mean()
-        _, free = self.generator.free_running(len(x), self.free_steps, 1.0)
-        f_tf, f_free = self.features(tf), self.features(free)
+        samples, free = self.generator.free_running(len(x), self.free_steps, 1.0)
+        f_tf, f_free = self.features(tf, x), self.features(free, samples)
         # CPU tensors are on the host: reading a gate there costs no synchronisation
         host = cfg.skip_closed_gates and self.device.type == "cpu"
 
@@ -411,6 +443,7 @@ class ProfessorForcingTrainer(SequenceTrainer):
         accuracy = distributed.all_reduce_mean({"a": accuracy})["a"]  # the same gates on every rank
         smoothed = self.gate.update(accuracy, cfg.gate_momentum)
         d_open, g_open = smoothed <= cfg.gate_d, smoothed > cfg.gate_g
+        before = [p.detach().clone() for p in self.discriminator.parameters()]
         if host:
             if bool(d_open):  # closed: skipped, as fused Adam's found_inf would (no backward)
                 self.optimizer_step(c_d, self.opt_d, clip=self.clip)
@@ -419,6 +452,11 @@ class ProfessorForcingTrainer(SequenceTrainer):
             self.optimizer_step(c_d, self.opt_d, clip=self.clip)
         elif bool(d_open):  # devices without fused Adam: decide on the host (one sync)
             self.optimizer_step(c_d, self.opt_d, clip=self.clip)
+        # "updated" means D's weights moved, not that the gate let a step through (a dead
+        # D with zero gradient would otherwise report updates forever)
+        after = self.discriminator.parameters()
+        moved = torch.stack([(a != p.detach()).any() for a, p in zip(before, after, strict=True)])
+        moved = moved.any()
 
         # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate
         if host and not bool(g_open):  # closed: C_f, C_t only for the metrics, no graph
@@ -429,7 +467,7 @@ class ProfessorForcingTrainer(SequenceTrainer):
             c_f, c_t = self.adversarial_costs(f_tf, f_free)
             adversarial = c_f if c_t is None else c_f + c_t
             gated = torch.where(g_open, adversarial, torch.zeros_like(adversarial))
-        loss = nll + cfg.adversarial_weight * gated
+        loss = nll + self.adversarial_scale() * gated
         self.optimizer_step(loss, self.opt_g, clip=self.clip)
         metrics = {
             "loss": loss.detach(),
@@ -438,7 +476,7 @@ class ProfessorForcingTrainer(SequenceTrainer):
             "c_f": c_f.detach(),
             "d_accuracy": accuracy,
             "d_accuracy_ema": smoothed,
-            "d_updated": d_open.float(),
+            "d_updated": moved.float(),
             "g_gate_open": g_open.float(),
         }
         if c_t is not None:

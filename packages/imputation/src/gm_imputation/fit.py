@@ -36,6 +36,7 @@ HELD_OUT = 0.1  # share of the observed cells held out for early stopping
 MIN_HELD_OUT = 30  # fewer held-out cells than this: no early stopping, the full budget
 MASK_RATES = (0.1, 0.6)  # per-row MCAR rate of the training masks, uniform in this range
 EVAL_EVERY = 100  # training steps between held-out checks
+EMA = 0.99  # decay of the weight average that is checked and kept
 PATIENCE = 6  # held-out checks without a better bound before stopping
 POINT_ROLLOUTS = 16  # primary roll-outs averaged for a point imputation
 INTERVAL_DRAWS = 40  # draws per row for the held-out 90% intervals
@@ -172,6 +173,7 @@ def fit(
         raise GMError("the table has no observed value to learn from.")
     gen = torch.Generator(device=trainer.device).manual_seed(seed)
     lo, hi = MASK_RATES
+    average = WeightAverage(trainer, EMA)
     best, best_bound, best_step, since, start = None, math.inf, 0, 0, time.perf_counter()
     step = 0
     for step in range(1, cfg.steps + 1):
@@ -181,7 +183,9 @@ def fit(
         rate = lo + (hi - lo) * torch.rand(len(xb), 1, generator=gen, device=x.device)
         hide = torch.rand(xb.shape, generator=gen, device=x.device) < rate
         trainer.step(*masks.split_known(xb, hide))
+        average.update(trainer)
         if hold_np.any() and (step % EVAL_EVERY == 0 or step == cfg.steps):
+            live = average.swap_in(trainer)
             bound = held_out_scores(trainer, x, hold, trainer.refine_steps, full=False)["bound"]
             if on_check:
                 on_check(step, cfg.steps, bound)
@@ -189,14 +193,13 @@ def fit(
                 best, best_bound, best_step, since = _weights(trainer), bound, step, 0
             else:
                 since += 1
-                if since >= PATIENCE:
-                    break
+            _load(trainer, live)
+            if since >= PATIENCE:
+                break
     stopped = step < cfg.steps
-    if best is not None:
-        for key, module in trainer.modules().items():
-            module.load_state_dict(best[key])
-    else:
-        best_step = step
+    if best is None:  # no held-out check: keep the average at the end of the budget
+        best, best_step = average.avg, step
+    _load(trainer, best)
     scores = (
         held_out_scores(trainer, x, hold, trainer.refine_steps)
         if hold_np.any()
@@ -218,6 +221,36 @@ def fit(
 
 def _weights(trainer) -> dict[str, dict[str, torch.Tensor]]:
     return {k: copy.deepcopy(m.state_dict()) for k, m in trainer.modules().items()}
+
+
+def _load(trainer, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+    for key, module in trainer.modules().items():
+        module.load_state_dict(weights[key])
+
+
+class WeightAverage:
+    """An exponential moving average of the trainer's floating-point weights (buffers
+    included): the averaged weights are what is checked on the held-out cells and kept,
+    which smooths the step-to-step noise of small batches on small tables."""
+
+    def __init__(self, trainer, decay: float):
+        self.decay = decay
+        self.avg = _weights(trainer)
+
+    @torch.no_grad()
+    def update(self, trainer) -> None:
+        for key, module in trainer.modules().items():
+            for name, value in module.state_dict().items():
+                if value.is_floating_point():
+                    self.avg[key][name].lerp_(value, 1 - self.decay)
+                else:
+                    self.avg[key][name].copy_(value)
+
+    def swap_in(self, trainer) -> dict[str, dict[str, torch.Tensor]]:
+        """Load the averaged weights; returns the live ones (to load back)."""
+        live = _weights(trainer)
+        _load(trainer, self.avg)
+        return live
 
 
 @torch.no_grad()

@@ -57,7 +57,7 @@ class GPSINet(nn.Module):
         self.update, self.guide_input = cfg.update, cfg.guide_input
         self.primary_residual, self.see_mask = cfg.primary_residual, cfg.see_mask
         extra = dim if cfg.see_mask else 0
-        self.c0 = nn.Parameter(torch.zeros(width))
+        self.c0 = nn.Parameter(obs.initial(dim))
         self.primary = GaussianMLP(
             dim * (2 if cfg.primary_residual else 1) + extra, cfg.hidden, cfg.layers, cfg.z_dim
         )

@@ -86,7 +86,7 @@ class LSTMNet(nn.Module):
         cell = PeepholeLSTMCell if cfg.peepholes else nn.LSTMCell
         self.update, self.see_mask, self.mixture = cfg.update, cfg.see_mask, cfg.infinite_mixture
         extra = dim if cfg.see_mask else 0
-        self.c_bias = nn.Parameter(torch.zeros(width))
+        self.c_bias = nn.Parameter(obs.initial(dim))
         self.reader = cell(2 * dim + h + extra, h)
         self.guide = cell(2 * dim + h + extra, h)
         self.p_head = nn.Linear(h, 2 * z)

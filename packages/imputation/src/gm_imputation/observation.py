@@ -28,6 +28,7 @@ from gm.errors import GMError
 from gm_imputation.nets import LOGVAR_BOUND, bernoulli_nll
 
 KINDS = ("auto", "bernoulli", "gaussian")
+INITIAL_LOGVAR = -3.0
 
 
 class Observation:
@@ -36,6 +37,10 @@ class Observation:
     def width(self, dim: int) -> int:
         """Channels of the canvas for ``dim`` values."""
         return dim
+
+    def initial(self, dim: int) -> torch.Tensor:
+        """The canvas bias's starting value (it is learned)."""
+        return torch.zeros(self.width(dim))
 
     def canvas(self, c: torch.Tensor) -> torch.Tensor:
         """The guess the policies see, ``(N, D)``."""
@@ -73,6 +78,11 @@ class Gaussian(Observation):
 
     def width(self, dim):
         return 2 * dim
+
+    def initial(self, dim):
+        # Mean mid-range, variance 0.05 (a unit-range column's scale): with variance 1 the
+        # mean's gradient, scaled by 1/variance, would start about 20 times too small.
+        return torch.cat([torch.full((dim,), 0.5), torch.full((dim,), INITIAL_LOGVAR)])
 
     @staticmethod
     def split(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,6 @@ from gm.errors import GMError
 NA_TOKENS = {"", "nan", "na", "n/a", "null", "none", "?"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".npy"}
-DELIMITERS = ",;\t"
 
 
 @dataclass
@@ -99,16 +98,21 @@ def _number(cell: str) -> float | None:
 
 
 def _delimiter(path: Path, text: str) -> str:
+    """Tab for ``.tsv``; else the one of ``,`` ``;`` tab that splits the first rows into the
+    same number of fields, the most fields winning (ties: tab, then ``;``, so that decimal
+    commas in ``1,5;2`` stay inside their fields, then ``,``)."""
     if path.suffix.lower() == ".tsv":
         return "\t"
-    sample = "\n".join(text.splitlines()[:20])
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        first = sample.split("\n", 1)[0]
-        counts = {d: first.count(d) for d in DELIMITERS}
-        best = max(counts, key=counts.get)
-        return best if counts[best] else ","
+    head = text.splitlines()[:50]
+
+    def score(d: str) -> tuple[bool, int, int]:
+        try:
+            widths = {len(r) for r in csv.reader(head, delimiter=d) if r}
+        except csv.Error:
+            return (False, 0, 0)
+        return (len(widths) == 1, max(widths, default=0), "\t;,".index(d) * -1)
+
+    return max("\t;,", key=score)
 
 
 def read_csv(path: Path) -> Table:
@@ -147,9 +151,14 @@ def read_csv(path: Path) -> Table:
                 f"row needs the same number of {_NAMES.get(delimiter, repr(delimiter))}-"
                 "separated fields (leave a cell empty for a missing value)."
             )
-    parsed = [[_number(c) is not None for c in col] for col in zip(*rows, strict=True)]
+    cols = list(zip(*rows, strict=True))
+    parsed = [[_number(c) is not None for c in col] for col in cols]
     header = None
-    if len(rows) > 1 and any(not ok[0] and all(ok[1:]) for ok in parsed):
+    # text over a column of numbers (at least one real number, not only holes)
+    if any(
+        not ok[0] and all(ok[1:]) and any(c.strip().lower() not in NA_TOKENS for c in col[1:])
+        for ok, col in zip(parsed, cols, strict=True)
+    ):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
         parsed = [ok[1:] for ok in parsed]
     numeric = [all(ok) for ok in parsed]

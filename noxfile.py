@@ -50,6 +50,7 @@ def integration(session):
     """Everything installed together: cross-package tests, then every package's tests again
     (each in its own pytest process: their conftest modules share a name)."""
     session.install(*PIN, "pytest", *(_with_test_extra(p) for p in ["core", *PLUGINS]))
+    session.install(*PIN, "./packages/datasets[mnist-5k]")  # the real digits' test runs here
     env = {"OMP_NUM_THREADS": "2"}
     session.run("pytest", "tests", "--ignore=tests/test_ddp.py", *session.posargs, env=env)
     for package in ["core", *PLUGINS]:

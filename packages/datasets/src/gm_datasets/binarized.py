@@ -8,6 +8,9 @@
   "dynamically binarised MNIST".
 - ``threshold``: ``mnist`` pixels ``>= 128`` (x/255 >= 0.5) become 1.
 
+``source=mnist-5k`` takes the grey images of the dynamic and threshold modes from the
+5,000 offline digits (``mnist-5k``) instead of ``mnist``.
+
 Images are uint8 (N, 1, 28, 28) with values {0, 255} (decoded to {0, 1}).
 """
 
@@ -86,9 +89,14 @@ def binarized_mnist(
     source_dir: str | None = None,
     mode: Literal["fixed", "dynamic", "threshold"] = "fixed",
     valid_size: int = 0,
+    source: Literal["mnist", "mnist-5k"] = "mnist",
 ) -> LabelledDataset:
     """Binary MNIST: ``mode`` fixed (.amat files, 50k/10k/10k), dynamic or threshold (over
-    ``mnist``; ``valid_size`` as for ``mnist``)."""
+    ``source``, ``mnist`` or ``mnist-5k``; ``valid_size`` as for ``mnist``)."""
+    if mode == "fixed" and source != "mnist":
+        raise GMError(
+            f"source={source} binarises grey images: use it with mode=dynamic or mode=threshold."
+        )
     if mode == "fixed":
         if valid_size:
             raise GMError(
@@ -105,9 +113,12 @@ def binarized_mnist(
                 "source": "binarized_mnist_*.amat (Larochelle & Murray)",
             },
         )
-    from gm_datasets.images import mnist
+    if source == "mnist-5k":
+        from gm_datasets.mnist5k import mnist_5k as grey_images
+    else:
+        from gm_datasets.images import mnist as grey_images
 
-    grey = mnist(data_dir, source_dir, valid_size=valid_size)
+    grey = grey_images(data_dir, source_dir, valid_size=valid_size)
     meta = {**grey.info.meta, "binarization": mode}
     if mode == "threshold":
         splits = {k: ((v >= 128).to(torch.uint8) * 255).numpy() for k, v in grey.splits.items()}

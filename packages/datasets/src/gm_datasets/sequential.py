@@ -1,6 +1,7 @@
 """``sequential-mnist``: images read pixel by pixel (row-major) as token sequences.
 
-``source`` is ``mnist`` (784 tokens), ``digits`` (64 tokens, no download) or
+``source`` is ``mnist`` (784 tokens), ``mnist-5k`` (784 tokens, 5,000 real digits offline),
+``digits`` (64 tokens, no download) or
 ``binarized-mnist`` (the fixed .amat binarisation). ``pixels=threshold`` (default) gives
 binary tokens, vocab 2, pixel ``>= 128`` -> 1 (the binarised sequential MNIST of the RNN
 literature); ``pixels=grey`` keeps all 256 grey levels, vocab 256. ``permute=true`` applies
@@ -21,7 +22,7 @@ from gm_datasets.common import LabelledDataset, make_dataset
 def sequential_mnist(
     data_dir: str | None = None,
     source_dir: str | None = None,
-    source: Literal["mnist", "digits", "binarized-mnist"] = "mnist",
+    source: Literal["mnist", "mnist-5k", "digits", "binarized-mnist"] = "mnist",
     pixels: Literal["threshold", "grey"] = "threshold",
     permute: bool = False,
     permutation_seed: int = 0,
@@ -35,6 +36,10 @@ def sequential_mnist(
         from gm_datasets.images import mnist
 
         images = mnist(data_dir, source_dir, valid_size=valid_size)
+    elif source == "mnist-5k":
+        from gm_datasets.mnist5k import mnist_5k
+
+        images = mnist_5k(data_dir, source_dir, valid_size=valid_size)
     else:
         if pixels == "grey":
             raise GMError("binarized-mnist has no grey levels; use pixels=threshold with it.")

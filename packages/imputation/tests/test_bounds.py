@@ -156,6 +156,7 @@ def test_primary_bound_is_the_nll_under_the_primary_roll_out():
     want = (target * -(x * p.log() + (1 - x) * (1 - p).log())).sum(-1)
     assert torch.allclose(out["primary_bound"], want, atol=1e-5)
     assert torch.allclose(out["sq_err"], (target * (p - x) ** 2).sum(-1), atol=1e-6)
+    assert torch.allclose(out["single_sq_err"], (target * (p - x) ** 2).sum(-1), atol=1e-6)
 
 
 def test_gaussian_observation_nll_mean_and_draws():
@@ -187,3 +188,76 @@ def test_auto_observation_picks_bernoulli_for_images_and_binary_data():
     assert observation.get("auto", binary=True).name == "bernoulli"
     assert observation.get("auto").name == "gaussian"
     assert observation.get("gaussian", image=True).name == "gaussian"
+
+
+def test_primary_inputs_are_known_values_and_the_guess_elsewhere():
+    tr = make_trainer("gpsi-add", vector_dataset(40, 4), hidden=8, z_dim=2, primary_residual=True)
+    x, guess = torch.rand(3, 4), torch.rand(3, 4)
+    known = (torch.rand(3, 4) < 0.5).float()
+    seen, residual = tr.net.primary_input(x, known, guess).chunk(2, -1)
+    assert torch.allclose(seen, torch.where(known.bool(), x, guess))
+    assert torch.allclose(residual, known * (x - guess))
+
+
+def zero_lstm(tr, c_bias, p0, q0, p, q):
+    """Every LSTM weight zero; (mu, logvar) of p(z0), q(z0), p(z_t), q(z_t) set by biases."""
+    net, z = tr.net, tr.config.z_dim
+    with torch.no_grad():
+        for w in net.parameters():
+            w.zero_()
+        net.c_bias.copy_(c_bias)
+        for head, (mu, lv) in ((net.p0.net[-1], p0), (net.q0.net[-1], q0)):
+            head.bias[:z], head.bias[z:] = mu, 8 * math.atanh(lv / 8)
+        for head, (mu, lv) in ((net.p_head, p), (net.q_head, q)):
+            head.bias[:z], head.bias[z:] = mu, 8 * math.atanh(lv / 8)
+
+
+def test_lstm_kls_have_their_directions_with_unequal_variances():
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=3,
+        observation="bernoulli",
+    )
+    zero_lstm(tr, torch.zeros(4), p0=(0.0, 0.6), q0=(1.0, -1.0), p=(0.2, -0.5), q=(-0.4, 1.0))
+    x = torch.rand(2, 4)
+    r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 3, guided=True)
+    v = math.exp
+    qp = 2 * kl_1d(1.0, v(-1.0), 0.0, v(0.6)) + 3 * 2 * kl_1d(-0.4, v(1.0), 0.2, v(-0.5))
+    pq = 2 * kl_1d(0.0, v(0.6), 1.0, v(-1.0)) + 3 * 2 * kl_1d(0.2, v(-0.5), -0.4, v(1.0))
+    assert torch.allclose(r["kl_qp"], torch.full((2,), qp), atol=1e-4), (r["kl_qp"], qp)
+    assert torch.allclose(r["kl_pq"], torch.full((2,), pq), atol=1e-4), (r["kl_pq"], pq)
+
+
+def test_lstm_policies_read_known_values_and_the_guess_elsewhere():
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=2,
+        observation="bernoulli",
+    )
+    c_bias = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    zero_lstm(tr, c_bias, p0=(0.0, 0.0), q0=(0.0, 0.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    guess = torch.sigmoid(c_bias)  # zero weights: the canvas never moves
+    seen = torch.where(known.bool(), x, guess)
+    inputs = {"p0": [], "reader": []}
+    hooks = [
+        getattr(tr.net, name).register_forward_pre_hook(
+            lambda m, args, name=name: inputs[name].append(args[0])
+        )
+        for name in inputs
+    ]
+    with torch.no_grad():
+        tr.net.rollout(x, known, known, 2, guided=False)
+    for h in hooks:
+        h.remove()
+    assert torch.allclose(inputs["p0"][0], seen)
+    assert len(inputs["reader"]) == 2
+    for got in inputs["reader"]:
+        assert torch.allclose(got[:, :4], seen) and torch.allclose(got[:, 4:8], seen - guess)

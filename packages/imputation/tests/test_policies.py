@@ -146,6 +146,8 @@ def test_evaluate_normalises_the_bound_by_missing_values(tmp_path):
     assert close(out["nll_per_value"], (nll + kl) / n_missing)
     assert close(out["nll_paper"], (nll + kl) / len(x) / (n_missing / x.numel()))
     assert close(out["nll_per_value"], out["nll_term_per_value"] + out["kl_per_value"])
+    sq = ((p - xd) ** 2 * missing).sum().item()  # every roll-out imputes sigmoid(c0)
+    assert close(out["rmse_missing"], math.sqrt(sq / n_missing))
 
 
 def test_lstm_bound_adds_the_initial_state_kl():

@@ -261,3 +261,35 @@ def test_lstm_policies_read_known_values_and_the_guess_elsewhere():
     assert len(inputs["reader"]) == 2
     for got in inputs["reader"]:
         assert torch.allclose(got[:, :4], seen) and torch.allclose(got[:, 4:8], seen - guess)
+
+
+def test_peephole_cell_is_an_lstm_cell_plus_the_cell_state_in_its_gates():
+    from gm_imputation.lstm import PeepholeLSTMCell
+
+    torch.manual_seed(0)
+    ref, cell = torch.nn.LSTMCell(3, 5), PeepholeLSTMCell(3, 5)
+    with torch.no_grad():
+        cell.gates.weight.copy_(torch.cat([ref.weight_ih, ref.weight_hh], 1))
+        cell.gates.bias.copy_(ref.bias_ih + ref.bias_hh)
+    x, h, c = torch.randn(4, 3), torch.randn(4, 5), torch.randn(4, 5)
+    for a, b in zip(cell(x, (h, c)), ref(x, (h, c)), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)  # zero peepholes: a plain LSTM cell
+    with torch.no_grad():
+        cell.peep.fill_(0.5)
+    i, f, g, o = cell.gates(torch.cat([x, h], -1)).chunk(4, -1)
+    c_new = torch.sigmoid(f + 0.5 * c) * c + torch.sigmoid(i + 0.5 * c) * torch.tanh(g)
+    h_new = torch.sigmoid(o + 0.5 * c_new) * torch.tanh(c_new)  # the output gate sees c_t
+    got = cell(x, (h, c))
+    assert torch.allclose(got[0], h_new, atol=1e-6) and torch.allclose(got[1], c_new, atol=1e-6)
+
+
+def test_lstm_with_peepholes_trains():
+    from conftest import train_steps
+
+    data = vector_dataset(60, 4)
+    tr = make_trainer(
+        "lstm-add", data, hidden=8, z_dim=2, refine_steps=3, peepholes=True, batch_size=20
+    )
+    metrics = train_steps(tr, data, 3)
+    assert all(torch.isfinite(v) for m in metrics for v in m.values())
+    assert any(p is tr.net.reader.peep for p in tr.net.parameters())

@@ -1,7 +1,8 @@
 """Imputation throughput: a trained gpsi-add, eager and compiled, against scikit-learn's
 KNNImputer and IterativeImputer on the same data, in one run.
 
-    nice python bench/bench_imputation.py
+    nice python bench/bench_imputation.py           # both sections
+    nice python bench/bench_imputation.py --file    # only: gm impute FILE vs ExtraTrees
 
 Data: the 8x8 digits (1,257 train / 540 test, values in [0, 1]); the test rows are repeated
 to make larger sets. Mask: MCAR 0.5 (the same missing entries for every method). Each method
@@ -12,6 +13,11 @@ with the fitted model. gpsi-add runs its primary roll-out eagerly and compiled
 per input shape, is reported apart). For context, IterativeImputer's fit_transform on the
 rows being imputed (its usual transductive use) is timed too. RMSE is on the masked values,
 in [0, 1] units. One thread everywhere.
+
+Second section (``imputation-file``): the one-command use on a 10,000 x 20 table with 20%
+of its cells empty: ``gm impute FILE --out FILLED`` (fit on the file, fill it; the CLI as a
+subprocess, Python start-up included) beside ``IterativeImputer(ExtraTrees)``'s
+``fit_transform`` on the same holes, one run each, with the RMSE of both on the holes.
 """
 
 from __future__ import annotations
@@ -215,5 +221,94 @@ def main() -> None:
     print(body)
 
 
+FILE_ROWS, FILE_COLS, FILE_HOLES = 10_000, 20, 0.2
+
+
+def file_table(seed: int = 0) -> np.ndarray:
+    """A 10,000 x 20 table with structure to learn: 4 latent factors through a mild
+    nonlinearity, plus noise, columns on different scales."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(FILE_ROWS, 4))
+    w = rng.normal(size=(4, FILE_COLS))
+    x = np.tanh(z @ w / 2) + 0.3 * (z @ w) + 0.2 * rng.normal(size=(FILE_ROWS, FILE_COLS))
+    return x * rng.uniform(0.5, 50, FILE_COLS) + rng.uniform(-10, 10, FILE_COLS)
+
+
+def file_fill() -> None:
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from sklearn.ensemble import ExtraTreesRegressor
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+
+    x = file_table()
+    hole = np.random.default_rng(1).random(x.shape) < FILE_HOLES
+    holed = np.where(hole, np.nan, x)
+    sd = x.std(0)
+
+    def rmse(filled):
+        return float(np.sqrt(np.mean((((filled - x) / sd)[hole]) ** 2)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "table.csv", Path(tmp) / "filled.csv"
+        header = ",".join(f"c{j}" for j in range(FILE_COLS))
+        np.savetxt(src, holed, delimiter=",", header=header, comments="", fmt="%.6g")
+        text = src.read_text().replace("nan", "")
+        src.write_text(text)
+        start = time.perf_counter()
+        run = subprocess.run(
+            [sys.executable, "-m", "gm", "impute", str(src), "--out", str(out), "--quiet"],
+            capture_output=True,
+            text=True,
+        )
+        gm_s = time.perf_counter() - start
+        if run.returncode:
+            raise SystemExit(run.stderr)
+        gm_filled = np.loadtxt(out, delimiter=",", skiprows=1)
+        summary = run.stdout.strip().splitlines()[-1]
+    est = ExtraTreesRegressor(n_estimators=10, random_state=0, n_jobs=1)
+    start = time.perf_counter()
+    et_filled = IterativeImputer(estimator=est, random_state=0).fit_transform(holed)
+    et_s = time.perf_counter() - start
+    rows = [
+        {
+            "method": "gm impute FILE --out FILLED (fit + fill, CLI)",
+            "seconds": round(gm_s, 1),
+            "RMSE (sd units)": round(rmse(gm_filled), 4),
+        },
+        {
+            "method": "IterativeImputer(ExtraTrees, 10 trees).fit_transform",
+            "seconds": round(et_s, 1),
+            "RMSE (sd units)": round(rmse(et_filled), 4),
+        },
+    ]
+    ratio = gm_s / et_s
+    body = (
+        f"A {FILE_ROWS:,} x {FILE_COLS} table (4 latent factors, mildly nonlinear, columns on "
+        f"different scales), {FILE_HOLES:.0%} of its cells empty; one run each, one thread, "
+        "on a CPU shared with other jobs (both runs see the same load only roughly).\n\n"
+        + _report.table(rows, ["method", "seconds", "RMSE (sd units)"])
+        + f"\n\ngm's wall time is **{ratio:.2f}x** IterativeImputer(ExtraTrees)'s "
+        f"({'slower' if ratio > 1 else 'faster'}). IterativeImputer runs its default 10 rounds "
+        "with 10 trees (the default 100 trees would cost about 10x more). gm's own summary: "
+        f"`{summary}`"
+    )
+    _report.write_section(
+        "imputation-file",
+        "gm impute on a 10,000 x 20 file vs IterativeImputer(ExtraTrees)",
+        "python bench/bench_imputation.py --file",
+        body,
+        {"rows": rows, "ratio": ratio},
+    )
+    print(body)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--file" not in sys.argv:
+        main()
+    file_fill()

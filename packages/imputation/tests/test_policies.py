@@ -9,6 +9,7 @@ from conftest import close, image_dataset, make_trainer, train_steps, vector_dat
 
 from gm_imputation.masks import split_known
 
+BERN = {"observation": "bernoulli"}  # the hand-computed cases below score as the paper does
 MODELS = ["gpsi-add", "gpsi-jump", "lstm-add", "lstm-jump"]
 SMALL = {
     "gpsi-add": {"hidden": 32, "z_dim": 4},
@@ -68,9 +69,12 @@ def test_imputation_copies_known_values_and_ignores_missing_truth(model):
     x_nan = x.masked_fill(target.bool(), float("nan"))
     torch.manual_seed(1)
     a = tr.impute(x_nan, samples=3)
-    torch.manual_seed(1)
-    b = tr.impute(x.masked_fill(target.bool(), 0.123).masked_fill(target.bool(), float("nan")), 3)
-    assert a.shape == (3, *x.shape) and torch.equal(a, b)
+    # the same cells hidden by ``missing`` while their (wrong) values are still in x: the
+    # imputation must not read them, whatever they are
+    for fake in (0.123, 0.987):
+        torch.manual_seed(1)
+        b = tr.impute(x.masked_fill(target.bool(), fake), 3, missing=target.bool())
+        assert a.shape == (3, *x.shape) and torch.equal(a, b), fake
     assert torch.equal(a[:, known.bool()], x[known.bool()].expand(3, -1))
     assert not torch.isnan(a).any() and a.min() >= 0 and a.max() <= 1
 
@@ -94,7 +98,7 @@ def bce(p, x):
 def test_bound_is_nll_t_plus_the_kls_on_a_hand_computable_case(update):
     data = vector_dataset(40, dim=4)
     tr = make_trainer(
-        f"gpsi-{update}", data, hidden=8, z_dim=2, refine_steps=3, scale_columns=False
+        f"gpsi-{update}", data, hidden=8, z_dim=2, refine_steps=3, scale_columns=False, **BERN
     )
     c0 = torch.tensor([0.0, 1.0, -1.0, 0.5])
     b = torch.tensor([0.5, -0.25, 0.0, 1.0])
@@ -124,7 +128,9 @@ def test_bound_is_nll_t_plus_the_kls_on_a_hand_computable_case(update):
 
 def test_evaluate_normalises_the_bound_by_missing_values(tmp_path):
     data = vector_dataset(40, dim=4)
-    tr = make_trainer("gpsi-add", data, hidden=8, z_dim=2, refine_steps=2, scale_columns=False)
+    tr = make_trainer(
+        "gpsi-add", data, hidden=8, z_dim=2, refine_steps=2, scale_columns=False, **BERN
+    )
     c0 = torch.tensor([0.3, -0.2, 0.1, 0.0])
     hand_set_gpsi(tr, c0, torch.zeros(4), guide_mu=0.5)
     opts = tr.EvaluateOptions(mask="mcar:0.6", samples=2, mask_seed=4)
@@ -140,11 +146,15 @@ def test_evaluate_normalises_the_bound_by_missing_values(tmp_path):
     assert close(out["nll_per_value"], (nll + kl) / n_missing)
     assert close(out["nll_paper"], (nll + kl) / len(x) / (n_missing / x.numel()))
     assert close(out["nll_per_value"], out["nll_term_per_value"] + out["kl_per_value"])
+    sq = ((p - xd) ** 2 * missing).sum().item()  # every roll-out imputes sigmoid(c0)
+    assert close(out["rmse_missing"], math.sqrt(sq / n_missing))
 
 
 def test_lstm_bound_adds_the_initial_state_kl():
     data = vector_dataset(40, dim=4)
-    tr = make_trainer("lstm-add", data, hidden=8, z_dim=2, refine_steps=0, scale_columns=False)
+    tr = make_trainer(
+        "lstm-add", data, hidden=8, z_dim=2, refine_steps=0, scale_columns=False, **BERN
+    )
     with torch.no_grad():
         for p in tr.net.parameters():
             p.zero_()

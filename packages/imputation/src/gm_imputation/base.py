@@ -213,10 +213,23 @@ class ImputerTrainer(Trainer):
         raise NotImplementedError
 
     def complete(
-        self, x: torch.Tensor, known: torch.Tensor, steps: int, samples: int, fast: Fast = Fast()
+        self,
+        x: torch.Tensor,
+        known: torch.Tensor,
+        steps: int,
+        samples: int,
+        fast: Fast = Fast(),
+        draw: bool = False,
     ) -> torch.Tensor:
-        """``samples`` imputations ``(S, N, D)`` in [0, 1] of the values not ``known``."""
+        """``samples`` imputations ``(S, N, D)`` in [0, 1] of the values not ``known``: each
+        roll-out's mean, or with ``draw`` a draw of x from its observation model (models
+        without one give their point imputation either way)."""
         raise NotImplementedError
+
+    def floor(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """The least NLL any model can give the targets under this model's scoring, per
+        example (the Bernoulli entropy), or None where there is no such floor."""
+        return bernoulli_entropy(x, target)
 
     # --- shared -------------------------------------------------------------------------
     def flat(self, batch: torch.Tensor) -> torch.Tensor:
@@ -282,8 +295,10 @@ class ImputerTrainer(Trainer):
             "n_examples": float(len(x)),
             "n_missing": n_target,
             "drop_rate": n_target / float((~torch.isnan(x)).sum()),
-            "floor_per_value": float(bernoulli_entropy(x0, target).sum()) / n_target,
         }
+        floor = self.floor(x0, target)
+        if floor is not None:
+            common["floor_per_value"] = float(floor.sum()) / n_target
         # One --steps value replaces the trained number; several are a study: each gives
         # metric@T keys, and the plain keys stay those of the trained number of steps.
         study = len(options.steps) > 1
@@ -329,18 +344,20 @@ class ImputerTrainer(Trainer):
         steps: int | None = None,
         missing: torch.Tensor | None = None,
         *,
+        draw: bool = False,
         compile: bool | None = None,
         cuda_graph: bool | None = None,
     ) -> torch.Tensor:
         """Imputations ``(S, N, D)`` in unit values of the NaNs of unit data ``x`` (N, D)
-        (and of ``missing`` where given); the other values are copied exactly.
+        (and of ``missing`` where given); the other values are copied exactly. ``draw``:
+        draws of x (multiple imputation) instead of each roll-out's mean.
         ``compile``/``cuda_graph`` switch the roll-out's fast paths (:class:`Fast`)."""
         self.train(False)
         hide = torch.isnan(x) if missing is None else torch.isnan(x) | missing
         x0 = torch.nan_to_num(x, nan=0.0)
         known = (~hide).to(x0.dtype)
         steps = self.refine_steps if steps is None else steps
-        out = self.complete(x0, known, steps, samples, Fast(compile, cuda_graph))
+        out = self.complete(x0, known, steps, samples, Fast(compile, cuda_graph), draw=draw)
         return known * x0 + (1 - known) * out
 
     @torch.no_grad()

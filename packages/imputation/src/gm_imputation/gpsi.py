@@ -1,16 +1,17 @@
 """GPSI-add and GPSI-jump: MLP imputation policies trained by guided policy search.
 
-The guess ``c`` lives in logit space and starts at a learned bias ``c0``. At each of T
-steps the policy sees ``x~ = m*x + (1-m)*sigmoid(c)`` (known values, current guess
-elsewhere):
+The canvas ``c`` starts at a learned bias ``c0``; its guess ``g(c)`` is ``sigmoid(c)`` for
+the paper's Bernoulli observations, the mean channels for Gaussian ones
+(:mod:`gm_imputation.observation`). At each of T steps the policy sees
+``x~ = m*x + (1-m)*g(c)`` (known values, current guess elsewhere):
 
 - primary policy ``p(z_t | x~)``, a diagonal Gaussian (MLP 2x500 ReLU, z of 100);
-- guide ``q(z_t | x~, x - sigmoid(c))``, which sees the truth through the residual;
+- guide ``q(z_t | x~, x - g(c))``, which sees the truth through the residual;
 - ``c_t = c_{t-1} + w(z_t)`` (add) or ``c_t = w(z_t)`` (jump), ``w`` an MLP.
 
 Training rolls out the guide: ``loss = NLL_T + lambda_q sum_t KL(q_t||p_t) +
-lambda_p sum_t KL(p_t||q_t)``, NLL_T the Bernoulli NLL of the missing values under
-``sigmoid(c_T)``. The reported bound is ``NLL_T + sum_t KL(q_t||p_t)``; imputation rolls
+lambda_p sum_t KL(p_t||q_t)``, NLL_T the observation NLL of the missing values under
+``c_T``. The reported bound is ``NLL_T + sum_t KL(q_t||p_t)``; imputation rolls
 out the primary policy, which never reads a missing value.
 """
 
@@ -25,6 +26,7 @@ from torch import nn
 from gm.data import DataInfo
 from gm_imputation.base import ImputerConfig
 from gm_imputation.nets import GaussianMLP, gaussian_kl, gaussian_log_prob, mlp, reparameterise
+from gm_imputation.observation import Observation
 from gm_imputation.policy import PolicyTrainer
 
 
@@ -42,22 +44,25 @@ class GPSIConfig(ImputerConfig):
     see_mask: bool = False  # give both policies the mask as an extra input
     clip: float = 10.0  # gradient-norm clip (the authors' code: 10)
     batch_size: int = 200
+    observation: str = "auto"  # auto | bernoulli | gaussian (gm_imputation.observation)
 
 
 class GPSINet(nn.Module):
     """The guess bias, primary policy, guide policy and writer."""
 
-    def __init__(self, dim: int, cfg: GPSIConfig):
+    def __init__(self, dim: int, cfg: GPSIConfig, obs: Observation):
         super().__init__()
+        self.obs = obs
+        width = obs.width(dim)
         self.update, self.guide_input = cfg.update, cfg.guide_input
         self.primary_residual, self.see_mask = cfg.primary_residual, cfg.see_mask
         extra = dim if cfg.see_mask else 0
-        self.c0 = nn.Parameter(torch.zeros(dim))
+        self.c0 = nn.Parameter(obs.initial(dim))
         self.primary = GaussianMLP(
             dim * (2 if cfg.primary_residual else 1) + extra, cfg.hidden, cfg.layers, cfg.z_dim
         )
         self.guide = GaussianMLP(2 * dim + extra, cfg.hidden, cfg.layers, cfg.z_dim)
-        self.writer = mlp(cfg.z_dim, cfg.hidden, cfg.layers, dim)
+        self.writer = mlp(cfg.z_dim, cfg.hidden, cfg.layers, width)
 
     def primary_input(self, x, known, guess) -> torch.Tensor:
         """What the primary policy sees: known values, the current guess elsewhere."""
@@ -83,9 +88,9 @@ class GPSINet(nn.Module):
         """The primary policy's roll-out (imputation): final logits ``c`` after
         ``noise.shape[1]`` steps, a pure function of its inputs (fixed shapes, no host
         reads), so it can be compiled or captured as a CUDA graph whole."""
-        c = self.c0.expand_as(x)
+        c = self.c0.expand(len(x), -1)
         for t in range(noise.shape[1]):
-            mu_p, lv_p = self.primary(self.primary_input(x, known, torch.sigmoid(c)))
+            mu_p, lv_p = self.primary(self.primary_input(x, known, self.obs.canvas(c)))
             c = self.updated(c, reparameterise(mu_p, lv_p, noise[:, t]))
         return c
 
@@ -94,7 +99,7 @@ class GPSINet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Run ``steps`` refinement steps; returns the final logits ``c`` and, per example,
         ``kl_qp``/``kl_pq`` (summed over steps) and ``log_w`` = sum log p(z) - log q(z)."""
-        c = self.c0.expand_as(x)
+        c = self.c0.expand(len(x), -1)
         zero = x.new_zeros(len(x))
         if not guided:
             noise = self.primary_noise(len(x), steps, x.device)
@@ -106,7 +111,7 @@ class GPSINet(nn.Module):
             }
         kl_qp, kl_pq, log_w = zero, zero, zero
         for _ in range(steps):
-            guess = torch.sigmoid(c)
+            guess = self.obs.canvas(c)
             mu_p, lv_p = self.primary(self.primary_input(x, known, guess))
             seen = known * x + (1 - known) * guess
             q_in = [seen, avail * (x - guess if self.guide_input == "residual" else x)]
@@ -127,7 +132,7 @@ class GPSITrainer(PolicyTrainer):
 
     def __init__(self, config: GPSIConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
-        self.net = GPSINet(self.dim, config).to(self.device)
+        self.net = GPSINet(self.dim, config, self.obs).to(self.device)
         self.opt = self.adam(self.net.parameters())
 
     @classmethod

@@ -36,6 +36,7 @@ from gm_imputation.nets import (
     reparameterise,
     split_gaussian,
 )
+from gm_imputation.observation import Observation
 from gm_imputation.policy import PolicyTrainer
 
 
@@ -51,26 +52,52 @@ class LSTMConfig(ImputerConfig):
     see_mask: bool = False  # give the reader and the guide the mask as an extra input
     clip: float = 10.0
     batch_size: int = 200
+    observation: str = "auto"  # auto | bernoulli | gaussian (gm_imputation.observation)
+    peepholes: bool = False  # LSTM gates also read the cell state (the paper's footnote)
+
+
+class PeepholeLSTMCell(nn.Module):
+    """An LSTM cell whose input, forget and output gates also read the cell state
+    (Gers & Schmidhuber's peepholes: diagonal weights ``w_i * c_{t-1}``, ``w_f * c_{t-1}``,
+    ``w_o * c_t``), with ``nn.LSTMCell``'s call signature ``(x, (h, c)) -> (h, c)``."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.gates = nn.Linear(input_size + hidden_size, 4 * hidden_size)
+        self.peep = nn.Parameter(torch.zeros(3, hidden_size))  # i, f, o
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+        h, c = state
+        i, f, g, o = self.gates(torch.cat([x, h], -1)).chunk(4, -1)
+        i = torch.sigmoid(i + self.peep[0] * c)
+        f = torch.sigmoid(f + self.peep[1] * c)
+        c = f * c + i * torch.tanh(g)
+        o = torch.sigmoid(o + self.peep[2] * c)
+        return o * torch.tanh(c), c
 
 
 class LSTMNet(nn.Module):
-    def __init__(self, dim: int, cfg: LSTMConfig):
+    def __init__(self, dim: int, cfg: LSTMConfig, obs: Observation):
         super().__init__()
         h, z = cfg.hidden, cfg.z_dim
+        self.obs = obs
+        width = obs.width(dim)
+        cell = PeepholeLSTMCell if cfg.peepholes else nn.LSTMCell
         self.update, self.see_mask, self.mixture = cfg.update, cfg.see_mask, cfg.infinite_mixture
         extra = dim if cfg.see_mask else 0
-        self.c_bias = nn.Parameter(torch.zeros(dim))
-        self.reader = nn.LSTMCell(2 * dim + h + extra, h)
-        self.guide = nn.LSTMCell(2 * dim + h + extra, h)
+        self.c_bias = nn.Parameter(obs.initial(dim))
+        self.reader = cell(2 * dim + h + extra, h)
+        self.guide = cell(2 * dim + h + extra, h)
         self.p_head = nn.Linear(h, 2 * z)
         self.q_head = nn.Linear(h, 2 * z)
-        self.writer = nn.LSTMCell(z, h)
-        self.write = nn.Linear(h, dim)
+        self.writer = cell(z, h)
+        self.write = nn.Linear(h, width)
         if cfg.infinite_mixture:
             self.p0 = GaussianMLP(dim + extra, h, 1, z)
             self.q0 = GaussianMLP(2 * dim + extra, h, 1, z)
             self.init_state = nn.Linear(z, 2 * h)
-            self.init_guess = nn.Linear(z, dim)
+            self.init_guess = nn.Linear(z, width)
 
     def primary_noise(self, n: int, steps: int, device) -> torch.Tensor:
         """Standard-normal noise ``(n, [1 +] steps, z)`` for a primary roll-out (z_0 first
@@ -95,16 +122,16 @@ class LSTMNet(nn.Module):
         (fixed shapes, no host reads), so it can be compiled or captured as a CUDA graph."""
         n, hid = len(x), self.writer.hidden_size
         mask_in = [known] if self.see_mask else []
-        c = self.c_bias.expand_as(x)
+        c = self.c_bias.expand(n, -1)
         writer = (x.new_zeros(n, hid), x.new_zeros(n, hid))
         if self.mixture:
-            seen0 = known * x + (1 - known) * torch.sigmoid(c)
+            seen0 = known * x + (1 - known) * self.obs.canvas(c)
             mu_p, lv_p = self.p0(torch.cat([seen0, *mask_in], -1))
             h_w, c_w, c = self.start(reparameterise(mu_p, lv_p, noise[:, 0]), c)
             writer = (h_w, c_w)
         reader = (x.new_zeros(n, hid), x.new_zeros(n, hid))
         for t in range(int(self.mixture), noise.shape[1]):
-            guess = torch.sigmoid(c)
+            guess = self.obs.canvas(c)
             seen = known * x + (1 - known) * guess
             reader = self.reader(torch.cat([seen, seen - guess, writer[0], *mask_in], -1), reader)
             mu_p, lv_p = split_gaussian(self.p_head(reader[0]))
@@ -121,10 +148,10 @@ class LSTMNet(nn.Module):
             return {"c": c, "kl_qp": zero, "kl_pq": zero, "log_w": zero}
         mask_in = [known] if self.see_mask else []
         kl_qp, kl_pq, log_w = zero, zero, zero
-        c = self.c_bias.expand_as(x)
+        c = self.c_bias.expand(n, -1)
         writer = (x.new_zeros(n, hid), x.new_zeros(n, hid))
         if self.mixture:
-            seen0 = known * x + (1 - known) * torch.sigmoid(c)
+            seen0 = known * x + (1 - known) * self.obs.canvas(c)
             mu_p, lv_p = self.p0(torch.cat([seen0, *mask_in], -1))
             mu_q, lv_q = self.q0(torch.cat([seen0, avail * x, *mask_in], -1))
             z0 = reparameterise(mu_q, lv_q)
@@ -136,7 +163,7 @@ class LSTMNet(nn.Module):
         reader = (x.new_zeros(n, hid), x.new_zeros(n, hid))
         guide = (x.new_zeros(n, hid), x.new_zeros(n, hid))
         for _ in range(steps):
-            guess = torch.sigmoid(c)
+            guess = self.obs.canvas(c)
             seen = known * x + (1 - known) * guess
             reader = self.reader(torch.cat([seen, seen - guess, writer[0], *mask_in], -1), reader)
             mu_p, lv_p = split_gaussian(self.p_head(reader[0]))
@@ -157,7 +184,7 @@ class LSTMTrainer(PolicyTrainer):
 
     def __init__(self, config: LSTMConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
-        self.net = LSTMNet(self.dim, config).to(self.device)
+        self.net = LSTMNet(self.dim, config, self.obs).to(self.device)
         self.opt = self.adam(self.net.parameters())
 
     @classmethod

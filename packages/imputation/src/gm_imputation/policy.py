@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from gm import fastpath
+from gm_imputation import observation
 from gm_imputation.base import Fast, ImputerTrainer
-from gm_imputation.nets import bernoulli_nll
 
 CHUNK = 16384  # most rows per compiled / graphed roll-out call
 
@@ -116,11 +116,22 @@ def _padded(t: torch.Tensor, rows: int) -> torch.Tensor:
 
 class PolicyTrainer(ImputerTrainer):
     """Guided policy search around ``self.net`` with config fields ``refine_steps``,
-    ``lambda_q``, ``lambda_p`` and ``clip``."""
+    ``lambda_q``, ``lambda_p``, ``clip`` and ``observation``."""
 
     net: torch.nn.Module
     opt: torch.optim.Optimizer
     _primary: PrimaryRollout | None = None
+
+    def __init__(self, config, info, device="cpu"):
+        super().__init__(config, info, device)
+        self.obs = observation.get(
+            config.observation,
+            binary=bool(info.meta.get("binary", False)),
+            image=info.modality == "image",
+        )
+
+    def floor(self, x, target):
+        return super().floor(x, target) if self.obs.name == "bernoulli" else None
 
     def modules(self):
         return {"data": self.state, "net": self.net}
@@ -135,7 +146,7 @@ class PolicyTrainer(ImputerTrainer):
     def step(self, x, known, target):
         cfg = self.config
         r = self.net.rollout(x, known, known + target, cfg.refine_steps, guided=True)
-        nll = bernoulli_nll(r["c"], x, target)
+        nll = self.obs.nll(r["c"], x, target)
         loss = (nll + cfg.lambda_q * r["kl_qp"] + cfg.lambda_p * r["kl_pq"]).mean()
         self.optimizer_step(loss, self.opt, clip=cfg.clip)
         return {
@@ -155,15 +166,15 @@ class PolicyTrainer(ImputerTrainer):
     def score_batch(self, x, known, target, steps, samples, fast=Fast()):
         xs, ks, ts = repeat(x, samples), repeat(known, samples), repeat(target, samples)
         g = self.net.rollout(xs, ks, ks + ts, steps, guided=True)
-        out = guided_scores(bernoulli_nll(g["c"], xs, ts), g["kl_qp"], g["log_w"], samples)
+        out = guided_scores(self.obs.nll(g["c"], xs, ts), g["kl_qp"], g["log_w"], samples)
         # E_p[NLL_T] under the primary policy is an upper bound too (Jensen, with q = p).
         p = self.primary_rollout(xs, ks, steps, fast)
-        out["primary_bound"] = bernoulli_nll(p, xs, ts).view(samples, len(x)).mean(0)
-        guesses = torch.sigmoid(p).view(samples, *x.shape)
+        out["primary_bound"] = self.obs.nll(p, xs, ts).view(samples, len(x)).mean(0)
+        guesses = self.obs.mean(p).view(samples, *x.shape)
         out["sq_err"] = (target * (guesses.mean(0) - x) ** 2).sum(-1)
         out["single_sq_err"] = (target * (guesses[0] - x) ** 2).sum(-1)
         return out
 
-    def complete(self, x, known, steps, samples, fast=Fast()):
+    def complete(self, x, known, steps, samples, fast=Fast(), draw=False):
         c = self.primary_rollout(repeat(x, samples), repeat(known, samples), steps, fast)
-        return torch.sigmoid(c).view(samples, *x.shape)
+        return (self.obs.draw(c) if draw else self.obs.mean(c)).view(samples, *x.shape)

@@ -135,7 +135,7 @@ class TemplateMatchingTrainer(ImputerTrainer):
             out[prefix + "sq_err"] = (target * (guess - x) ** 2).sum(-1)
         return out
 
-    def complete(self, x, known, steps, samples, fast=None):
+    def complete(self, x, known, steps, samples, fast=None, draw=False):
         table = self.table()
         guess = table[self.memory.nearest(table, x, known)]
         return guess.expand(samples, *x.shape).clone()

@@ -1,7 +1,9 @@
 """Reading and writing users' files for ``gm impute`` (numpy and Pillow only, no torch).
 
-- ``.csv``: comma-separated numbers; missing values are empty cells or ``NaN``/``NA``/
-  ``N/A``/``null``/``?``; a first row that is not numbers is a header. The text of every
+- ``.csv``/``.tsv``: one reader for training and imputing (:func:`read_csv`): comma,
+  semicolon or tab separated (sniffed); missing values are empty cells or ``NaN``/``NA``/
+  ``N/A``/``null``/``none``/``?``; a first row with text over a numeric column is a header;
+  text columns pass through. Every row is kept, all-empty ones too, and the text of every
   observed cell is written back unchanged.
 - ``.npy``: a numeric array with NaN for missing values (never unpickled).
 - images: an image file plus a mask image of the same size, non-zero (white) where the
@@ -13,8 +15,12 @@ Every malformed input is a :class:`GMError` that says what is wrong and how to f
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import math
-from dataclasses import dataclass
+import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +29,62 @@ from gm.errors import GMError
 
 NA_TOKENS = {"", "nan", "na", "n/a", "null", "none", "?"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".npy"}
 
 
 @dataclass
 class Table:
-    """Rows of values (NaN = missing) and, for a CSV, its header and cell texts."""
+    """A user's table: the modelled columns as numbers and, for a text file, every field as
+    read (so observed cells are written back as their own text).
 
-    values: np.ndarray  # (N, D) float64, or (N, *shape) for .npy
-    header: list[str] | None = None
-    cells: list[list[str]] | None = None
+    ``columns`` are the indices (among all of the file's columns) of the modelled columns,
+    in the order of ``values``' columns; every other column is passed through untouched.
+    """
+
+    values: np.ndarray  # (N, D) float64 of the modelled columns, NaN = missing (.npy: (N, *shape))
+    header: list[str] | None = None  # every column's name
+    cells: list[list[str]] | None = None  # every row's fields (all columns), text files only
+    columns: list[int] = field(default_factory=list)
+    numeric: list[bool] = field(default_factory=list)  # per file column: numbers or missing only
+    delimiter: str = ","
+    newline: str = "\n"
 
     def column_name(self, j: int) -> str:
-        return f"{self.header[j]!r} (column {j + 1})" if self.header else f"column {j + 1}"
+        """The name of modelled column ``j`` for messages."""
+        at = self.columns[j] if self.columns else j
+        return f"{self.header[at]!r} (column {at + 1})" if self.header else f"column {at + 1}"
+
+    @property
+    def names(self) -> list[str] | None:
+        """Header names of the modelled columns (None without a header)."""
+        return [self.header[c] for c in self.columns] if self.header else None
+
+    @property
+    def passed_through(self) -> list[str]:
+        """Names of the columns left as they are (text, or not modelled)."""
+        chosen = set(self.columns)
+        width = len(self.numeric)
+        return [
+            self.header[c] if self.header else f"column {c + 1}"
+            for c in range(width)
+            if c not in chosen
+        ]
+
+    def select(self, columns: list[int], path: Path) -> Table:
+        """The same file with ``columns`` (file column indices) as the modelled ones."""
+        if self.cells is None:
+            return self
+        n = len(self.cells)
+        values = np.empty((n, len(columns)))
+        for j, c in enumerate(columns):
+            if not self.numeric[c]:
+                name = self.header[c] if self.header else f"column {c + 1}"
+                raise GMError(
+                    f"{path}: column {name!r} holds text, not numbers; a model can only "
+                    "fill numeric columns (leave a cell empty for a missing value)."
+                )
+            values[:, j] = [_number(row[c]) for row in self.cells]
+        return dataclasses.replace(self, values=values, columns=list(columns))
 
 
 def _number(cell: str) -> float | None:
@@ -47,43 +97,81 @@ def _number(cell: str) -> float | None:
         return None
 
 
+def _delimiter(path: Path, text: str) -> str:
+    """Tab for ``.tsv``; else the one of ``,`` ``;`` tab that splits the first rows into the
+    same number of fields, the most fields winning (ties: tab, then ``;``, so that decimal
+    commas in ``1,5;2`` stay inside their fields, then ``,``)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    head = text.splitlines()[:50]
+
+    def score(d: str) -> tuple[bool, int, int]:
+        try:
+            widths = {len(r) for r in csv.reader(head, delimiter=d) if r}
+        except csv.Error:
+            return (False, 0, 0)
+        return (len(widths) == 1, max(widths, default=0), "\t;,".index(d) * -1)
+
+    return max("\t;,", key=score)
+
+
 def read_csv(path: Path) -> Table:
+    """A ``,``/``;``/tab-separated text table (the delimiter sniffed, tabs for ``.tsv``).
+
+    Every row is kept, including rows whose cells are all empty (pandas writes ``,,,`` for
+    them) and blank lines between rows (an all-empty row); only blank lines at the end of
+    the file are dropped. A first row is a header when it has text where the rest of its
+    column is numbers. Columns that hold text are passed through untouched.
+    """
     path = Path(path)
     try:
         with path.open(newline="") as f:
-            rows = [row for row in csv.reader(f) if row and any(c.strip() for c in row)]
+            text = f.read()
     except FileNotFoundError:
         raise GMError(f"{path} does not exist.") from None
-    except (UnicodeDecodeError, csv.Error) as err:
+    except IsADirectoryError:
+        raise GMError(f"{path} is a folder; give a .csv, .tsv or .npy file.") from None
+    except UnicodeDecodeError as err:
+        raise GMError(f"{path} is not a readable text file ({err}); save it as UTF-8.") from None
+    delimiter = _delimiter(path, text)
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error as err:
         raise GMError(f"{path} is not a readable CSV file ({err}).") from None
+    while rows and not rows[-1]:
+        rows.pop()  # blank lines at the end
     if not rows:
-        raise GMError(f"{path} is empty; give a CSV with one row per example.")
-    header = None
-    if any(_number(c) is None for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-        if not rows:
-            raise GMError(f"{path} has a header but no rows of values.")
-    width = len(header) if header else len(rows[0])
-    first = 2 if header else 1
-    values = np.empty((len(rows), width))
+        raise GMError(f"{path} is empty; give a table with one row per example.")
+    width = max(len(r) for r in rows)
+    rows = [r if r else [""] * width for r in rows]  # a blank line inside: an all-empty row
     for i, row in enumerate(rows):
         if len(row) != width:
             raise GMError(
-                f"{path}: row {i + first} has {len(row)} fields but the "
-                f"{'header' if header else 'first row'} has {width}; every row needs "
-                "the same number of comma-separated fields (leave a cell empty for a "
-                "missing value)."
+                f"{path}: row {i + 1} has {len(row)} fields but another row has {width}; every "
+                f"row needs the same number of {_NAMES.get(delimiter, repr(delimiter))}-"
+                "separated fields (leave a cell empty for a missing value)."
             )
-        for j, cell in enumerate(row):
-            v = _number(cell)
-            if v is None:
-                name = f"{header[j]!r}" if header else f"column {j + 1}"
-                raise GMError(
-                    f"{path}: row {i + first}, {name}: {cell.strip()!r} is not a "
-                    "number; missing values are empty cells or NaN."
-                )
-            values[i, j] = v
-    return Table(values, header, rows)
+    cols = list(zip(*rows, strict=True))
+    parsed = [[_number(c) is not None for c in col] for col in cols]
+    header = None
+    # text over a column of numbers (at least one real number, not only holes)
+    if any(
+        not ok[0] and all(ok[1:]) and any(c.strip().lower() not in NA_TOKENS for c in col[1:])
+        for ok, col in zip(parsed, cols, strict=True)
+    ):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+        parsed = [ok[1:] for ok in parsed]
+    numeric = [all(ok) for ok in parsed]
+    if not any(numeric):
+        raise GMError(
+            f"{path} has no column of numbers to impute (missing values are empty cells or NaN)."
+        )
+    newline = "\r\n" if "\r\n" in text[:65536] else "\n"
+    table = Table(np.empty((len(rows), 0)), header, rows, [], numeric, delimiter, newline)
+    return table.select([c for c in range(width) if numeric[c]], path)
+
+
+_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 def read_npy(path: Path) -> Table:
@@ -103,26 +191,54 @@ def read_npy(path: Path) -> Table:
     if arr.ndim == 0 or arr.size == 0:
         raise GMError(f"{path} holds no values.")
     arr = arr.astype(np.float64)
-    return Table(arr[None] if arr.ndim == 1 else arr)
+    arr = arr[None] if arr.ndim == 1 else arr
+    width = int(np.prod(arr.shape[1:]))
+    return Table(arr, columns=list(range(width)), numeric=[True] * width)
 
 
 def read_table(path: Path) -> Table:
     suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
+    if suffix in (".csv", ".tsv", ".txt"):
         return read_csv(path)
     if suffix == ".npy":
         return read_npy(path)
     raise GMError(
-        f"cannot read {Path(path).name}: give a .csv or .npy file with NaN for missing "
-        "values, or an image with --mask."
+        f"cannot read {Path(path).name}: give a .csv, .tsv or .npy file with empty cells or "
+        "NaN for missing values, or an image with --mask."
     )
 
 
-def check_missing(table: Table, path: Path) -> np.ndarray:
+def match_columns(table: Table, names: list[str] | None, dim: int, path: Path, run) -> Table:
+    """``table`` with the run's columns as its modelled ones: by header name where both the
+    run and the file have names (any order; the file's other columns pass through), else by
+    position, which needs the same number of numeric columns."""
+    if names and table.header:
+        where = {name: c for c, name in enumerate(table.header)}
+        absent = [n for n in names if n not in where]
+        if absent:
+            listed = ", ".join(repr(n) for n in absent[:3])
+            raise GMError(
+                f"{path} has no column {listed} that {run} was trained on; add "
+                f"{'it' if len(absent) == 1 else 'them'} (empty cells are fine) or fix the header."
+            )
+        return table.select([where[n] for n in names], path)
+    width = table.values.reshape(len(table.values), -1).shape[1]
+    if width != dim:
+        text = table.passed_through
+        verb = "holds" if len(text) == 1 else "hold"
+        note = f" ({', '.join(repr(t) for t in text[:3])} {verb} text)" if text else ""
+        raise GMError(
+            f"{path} has {width} numeric values per row{note} but {run} was trained on "
+            f"{dim}; give the same columns (with a header row, columns are matched by name)."
+        )
+    return table
+
+
+def check_missing(table: Table, path: Path, need_missing: bool = True) -> np.ndarray:
     """The (N, D) values after checking there is something to impute and no column is empty."""
     values = table.values.reshape(len(table.values), -1)
     nan = np.isnan(values)
-    if not nan.any():
+    if need_missing and not nan.any():
         raise GMError(f"{path} has no missing values (no NaN or empty cell): nothing to impute.")
     if np.isinf(values).any():
         i, j = np.argwhere(np.isinf(values))[0]
@@ -156,38 +272,100 @@ def check_range(
             f"{path}: row {i + 1}, {table.column_name(j)} is {values[i, j]:g}, outside "
             f"the range the model was trained on ({lo[j]:g} to {hi[j]:g}); "
             f"{int(bad.sum())} value(s) are. Pass --clip to clamp them to the range, or "
-            "train on data that covers them."
+            "fit on this file itself (gm impute FILE --out FILLED)."
         )
     return np.where(bad, np.clip(values, lo, hi), values)
 
 
-def write_table(path: Path, table: Table, completed: np.ndarray) -> None:
-    """Write completed rows ``(S, N, D)``: S = 1 in the input's own layout; S > 1 as
-    ``(S, N, ...)`` for .npy or, for .csv, S blocks of rows with a leading ``imputation``
-    column. Observed CSV cells keep their original text."""
-    path = Path(path)
-    s, n = completed.shape[:2]
-    if path.suffix.lower() == ".npy":
-        shape = table.values.shape
-        out = completed.reshape(s, *shape)
-        np.save(path, out[0] if s == 1 else out)
-        return
-    if path.suffix.lower() != ".csv":
-        raise GMError(f"cannot write {path.name}: use a .csv or .npy output for table data.")
-    flat = completed.reshape(s, n, -1)
-    cells = table.cells or [[repr(float(v)) for v in row] for row in table.values.reshape(n, -1)]
-    missing = np.isnan(table.values.reshape(n, -1))
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
+def check_output(path: Path, table: Table) -> None:
+    """A clear error, before any work, when ``path`` cannot take this table."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".csv", ".tsv", ".txt", ".npy"):
+        raise GMError(f"cannot write {Path(path).name}: use a .csv, .tsv or .npy output.")
+    if suffix == ".npy" and table.cells is not None and len(table.columns) < len(table.numeric):
+        raise GMError(
+            f"{Path(path).name}: a .npy output cannot hold the text columns "
+            f"{', '.join(table.passed_through[:3])}; write a .csv or .tsv instead."
+        )
+    if Path(path).is_dir():
+        raise GMError(f"{path} is a folder; give a file name for the output.")
+
+
+class TableWriter:
+    """Completed rows written chunk by chunk to a temporary file beside ``path``, renamed
+    over it by :meth:`close` (so a failure leaves no half-written output).
+
+    ``samples`` = S: S = 1 writes the input's own layout; S > 1 writes, for a text file,
+    S blocks of all rows with a leading ``imputation`` column, for .npy an (S, N, ...)
+    array. Observed text cells keep their original text; text columns pass through.
+    """
+
+    def __init__(self, path: Path, table: Table, samples: int):
+        self.path, self.table, self.samples = Path(path), table, samples
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        n = len(table.values)
+        self.missing = np.isnan(table.values.reshape(n, -1))
+        if self.path.suffix.lower() == ".npy":
+            shape = (samples, *table.values.shape) if samples > 1 else table.values.shape
+            self.array = np.lib.format.open_memmap(self.tmp, "w+", np.float64, shape)
+            self.file = None
+            return
+        self.array = None
+        delimiter = "\t" if self.path.suffix.lower() == ".tsv" else table.delimiter
+        if delimiter == "\t" and self.path.suffix.lower() == ".csv":
+            delimiter = ","
+        self.file = self.tmp.open("w", newline="")
+        self.writer = csv.writer(self.file, delimiter=delimiter, lineterminator=table.newline)
         if table.header:
-            w.writerow((["imputation"] if s > 1 else []) + table.header)
-        for k in range(s):
-            for i in range(n):
-                row = [
-                    f"{flat[k, i, j]:.8g}" if missing[i, j] else cells[i][j]
-                    for j in range(flat.shape[2])
-                ]
-                w.writerow(([str(k + 1)] if s > 1 else []) + row)
+            self.writer.writerow((["imputation"] if samples > 1 else []) + table.header)
+        if table.cells is None:  # a .npy input written as text: every value as numbers
+            width = self.missing.shape[1]
+            table.cells = [[repr(float(v)) for v in row] for row in table.values.reshape(n, -1)]
+            table.columns, table.numeric = list(range(width)), [True] * width
+
+    def write(self, k: int, start: int, rows: np.ndarray) -> None:
+        """Rows ``start..`` of imputation ``k`` (0-based), ``(n, D)`` raw values."""
+        if self.array is not None:
+            shape = self.table.values.shape[1:]
+            dest = self.array[k] if self.samples > 1 else self.array
+            dest[start : start + len(rows)] = rows.reshape(len(rows), *shape)
+            return
+        cols, cells = self.table.columns, self.table.cells
+        for i, filled in enumerate(rows, start):
+            row = list(cells[i])
+            for j, c in enumerate(cols):
+                if self.missing[i, j]:
+                    row[c] = f"{filled[j]:.8g}"
+            self.writer.writerow(([str(k + 1)] if self.samples > 1 else []) + row)
+
+    def close(self) -> None:
+        if self.array is not None:
+            self.array.flush()
+            del self.array
+        else:
+            self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.array = None
+        self.tmp.unlink(missing_ok=True)
+
+
+def write_table(path: Path, table: Table, completed: np.ndarray) -> None:
+    """Write completed rows ``(S, N, D)`` at once (see :class:`TableWriter`)."""
+    writer = TableWriter(path, table, len(completed))
+    try:
+        for k, rows in enumerate(completed):
+            writer.write(k, 0, rows.reshape(len(rows), -1))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
 
 
 def read_image(

@@ -134,7 +134,7 @@ class VAEImputerTrainer(ImputerTrainer):
         )
         return {**out, "best_step": float(best), "oracular": 1.0}
 
-    def complete(self, x, known, steps, samples, fast=None):
+    def complete(self, x, known, steps, samples, fast=None, draw=False):
         passes = list(
             self.net.chain(repeat(x, samples), repeat(known, samples), steps, self.start())
         )

@@ -1,0 +1,295 @@
+"""The loss and bound pieces against closed forms, with cases that tell the plausible
+mistakes apart: unequal variances (a swapped KL direction), several samples (a mean taken
+where a log-mean-exp belongs), the log-variance of the Gaussian observations."""
+
+import math
+
+import pytest
+import torch
+from conftest import close, make_trainer, vector_dataset
+
+from gm_imputation import observation
+from gm_imputation.nets import gaussian_kl, gaussian_log_prob
+from gm_imputation.policy import guided_scores
+
+
+def kl_1d(m1, v1, m2, v2):
+    """KL(N(m1, v1) || N(m2, v2)) by hand."""
+    return 0.5 * (math.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)
+
+
+def test_gaussian_kl_has_the_right_direction_with_unequal_variances():
+    mu_a, lv_a = torch.tensor([[0.3, -1.0]]), torch.log(torch.tensor([[0.25, 4.0]]))
+    mu_b, lv_b = torch.tensor([[1.0, 0.5]]), torch.log(torch.tensor([[2.0, 0.5]]))
+    want = kl_1d(0.3, 0.25, 1.0, 2.0) + kl_1d(-1.0, 4.0, 0.5, 0.5)
+    other = kl_1d(1.0, 2.0, 0.3, 0.25) + kl_1d(0.5, 0.5, -1.0, 4.0)
+    got = gaussian_kl(mu_a, lv_a, mu_b, lv_b).item()
+    assert close(got, want) and not close(got, other, 1e-2)
+
+
+def test_gaussian_log_prob_is_the_normal_density():
+    z, mu, lv = torch.tensor([[0.7, -0.2]]), torch.tensor([[0.1, 0.3]]), torch.tensor([[0.4, -1]])
+    want = sum(
+        -0.5 * math.log(2 * math.pi * math.exp(v)) - (a - m) ** 2 / (2 * math.exp(v))
+        for a, m, v in zip([0.7, -0.2], [0.1, 0.3], [0.4, -1], strict=True)
+    )
+    assert close(gaussian_log_prob(z, mu, lv).item(), want)
+
+
+def test_guided_scores_bound_and_importance_weighted_bound():
+    # 3 samples of 2 examples, sample-major
+    nll = torch.tensor([1.0, 2.0, 1.5, 0.5, 3.0, 1.0])
+    kl = torch.tensor([0.2, 0.1, 0.4, 0.3, 0.6, 0.2])
+    log_w = torch.tensor([-0.1, 0.3, -0.5, 0.2, 0.4, -0.2])
+    out = guided_scores(nll, kl, log_w, 3)
+    for i in range(2):
+        n = [nll[i + 2 * s].item() for s in range(3)]
+        k = [kl[i + 2 * s].item() for s in range(3)]
+        w = [log_w[i + 2 * s].item() for s in range(3)]
+        assert close(out["bound"][i].item(), sum(a + b for a, b in zip(n, k, strict=True)) / 3)
+        iw = -math.log(sum(math.exp(-a + b) for a, b in zip(n, w, strict=True)) / 3)
+        assert close(out["iw_bound"][i].item(), iw)
+        assert close(out["nll_term"][i].item(), sum(n) / 3) and close(
+            out["kl"][i].item(), sum(k) / 3
+        )
+
+
+def hand_set(tr, c0, write_bias, guide_mu, guide_lv, primary_lv):
+    """Every weight zero: p = N(0, e^primary_lv), q = N(guide_mu, e^guide_lv), writer = bias."""
+    net, z = tr.net, tr.config.z_dim
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.c0.copy_(c0)
+        net.guide.net[-1].bias[:z] = guide_mu
+        # split_gaussian bounds log-variances as 8 tanh(v / 8): invert it
+        net.guide.net[-1].bias[z:] = 8 * math.atanh(guide_lv / 8)
+        net.primary.net[-1].bias[z:] = 8 * math.atanh(primary_lv / 8)
+        net.writer[-1].bias.copy_(write_bias)
+
+
+@pytest.mark.parametrize("direction", ["qp", "pq"])
+def test_rollout_kls_have_their_directions_with_unequal_variances(direction):
+    tr = make_trainer(
+        "gpsi-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=2,
+        observation="bernoulli",
+    )
+    hand_set(tr, torch.zeros(4), torch.zeros(4), 0.7, guide_lv=-1.0, primary_lv=0.5)
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0]]).expand(3, -1)
+    r = tr.net.rollout(x, known, torch.ones_like(x), 2, guided=True)
+    qp = 2 * 2 * kl_1d(0.7, math.exp(-1.0), 0.0, math.exp(0.5))  # steps x dims
+    pq = 2 * 2 * kl_1d(0.0, math.exp(0.5), 0.7, math.exp(-1.0))
+    want = qp if direction == "qp" else pq
+    got = r[f"kl_{direction}"]
+    assert torch.allclose(got, torch.full_like(got, want), atol=1e-4), (got, qp, pq)
+
+
+def test_training_loss_weights_each_kl_direction(monkeypatch):
+    tr = make_trainer(
+        "gpsi-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=2,
+        observation="bernoulli",
+        lambda_q=1.0,
+        lambda_p=0.05,
+        clip=1e9,
+    )
+    hand_set(tr, torch.zeros(4), torch.zeros(4), 0.7, guide_lv=-1.0, primary_lv=0.5)
+    x = torch.rand(5, 4)
+    known = (torch.rand(5, 4) < 0.5).float()
+    target = 1 - known
+    torch.manual_seed(0)
+    r = tr.net.rollout(x, known, known + target, 2, guided=True)
+    nll = observation.Bernoulli().nll(r["c"], x, target)
+    want = (nll + 1.0 * r["kl_qp"] + 0.05 * r["kl_pq"]).mean()
+    torch.manual_seed(0)
+    got = tr.step(x, known, target)
+    assert close(got["loss"].item(), want.item(), 1e-4)
+    assert close(got["bound"].item(), (nll + r["kl_qp"]).mean().item(), 1e-4)
+
+
+def test_log_w_is_log_p_minus_log_q_of_the_sampled_z():
+    tr = make_trainer(
+        "gpsi-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=1,
+        observation="bernoulli",
+    )
+    hand_set(tr, torch.zeros(4), torch.zeros(4), 0.7, guide_lv=-1.0, primary_lv=0.5)
+    x = torch.rand(4, 4)
+    known = torch.zeros_like(x)
+    torch.manual_seed(3)
+    r = tr.net.rollout(x, known, torch.ones_like(x), 1, guided=True)
+    torch.manual_seed(3)
+    z = 0.7 + math.exp(-0.5) * torch.randn(4, 2)  # the guide's draw, same noise
+    lp = -0.5 * (0.5 + z**2 / math.exp(0.5) + math.log(2 * math.pi)).sum(-1)
+    lq = -0.5 * (-1.0 + (z - 0.7) ** 2 / math.exp(-1.0) + math.log(2 * math.pi)).sum(-1)
+    assert torch.allclose(r["log_w"], lp - lq, atol=1e-5)
+
+
+def test_primary_bound_is_the_nll_under_the_primary_roll_out():
+    tr = make_trainer(
+        "gpsi-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=3,
+        observation="bernoulli",
+    )
+    c0, b = torch.tensor([0.2, -0.4, 1.0, 0.0]), torch.tensor([0.1, 0.3, -0.2, 0.5])
+    # the writer ignores z (zero weights), so the primary roll-out is c0 + 3 b, noise or not
+    hand_set(tr, c0, b, 0.7, guide_lv=-1.0, primary_lv=0.5)
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 0, 1]]).expand(3, -1)
+    target = 1 - known
+    out = tr.score_batch(x, known, target, 3, samples=2)
+    p = torch.sigmoid(c0 + 3 * b)
+    want = (target * -(x * p.log() + (1 - x) * (1 - p).log())).sum(-1)
+    assert torch.allclose(out["primary_bound"], want, atol=1e-5)
+    assert torch.allclose(out["sq_err"], (target * (p - x) ** 2).sum(-1), atol=1e-6)
+    assert torch.allclose(out["single_sq_err"], (target * (p - x) ** 2).sum(-1), atol=1e-6)
+
+
+def test_gaussian_observation_nll_mean_and_draws():
+    obs = observation.Gaussian()
+    mu, lv = torch.tensor([[0.2, 0.6, 0.5]]), torch.tensor([[-2.0, 0.5, -4.0]])
+    raw = 8 * torch.atanh(lv / 8)  # the canvas stores the unbounded log-variance
+    c = torch.cat([mu, raw], -1)
+    x = torch.tensor([[0.3, 0.1, 0.9]])
+    w = torch.tensor([[1.0, 1.0, 0.0]])
+    want = sum(
+        0.5 * (math.log(2 * math.pi) + v + (a - m) ** 2 / math.exp(v))
+        for a, m, v in [(0.3, 0.2, -2.0), (0.1, 0.6, 0.5)]
+    )
+    assert close(obs.nll(c, x, w).item(), want)
+    assert torch.allclose(obs.mean(c), mu) and torch.equal(obs.canvas(c), mu)
+    torch.manual_seed(0)
+    draws = obs.draw(c.expand(20000, -1))
+    inside = draws[:, 2]  # mean 0.5, sd e^-2: never clamped in practice
+    assert abs(inside.mean().item() - 0.5) < 0.005
+    assert abs(inside.std().item() - math.exp(-2.0)) < 0.005
+    assert draws.min() >= 0 and draws.max() <= 1  # clamped to the observed range
+    # the log-variance is bounded: a huge raw value cannot make the NLL run off
+    huge = torch.cat([mu, torch.full_like(mu, -1e6)], -1)
+    assert torch.isfinite(obs.nll(huge, x, w)).all()
+
+
+def test_auto_observation_picks_bernoulli_for_images_and_binary_data():
+    assert observation.get("auto", image=True).name == "bernoulli"
+    assert observation.get("auto", binary=True).name == "bernoulli"
+    assert observation.get("auto").name == "gaussian"
+    assert observation.get("gaussian", image=True).name == "gaussian"
+
+
+def test_primary_inputs_are_known_values_and_the_guess_elsewhere():
+    tr = make_trainer("gpsi-add", vector_dataset(40, 4), hidden=8, z_dim=2, primary_residual=True)
+    x, guess = torch.rand(3, 4), torch.rand(3, 4)
+    known = (torch.rand(3, 4) < 0.5).float()
+    seen, residual = tr.net.primary_input(x, known, guess).chunk(2, -1)
+    assert torch.allclose(seen, torch.where(known.bool(), x, guess))
+    assert torch.allclose(residual, known * (x - guess))
+
+
+def zero_lstm(tr, c_bias, p0, q0, p, q):
+    """Every LSTM weight zero; (mu, logvar) of p(z0), q(z0), p(z_t), q(z_t) set by biases."""
+    net, z = tr.net, tr.config.z_dim
+    with torch.no_grad():
+        for w in net.parameters():
+            w.zero_()
+        net.c_bias.copy_(c_bias)
+        for head, (mu, lv) in ((net.p0.net[-1], p0), (net.q0.net[-1], q0)):
+            head.bias[:z], head.bias[z:] = mu, 8 * math.atanh(lv / 8)
+        for head, (mu, lv) in ((net.p_head, p), (net.q_head, q)):
+            head.bias[:z], head.bias[z:] = mu, 8 * math.atanh(lv / 8)
+
+
+def test_lstm_kls_have_their_directions_with_unequal_variances():
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=3,
+        observation="bernoulli",
+    )
+    zero_lstm(tr, torch.zeros(4), p0=(0.0, 0.6), q0=(1.0, -1.0), p=(0.2, -0.5), q=(-0.4, 1.0))
+    x = torch.rand(2, 4)
+    r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 3, guided=True)
+    v = math.exp
+    qp = 2 * kl_1d(1.0, v(-1.0), 0.0, v(0.6)) + 3 * 2 * kl_1d(-0.4, v(1.0), 0.2, v(-0.5))
+    pq = 2 * kl_1d(0.0, v(0.6), 1.0, v(-1.0)) + 3 * 2 * kl_1d(0.2, v(-0.5), -0.4, v(1.0))
+    assert torch.allclose(r["kl_qp"], torch.full((2,), qp), atol=1e-4), (r["kl_qp"], qp)
+    assert torch.allclose(r["kl_pq"], torch.full((2,), pq), atol=1e-4), (r["kl_pq"], pq)
+
+
+def test_lstm_policies_read_known_values_and_the_guess_elsewhere():
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=2,
+        observation="bernoulli",
+    )
+    c_bias = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    zero_lstm(tr, c_bias, p0=(0.0, 0.0), q0=(0.0, 0.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    guess = torch.sigmoid(c_bias)  # zero weights: the canvas never moves
+    seen = torch.where(known.bool(), x, guess)
+    inputs = {"p0": [], "reader": []}
+    hooks = [
+        getattr(tr.net, name).register_forward_pre_hook(
+            lambda m, args, name=name: inputs[name].append(args[0])
+        )
+        for name in inputs
+    ]
+    with torch.no_grad():
+        tr.net.rollout(x, known, known, 2, guided=False)
+    for h in hooks:
+        h.remove()
+    assert torch.allclose(inputs["p0"][0], seen)
+    assert len(inputs["reader"]) == 2
+    for got in inputs["reader"]:
+        assert torch.allclose(got[:, :4], seen) and torch.allclose(got[:, 4:8], seen - guess)
+
+
+def test_peephole_cell_is_an_lstm_cell_plus_the_cell_state_in_its_gates():
+    from gm_imputation.lstm import PeepholeLSTMCell
+
+    torch.manual_seed(0)
+    ref, cell = torch.nn.LSTMCell(3, 5), PeepholeLSTMCell(3, 5)
+    with torch.no_grad():
+        cell.gates.weight.copy_(torch.cat([ref.weight_ih, ref.weight_hh], 1))
+        cell.gates.bias.copy_(ref.bias_ih + ref.bias_hh)
+    x, h, c = torch.randn(4, 3), torch.randn(4, 5), torch.randn(4, 5)
+    for a, b in zip(cell(x, (h, c)), ref(x, (h, c)), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)  # zero peepholes: a plain LSTM cell
+    with torch.no_grad():
+        cell.peep.fill_(0.5)
+    i, f, g, o = cell.gates(torch.cat([x, h], -1)).chunk(4, -1)
+    c_new = torch.sigmoid(f + 0.5 * c) * c + torch.sigmoid(i + 0.5 * c) * torch.tanh(g)
+    h_new = torch.sigmoid(o + 0.5 * c_new) * torch.tanh(c_new)  # the output gate sees c_t
+    got = cell(x, (h, c))
+    assert torch.allclose(got[0], h_new, atol=1e-6) and torch.allclose(got[1], c_new, atol=1e-6)
+
+
+def test_lstm_with_peepholes_trains():
+    from conftest import train_steps
+
+    data = vector_dataset(60, 4)
+    tr = make_trainer(
+        "lstm-add", data, hidden=8, z_dim=2, refine_steps=3, peepholes=True, batch_size=20
+    )
+    metrics = train_steps(tr, data, 3)
+    assert all(torch.isfinite(v) for m in metrics for v in m.values())
+    assert any(p is tr.net.reader.peep for p in tr.net.parameters())

@@ -105,7 +105,7 @@ CASES = {
     "checkpoint-every-zero": (lambda r, t: [*T, "-d", "circle", "--set", "checkpoint_every=0"], 2, ["'checkpoint_every'"], None),
     "steps-zero": (lambda r, t: [*T, "-d", "circle", "--steps", "0"], 2, ["'steps'", "at least 1"], None),
     "steps-overflow": (lambda r, t: [*T, "-d", "circle", "--set", "steps=1e400"], 2, ["'steps'", "integer"], None),
-    "lr-negative": (lambda r, t: [*T, "-d", "circle", "--set", "lr=-1"], 2, ["'lr'", "greater than 0"], None),
+    "lr-negative": (lambda r, t: [*T, "-d", "circle", "--set", "lr=-1"], 2, ["'lr'", "at least 0"], None),
     "lr-nan": (lambda r, t: [*T, "-d", "circle", "--set", "lr=nan"], 2, ["'lr'", "finite"], None),
     "width-negative": (lambda r, t: [*T, "-d", "circle", "--set", "width=-1"], 2, ["'tiny'", "cannot be built"], None),
     "batch-over-data": (lambda r, t: [*T, "-d", "circle", "--set", "batch_size=100000"], 2, ["fewer than the batch size"], None),

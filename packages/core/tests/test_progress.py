@@ -4,6 +4,7 @@ summary line; loggers get every row."""
 
 import json
 import re
+import time
 
 import pytest
 from conftest import gm_run, plain, pty_run
@@ -62,7 +63,6 @@ def test_plain_timestamped_lines_without_a_terminal(tmp_path):
     assert out.returncode == 0, out.stderr
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
     lines = out.stderr.splitlines()
-    assert any(re.match(stamp + r"gm: loading dataset swiss-roll", ln) for ln in lines)
     assert any(re.match(stamp + r"train 10/20  loss ", ln) for ln in lines)
     (summary,) = [ln for ln in lines if "gm: trained" in ln]
     assert re.match(
@@ -118,13 +118,28 @@ def test_progress_is_silent_unless_enabled(capsys):
         for _ in range(10):
             b.advance()
     show.status("nothing")
+    time.sleep(2 * show.STATUS_DELAY_S)
     assert capsys.readouterr().err == ""
     with show.enabled():
+        show.status("quick")  # ends before the delay: never shown
+        show.line("next")
         show.status("loading")
+        time.sleep(2 * show.STATUS_DELAY_S)
         for _ in show.track(range(3), 3, "decode"):
             pass
     err = capsys.readouterr().err
-    assert "gm: loading ..." in err
+    assert "gm: loading ..." in err and "quick" not in err and "next" in err
+
+
+def test_status_lines_of_slow_steps_and_the_summary(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(show, "STATUS_DELAY_S", 0.0)  # every step counts as slow
+    engine.train("gaussian", "swiss-roll", steps=4, out=tmp_path / "r", device="cpu",
+                 overrides={"log_every": 2})  # fmt: skip
+    time.sleep(0.2)
+    err = capsys.readouterr().err
+    assert "gm: loading dataset swiss-roll ..." in err
+    assert "gm: building gaussian (vector data, shape (2,)) ..." in err
+    assert re.search(r"gm: trained 4 steps in [\d.]+ s .*best loss", err)
 
 
 def test_tensorboard_logger_gets_every_row(tmp_path):

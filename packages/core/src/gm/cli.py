@@ -667,6 +667,9 @@ def _skip(spec, err: BaseException) -> None:
 
 
 def _fail(message: str, code: int) -> None:
+    from gm import progress
+
+    progress.settle()  # a status line not shown yet stays unshown: the error is the line
     print(f"gm: error: {message}", file=sys.stderr)
     sys.exit(code)
 
@@ -694,7 +697,13 @@ def main(argv: Optional[list[str]] = None) -> None:
             signal.signal(sig, raise_interrupted)
     try:
         command = typer.main.get_command(build_app())
-        code = command.main(args=argv, prog_name="gm", standalone_mode=False)
+        from gm import progress
+
+        with progress.enabled():  # every verb, plugins' too, shows its progress on stderr
+            try:
+                code = command.main(args=argv, prog_name="gm", standalone_mode=False)
+            finally:
+                progress.settle()
     except GMError as err:
         _fail(str(err), err.exit_code)
     except TrainingStopped as err:

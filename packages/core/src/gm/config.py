@@ -70,7 +70,7 @@ class TrainConfig:
     BOUNDS: ClassVar[dict[str, Range]] = {
         "steps": Range(1),
         "batch_size": Range(1),
-        "lr": Range(0, open_lo=True),
+        "lr": Range(0),  # 0 freezes the weights (tests and probes use it)
         "log_every": Range(1),
         "checkpoint_every": Range(1),
         "sample_every": Range(0),

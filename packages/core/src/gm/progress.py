@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -53,17 +54,42 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def line(message: str) -> None:
-    """One line on stderr: as is on a terminal, timestamped in a log."""
-    if not is_on():
-        return
+STATUS_DELAY_S = 0.3  # a status line shows once its step has taken this long
+_pending: list[threading.Timer] = []
+
+
+def _print(message: str) -> None:
     prefix = "" if _tty() else f"{_stamp()} "
     print(f"{prefix}{message}", file=sys.stderr, flush=True)
 
 
+def settle() -> None:
+    """Drop a status line not shown yet (its step ended quickly, or failed: an error is
+    then the only line a user sees)."""
+    while _pending:
+        _pending.pop().cancel()
+
+
+def line(message: str) -> None:
+    """One line on stderr: as is on a terminal, timestamped in a log."""
+    settle()
+    if is_on():
+        _print(message)
+
+
 def status(message: str) -> None:
-    """A step of unknown length starts: ``gm: loading dataset swiss-roll ...``."""
-    line(f"gm: {message} ...")
+    """A step of unknown length starts: ``gm: loading dataset swiss-roll ...``, shown only
+    if the step is still running after :data:`STATUS_DELAY_S` (until the next line)."""
+    settle()
+    if not is_on():
+        return
+    if STATUS_DELAY_S <= 0:  # no delay: at once
+        _print(f"gm: {message} ...")
+        return
+    timer = threading.Timer(STATUS_DELAY_S, _print, args=(f"gm: {message} ...",))
+    timer.daemon = True
+    _pending.append(timer)
+    timer.start()
 
 
 def _seconds(s: float) -> str:
@@ -79,6 +105,7 @@ class Bar:
     """A bar of ``total`` steps. ``advance`` is cheap (no redraw more often than 20/s)."""
 
     def __init__(self, total: int, desc: str, *, start: int = 0, unit: str = "it"):
+        settle()  # the bar is what the user sees next
         self.total, self.desc, self.unit = total, desc, unit
         self.done, self.start_done, self.info = start, start, ""
         self.on = is_on()

@@ -99,18 +99,20 @@ def _number(cell: str) -> float | None:
 
 def _delimiter(path: Path, text: str) -> str:
     """Tab for ``.tsv``; else the one of ``,`` ``;`` tab that splits the first rows into the
-    same number of fields, the most fields winning (ties: tab, then ``;``, so that decimal
+    same number of fields (a delimiter that splits nothing loses to one that does), the most fields winning (ties: tab, then ``;``, so that decimal
     commas in ``1,5;2`` stay inside their fields, then ``,``)."""
     if path.suffix.lower() == ".tsv":
         return "\t"
     head = text.splitlines()[:50]
 
-    def score(d: str) -> tuple[bool, int, int]:
+    def score(d: str) -> tuple[bool, bool, int, int]:
         try:
             widths = {len(r) for r in csv.reader(head, delimiter=d) if r}
         except csv.Error:
-            return (False, 0, 0)
-        return (len(widths) == 1, max(widths, default=0), "\t;,".index(d) * -1)
+            return (False, False, 0, 0)
+        # one that splits at all first: a ragged file is then told which row is short
+        most = max(widths, default=0)
+        return (most > 1, len(widths) == 1, most, "\t;,".index(d) * -1)
 
     return max("\t;,", key=score)
 

@@ -6,6 +6,7 @@ Rows run ``gm.cli.main`` in this process (a traceback would fail the test as an 
 rows whose dataset comes from gm-datasets are skipped where it is not installed."""
 
 import json
+import re
 import shutil
 import signal
 import struct
@@ -191,7 +192,9 @@ def gm_main(*args):
     lines = [
         ln
         for ln in err.getvalue().splitlines()
-        if ln.strip() and not ln.startswith(("gm: warning:", "step "))
+        if ln.strip()
+        and not ln.startswith(("gm: warning:", "step "))
+        and not re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", ln)  # progress, in a pipe
     ]
     return code, lines
 

@@ -17,7 +17,9 @@ number = st.one_of(
     st.floats(-100, 100, allow_nan=False).map(lambda v: f" {v:.3f}"),  # spaces kept as text
     st.sampled_from(["1e3", "-0", "3.", ".5", "+2"]),
 )
-text = st.text("abcxyz ,;", min_size=1, max_size=6).map(lambda t: "t" + t)  # never a number
+# never a number; no ';' because an unquoted ';' in a ','-file reads as a ';'-file with
+# decimal commas, which the sniffer favours by design (a ',' is quoted by the writer)
+text = st.text("abcxyz ,", min_size=1, max_size=6).map(lambda t: "t" + t)
 
 
 @st.composite

@@ -66,7 +66,8 @@ def test_torchrun_two_processes(tmp_path, model, dataset, sets):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [2, 4, 6]
+    # every log_every row, in order, once; the engine may add an early row (first step, ~10 s)
+    assert {2, 4, 6} <= set(steps) and steps == sorted(set(steps)) and steps[-1] == 6
     assert (run / "model.safetensors").exists()
 
 

@@ -514,7 +514,7 @@ def _loop(
                 every = getattr(cfg, "validate_every", 0)  # trainers with a validate()
                 if every and step % every == 0 and world.is_main:
                     trainer.train(False)
-                    row = {"step": step, **trainer.validate(data, run, step)}
+                    row = {"step": step, **trainer.validate(data, run, step)}  # type: ignore[attr-defined]
                     trainer.train(True)
                     with (run / "validation.jsonl").open("a") as f:
                         f.write(json.dumps(row) + "\n")

@@ -50,10 +50,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def umask_mode(directory: bool = False) -> int:
+    """The mode ``open``/``mkdir`` would give under the user's umask (``mkstemp`` and
+    ``mkdtemp`` use 0600/0700, so a group could not read the run)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def _stage(path: Path, write) -> str:
     """Write to a temporary file beside ``path`` and flush it to disk; returns its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, umask_mode())
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -408,6 +417,7 @@ def save(run: Path, trainer: Trainer, step: int, rngs: list[dict[str, Any]] | No
     }
     meta = {"step": str(step)}
     staging = Path(tempfile.mkdtemp(dir=run, prefix=STAGING))
+    os.chmod(staging, umask_mode(directory=True))
     try:
         writers = {
             STATE_JSON: lambda p: Path(p).write_text(json.dumps(state, indent=2)),
@@ -416,6 +426,7 @@ def save(run: Path, trainer: Trainer, step: int, rngs: list[dict[str, Any]] | No
         }
         for name in FILES:
             writers[name](staging / name)
+            os.chmod(staging / name, umask_mode())  # safetensors writes 0600
             with open(staging / name, "rb+") as f:
                 os.fsync(f.fileno())
         _fsync_dir(staging)

@@ -305,8 +305,11 @@ class TableWriter:
     def __init__(self, path: Path, table: Table, samples: int):
         self.path, self.table, self.samples = Path(path), table, samples
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        from gm.checkpoint import umask_mode
+
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         os.close(fd)
+        os.chmod(tmp, umask_mode())  # the filled file is readable as any file the user makes
         self.tmp = Path(tmp)
         n = len(table.values)
         self.missing = np.isnan(table.values.reshape(n, -1))

@@ -87,3 +87,16 @@ def test_cache_folders_and_files_follow_the_umask(tmp_path):
         assert stat.S_IMODE(f.stat().st_mode) == 0o664, f.name
     meta = json.loads((entry / "meta.json").read_text())
     assert meta["source"]["identity"]["files"] == 2 and meta["format"] == cache.FORMAT
+
+
+def test_rewriting_an_entry_replaces_it_whole(tmp_path):
+    """A second writer of the same entry (another rank, or a damaged entry decoded again)
+    swaps its complete folder in; nothing half-written or set aside is left behind."""
+    import numpy as np
+
+    folder = tmp_path / "entry"
+    cache.write(folder, {"train": np.zeros(3, np.uint8)}, {"name": "x"})
+    (folder / "train.npy").write_bytes(b"damaged")
+    cache.write(folder, {"train": np.ones(4, np.uint8)}, {"name": "x"})
+    assert np.array_equal(np.load(folder / "train.npy"), np.ones(4, np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]

@@ -130,9 +130,15 @@ def write(folder: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         (tmp / META).write_text(json.dumps(full, indent=2) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:  # an entry is there (a damaged one, or another rank's just now):
+            # move it aside whole before ours goes in, so no reader meets half a folder and
+            # no writer deletes a folder another process is still renaming into place
+            aside = _fresh_dir(folder.parent, f"{folder.name}.old")
+            folder.rename(aside)
+            tmp.rename(folder)
+            shutil.rmtree(aside, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -39,11 +39,19 @@ def repo_id(run: str | Path) -> str | None:
     return None
 
 
+def _need_hub() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("huggingface_hub") is None:
+        raise GMError("the Hugging Face Hub needs huggingface_hub: pip install 'gm-core[hub]'.")
+
+
 @cache
 def download(repo: str) -> Path:
     """The local snapshot of a model repo (from the cache when it is there)."""
     if not _REPO.match(repo):
         raise GMError(f"{repo!r} is not a Hub repo id; it looks like OWNER/NAME.")
+    _need_hub()
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -192,6 +200,7 @@ def push(
     """Create (or reuse) the model repo and upload the run; returns (url, files)."""
     import tempfile
 
+    _need_hub()
     from huggingface_hub import HfApi
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,17 +29,13 @@ from gm_datasets import cache
 from gm_datasets.common import DataWarning, LabelledDataset, make_dataset, provenance
 from gm_datasets.decode import _threads, open_image, to_array
 from gm_datasets.progress import Progress
+from gm_datasets.sources import SPLIT_WORDS
 
 VERSION = 2  # of the decoding (2: own folder walk, identity-keyed cache)
 CHUNK = 256
+# sources.SPLIT_WORDS names splits once; a folder named dev/ or extra/ is not a split here
 SPLIT_DIRS = {
-    "train": "train",
-    "training": "train",
-    "test": "test",
-    "testing": "test",
-    "valid": "valid",
-    "validation": "valid",
-    "val": "valid",
+    k: v for k, v in SPLIT_WORDS.items() if v in ("train", "test", "valid") and k != "dev"
 }
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 

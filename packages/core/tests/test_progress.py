@@ -166,3 +166,63 @@ def test_unknown_logger_is_one_line_with_close_names():
     out = gm_run("train", "gaussian", "--dataset", "swiss-roll", "--report-to", "tensorbord")
     assert out.returncode == 2 and "Did you mean 'tensorboard'?" in out.stderr
     assert "tensorboard" in plugins.registry("loggers")
+
+
+def test_a_long_status_step_says_it_is_alive_in_a_log(monkeypatch, capsys):
+    monkeypatch.setattr(show, "STATUS_DELAY_S", 0.02)
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.1)
+    with show.enabled():
+        show.status("evaluating")  # a step with no loop of its own
+        time.sleep(0.45)
+        show.line("done")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("gm: evaluating ...")
+    assert sum("gm: evaluating ... still running, 0:00" in ln for ln in lines) >= 2
+    assert lines[-1].endswith("done")  # nothing after the step ended
+
+
+def test_a_status_line_counts_up_in_place_on_a_terminal(monkeypatch, capsys):
+    monkeypatch.setattr(show, "_tty", lambda: True)
+    monkeypatch.setattr(show, "STATUS_DELAY_S", 0.02)
+    monkeypatch.setattr(show, "TICK_S", 0.05)
+    with show.enabled():
+        show.status("compiling")
+        time.sleep(0.3)
+        show.line("next")
+    err = capsys.readouterr().err
+    assert err.startswith("gm: compiling ...\r\x1b[Kgm: compiling ... 0:00")
+    assert err.endswith("0:00\nnext\n")  # the open line is closed before the next one
+
+
+def test_a_loop_inside_a_bar_is_silent_and_old_numbers_name_their_step(monkeypatch, capsys):
+    monkeypatch.setattr(show, "_tty", lambda: True)  # rich allows one live display at a time
+    with show.enabled(), show.bar(3, "train") as outer:
+        for _ in show.track(range(5), 5, "log-likelihood"):  # validation inside training
+            pass
+        outer.goto(1)
+    assert "log-likelihood" not in capsys.readouterr().err
+    monkeypatch.setattr(show, "_tty", lambda: False)
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.0)
+    with show.enabled(), show.bar(20, "train") as b:
+        b.goto(10, "loss 0.5")
+        b.goto(13)  # the loss is read only at log rows
+    lines = capsys.readouterr().err.splitlines()
+    assert "train 10/20  loss 0.5  " in lines[0] and "train 13/20  loss 0.5 (step 10)" in lines[1]
+
+
+def test_a_loop_of_more_than_a_second_ends_with_a_line_in_a_log(capsys):
+    with show.enabled():
+        for _ in show.track(range(3), 3, "decode"):
+            time.sleep(0.36)
+    (last,) = capsys.readouterr().err.splitlines()
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d decode 3/3 ", last)
+
+
+def test_a_first_step_that_compiles_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(show, "HEARTBEAT_S", 1e9)  # only the lines the bar is told to print
+    with show.enabled():
+        for _ in show.track(range(4), 4, "chain", first="compiling (torch.compile, once)"):
+            pass
+    lines = capsys.readouterr().err.splitlines()
+    assert "chain 0/4  compiling (torch.compile, once)" in lines[0]
+    assert "chain 1/4  " in lines[1] and "compiling" not in lines[1]  # the wait is over

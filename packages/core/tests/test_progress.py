@@ -226,3 +226,63 @@ def test_a_first_step_that_compiles_says_so(monkeypatch, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert "chain 0/4  compiling (torch.compile, once)" in lines[0]
     assert "chain 1/4  " in lines[1] and "compiling" not in lines[1]  # the wait is over
+
+
+def test_a_third_party_logger_plugin_gets_every_row_and_is_closed(tmp_path):
+    """W&B or MLflow as a plugin: a distribution registering a logger through gm_loggers."""
+    from conftest import make_dist
+
+    code = (
+        "import json\nimport gm\nfrom pathlib import Path\nfrom gm.specs import LoggerSpec\n"
+        "class Lines:\n"
+        "    def __init__(self, run, record):\n"
+        "        self.f = open(Path(run).parent / 'seen.jsonl', 'w')\n"
+        "        self.f.write(json.dumps({'model': record['gm_model']}) + '\\n')\n"
+        "    def log(self, step, row):\n"
+        "        self.f.write(json.dumps({'at': step, **row}) + '\\n')\n"
+        "    def close(self):\n"
+        "        self.f.write('closed\\n')\n        self.f.close()\n"
+        "@gm.hookimpl\ndef gm_loggers():\n"
+        "    return [LoggerSpec('lines', 'gm_lines_logger:Lines', 'rows as JSON lines')]\n"
+    )
+    dist = make_dist(tmp_path / "p", "gm-lines-logger", "lines", "gm_lines_logger", code)
+    run = tmp_path / "r"
+    out = gm_run(
+        *("train", "gaussian", "--dataset", "swiss-roll", "--steps", "6", "--set", "log_every=3"),
+        *("--out", str(run), "--device", "cpu", "--report-to", "lines"),
+        paths=(dist,),
+    )
+    assert out.returncode == 0, out.stderr
+    *seen, last = (run.parent / "seen.jsonl").read_text().splitlines()
+    assert json.loads(seen[0]) == {"model": "gaussian"} and last == "closed"
+    logged = [json.loads(x) for x in seen[1:]]
+    assert [r.pop("at") for r in logged] == [1, 3, 6]
+    assert logged == rows(run)  # the very rows of metrics.jsonl
+
+
+def test_ctrl_c_before_the_first_log_every_leaves_metrics(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import TINY, env_with
+
+    run = tmp_path / "r"
+    sets = {"sleep": "0.01", "log_every": "100000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gm", "train", "tiny", "--dataset", "swiss-roll", "--out",
+         str(run), *(a for k, v in sets.items() for a in ("--set", f"{k}={v}")),
+         "--steps", "100000", "--device", "cpu"],
+        env=env_with(TINY), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # some steps more, far from step 100000
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (first,) = rows(run)  # the row of step 1, with the columns of every row
+    assert first["step"] == 1 and {"loss", "time", "lr", "steps_per_s"} <= set(first)
+    saved = json.loads((run / "trainer_state.json").read_text())["step"]
+    assert saved > 1 and f"after step {saved}" in err  # the interrupted step is saved

@@ -60,9 +60,13 @@ _lock = threading.Lock()
 _pending: list[_Status] = []
 
 
+def prefix() -> str:
+    """What starts a progress line: nothing on a terminal, the time in a log."""
+    return "" if _tty() else f"{_stamp()} "
+
+
 def _print(message: str) -> None:
-    prefix = "" if _tty() else f"{_stamp()} "
-    print(f"{prefix}{message}", file=sys.stderr, flush=True)
+    print(f"{prefix()}{message}", file=sys.stderr, flush=True)
 
 
 class _Status(threading.Thread):

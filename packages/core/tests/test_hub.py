@@ -62,6 +62,7 @@ def test_push_uploads_the_model_and_a_card_but_not_the_resume_state(run, tmp_pat
     assert f"| loss | {last['loss']:.6g} |" in card  # the run's own final metrics
     assert "![samples](samples.png)" in card and f'gm.load("hf://{REPO}")' in card
     assert "| lr | `0.02` |" in card  # the config
+    assert "pip install 'gm-core[hub]'\n" in card  # gaussian is core's: no plugin to name
 
 
 def test_push_refuses_what_is_not_a_run_or_a_repo_id(run, tmp_path):

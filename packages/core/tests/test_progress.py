@@ -286,3 +286,30 @@ def test_ctrl_c_before_the_first_log_every_leaves_metrics(tmp_path):
     assert first["step"] == 1 and {"loss", "time", "lr", "steps_per_s"} <= set(first)
     saved = json.loads((run / "trainer_state.json").read_text())["step"]
     assert saved > 1 and f"after step {saved}" in err  # the interrupted step is saved
+
+
+def test_no_host_sync_between_log_rows(tmp_path, monkeypatch):
+    """The bar moves every step, but the loss is read only at log rows: twice the steps
+    with the same rows and checkpoints read the device exactly as often."""
+    import torch
+
+    monkeypatch.setattr(engine, "FIRST_ROW_S", 1e9)
+    reads = []
+    for name in ("item", "__bool__", "__float__", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, **kw):
+            reads.append(1)
+            return _real(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def count(steps: int) -> int:
+        reads.clear()
+        engine.train(
+            "gaussian", "swiss-roll", steps=steps, out=tmp_path / f"r{steps}", device="cpu",
+            progress=False, overrides={"log_every": steps // 2, "checkpoint_every": 10**9},
+        )  # fmt: skip
+        return len(reads)
+
+    assert count(40) == count(80)  # rows at 1, 20, 40 and at 1, 40, 80

@@ -98,11 +98,11 @@ def _out(
     for r in cells:
         table.add_row(*r)
     console = Console()
-    plain = {} if console.is_terminal else {"no_color": True, "highlight": False}  # a pipe
+    plain = not console.is_terminal  # a pipe: no colour codes
     width = max(console.width, sum(need) + 3 * len(need) + 1)
     widest = max(width, Console(width=100_000).measure(table).maximum)
     while True:  # rich crops a table it cannot squeeze: widen until its right edge shows
-        console = Console(width=width, **plain)
+        console = Console(width=width, no_color=True if plain else None, highlight=not plain)
         with console.capture() as captured:
             console.print(table)
         text = captured.get()

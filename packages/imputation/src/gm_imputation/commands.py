@@ -248,11 +248,12 @@ def _fill_with_run(
     import numpy as np
     import torch
 
-    from gm import checkpoint, distributed
+    from gm import checkpoint, distributed, progress
     from gm.engine import seed_everything
     from gm_imputation import userdata
     from gm_imputation.base import ImputerTrainer
 
+    progress.status(f"loading {run}")
     trainer = checkpoint.load(run, distributed.choose_device(device))
     if not isinstance(trainer, ImputerTrainer):
         raise GMError(

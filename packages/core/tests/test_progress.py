@@ -129,6 +129,20 @@ def test_progress_is_silent_unless_enabled(capsys):
             pass
     err = capsys.readouterr().err
     assert "gm: loading ..." in err and "quick" not in err and "next" in err
+    assert "decode" not in err  # a loop of under a second leaves no line in a log
+
+
+def test_loops_below_their_threshold_or_outside_a_verb_draw_nothing(monkeypatch, capsys):
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.0)  # a line at every step of a drawn bar
+    with show.bar(5, "library use") as b:  # not inside a verb
+        b.goto(3, "loss 1")
+    with show.enabled():
+        for _ in show.track(range(4), 4, "short chain", min_total=5):
+            pass
+        for _ in show.track(range(5), 5, "long chain", min_total=5):
+            pass
+    err = capsys.readouterr().err
+    assert "library use" not in err and "short chain" not in err and "long chain 5/5" in err
 
 
 def test_status_lines_of_slow_steps_and_the_summary(tmp_path, monkeypatch, capsys):
@@ -179,6 +193,7 @@ def test_a_long_status_step_says_it_is_alive_in_a_log(monkeypatch, capsys):
     assert lines[0].endswith("gm: evaluating ...")
     assert sum("gm: evaluating ... still running, 0:00" in ln for ln in lines) >= 2
     assert lines[-1].endswith("done")  # nothing after the step ended
+    assert "" not in lines  # no blank line closing a status in a log
 
 
 def test_a_status_line_counts_up_in_place_on_a_terminal(monkeypatch, capsys):
@@ -192,6 +207,10 @@ def test_a_status_line_counts_up_in_place_on_a_terminal(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("gm: compiling ...\r\x1b[Kgm: compiling ... 0:00")
     assert err.endswith("0:00\nnext\n")  # the open line is closed before the next one
+    with show.enabled():
+        show.status("quick")  # over before it shows
+        show.settle()
+    assert capsys.readouterr().err == ""  # not even a newline
 
 
 def test_a_loop_inside_a_bar_is_silent_and_old_numbers_name_their_step(monkeypatch, capsys):
@@ -219,13 +238,14 @@ def test_a_loop_of_more_than_a_second_ends_with_a_line_in_a_log(capsys):
 
 
 def test_a_first_step_that_compiles_says_so(monkeypatch, capsys):
-    monkeypatch.setattr(show, "HEARTBEAT_S", 1e9)  # only the lines the bar is told to print
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.0)  # a line at every step
     with show.enabled():
         for _ in show.track(range(4), 4, "chain", first="compiling (torch.compile, once)"):
             pass
     lines = capsys.readouterr().err.splitlines()
     assert "chain 0/4  compiling (torch.compile, once)" in lines[0]
-    assert "chain 1/4  " in lines[1] and "compiling" not in lines[1]  # the wait is over
+    assert [int(re.search(r"chain (\d)/4", ln)[1]) for ln in lines] == [0, 1, 2, 3, 4]
+    assert not any("compiling" in ln for ln in lines[1:])  # the wait is over after step 1
 
 
 def test_a_third_party_logger_plugin_gets_every_row_and_is_closed(tmp_path):

@@ -64,3 +64,16 @@ def test_row_labels_repeat_over_blocks_and_a_title_sits_on_top():
     bare = pictures.auto(white, DataInfo("d", "image", (1, 8, 8)))
     assert titled.height == bare.height + 24
     assert (np.asarray(titled)[:24] < 128).any() and not (np.asarray(bare)[:24] < 128).any()
+
+
+def test_each_row_label_sits_on_its_own_row():
+    tiles = torch.ones(6, 1, 8, 8)  # 3 rows of 2 white tiles at 4x: 32 px rows, 8 px gaps
+    plain = pictures.image_grid(tiles, nrow=2, scale=4)
+    named = pictures.image_grid(tiles, nrow=2, scale=4, row_labels=["truth", "masked", "imputed"])
+    column = np.asarray(named)[:, : named.width - plain.width] < 128
+    inked = np.flatnonzero(column.any(1))
+    clusters = np.split(inked, np.flatnonzero(np.diff(inked) > 1) + 1)
+    assert len(clusters) == 3  # one label a row, no more
+    for r, ys in enumerate(clusters):  # each inside its row's band (pad 8, row 32)
+        top = 8 + r * 40
+        assert top <= ys.min() and ys.max() < top + 32, (r, ys.min(), ys.max())

@@ -333,3 +333,14 @@ def test_no_host_sync_between_log_rows(tmp_path, monkeypatch):
         return len(reads)
 
     assert count(40) == count(80)  # rows at 1, 20, 40 and at 1, 40, 80
+
+
+def test_a_timed_step_stops_counting_when_it_ends(monkeypatch, capsys):
+    monkeypatch.setattr(show, "STATUS_DELAY_S", 0.02)
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.05)
+    with show.enabled():
+        with show.timed("inpainting"):  # shown, but over in under a second: no "done" line
+            time.sleep(0.2)
+        seen = capsys.readouterr().err
+        time.sleep(0.3)  # later work: the status must not go on
+    assert "gm: inpainting ..." in seen and capsys.readouterr().err == ""

@@ -272,6 +272,9 @@ def timed(message: str) -> Iterator[None]:
     take a while (building, compiling, one long sampling call)."""
     status(message)
     began = time.perf_counter()
-    yield
+    try:
+        yield
+    finally:
+        settle()  # the step is over: its status line stops counting, also when it failed
     if time.perf_counter() - began >= 1.0:
         line(f"gm: {message}: done in {time.perf_counter() - began:.1f} s")

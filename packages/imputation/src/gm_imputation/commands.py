@@ -255,6 +255,7 @@ def _fill_with_run(
 
     progress.status(f"loading {run}")
     trainer = checkpoint.load(run, distributed.choose_device(device))
+    progress.settle()  # loaded: the status line ends before the filling and its output
     if not isinstance(trainer, ImputerTrainer):
         raise GMError(
             f"{run} holds a {trainer.name!r} model, which does not impute; train one "

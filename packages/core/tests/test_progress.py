@@ -136,6 +136,15 @@ def test_loops_below_their_threshold_or_outside_a_verb_draw_nothing(monkeypatch,
     monkeypatch.setattr(show, "HEARTBEAT_S", 0.0)  # a line at every step of a drawn bar
     with show.bar(5, "library use") as b:  # not inside a verb
         b.goto(3, "loss 1")
+    monkeypatch.setattr(show, "_tty", lambda: True)
+    with show.bar(5, "library use") as b:  # nor on a terminal
+        b.goto(3, "loss 1")
+    with show.enabled(), show.bar(5, "on a terminal") as b:
+        b.goto(5, "loss 1")
+    drawn = capsys.readouterr()
+    assert drawn.out == ""  # stdout is the verb's result (gm evaluate --json > m.json)
+    assert "on a terminal" in drawn.err and "library use" not in drawn.err
+    monkeypatch.setattr(show, "_tty", lambda: False)
     with show.enabled():
         for _ in show.track(range(4), 4, "short chain", min_total=5):
             pass

@@ -164,6 +164,7 @@ class Bar:
         self.began = self.last_draw = self.last_line = time.perf_counter()
         self._rich: Any = None
         if self.on and _tty():
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -182,6 +183,7 @@ class Bar:
                 TextColumn("eta"),
                 TimeRemainingColumn(),
                 transient=False,
+                console=Console(stderr=True),  # rich's default is stdout: the verb's result
             )
             self._task = self._rich.add_task(desc, total=total, completed=start, info="")
 

@@ -18,6 +18,7 @@ class Progress:
         self.what, self.total, self.done, self.every_s = what, total, 0, every_s
         self.bar = None
         if sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -34,6 +35,7 @@ class Progress:
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
                 transient=True,
+                console=Console(stderr=True),  # rich's default is stdout: the verb's result
             )
 
     def __enter__(self) -> Progress:

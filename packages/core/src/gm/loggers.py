@@ -35,7 +35,8 @@ class TensorBoard:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise GMError(
-                "--report-to tensorboard needs the tensorboard package: pip install tensorboard."
+                "--report-to tensorboard needs the tensorboard package: "
+                "pip install 'gm-core[tensorboard]'."
             ) from None
         self.writer = SummaryWriter(str(Path(run) / "tensorboard"))
         self.writer.add_text(

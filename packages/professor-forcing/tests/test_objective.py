@@ -276,3 +276,13 @@ def test_scheduled_sampling_probability_is_capped_at_one():
         "scheduled-sampling", DATA.info, overrides={"hidden": 8, "decay_k": 1.0}
     )
     assert 0 < cls(cfg, DATA.info).p_true(10) < 1  # k = 1 is allowed (k >= 1)
+
+
+def test_registry_discriminator_defaults_are_the_trainers():
+    """``bigru`` built from the registry with only its input width is the trainer's default D
+    (512 units per direction, 512-unit MLP, one GRU layer, logits within ±10)."""
+    from gm_professor_forcing.trainers import ProfessorForcingConfig
+
+    cfg, d = ProfessorForcingConfig(), BiGRUDiscriminator(5)
+    assert (d.gru.hidden_size, d.gru.num_layers, d.clip) == (cfg.d_hidden, cfg.d_layers, 10.0)
+    assert [m.out_features for m in d.mlp if isinstance(m, nn.Linear)] == [cfg.d_mlp] * 3

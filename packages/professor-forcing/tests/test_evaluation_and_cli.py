@@ -401,3 +401,14 @@ def test_study_floor_compares_equal_halves_when_the_streams_are_odd():
         real = tr.generator.teacher_forced(x.reshape(3, 32)).hidden[:, 24:32]
     pairs = [evaluation.centroid_distance(real[i], real[j]) for i in range(3) for j in range(3)]
     assert min(abs(m["centroid_distance_floor"] - p) for p in pairs if p > 0) < 1e-5
+
+
+def test_rows_without_stream_meta_are_never_read_as_streams():
+    """Markov-chain rows are independent windows: at a 2L horizon the real sequences are
+    random rows joined, not consecutive rows passed off as a stream."""
+    data = markov_chain(n=32, length=8)
+    assert "stream_rows" not in data.info.meta
+    cls, cfg = build_config("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
+    tr = cls(cfg, data.info)
+    m = tr.evaluate(data, "test", EvaluateOptions(n=4, horizon=16))
+    assert m["reference_is_stream"] == 0 and m["horizon"] == 16

@@ -678,8 +678,11 @@ def summary(data: dict) -> str:
         out.append("**Where professor forcing hurt**: " + "; ".join(bad) + ".")
     if none:
         out.append("**Where it did nothing beyond seed noise**: " + "; ".join(none) + ".")
-    if good:
-        out.append("**Where it helped**: " + "; ".join(good) + ".")
+    out.append(
+        "**Where it helped**: "
+        + ("; ".join(good) if good else "nowhere, on these measures at this pilot's size")
+        + "."
+    )
     if "mnist" in data and len(data["mnist"]["results"][PF]) < 3:
         out.append(
             "Sequential MNIST ran on "

@@ -307,6 +307,13 @@ def test_c_d_and_accuracy_on_known_logits():
         assert accuracy.item() == 0.5
         expect = torch.nn.functional.softplus(-want) + torch.nn.functional.softplus(want)
         assert c_d.item() == pytest.approx(expect.item(), rel=1e-5)
+        # C_f = -log D(B_free) = softplus(-l), C_t = -log(1 - D(B_tf)) = softplus(l): means
+        # over the batch (not sums), whatever the batch size
+        tr.config.teacher_term = True
+        c_f, c_t = tr.adversarial_costs(f[:4], f[4:])
+        sp = torch.nn.functional.softplus
+        assert c_f.item() == pytest.approx(sp(-want).item(), rel=1e-5)
+        assert c_t.item() == pytest.approx(sp(want).item(), rel=1e-5)
     _constant_d(tr, 0.0)  # logit exactly 0: neither side counted right
     assert tr.discriminator_loss(f[:4], f[4:])[1].item() == 0.0
 

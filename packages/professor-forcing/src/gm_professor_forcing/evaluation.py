@@ -209,9 +209,15 @@ def projection_picture(reference: torch.Tensor, free: torch.Tensor, path: str) -
     from gm import pictures
 
     ref_pca, free_pca = pca(reference, free)
-    pca_panel = pictures.scatter(free_pca, reference=ref_pca)
+    names = ("free-running", "teacher-forced")
+    pca_panel = pictures.scatter(
+        free_pca,
+        reference=ref_pca,
+        title="hidden states: PCA of the teacher-forced cloud",
+        labels=names,
+    )
     ref2, free2 = tsne(reference, free)
-    right = pictures.scatter(free2, reference=ref2)
+    right = pictures.scatter(free2, reference=ref2, title="hidden states: t-SNE", labels=names)
     img = Image.new("RGB", (pca_panel.width + right.width + 8, pca_panel.height), "white")
     img.paste(pca_panel, (0, 0))
     img.paste(right, (pca_panel.width + 8, 0))

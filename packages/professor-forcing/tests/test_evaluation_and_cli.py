@@ -367,3 +367,49 @@ def test_evaluate_refuses_data_with_more_symbols_than_the_model_knows():
     m = trainer.evaluate(fewer, "test", EvaluateOptions(n=4, horizon=20))
     assert "js_2gram" in m  # draws longer than L + 3: n-gram divergences past L
     assert "js_2gram" not in trainer.evaluate(fewer, "test", EvaluateOptions(n=4, horizon=19))
+
+
+def test_pca_projects_on_the_reference_clouds_own_axes():
+    """A reference cloud far from the origin, spread along e1 then e2 in 3-D: its projection is
+    centred, keeps its spread on the first axis, and a free cloud shifted by (2, 0, 7) lands 2
+    along the first axis (the shift along e3, off the plane, is dropped)."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(2000, 3, generator=g) * torch.tensor([5.0, 2.0, 0.1])
+    reference = base + torch.tensor([40.0, -30.0, 20.0])
+    free = reference + torch.tensor([2.0, 0.0, 7.0])
+    ref2, free2 = evaluation.pca(reference, free)
+    assert ref2.mean(0).abs().max() < 1e-3
+    assert ref2[:, 0].std().item() == pytest.approx(5.0, rel=0.05)
+    assert ref2[:, 1].std().item() == pytest.approx(2.0, rel=0.05)
+    shift = (free2 - ref2).mean(0).abs()
+    assert shift[0].item() == pytest.approx(2.0, abs=0.01) and shift[1].item() < 0.05
+
+
+def test_study_floor_compares_equal_halves_when_the_streams_are_odd():
+    """3 streams for 4 asked: 1 reference, 1 held out (the third unused), so the floor is the
+    centroid distance between two single real streams at steps 3L..4L."""
+    from gm_professor_forcing import regimes
+
+    data = regimes.regime_switch(n=64, length=8, d_min=3, d_max=6, stream_rows=4)
+    cls, cfg = build_config("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
+    torch.manual_seed(0)
+    tr = cls(cfg, data.info)
+    x = data.raw("test")[:12]  # 3 streams of 4 windows
+    torch.manual_seed(1)
+    opts = EvaluateOptions(n=4, points=10_000, batch_size=1)
+    m, _, _ = evaluation.hidden_state_study(tr, x, opts, stream_rows=4)
+    with torch.no_grad():
+        real = tr.generator.teacher_forced(x.reshape(3, 32)).hidden[:, 24:32]
+    pairs = [evaluation.centroid_distance(real[i], real[j]) for i in range(3) for j in range(3)]
+    assert min(abs(m["centroid_distance_floor"] - p) for p in pairs if p > 0) < 1e-5
+
+
+def test_rows_without_stream_meta_are_never_read_as_streams():
+    """Markov-chain rows are independent windows: at a 2L horizon the real sequences are
+    random rows joined, not consecutive rows passed off as a stream."""
+    data = markov_chain(n=32, length=8)
+    assert "stream_rows" not in data.info.meta
+    cls, cfg = build_config("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
+    tr = cls(cfg, data.info)
+    m = tr.evaluate(data, "test", EvaluateOptions(n=4, horizon=16))
+    assert m["reference_is_stream"] == 0 and m["horizon"] == 16

@@ -276,3 +276,69 @@ def test_scheduled_sampling_probability_is_capped_at_one():
         "scheduled-sampling", DATA.info, overrides={"hidden": 8, "decay_k": 1.0}
     )
     assert 0 < cls(cfg, DATA.info).p_true(10) < 1  # k = 1 is allowed (k >= 1)
+
+
+def test_registry_discriminator_defaults_are_the_trainers():
+    """``bigru`` built from the registry with only its input width is the trainer's default D
+    (512 units per direction, 512-unit MLP, one GRU layer, logits within ±10)."""
+    from gm_professor_forcing.trainers import ProfessorForcingConfig
+
+    cfg, d = ProfessorForcingConfig(), BiGRUDiscriminator(5)
+    assert (d.gru.hidden_size, d.gru.num_layers, d.clip) == (cfg.d_hidden, cfg.d_layers, 10.0)
+    assert [m.out_features for m in d.mlp if isinstance(m, nn.Linear)] == [cfg.d_mlp] * 3
+
+
+def _constant_d(trainer, logit):
+    """D's output layer made constant: every logit 10 tanh(logit / 10), whatever it sees."""
+    with torch.no_grad():
+        trainer.discriminator.out.weight.zero_()
+        trainer.discriminator.out.bias.fill_(logit)
+    return 10 * torch.tanh(torch.tensor(logit) / 10)
+
+
+def test_c_d_and_accuracy_on_known_logits():
+    """Every logit l > 0: teacher-forced rows right, free-running rows wrong (accuracy 1/2),
+    C_d = softplus(-l) + softplus(l); every logit < 0: the other way round."""
+    tr = make()
+    f = torch.randn(6, L, tr.discriminator.gru.input_size)
+    for logit in (0.5, -0.5, 3.0):
+        want = _constant_d(tr, logit)
+        c_d, accuracy = tr.discriminator_loss(f[:4], f[4:])
+        assert accuracy.item() == 0.5
+        expect = torch.nn.functional.softplus(-want) + torch.nn.functional.softplus(want)
+        assert c_d.item() == pytest.approx(expect.item(), rel=1e-5)
+        # C_f = -log D(B_free) = softplus(-l), C_t = -log(1 - D(B_tf)) = softplus(l): means
+        # over the batch (not sums), whatever the batch size
+        tr.config.teacher_term = True
+        c_f, c_t = tr.adversarial_costs(f[:4], f[4:])
+        sp = torch.nn.functional.softplus
+        assert c_f.item() == pytest.approx(sp(-want).item(), rel=1e-5)
+        assert c_t.item() == pytest.approx(sp(want).item(), rel=1e-5)
+    _constant_d(tr, 0.0)  # logit exactly 0: neither side counted right
+    assert tr.discriminator_loss(f[:4], f[4:])[1].item() == 0.0
+
+
+def test_gates_at_their_thresholds():
+    """The thesis's gates are strict for G (accuracy above gate_g) and inclusive for D (updated
+    unless above gate_d): at an accuracy of exactly 1/2, gate_g = 1/2 keeps G's gate closed and
+    gate_d = 1/2 still updates D."""
+    tr = make(gate_g=0.5, gate_d=0.5, gate_momentum=0.0, d_lr=1e-3)
+    _constant_d(tr, 0.5)
+    m = tr.training_step(batch())
+    assert m["d_accuracy_ema"].item() == 0.5
+    assert m["g_gate_open"].item() == 0 and m["d_updated"].item() == 1
+
+
+def test_sample_defaults_to_four_training_lengths():
+    from gm_professor_forcing.trainers import SampleOptions
+
+    assert make().sample(2, SampleOptions()).shape == (2, 4 * L)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_inverse_sigmoid_reaches_one_half_at_the_end_of_short_runs(steps):
+    """k ln k = steps has a root below 2 for steps < 2 ln 2: the Newton solve must find it."""
+    cls, cfg = build_config(
+        "scheduled-sampling", DATA.info, overrides={"hidden": 8, "steps": steps}
+    )
+    assert cls(cfg, DATA.info).p_true(steps) == pytest.approx(0.5, abs=1e-9)

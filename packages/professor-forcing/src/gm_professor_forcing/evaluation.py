@@ -191,6 +191,15 @@ def tsne(reference: torch.Tensor, free: torch.Tensor, points: int = 750, seed: i
     return out[: len(a)], out[len(a) :]
 
 
+def pca(reference: torch.Tensor, free: torch.Tensor):
+    """Both clouds on the first two principal axes of the teacher-forced (reference) cloud,
+    centred on its mean: (reference 2-D, free 2-D)."""
+    mean = reference.mean(0)
+    _, _, v = torch.linalg.svd(reference - mean, full_matrices=False)
+    axes = v[:2].T
+    return (reference - mean) @ axes, (free - mean) @ axes
+
+
 def projection_picture(reference: torch.Tensor, free: torch.Tensor, path: str) -> float:
     """Two panels: both clouds on the first two principal axes of the teacher-forced cloud
     (left, PCA) and embedded together by t-SNE (right, as in the thesis); teacher-forced grey,
@@ -199,21 +208,19 @@ def projection_picture(reference: torch.Tensor, free: torch.Tensor, path: str) -
 
     from gm import pictures
 
-    mean = reference.mean(0)
-    _, _, v = torch.linalg.svd(reference - mean, full_matrices=False)
-    axes = v[:2].T
+    ref_pca, free_pca = pca(reference, free)
     names = ("free-running", "teacher-forced")
-    pca = pictures.scatter(
-        (free - mean) @ axes,
-        reference=(reference - mean) @ axes,
+    pca_panel = pictures.scatter(
+        free_pca,
+        reference=ref_pca,
         title="hidden states: PCA of the teacher-forced cloud",
         labels=names,
     )
     ref2, free2 = tsne(reference, free)
     right = pictures.scatter(free2, reference=ref2, title="hidden states: t-SNE", labels=names)
-    img = Image.new("RGB", (pca.width + right.width + 8, pca.height), "white")
-    img.paste(pca, (0, 0))
-    img.paste(right, (pca.width + 8, 0))
+    img = Image.new("RGB", (pca_panel.width + right.width + 8, pca_panel.height), "white")
+    img.paste(pca_panel, (0, 0))
+    img.paste(right, (pca_panel.width + 8, 0))
     img.save(path)
     return centroid_distance(free2, ref2)
 

@@ -93,3 +93,27 @@ def test_dequantisation_stays_in_each_8_bit_cell():
         z = trainer.prepare(x).double() * 256
         assert ((z >= k) & (z < k + 1)).all(), model
         assert (z - k).std() > 0.2  # uniform noise, not a constant offset
+
+
+def test_bits_per_dim_cannot_beat_uniform_8_bit_noise():
+    """On independent uniform 8-bit pixels no model's cross-entropy is below their entropy,
+    8 bits/dim (IS is a lower bound on the likelihood in expectation, the bound lower still),
+    and bits/dim is -(LL - D ln 256) / (D ln 2): the continuous density of the dequantised
+    points plus the log-volume of a 1/256 cell."""
+    from gm_walkback.diffusion import DiffusionEvaluateOptions as Opts
+
+    info = DataInfo("uniform-8bit", "image", (1, 4, 4))
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randint(0, 256, (512, 1, 4, 4), generator=g, dtype=torch.uint8)
+    cls, cfg = build_config("diffusion", info, overrides={"hidden": 16, "diffusion_steps": 4})
+    seed_everything(0)
+    trainer = cls(cfg, info, "cpu")
+    data = Dataset(info, {"train": raw, "test": raw})
+    trainer.training_step(data.decode(raw[:256]).float())  # measures the standardiser
+    torch.manual_seed(4)
+    out = trainer.evaluate(data, "test", Opts(trajectories=4, examples=256))
+    dims = 16
+    want = -(out["log_likelihood"] - dims * math.log(256)) / (dims * math.log(2))
+    assert math.isclose(out["bits_per_dim"], want, rel_tol=1e-9)
+    assert out["bits_per_dim"] > 7.95, out
+    assert out["bound_bits_per_dim"] >= out["bits_per_dim"] - 1e-6

@@ -55,7 +55,7 @@ def settings(quick: bool) -> dict:
         "long_chains": 32,
         "long_steps": 5000,
         "inpaint_examples": 100,
-        "conv_updates": 150,  # the Table 2 conv pilot (~0.4-1 s per update on this CPU)
+        "conv_updates": 120,  # the Table 2 conv pilot (~0.4-1 s per update on this CPU)
         "conv_eval_examples": 10,
         "toy_hidden": 128,
         "toy_minibatches": 60,  # x 30 online updates
@@ -176,8 +176,10 @@ def sample_measures(images, ref_feats, body, head) -> dict:
     import torch
     from scipy import linalg
 
-    with torch.no_grad():
-        f = body(images.reshape(len(images), -1).clamp(0, 1)).double().numpy()
+    flat = images.reshape(len(images), -1)
+    nonfinite = (~torch.isfinite(flat)).any(1).float().mean().item()  # a diverged chain
+    with torch.no_grad():  # shown as a picture would show it: +inf white, -inf and nan black
+        f = body(torch.nan_to_num(flat, nan=0.0).clamp(0, 1)).double().numpy()
         p = torch.softmax(head(torch.from_numpy(f).float()), 1)
     scale = np.sqrt((ref_feats**2).mean())  # features in units of the test split's RMS
     f, r = f / scale, ref_feats / scale
@@ -203,6 +205,7 @@ def sample_measures(images, ref_feats, body, head) -> dict:
         "kid": float(kid),
         "max_prob": p.max(1).values.mean().item(),
         "classes": int((counts >= 0.02 * len(images)).sum()),
+        "nonfinite": nonfinite,
     }
 
 
@@ -515,6 +518,11 @@ def stat(rows: list[dict], get, fmt: str = ".3f") -> str:
     return f"{format(ok.mean(), fmt)} ± {format(ok.std(ddof=1), fmt)}{bad}"
 
 
+def diverged(m: dict) -> str:
+    """A note for samples whose chain left the floats (the measures see them clamped)."""
+    return f" ({100 * m['nonfinite']:.0f}% of chains not finite)" if m.get("nonfinite") else ""
+
+
 def separated(a: list[dict], b: list[dict], get) -> str | None:
     """'lower'/'higher' when every seed of a is below/above every seed of b (>= 3 seeds each)."""
     if min(len(a), len(b)) < 3:
@@ -742,7 +750,7 @@ def write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, quick,
         r, rs = first[n], upd[n]
         a, b = r["long_start"], r["long"]
         add(
-            f"| {r['label']} | {a['fd']:.2f} | {b['fd']:.2f} | {b['kid']:.4f} | "
+            f"| {r['label']} | {a['fd']:.2f} | {b['fd']:.2f}{diverged(b)} | {b['kid']:.4f} | "
             f"{b['max_prob']:.3f} | {b['classes']} | {r['entropy_production']:.2f} | "
             f"{r['step_entropy']:.1f} | {stat(rs, lambda x: 100 * x['reversibility'], '.2f')}% "
             f"({len(rs)}) |"

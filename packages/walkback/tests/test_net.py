@@ -117,3 +117,30 @@ def test_bits_per_dim_cannot_beat_uniform_8_bit_noise():
     assert math.isclose(out["bits_per_dim"], want, rel_tol=1e-9)
     assert out["bits_per_dim"] > 7.95, out
     assert out["bound_bits_per_dim"] >= out["bits_per_dim"] - 1e-6
+
+
+def test_reverse_mean_is_the_shrunk_state_plus_the_scaled_network_mean():
+    """NET's code: mu = z_t sqrt(1 - beta_t) + F_mu sqrt(beta_t)."""
+    trainer = net(diffusion_steps=16)
+    m = trainer.model
+    with torch.no_grad():
+        for p in m.net.heads[0].parameters():
+            p.zero_()
+        m.net.heads[0].bias.fill_(0.7)
+        z = torch.randn(3, 2)
+        mean, _ = m.heads(z, 5)
+    beta = m.betas[5]
+    assert torch.allclose(mean, z * (1 - beta).sqrt() + 0.7 * beta.sqrt(), atol=1e-6)
+
+
+def test_net_beta_schedule_and_default_networks():
+    """beta_t = 1 / linspace(T, 2, T)_t with beta_1 + 1e-3 (NET's baseline); images up to
+    16x16 get the MLP, larger ones the conv net."""
+    from gm_walkback.diffusion import DiffusionTrainer, net_betas
+
+    want = torch.tensor([0.25 + 1e-3, 0.3, 0.375, 0.5], dtype=torch.float64)
+    assert torch.allclose(net_betas(4), want)
+    assert torch.allclose(net(diffusion_steps=4).model.betas.double(), want, atol=1e-7)
+    assert DiffusionTrainer.default_config(DataInfo("d", "image", (1, 16, 16))).network == "mlp"
+    big = DiffusionTrainer.default_config(DataInfo("m", "image", (1, 28, 28)))
+    assert (big.network, big.conv_channels) == ("conv", (16, 32))

@@ -64,3 +64,23 @@ def test_constructor_defaults_are_the_papers_networks():
     with torch.no_grad():
         std = toy.heads(torch.zeros(64, 2), 0)[1]
     assert std.mean().item() == pytest.approx(0.1, rel=0.05)
+
+
+def test_constructor_defaults_agree_with_the_config_defaults():
+    """An operator built directly (gm_walkback.operators) is the one a default config builds:
+    the same alpha, noise floor and starting noise, for 2-D points and 28x28x1 images."""
+    from gm_walkback.operators import BernoulliConv
+    from gm_walkback.walkback import WalkbackConfig
+
+    cfg = WalkbackConfig()
+    gaussians = (GaussianMLP(hidden=8), GaussianLinear(), GaussianConv(fc_width=16))
+    for op in (*gaussians, BernoulliMLP(hidden=8), BernoulliConv(fc_width=16)):
+        assert op.alpha == cfg.alpha, type(op).__name__
+    for op in gaussians:
+        assert op.min_std == cfg.min_std and op.temperature_scaling == cfg.temperature_scaling
+        op.eval()
+        shape = (4, 2) if not isinstance(op, GaussianConv) else (4, 1, 28, 28)
+        with torch.no_grad():
+            std = op.heads(torch.zeros(shape), 0)[1]
+        assert std.shape == shape  # 2-D points; one-channel 28x28 images
+        assert std.mean().item() == pytest.approx(cfg.init_std + cfg.min_std, rel=0.05)

@@ -141,6 +141,9 @@ def test_net_beta_schedule_and_default_networks():
     want = torch.tensor([0.25 + 1e-3, 0.3, 0.375, 0.5], dtype=torch.float64)
     assert torch.allclose(net_betas(4), want)
     assert torch.allclose(net(diffusion_steps=4).model.betas.double(), want, atol=1e-7)
-    assert DiffusionTrainer.default_config(DataInfo("d", "image", (1, 16, 16))).network == "mlp"
+    small = DiffusionTrainer.default_config(DataInfo("d", "image", (1, 16, 16)))
+    assert (small.network, small.hidden) == ("mlp", 1200)  # the paper's MNIST MLP width
+    # hidden = 0 means "by device": 256 on a CPU-only run
+    assert DiffusionTrainer(DiffusionTrainer.default_config(INFO), INFO).config.hidden == 256
     big = DiffusionTrainer.default_config(DataInfo("m", "image", (1, 28, 28)))
     assert (big.network, big.conv_channels) == ("conv", (16, 32))

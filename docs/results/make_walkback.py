@@ -692,6 +692,13 @@ def write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, quick,
     for r in wallc:
         add(line([r]))
     add("")
+    for r in [first["algorithm1"]] + [r for r in wallc if r["model"] == "walkback"]:
+        add(
+            f"- {r['label']}: {r['minibatches']} minibatches; the evaluated checkpoint is the best "
+            f"validation bound's, at minibatch {r['best_step']} (so a longer run can report the "
+            "same weights)."
+        )
+    add("")
     add("## MNIST with the paper's Table 2 conv net (the shipped default network): a short pilot")
     add("")
     add(

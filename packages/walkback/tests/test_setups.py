@@ -111,3 +111,13 @@ def test_toy_setup_is_the_papers():
     assert trainer.config.hidden == 256 and trainer.operator.net.linears[0].out_features == 256
     assert trainer.operator.step_dependent
     assert trainer.operator.net.norms[0].weight.shape[0] == 30  # one affine per walk step
+
+
+def test_the_documented_defaults():
+    """What the README's "Defaults by data" says: toys train 1000 minibatches; N1 = 5; the
+    reconstruction loss's forward noise x 1e-5 (the authors' code); two hidden layers."""
+    toy = WalkbackTrainer.default_config(DataInfo("swiss-roll", "vector", (2,)))
+    assert toy.steps == 1000
+    image = WalkbackTrainer.default_config(MNIST)
+    assert (image.n_max, image.batch_size, image.lr, image.depth) == (5, 100, 1e-4, 2)
+    assert image.reconstruction_noise == 1e-5

@@ -61,6 +61,16 @@ def test_std_scaling_heats_to_the_square_root_of_tmax():
     assert variance.walk(0).temperatures[-1] == 32.0 and std.walk(0).temperatures[-1] == 4.0
 
 
+def test_a_fixed_tmax_of_one_is_one_step_at_t_1():
+    """--set tmax=1: the noise already reaches the data, so H is its floor of one step at
+    T = 1 whatever the running estimates say (they ask for ~7 levels here)."""
+    trainer, data = toy_trainer(tmax=1.0, n_max=0)
+    trainer.training_step(data.tensor("train")[:128])
+    estimate = trainer.stats.data_var.item() / trainer.stats.noise_var.item()
+    assert schedules.heat_levels(estimate, 16) >= 4
+    assert int(trainer.stats.heat) <= 1 and trainer.walk(0).temperatures == (1.0,)
+
+
 def test_clamp_holds_at_every_step_of_both_chains():
     trainer, _ = toy_trainer(tmax=16.0)
     op = trainer.operator.eval()

@@ -84,3 +84,19 @@ def test_constructor_defaults_agree_with_the_config_defaults():
             std = op.heads(torch.zeros(shape), 0)[1]
         assert std.shape == shape  # 2-D points; one-channel 28x28 images
         assert std.mean().item() == pytest.approx(cfg.init_std + cfg.min_std, rel=0.05)
+
+
+def test_conv_operators_score_one_log_prob_per_image():
+    """The conv operators' distributions sum over (C, H, W) only, one value per image; the
+    Bernoulli conv operator's defaults are Table 2's net as well."""
+    from gm_walkback.operators import BernoulliConv
+
+    x = torch.rand(3, 1, 28, 28)
+    bern = BernoulliConv(fc_width=16).eval()
+    assert [c.out_channels for c in bern.net.encoder] == [16, 32]
+    assert bern.net.encoder[0].in_channels == 1 and len(bern.net.fc) == 5
+    for op in (GaussianConv(fc_width=16).eval(), bern):
+        with torch.no_grad():
+            d = op.distribution(x, 2.0, 0)
+            target = x if op.kind == "gaussian" else (x > 0.5).float()
+            assert d.log_prob(target).shape == (3,), type(op).__name__

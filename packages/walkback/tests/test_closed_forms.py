@@ -231,3 +231,24 @@ def test_pstar_fits_the_accumulated_moments_of_s_k_not_the_data(stats):
     assert torch.allclose(trainer.stats.pstar_var.double(), want_var, rtol=0.08)
     if stats == "accumulate":
         assert trainer.stats.pstar_count.item() == 4 * 4096  # accumulated over every walk
+
+
+def test_reversibility_in_plain_nats_and_its_undefined_ratio():
+    """Without cells (the default) the step entropy is the differential entropy, negative for a
+    narrow operator: the ratio is then undefined (nan), not a negative percentage; any
+    positive entropy, however small, gives the ratio."""
+    v = 0.0025
+    op = linear_trainer((1, 2, 2), a=0.5, b=0.2, v=v).operator
+    differential = 4 * 0.5 * math.log(2 * math.pi * math.e * v)  # -6.3 nats
+    s = torch.full((2048, 1, 2, 2), 2.0)
+    torch.manual_seed(8)
+    with torch.no_grad():
+        plain = chains.reversibility(op, s, 3)
+    assert plain["step_entropy"] == pytest.approx(differential, abs=0.08)  # MC: sd ~0.02
+    assert math.isnan(plain["reversibility"])
+    torch.manual_seed(8)
+    with torch.no_grad():
+        small = chains.reversibility(op, s, 3, 0.5 - differential)  # step entropy 0.5 nats
+    assert 0 < small["step_entropy"] < 1
+    ratio = small["entropy_production"] / small["step_entropy"]
+    assert small["reversibility"] == pytest.approx(ratio, rel=1e-9)

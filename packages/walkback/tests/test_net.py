@@ -93,3 +93,57 @@ def test_dequantisation_stays_in_each_8_bit_cell():
         z = trainer.prepare(x).double() * 256
         assert ((z >= k) & (z < k + 1)).all(), model
         assert (z - k).std() > 0.2  # uniform noise, not a constant offset
+
+
+def test_bits_per_dim_cannot_beat_uniform_8_bit_noise():
+    """On independent uniform 8-bit pixels no model's cross-entropy is below their entropy,
+    8 bits/dim (IS is a lower bound on the likelihood in expectation, the bound lower still),
+    and bits/dim is -(LL - D ln 256) / (D ln 2): the continuous density of the dequantised
+    points plus the log-volume of a 1/256 cell."""
+    from gm_walkback.diffusion import DiffusionEvaluateOptions as Opts
+
+    info = DataInfo("uniform-8bit", "image", (1, 4, 4))
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randint(0, 256, (512, 1, 4, 4), generator=g, dtype=torch.uint8)
+    cls, cfg = build_config("diffusion", info, overrides={"hidden": 16, "diffusion_steps": 4})
+    seed_everything(0)
+    trainer = cls(cfg, info, "cpu")
+    data = Dataset(info, {"train": raw, "test": raw})
+    trainer.training_step(data.decode(raw[:256]).float())  # measures the standardiser
+    torch.manual_seed(4)
+    out = trainer.evaluate(data, "test", Opts(trajectories=4, examples=256))
+    dims = 16
+    want = -(out["log_likelihood"] - dims * math.log(256)) / (dims * math.log(2))
+    assert math.isclose(out["bits_per_dim"], want, rel_tol=1e-9)
+    assert out["bits_per_dim"] > 7.95, out
+    assert out["bound_bits_per_dim"] >= out["bits_per_dim"] - 1e-6
+
+
+def test_reverse_mean_is_the_shrunk_state_plus_the_scaled_network_mean():
+    """NET's code: mu = z_t sqrt(1 - beta_t) + F_mu sqrt(beta_t)."""
+    trainer = net(diffusion_steps=16)
+    m = trainer.model
+    with torch.no_grad():
+        for p in m.net.heads[0].parameters():
+            p.zero_()
+        m.net.heads[0].bias.fill_(0.7)
+        z = torch.randn(3, 2)
+        mean, _ = m.heads(z, 5)
+    beta = m.betas[5]
+    assert torch.allclose(mean, z * (1 - beta).sqrt() + 0.7 * beta.sqrt(), atol=1e-6)
+
+
+def test_net_beta_schedule_and_default_networks():
+    """beta_t = 1 / linspace(T, 2, T)_t with beta_1 + 1e-3 (NET's baseline); images up to
+    16x16 get the MLP, larger ones the conv net."""
+    from gm_walkback.diffusion import DiffusionTrainer, net_betas
+
+    want = torch.tensor([0.25 + 1e-3, 0.3, 0.375, 0.5], dtype=torch.float64)
+    assert torch.allclose(net_betas(4), want)
+    assert torch.allclose(net(diffusion_steps=4).model.betas.double(), want, atol=1e-7)
+    small = DiffusionTrainer.default_config(DataInfo("d", "image", (1, 16, 16)))
+    assert (small.network, small.hidden) == ("mlp", 1200)  # the paper's MNIST MLP width
+    # hidden = 0 means "by device": 256 on a CPU-only run
+    assert DiffusionTrainer(DiffusionTrainer.default_config(INFO), INFO).config.hidden == 256
+    big = DiffusionTrainer.default_config(DataInfo("m", "image", (1, 28, 28)))
+    assert (big.network, big.conv_channels) == ("conv", (16, 32))

@@ -46,10 +46,21 @@ def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
     assert {n.kind for n in net.enc_norms} == {"batch"}
     assert {n.kind for n in net.fc_norms} == {"layer"} and net.slope == 0.02
     assert net.fc[0].in_features == 1568 and net.fc[-1].out_features == 1568
+    # Table 2's rows: 5x5 stride-2 convs 16, 32 (BN, ReLU); strided deconvs 16 (BN, ReLU), 1
+    # (no norm); two output layers (mean and variance)
+    assert [(c.kernel_size, c.stride) for c in net.encoder] == [((5, 5), (2, 2))] * 2
+    assert len(net.decoders) == 2
+    assert [d.out_channels for d in net.decoders[0]] == [16, 1]
+    assert [d.stride for d in net.decoders[0]] == [(2, 2)] * 2
+    assert [n.kind for n in net.dec_norms[0]] == ["batch"]  # the last deconv has no norm
     cifar = WalkbackTrainer.default_config(DataInfo("cifar10", "image", (3, 32, 32)))
     assert _arch(cifar) == ("conv", (64, 128, 256), 5, 2048, "batch", "batch")
     assert cifar.fc_activation == "relu"
-    assert build_operator(cifar, (3, 32, 32), 4).net.fc[0].out_features == 2048  # 4096 * 2048
+    cnet = build_operator(cifar, (3, 32, 32), 4).net
+    assert cnet.fc[0].in_features == 4096 and cnet.fc[0].out_features == 2048  # 4096 * 2048
+    assert [lin.out_features for lin in cnet.fc] == [2048] * 4 + [4096]  # ... 2048 * 4096
+    assert [d.out_channels for d in cnet.decoders[0]] == [128, 64, 3]  # Table 4's deconvs
+    assert {n.kind for n in cnet.fc_norms} == {"batch"} and cnet.slope == 0.0  # BN, ReLU
     svhn = WalkbackTrainer.default_config(DataInfo("svhn", "image", (3, 32, 32)))
     assert svhn.fc_width == 1024 and svhn.fc_activation == "relu"
     binary = WalkbackTrainer.default_config(DataInfo("binarized-mnist", "image", (1, 28, 28)))
@@ -100,3 +111,13 @@ def test_toy_setup_is_the_papers():
     assert trainer.config.hidden == 256 and trainer.operator.net.linears[0].out_features == 256
     assert trainer.operator.step_dependent
     assert trainer.operator.net.norms[0].weight.shape[0] == 30  # one affine per walk step
+
+
+def test_the_documented_defaults():
+    """What the README's "Defaults by data" says: toys train 1000 minibatches; N1 = 5; the
+    reconstruction loss's forward noise x 1e-5 (the authors' code); two hidden layers."""
+    toy = WalkbackTrainer.default_config(DataInfo("swiss-roll", "vector", (2,)))
+    assert toy.steps == 1000
+    image = WalkbackTrainer.default_config(MNIST)
+    assert (image.n_max, image.batch_size, image.lr, image.depth) == (5, 100, 1e-4, 2)
+    assert image.reconstruction_noise == 1e-5

@@ -5,6 +5,7 @@ statistics only follow the trained pass, n follows the run seed, validation keep
 import json
 import math
 
+import pytest
 import torch
 
 from gm import checkpoint
@@ -59,6 +60,16 @@ def test_std_scaling_heats_to_the_square_root_of_tmax():
     assert len(variance.walk(0)) == 6 and len(std.walk(0)) == 3
     # the hottest step's noise variance is ~ the same: 2^5 sigma^2 against (2^2)^2 sigma^2
     assert variance.walk(0).temperatures[-1] == 32.0 and std.walk(0).temperatures[-1] == 4.0
+
+
+def test_a_fixed_tmax_of_one_is_one_step_at_t_1():
+    """--set tmax=1: the noise already reaches the data, so H is its floor of one step at
+    T = 1 whatever the running estimates say (they ask for ~7 levels here)."""
+    trainer, data = toy_trainer(tmax=1.0, n_max=0)
+    trainer.training_step(data.tensor("train")[:128])
+    estimate = trainer.stats.data_var.item() / trainer.stats.noise_var.item()
+    assert schedules.heat_levels(estimate, 16) >= 4
+    assert int(trainer.stats.heat) <= 1 and trainer.walk(0).temperatures == (1.0,)
 
 
 def test_clamp_holds_at_every_step_of_both_chains():
@@ -164,3 +175,43 @@ def test_validation_uses_the_valid_split_when_there_is_one():
         v_near = trainer.validate(near, tmp, 1)["validation_bound"]
         v_far = trainer.validate(bad, tmp, 1)["validation_bound"]
     assert v_near > v_far
+
+
+def test_first_minibatch_sets_the_running_variances_from_the_data():
+    """After the first minibatch (lr = 0, no norm): the data variance is the batch's, and the
+    operator's noise variance is the one it has at the data (step 0), not along the walk."""
+    trainer, data = toy_trainer(tmax=16.0, lr=0.0)
+    x = data.tensor("train")[:128]
+    trainer.training_step(x)
+    st = trainer.stats
+    assert st.data_var.item() == pytest.approx(x.var(0, unbiased=False).mean().item(), rel=1e-6)
+    with torch.no_grad():
+        at_data = trainer.operator.noise_variance(x, 0).item()
+    assert st.noise_var.item() == pytest.approx(at_data, rel=1e-6)
+
+
+def test_mean_generation_is_the_last_steps_mean_at_its_level_and_temperature():
+    """generate(mean=True): draws through all but the last step, then that step's mean (a
+    Bernoulli operator with per-step parameters, so level and temperature both matter)."""
+    info = DataInfo("bin8", "image", (1, 8, 8), meta={"binary": True})
+    cls, cfg = build_config(
+        "walkback", info, overrides={"hidden": 16, "tmax": 16.0, "per_step_norm": True}
+    )
+    seed_everything(0)
+    trainer = cls(cfg, info, "cpu")
+    with torch.no_grad():
+        for norm in trainer.operator.net.norms:  # distinct per-step affines
+            norm.weight.normal_(1.0, 0.5)
+            norm.bias.normal_(0.0, 0.5)
+    trainer.train(False)
+    walk = trainer.generation_walk()
+    assert len(set(walk.levels)) > 1 and len(set(walk.temperatures)) > 1
+    torch.manual_seed(3)
+    with torch.no_grad():
+        got, _ = trainer.generate(8, walk, mean=True)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        s = trainer.prior().sample((8,))
+        s, _ = chains.run_chain(trainer.operator, s, walk.prefix(len(walk) - 1))
+        want = trainer.operator.distribution(s, walk.temperatures[-1], walk.levels[-1]).mean
+    assert torch.allclose(got, want)

@@ -1,5 +1,6 @@
 """The walk-back loss scores s_{t-1} under the operator applied at s_t (not at s_{t-1})."""
 
+import pytest
 import torch
 
 from gm.data import load_dataset
@@ -84,3 +85,27 @@ def test_walkback_learns_an_attractor_around_the_data():
     with torch.no_grad():
         mean = trainer.operator.distribution(probe, 1.0, 0).mean
     assert ((mean - 3).abs() < 0.8 * (probe - 3).abs()).all(), mean
+
+
+def test_batch_update_minimises_the_sum_of_the_step_losses():
+    """update="batch": one optimiser step on the walk's summed loss (the bound is a sum over
+    steps, so a mean would weigh long walks less); the logged loss is the per-step mean."""
+    trainer, data = make_trainer(update="batch", n_max=2)
+    steps, stepped = [], []
+    step_loss, optimizer_step = trainer.step_loss, trainer.optimizer_step
+
+    def recording_step_loss(*args):
+        loss = step_loss(*args)
+        steps.append(loss.item())
+        return loss
+
+    def recording_optimizer_step(loss, *args, **kwargs):
+        stepped.append(loss.item())
+        return optimizer_step(loss, *args, **kwargs)
+
+    trainer.step_loss, trainer.optimizer_step = recording_step_loss, recording_optimizer_step
+    trainer.train(True)
+    out = trainer.training_step(next(data.batches("train", 64)))
+    assert len(steps) >= 4 and len(stepped) == 1
+    assert stepped[0] == pytest.approx(sum(steps), rel=1e-5)
+    assert out["loss"].item() == pytest.approx(sum(steps) / len(steps), rel=1e-5)

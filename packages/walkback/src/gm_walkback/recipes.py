@@ -55,7 +55,8 @@ def architecture(name: str, shape: tuple[int, ...]) -> dict[str, Any]:
     if shape[1] * shape[2] <= 16 * 16:  # 8x8 digits: the paper's MNIST likelihood MLP (E.1)
         return {"network": "mlp", "hidden": 1200, "depth": 2, "norm": "batch"}
     # Tables 3 (CelebA), 4 (CIFAR), 5 (SVHN): batch norm and ReLU everywhere; CIFAR's
-    # fully connected layers are 2048 wide (Table 4: 4096 * 2048), the others 1024.
+    # fully connected layers are 2048 wide (Table 4: 4096 * 2048), the others 1024. (E.2's
+    # prose says layer norm on the FC layers; the tables, which list every layer, win.)
     width = 2048 if "cifar" in name.lower() else 1024
     return {
         "network": "conv",

@@ -293,3 +293,106 @@ def test_lstm_with_peepholes_trains():
     metrics = train_steps(tr, data, 3)
     assert all(torch.isfinite(v) for m in metrics for v in m.values())
     assert any(p is tr.net.reader.peep for p in tr.net.parameters())
+
+
+def record_inputs(net, names):
+    """Each named submodule's first positional input at every call, while the block runs."""
+    inputs = {n: [] for n in names}
+    hooks = [
+        getattr(net, n).register_forward_pre_hook(lambda m, a, n=n: inputs[n].append(a[0]))
+        for n in names
+    ]
+    return inputs, hooks
+
+
+def test_gpsi_guided_roll_out_gives_each_policy_its_own_view():
+    """In training's guided roll-out the primary sees known values and the guess elsewhere
+    and the guide also sees the residual on every value it may score (a mix-up of x and
+    the guess, or of known and available, changes a number here)."""
+    tr = make_trainer("gpsi-add", vector_dataset(40, 4), hidden=8, z_dim=2, observation="bernoulli")
+    c0 = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    with torch.no_grad():
+        for p in tr.net.parameters():
+            p.zero_()
+        tr.net.c0.copy_(c0)  # a zero writer: the canvas stays c0 at every step
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    avail = torch.tensor([[1.0, 1, 1, 0], [0, 1, 0, 1], [1, 1, 1, 1]])
+    guess = torch.sigmoid(c0).expand(3, -1)
+    seen = torch.where(known.bool(), x, guess)
+    inputs, hooks = record_inputs(tr.net, ("primary", "guide"))
+    with torch.no_grad():
+        tr.net.rollout(x, known, avail, 2, guided=True)
+    for h in hooks:
+        h.remove()
+    assert len(inputs["primary"]) == len(inputs["guide"]) == 2
+    for p_in, q_in in zip(inputs["primary"], inputs["guide"], strict=True):
+        assert torch.allclose(p_in, seen)
+        assert torch.allclose(q_in[:, :4], seen)
+        assert torch.allclose(q_in[:, 4:], avail * (x - guess))
+
+
+def test_lstm_guided_roll_out_gives_each_policy_its_own_view():
+    """The same for the LSTM policies, the mixture's initial latents included: p0 and the
+    reader see known values and the guess elsewhere, q0 and the guide the available truth."""
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=2,
+        observation="bernoulli",
+    )
+    c_bias = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    zero_lstm(tr, c_bias, p0=(0.0, 0.0), q0=(0.0, 0.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    avail = torch.tensor([[1.0, 1, 1, 0], [0, 1, 0, 1], [1, 1, 1, 1]])
+    guess = torch.sigmoid(c_bias).expand(3, -1)
+    seen = torch.where(known.bool(), x, guess)
+    inputs, hooks = record_inputs(tr.net, ("p0", "q0", "reader", "guide"))
+    with torch.no_grad():
+        tr.net.rollout(x, known, avail, 2, guided=True)
+    for h in hooks:
+        h.remove()
+    assert torch.allclose(inputs["p0"][0], seen)
+    assert torch.allclose(inputs["q0"][0][:, :4], seen)
+    assert torch.allclose(inputs["q0"][0][:, 4:8], avail * x)
+    assert len(inputs["reader"]) == len(inputs["guide"]) == 2
+    for r_in, g_in in zip(inputs["reader"], inputs["guide"], strict=True):
+        assert torch.allclose(r_in[:, :4], seen) and torch.allclose(r_in[:, 4:8], seen - guess)
+        assert torch.allclose(g_in[:, :4], avail * x)
+        assert torch.allclose(g_in[:, 4:8], avail * (x - guess))
+
+
+def test_lstm_initial_latent_kls_alone_with_no_refinement_steps():
+    """With 0 steps only z0's terms remain: KL(q0||p0), KL(p0||q0) and log p0 - log q0 of
+    the drawn z0, each with its own direction and sign."""
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=1,
+        observation="bernoulli",
+    )
+    zero_lstm(tr, torch.zeros(4), p0=(0.3, 0.6), q0=(-1.0, -1.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    x = torch.rand(2, 4)
+    r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 0, guided=True)
+    v = math.exp
+    assert torch.allclose(r["kl_qp"], torch.full((2,), 2 * kl_1d(-1.0, v(-1.0), 0.3, v(0.6))))
+    assert torch.allclose(r["kl_pq"], torch.full((2,), 2 * kl_1d(0.3, v(0.6), -1.0, v(-1.0))))
+    assert (r["log_w"] != 0).all()
+
+
+def test_summarise_divides_each_total_by_its_own_count():
+    tr = make_trainer("gpsi-add", vector_dataset(40, 4), hidden=8, z_dim=2)
+    got = tr.summarise(
+        {"bound": 60.0, "oracle_bound": 30.0, "sq_err": 40.0, "kl": 12.0},
+        n_target=10.0,
+        n=4,
+        drop_rate=0.5,
+    )
+    assert close(got["nll_per_value"], 6.0) and close(got["oracle_nll_per_value"], 3.0)
+    assert close(got["nll_paper"], 30.0) and close(got["oracle_nll_paper"], 15.0)
+    assert close(got["rmse_missing"], 2.0) and close(got["kl_per_value"], 1.2)

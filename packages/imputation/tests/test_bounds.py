@@ -396,3 +396,25 @@ def test_summarise_divides_each_total_by_its_own_count():
     assert close(got["nll_per_value"], 6.0) and close(got["oracle_nll_per_value"], 3.0)
     assert close(got["nll_paper"], 30.0) and close(got["oracle_nll_paper"], 15.0)
     assert close(got["rmse_missing"], 2.0) and close(got["kl_per_value"], 1.2)
+
+
+def test_gpsi_with_the_mask_as_input_gives_it_to_both_policies():
+    tr = make_trainer(
+        "gpsi-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        see_mask=True,
+        primary_residual=True,
+        observation="bernoulli",
+    )
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    inputs, hooks = record_inputs(tr.net, ("primary", "guide"))
+    with torch.no_grad():
+        tr.net.rollout(x, known, torch.ones_like(x), 1, guided=True)
+    for h in hooks:
+        h.remove()
+    assert inputs["primary"][0].shape == (3, 12) and inputs["guide"][0].shape == (3, 12)
+    assert torch.equal(inputs["primary"][0][:, 8:], known)
+    assert torch.equal(inputs["guide"][0][:, 8:], known)

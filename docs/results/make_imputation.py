@@ -517,6 +517,13 @@ def write_page(tables, mnist, elapsed) -> None:
         "## Target: gm's RMSE below every peer's at MCAR <= 0.3, with 85-95% coverage",
         "",
     ]
+    for t in TABLES:
+        mine = [m for m in misses if m.split(": ", 1)[1].startswith(f"{t} ")]
+        n = sum(1 for p in CLAIM if cell_rows(tables, t, p))
+        if n:
+            verdict = "**missed**" if mine else "**met**"
+            lines.append(f"- {t}: {verdict} in {len(mine) if mine else n} of {n} patterns")
+    lines.append("")
     if misses:
         lines += [
             f"**Missed in {len(misses)} of {len(misses) + len(hits)} cells** (means over "

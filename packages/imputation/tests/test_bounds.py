@@ -382,7 +382,15 @@ def test_lstm_initial_latent_kls_alone_with_no_refinement_steps():
     v = math.exp
     assert torch.allclose(r["kl_qp"], torch.full((2,), 2 * kl_1d(-1.0, v(-1.0), 0.3, v(0.6))))
     assert torch.allclose(r["kl_pq"], torch.full((2,), 2 * kl_1d(0.3, v(0.6), -1.0, v(-1.0))))
-    assert (r["log_w"] != 0).all()
+    torch.manual_seed(5)
+    r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 0, guided=True)
+    torch.manual_seed(5)
+    z0 = -1.0 + math.exp(-0.5) * torch.randn(2, 2)  # the draw of q0 = N(-1, e^-1)
+    mu_p, mu_q = torch.full_like(z0, 0.3), torch.full_like(z0, -1.0)
+    log_w = gaussian_log_prob(z0, mu_p, torch.full_like(z0, 0.6)) - gaussian_log_prob(
+        z0, mu_q, torch.full_like(z0, -1.0)
+    )
+    assert torch.allclose(r["log_w"], log_w, atol=1e-5), (r["log_w"], log_w)
 
 
 def test_summarise_divides_each_total_by_its_own_count():
@@ -418,3 +426,24 @@ def test_gpsi_with_the_mask_as_input_gives_it_to_both_policies():
     assert inputs["primary"][0].shape == (3, 12) and inputs["guide"][0].shape == (3, 12)
     assert torch.equal(inputs["primary"][0][:, 8:], known)
     assert torch.equal(inputs["guide"][0][:, 8:], known)
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_lstm_reader_sees_the_writer_hidden_state_not_its_cell(guided):
+    torch.manual_seed(0)
+    tr = make_trainer("lstm-add", vector_dataset(40, 4), hidden=8, z_dim=2, see_mask=True)
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    writes = []
+    hook = tr.net.writer.register_forward_hook(lambda m, a, out: writes.append(out))
+    inputs, hooks = record_inputs(tr.net, ("reader",))
+    with torch.no_grad():
+        tr.net.rollout(x, known, torch.ones_like(x), 3, guided=guided)
+    for h in [*hooks, hook]:
+        h.remove()
+    reads = inputs["reader"]
+    assert len(reads) == 3 and reads[0].shape == (3, 8 + 8 + 4)
+    for before, read in zip(writes, reads[1:], strict=False):
+        assert torch.allclose(read[:, 8:16], before[0])  # h, not the cell state
+        assert not torch.allclose(read[:, 8:16], before[1])
+    assert torch.equal(reads[0][:, 16:], known)  # the mask, with see_mask

@@ -183,6 +183,14 @@ def test_gaussian_observation_nll_mean_and_draws():
     assert torch.isfinite(obs.nll(huge, x, w)).all()
 
 
+def test_gaussian_canvas_starts_mid_range_with_a_unit_range_scale_of_variance():
+    """Mean 0.5 and variance about 0.05 (sd 0.22 of a column's range): a variance of e^3
+    would scale the mean's first gradients down some 400 times."""
+    mu, lv = observation.Gaussian.split(observation.Gaussian().initial(3)[None])
+    assert torch.allclose(mu, torch.full((1, 3), 0.5))
+    assert ((lv.exp() > 0.04) & (lv.exp() < 0.07)).all(), lv.exp()  # 8 tanh(-3/8)
+
+
 def test_auto_observation_picks_bernoulli_for_images_and_binary_data():
     assert observation.get("auto", image=True).name == "bernoulli"
     assert observation.get("auto", binary=True).name == "bernoulli"

@@ -615,7 +615,8 @@ def write_page(tables, mnist, budget, elapsed) -> None:
         "where z is high: missing at random given the first column).",
         "",
         "- gm: `gm_imputation.fit` (what `gm impute FILE --out FILLED` runs) with its defaults "
-        "(gpsi-add, Gaussian observations with a bounded log-variance per value, width "
+        "(gpsi-add, its primary policy also given the residual on the known values as in the "
+        "authors' code, Gaussian observations with a bounded log-variance per value, width "
         "16 x columns capped at 256, batch rows/4 capped at 128, early stopping on 10% of the "
         f"observed cells held out), step budget capped at {GM_MAX_STEPS} for the pilot "
         "(default 5,000). The point imputation is the mean of 16 primary-policy roll-outs; "

@@ -455,3 +455,24 @@ def test_lstm_reader_sees_the_writer_hidden_state_not_its_cell(guided):
         assert torch.allclose(read[:, 8:16], before[0])  # h, not the cell state
         assert not torch.allclose(read[:, 8:16], before[1])
     assert torch.equal(reads[0][:, 16:], known)  # the mask, with see_mask
+
+
+def test_floor_is_the_bernoulli_entropy_per_missing_value():
+    """Every pixel 0.3: whatever the mask, the floor is H(0.3) per missing value."""
+    from gm.data import DataInfo, Dataset
+
+    flat = torch.full((12, 1, 4, 4), round(0.3 * 255), dtype=torch.uint8)
+    data = Dataset(DataInfo("grey", "image", (1, 4, 4)), {"train": flat, "test": flat})
+    tr = make_trainer("gpsi-add", data, hidden=8, z_dim=2, batch_size=4)
+    m = tr.evaluate(data, "test", tr.EvaluateOptions(mask="mcar:0.5", samples=1))
+    p = round(0.3 * 255) / 255
+    assert close(m["floor_per_value"], -(p * math.log(p) + (1 - p) * math.log(1 - p)), 1e-4)
+
+
+def test_unit_values_map_back_to_the_raw_range():
+    from gm_imputation.base import DataState
+
+    state = DataState(2, running=False, raw=([2.0, -1.0], [5.0, 3.0]))
+    raw = state.unit_to_raw(torch.tensor([[0.5, 0.25], [0.0, 1.0]]))
+    assert torch.allclose(raw, torch.tensor([[3.5, 0.0], [2.0, 3.0]]))
+    assert torch.allclose(state.raw_to_unit(raw), torch.tensor([[0.5, 0.25], [0.0, 1.0]]))

@@ -62,8 +62,8 @@ LABEL = {
 }
 DIGITS_ROWS = 600  # pilot: a fixed random 600 of the 1,797 digits (ExtraTrees costs)
 GM_MAX_STEPS = 1000  # pilot cap on gm's step budget (the default is 5000)
-BUDGET_STUDY = (("wine", "mcar:0.2", 5000), ("breast-cancer", "mcar:0.2", 3000))
-ET_MAX_ITER = 5  # pilot: IterativeImputer(ExtraTrees) rounds (default 10)
+BUDGET_STUDY = (("wine", "mcar:0.2", 3000), ("breast-cancer", "mcar:0.2", 3000))
+ET_MAX_ITER = 3  # pilot: IterativeImputer(ExtraTrees) rounds (default 10)
 ET_TREES = 10  # pilot: trees per ExtraTreesRegressor (scikit-learn's default: 100)
 KNN_GRID = (1, 3, 5, 10, 20)
 DRAWS = 40  # gm draws per row for the 90% intervals

@@ -476,3 +476,43 @@ def test_unit_values_map_back_to_the_raw_range():
     raw = state.unit_to_raw(torch.tensor([[0.5, 0.25], [0.0, 1.0]]))
     assert torch.allclose(raw, torch.tensor([[3.5, 0.0], [2.0, 3.0]]))
     assert torch.allclose(state.raw_to_unit(raw), torch.tensor([[0.5, 0.25], [0.0, 1.0]]))
+
+
+def test_lstm_log_w_sums_log_p_minus_log_q_over_z0_and_every_step():
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=2,
+        observation="bernoulli",
+    )
+    p0, q0, p, q = (0.3, 0.6), (-1.0, -1.0), (0.2, -0.5), (-0.4, 1.0)
+    zero_lstm(tr, torch.zeros(4), p0=p0, q0=q0, p=p, q=q)
+    x = torch.rand(2, 4)
+    torch.manual_seed(7)
+    r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 2, guided=True)
+    torch.manual_seed(7)
+    want = torch.zeros(2)
+    for prior, guide in ((p0, q0), (p, q), (p, q)):  # z0, then one z per step, drawn in turn
+        z = guide[0] + math.exp(0.5 * guide[1]) * torch.randn(2, 2)
+        full = torch.full_like
+        want += gaussian_log_prob(z, full(z, prior[0]), full(z, prior[1]))
+        want -= gaussian_log_prob(z, full(z, guide[0]), full(z, guide[1]))
+    assert torch.allclose(r["log_w"], want, atol=1e-5), (r["log_w"], want)
+
+
+def test_lstm_primary_roll_out_draws_z0_from_its_own_noise():
+    """z0 and each step's z take their own column of the noise (z0 reusing step 1's
+    would correlate them)."""
+    torch.manual_seed(0)
+    tr = make_trainer("lstm-add", vector_dataset(40, 4), hidden=8, z_dim=2, refine_steps=2)
+    x, known = torch.rand(3, 4), torch.ones(3, 4)
+    known[:, :2] = 0
+    noise = tr.net.primary_noise(3, 2, "cpu")
+    other = noise.clone()
+    other[:, 0] += 1.0
+    with torch.no_grad():
+        a = tr.net.primary_logits(x, known, noise)
+        b = tr.net.primary_logits(x, known, other)
+    assert not torch.allclose(a, b)

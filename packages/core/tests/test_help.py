@@ -90,7 +90,8 @@ def test_tables_never_cut_names_in_a_pipe(long_named_plugin):
     out = gm_run("list-datasets", paths=(long_named_plugin,), env={"COLUMNS": "80"})
     assert out.returncode == 0
     assert LONG in out.stdout and "…" not in out.stdout
-    assert "a long licence name here" in out.stdout
+    licence = [ln.split("│")[5].strip() for ln in out.stdout.splitlines() if ln.count("│") == 7]
+    assert "a long licence name here" in " ".join(x for x in licence if x)  # wrapped, not cut
 
 
 def test_tables_never_cut_names_in_a_terminal(long_named_plugin):
@@ -99,3 +100,13 @@ def test_tables_never_cut_names_in_a_terminal(long_named_plugin):
     )
     text = plain("".join(c for _, c in chunks))
     assert code == 0 and LONG in text and "…" not in text
+
+
+def test_tables_keep_their_right_edge_and_wrap_prose_at_the_width(long_named_plugin):
+    out = gm_run("list-datasets", paths=(long_named_plugin,), env={"COLUMNS": "80"})
+    rows = [ln.rstrip() for ln in out.stdout.splitlines()[1:] if ln.strip()]
+    assert rows and all(ln[-1] in "┓┃┩│┘" for ln in rows), rows  # nothing cropped
+    models = gm_run("list-models", env={"COLUMNS": "100"}).stdout.splitlines()
+    assert max(map(len, models)) <= 100  # a long summary wraps instead of widening the table
+    listed = gm_run("plugins").stdout
+    assert "gm-core" in listed and " any " not in listed  # no problems: "none"

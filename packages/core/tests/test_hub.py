@@ -62,6 +62,7 @@ def test_push_uploads_the_model_and_a_card_but_not_the_resume_state(run, tmp_pat
     assert f"| loss | {last['loss']:.6g} |" in card  # the run's own final metrics
     assert "![samples](samples.png)" in card and f'gm.load("hf://{REPO}")' in card
     assert "| lr | `0.02` |" in card  # the config
+    assert "pip install 'gm-core[hub]'\n" in card  # gaussian is core's: no plugin to name
 
 
 def test_push_refuses_what_is_not_a_run_or_a_repo_id(run, tmp_path):
@@ -122,3 +123,21 @@ def test_sample_writes_into_the_run_folder_by_default(run, tmp_path, monkeypatch
     out = gm_run("sample", str(run), "-n", "5")
     assert out.returncode == 0, out.stderr
     assert (run / "samples-seed0.png").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_no_verb_writes_into_the_working_folder_unless_asked(run, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for args in (
+        ("evaluate", str(run)),
+        ("plot", str(run), "--out", str(tmp_path / "c.png")),
+        ("list-models",),
+        ("list-datasets",),
+        ("train", "gaussian", "--help"),
+    ):
+        out = gm_run(*args)
+        assert out.returncode == 0, (args, out.stderr)
+    assert list(here.iterdir()) == []
+    out = gm_run("plot", str(run), "--out", "curves.png")  # asked: written here
+    assert out.returncode == 0 and [p.name for p in here.iterdir()] == ["curves.png"]

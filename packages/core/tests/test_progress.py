@@ -129,6 +129,20 @@ def test_progress_is_silent_unless_enabled(capsys):
             pass
     err = capsys.readouterr().err
     assert "gm: loading ..." in err and "quick" not in err and "next" in err
+    assert "decode" not in err  # a loop of under a second leaves no line in a log
+
+
+def test_loops_below_their_threshold_or_outside_a_verb_draw_nothing(monkeypatch, capsys):
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.0)  # a line at every step of a drawn bar
+    with show.bar(5, "library use") as b:  # not inside a verb
+        b.goto(3, "loss 1")
+    with show.enabled():
+        for _ in show.track(range(4), 4, "short chain", min_total=5):
+            pass
+        for _ in show.track(range(5), 5, "long chain", min_total=5):
+            pass
+    err = capsys.readouterr().err
+    assert "library use" not in err and "short chain" not in err and "long chain 5/5" in err
 
 
 def test_status_lines_of_slow_steps_and_the_summary(tmp_path, monkeypatch, capsys):
@@ -166,3 +180,156 @@ def test_unknown_logger_is_one_line_with_close_names():
     out = gm_run("train", "gaussian", "--dataset", "swiss-roll", "--report-to", "tensorbord")
     assert out.returncode == 2 and "Did you mean 'tensorboard'?" in out.stderr
     assert "tensorboard" in plugins.registry("loggers")
+
+
+def test_a_long_status_step_says_it_is_alive_in_a_log(monkeypatch, capsys):
+    monkeypatch.setattr(show, "STATUS_DELAY_S", 0.02)
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.1)
+    with show.enabled():
+        show.status("evaluating")  # a step with no loop of its own
+        time.sleep(0.45)
+        show.line("done")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("gm: evaluating ...")
+    assert sum("gm: evaluating ... still running, 0:00" in ln for ln in lines) >= 2
+    assert lines[-1].endswith("done")  # nothing after the step ended
+    assert "" not in lines  # no blank line closing a status in a log
+
+
+def test_a_status_line_counts_up_in_place_on_a_terminal(monkeypatch, capsys):
+    monkeypatch.setattr(show, "_tty", lambda: True)
+    monkeypatch.setattr(show, "STATUS_DELAY_S", 0.02)
+    monkeypatch.setattr(show, "TICK_S", 0.05)
+    with show.enabled():
+        show.status("compiling")
+        time.sleep(0.3)
+        show.line("next")
+    err = capsys.readouterr().err
+    assert err.startswith("gm: compiling ...\r\x1b[Kgm: compiling ... 0:00")
+    assert err.endswith("0:00\nnext\n")  # the open line is closed before the next one
+    with show.enabled():
+        show.status("quick")  # over before it shows
+        show.settle()
+    assert capsys.readouterr().err == ""  # not even a newline
+
+
+def test_a_loop_inside_a_bar_is_silent_and_old_numbers_name_their_step(monkeypatch, capsys):
+    monkeypatch.setattr(show, "_tty", lambda: True)  # rich allows one live display at a time
+    with show.enabled(), show.bar(3, "train") as outer:
+        for _ in show.track(range(5), 5, "log-likelihood"):  # validation inside training
+            pass
+        outer.goto(1)
+    assert "log-likelihood" not in capsys.readouterr().err
+    monkeypatch.setattr(show, "_tty", lambda: False)
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.0)
+    with show.enabled(), show.bar(20, "train") as b:
+        b.goto(10, "loss 0.5")
+        b.goto(13)  # the loss is read only at log rows
+    lines = capsys.readouterr().err.splitlines()
+    assert "train 10/20  loss 0.5  " in lines[0] and "train 13/20  loss 0.5 (step 10)" in lines[1]
+
+
+def test_a_loop_of_more_than_a_second_ends_with_a_line_in_a_log(capsys):
+    with show.enabled():
+        for _ in show.track(range(3), 3, "decode"):
+            time.sleep(0.36)
+    (last,) = capsys.readouterr().err.splitlines()
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d decode 3/3 ", last)
+
+
+def test_a_first_step_that_compiles_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(show, "HEARTBEAT_S", 0.0)  # a line at every step
+    with show.enabled():
+        for _ in show.track(range(4), 4, "chain", first="compiling (torch.compile, once)"):
+            pass
+    lines = capsys.readouterr().err.splitlines()
+    assert "chain 0/4  compiling (torch.compile, once)" in lines[0]
+    assert [int(re.search(r"chain (\d)/4", ln)[1]) for ln in lines] == [0, 1, 2, 3, 4]
+    assert not any("compiling" in ln for ln in lines[1:])  # the wait is over after step 1
+
+
+def test_a_third_party_logger_plugin_gets_every_row_and_is_closed(tmp_path):
+    """W&B or MLflow as a plugin: a distribution registering a logger through gm_loggers."""
+    from conftest import make_dist
+
+    code = (
+        "import json\nimport gm\nfrom pathlib import Path\nfrom gm.specs import LoggerSpec\n"
+        "class Lines:\n"
+        "    def __init__(self, run, record):\n"
+        "        self.f = open(Path(run).parent / 'seen.jsonl', 'w')\n"
+        "        self.f.write(json.dumps({'model': record['gm_model']}) + '\\n')\n"
+        "    def log(self, step, row):\n"
+        "        self.f.write(json.dumps({'at': step, **row}) + '\\n')\n"
+        "    def close(self):\n"
+        "        self.f.write('closed\\n')\n        self.f.close()\n"
+        "@gm.hookimpl\ndef gm_loggers():\n"
+        "    return [LoggerSpec('lines', 'gm_lines_logger:Lines', 'rows as JSON lines')]\n"
+    )
+    dist = make_dist(tmp_path / "p", "gm-lines-logger", "lines", "gm_lines_logger", code)
+    run = tmp_path / "r"
+    out = gm_run(
+        *("train", "gaussian", "--dataset", "swiss-roll", "--steps", "6", "--set", "log_every=3"),
+        *("--out", str(run), "--device", "cpu", "--report-to", "lines"),
+        paths=(dist,),
+    )
+    assert out.returncode == 0, out.stderr
+    *seen, last = (run.parent / "seen.jsonl").read_text().splitlines()
+    assert json.loads(seen[0]) == {"model": "gaussian"} and last == "closed"
+    logged = [json.loads(x) for x in seen[1:]]
+    assert [r.pop("at") for r in logged] == [1, 3, 6]
+    assert logged == rows(run)  # the very rows of metrics.jsonl
+
+
+def test_ctrl_c_before_the_first_log_every_leaves_metrics(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import TINY, env_with
+
+    run = tmp_path / "r"
+    sets = {"sleep": "0.01", "log_every": "100000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gm", "train", "tiny", "--dataset", "swiss-roll", "--out",
+         str(run), *(a for k, v in sets.items() for a in ("--set", f"{k}={v}")),
+         "--steps", "100000", "--device", "cpu"],
+        env=env_with(TINY), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # some steps more, far from step 100000
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (first,) = rows(run)  # the row of step 1, with the columns of every row
+    assert first["step"] == 1 and {"loss", "time", "lr", "steps_per_s"} <= set(first)
+    saved = json.loads((run / "trainer_state.json").read_text())["step"]
+    assert saved > 1 and f"after step {saved}" in err  # the interrupted step is saved
+
+
+def test_no_host_sync_between_log_rows(tmp_path, monkeypatch):
+    """The bar moves every step, but the loss is read only at log rows: twice the steps
+    with the same rows and checkpoints read the device exactly as often."""
+    import torch
+
+    monkeypatch.setattr(engine, "FIRST_ROW_S", 1e9)
+    reads = []
+    for name in ("item", "__bool__", "__float__", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, **kw):
+            reads.append(1)
+            return _real(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def count(steps: int) -> int:
+        reads.clear()
+        engine.train(
+            "gaussian", "swiss-roll", steps=steps, out=tmp_path / f"r{steps}", device="cpu",
+            progress=False, overrides={"log_every": steps // 2, "checkpoint_every": 10**9},
+        )  # fmt: skip
+        return len(reads)
+
+    assert count(40) == count(80)  # rows at 1, 20, 40 and at 1, 40, 80

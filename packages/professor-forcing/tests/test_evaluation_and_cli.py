@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gm import checkpoint
+from gm import checkpoint, pictures
 from gm.builtins.toy import markov_chain
 from gm.cli import main
 from gm.data import DataInfo, Dataset
@@ -188,8 +188,9 @@ def test_pixel_sequences_are_drawn_as_images(tmp_path):
     tokens = tr.sample(4, SampleOptions(steps=128))  # two images' worth per sample
     tr.write_samples(tokens, tmp_path / "d.png", SampleOptions())
     img = Image.open(tmp_path / "d.png")
-    # one row per sample, two 8x8 images in it (2 px padding, x4 scale)
-    assert img.size == ((2 * 10 + 2) * 4, (4 * 10 + 2) * 4)
+    # one row per sample, two 8x8 images in it (2 px padding, upscaled to about 96 px)
+    k = pictures.scale_for(8)
+    assert k == 12 and img.size == ((2 * 10 + 2) * k, (4 * 10 + 2) * k)
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path):

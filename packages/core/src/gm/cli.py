@@ -59,9 +59,10 @@ class ModelGroup(SuggestingGroup):
         plugins.get("models", name)  # raises with close names or the plugin to install
 
 
-def _cell(v: Any) -> str:
-    if isinstance(v, list):
-        return ", ".join("any" if x is None else str(x) for x in v) if v else "any"
+def _cell(v: Any, column: str) -> str:
+    if isinstance(v, list):  # a shape's None or empty is any size; other lists may be empty
+        empty = "any" if column == "shape" else "none"
+        return ", ".join("any" if x is None else str(x) for x in v) if v else empty
     return str(v)
 
 
@@ -69,7 +70,8 @@ def _out(
     obj: Any, as_json: bool, columns: list[str], title: str, *, names: tuple[str, ...] = ()
 ) -> None:
     """A table that never cuts a value: identifier columns (``names``) are never wrapped,
-    other text wraps at word boundaries; in a pipe the table is as wide as it needs."""
+    other text wraps at word boundaries, at the terminal's width (``COLUMNS`` or 80 in a
+    pipe) or wider when the names need it. ``--json`` is the form for programs."""
     if as_json:
         print(json.dumps(obj, indent=2))
         return
@@ -77,7 +79,7 @@ def _out(
     from rich.table import Table
 
     names = names or (columns[0],)
-    cells = [[_cell(row[c]) for c in columns] for row in obj]
+    cells = [[_cell(row[c], c) for c in columns] for row in obj]
     # the narrowest readable table: names whole, other columns as wide as their longest word
     need = [
         max(
@@ -86,18 +88,29 @@ def _out(
         )
         for i, c in enumerate(columns)
     ]
-    table = Table(title=title)
-    for c, width in zip(columns, need, strict=True):
-        table.add_column(c, no_wrap=c in names, overflow="fold", min_width=width)
+    longest = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    prose = [c not in names and n > 40 for c, n in zip(columns, longest, strict=True)]
+    table = Table(title=title, expand=any(prose))  # prose columns take the width left over
+    for c, width, wide in zip(columns, need, prose, strict=True):
+        table.add_column(
+            c, no_wrap=c in names, overflow="fold", min_width=width, ratio=1 if wide else None
+        )
     for r in cells:
         table.add_row(*r)
     console = Console()
-    if not console.is_terminal:  # a pipe or file: no 80-column limit, no colour codes
-        console = Console(width=100_000, no_color=True, highlight=False)
-        table.width = console.measure(table).maximum
-    elif sum(need) + 3 * len(need) + 1 > console.width:  # wider than the terminal: overflow it
-        console = Console(width=sum(need) + 3 * len(need) + 1)
-    console.print(table)
+    plain = not console.is_terminal  # a pipe: no colour codes
+    width = max(console.width, sum(need) + 3 * len(need) + 1)
+    widest = max(width, Console(width=100_000).measure(table).maximum)
+    while True:  # rich crops a table it cannot squeeze: widen until its right edge shows
+        console = Console(width=width, no_color=True if plain else None, highlight=not plain)
+        with console.capture() as captured:
+            console.print(table)
+        text = captured.get()
+        top = next((ln for ln in text.splitlines() if "┏" in ln), "┓")
+        if top.rstrip().endswith("┓") or width >= widest:
+            break
+        width += 1
+    sys.stdout.write(text)
 
 
 def _match(name: str, pattern: Optional[str]) -> bool:
@@ -498,11 +511,13 @@ def cmd_evaluate(
     """Measure a trained model on a dataset split. Model options follow as --name value."""
     from gm import checkpoint, distributed
     from gm import config as configs
+    from gm import progress as show
     from gm.data import in_data_units, load_dataset
     from gm.engine import seed_everything
 
     record = checkpoint.read_record(run)
     set_threads(threads)
+    show.status(f"loading {run}")
     trainer = checkpoint.load(run, distributed.choose_device(device))
     options = configs.override(
         trainer.EvaluateOptions(),
@@ -510,6 +525,7 @@ def cmd_evaluate(
         source=f"gm evaluate ({trainer.name})",
         what="option",
     )
+    show.status(f"loading dataset {dataset or record['dataset']}")
     data = load_dataset(
         dataset or record["dataset"],
         data_dir,
@@ -518,8 +534,6 @@ def cmd_evaluate(
     if dataset is not None:
         _check_same_kind(data.info, trainer.info, dataset)
     seed_everything(seed)
-    from gm import progress as show
-
     with show.enabled(), show.timed(f"evaluating {trainer.name} on {data.info.name} ({split})"):
         metrics = in_data_units(
             trainer.evaluate(data, split, options), data.info, trainer.DENSITY_METRICS

@@ -303,6 +303,15 @@ def _lr(trainer: Trainer) -> float:
     return 0.0
 
 
+def _nonfinite_data(data: Dataset | None) -> bool:
+    """Whether the training examples hold NaN or Inf (asked only once a loss went NaN)."""
+    try:
+        raw = data.raw("train") if data is not None else None
+    except Exception:  # a dataset that cannot say: the loss message stands
+        return False
+    return raw is not None and raw.is_floating_point() and not bool(torch.isfinite(raw).all())
+
+
 def _prepend(first, rest):
     yield first
     yield from rest
@@ -401,6 +410,11 @@ def _loop(
         for p in trainer.parameters():  # weights too: one host sync for the whole check
             flag = torch.maximum(flag, (~torch.isfinite(p).all()).float())
         if flag.item():
+            if _nonfinite_data(data):
+                raise TrainingStopped(
+                    f"training stopped before step {until}: the data hold NaN or infinite "
+                    f"values, which model {model!r} cannot train on; fill or drop them first."
+                )
             where = (
                 f"the last good checkpoint (step {last_saved}) is in {run}"
                 if last_saved

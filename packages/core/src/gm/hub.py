@@ -129,7 +129,8 @@ def card(run: str | Path, repo: str, *, license: str = "other") -> str:
     versions = f"gm-core {record.get('gm_core_version', '?')}"
     if plugin and plugin != "gm-core":
         versions += f", {plugin} {record.get('plugin_version', '?')}"
-    install = " ".join(dict.fromkeys(["gm-core", plugin or "gm-core"]))
+    # the hub extra: loading hf://OWNER/NAME needs huggingface_hub
+    install = "'gm-core[hub]'" + (f" {plugin}" if plugin and plugin != "gm-core" else "")
     lines = [
         *front,
         "",

@@ -42,8 +42,26 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
+def scale_for(side: int) -> int:
+    """The nearest-neighbour upscale that draws a tile of ``side`` pixels at about
+    :data:`TILE` pixels (28x28 digits at 3x, 8x8 at 12x, 96 and up as they are)."""
+    return max(1, TILE // max(1, side))
+
+
+def titled(img: Image.Image, text: str) -> Image.Image:
+    """``img`` under a strip of text saying what it shows."""
+    font = _font(14)
+    width = int(ImageDraw.Draw(img).textlength(text, font=font)) + 16
+    white = "white" if img.mode == "RGB" else 255
+    out = Image.new(img.mode, (max(img.width, width), img.height + 24), white)
+    out.paste(img, (0, 24))
+    ImageDraw.Draw(out).text((8, 5), text, fill="black" if img.mode == "RGB" else 0, font=font)
+    return out
+
+
 def label_rows(img: Image.Image, labels: list[str], row_height: int, pad: int = 2) -> Image.Image:
-    """``img`` with a text column on the left naming each row of tiles."""
+    """``img`` with a text column on the left naming each row of tiles; fewer labels than
+    rows repeat (a block of rows per group of examples)."""
     font = _font(max(10, min(16, row_height // 3)))
     probe = ImageDraw.Draw(img)
     width = int(max(probe.textlength(s, font=font) for s in labels)) + 12
@@ -52,7 +70,9 @@ def label_rows(img: Image.Image, labels: list[str], row_height: int, pad: int = 
     )
     out.paste(img, (width, 0))
     draw = ImageDraw.Draw(out)
-    for i, text in enumerate(labels):
+    rows = max(1, round((img.height - pad) / (row_height + pad)))
+    for i in range(rows):
+        text = labels[i % len(labels)]
         y = pad + i * (row_height + pad) + row_height / 2
         draw.text(
             (width - 6, y), text, fill="black" if img.mode == "RGB" else 0, font=font, anchor="rm"
@@ -66,9 +86,11 @@ def image_grid(
     pad: int = 2,
     scale: int = 1,
     row_labels: list[str] | None = None,
+    title: str | None = None,
 ) -> Image.Image:
     """(N, C, H, W) values in [0, 1] -> one grid image (C = 1 or 3), ``nrow`` tiles a row,
-    each row named by ``row_labels`` when given."""
+    each row named by ``row_labels`` when given (repeating when there are more rows), under
+    a ``title`` when given."""
     x = images.detach().float().clamp(0, 1).cpu()
     n, c, h, w = x.shape
     nrow = nrow or math.ceil(math.sqrt(n))
@@ -87,7 +109,7 @@ def image_grid(
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     if row_labels:
         img = label_rows(img, row_labels, h * scale, pad * scale)
-    return img
+    return titled(img, title) if title else img
 
 
 def scatter(
@@ -172,13 +194,14 @@ def reference_for(data: Any, n: int = 2000) -> torch.Tensor | None:
 
 def auto(samples: torch.Tensor, info: DataInfo) -> Image.Image:
     """The natural picture of samples of this data: a grid for images, a scatter for 2-D."""
+    title = _CONTEXT.get().get("title")
     if info.modality == "image":
-        return image_grid(samples, scale=max(1, TILE // samples.shape[-1]))
+        return image_grid(samples, scale=scale_for(samples.shape[-1]), title=title)
     if info.modality == "vector" and samples.shape[-1] == 2:
         return scatter(samples)
     if info.modality == "vector" and int(math.isqrt(samples.shape[-1])) ** 2 == samples.shape[-1]:
         side = math.isqrt(samples.shape[-1])
-        return image_grid(samples.reshape(-1, 1, side, side), scale=max(1, TILE // side))
+        return image_grid(samples.reshape(-1, 1, side, side), scale=scale_for(side), title=title)
     from gm.errors import GMError
 
     raise GMError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from gm.progress import prefix  # timestamped lines in a log, as every gm progress line
+
 
 class Progress:
     """``with Progress("decoding images:DIR train", n) as bar: bar.advance(k)``.
@@ -44,7 +46,9 @@ class Progress:
         return self
 
     def _line(self) -> None:
-        print(f"gm: {self.what}: {self.done:,}/{self.total:,}", file=sys.stderr, flush=True)
+        print(
+            f"{prefix()}gm: {self.what}: {self.done:,}/{self.total:,}", file=sys.stderr, flush=True
+        )
 
     def advance(self, k: int) -> None:
         self.done += k
@@ -60,7 +64,7 @@ class Progress:
         if exc[0] is None:
             took = time.perf_counter() - self.start
             print(
-                f"gm: {self.what}: {self.done:,}/{self.total:,} in {took:.1f} s",
+                f"{prefix()}gm: {self.what}: {self.done:,}/{self.total:,} in {took:.1f} s",
                 file=sys.stderr,
                 flush=True,
             )

@@ -388,9 +388,18 @@ class ImputerTrainer(Trainer):
         if path.suffix == ".npy":
             np.save(path, filled.detach().float().cpu().numpy())
         elif path.suffix == ".png" and self.info.modality == "image" and view is not None:
-            rows = torch.stack([truth, view, filled], 1).flatten(0, 1)  # truth | masked | imputed
-            per_row = 3 * min(8, len(filled))
-            pictures.image_grid(rows, nrow=per_row, scale=max(1, 64 // self.shape[-1])).save(path)
+            # blocks of 8 examples: a row of truths, of masked inputs, of imputations
+            per = min(8, len(filled))
+            blocks = [
+                torch.cat([t[i : i + per] for t in (truth, view, filled)])
+                for i in range(0, min(len(filled) // per, 4) * per, per)  # up to 32 examples
+            ]
+            pictures.image_grid(
+                torch.cat(blocks),
+                nrow=per,
+                scale=pictures.scale_for(self.shape[-1]),
+                row_labels=["truth", "masked (grey)", "imputed"],
+            ).save(path)
         elif path.suffix == ".png" and self.info.modality == "vector" and view is not None:
             # rows = examples, columns = features (unit scale): truth | masked | imputed
             panels = [
@@ -400,7 +409,12 @@ class ImputerTrainer(Trainer):
             gap = torch.ones(len(filled), 1, device=filled.device)
             table = torch.cat([panels[0], gap, panels[1], gap, panels[2]], 1)
             scale = max(2, min(16, 512 // table.shape[1]))
-            pictures.image_grid(table[None, None], nrow=1, scale=scale).save(path)
+            pictures.image_grid(
+                table[None, None],
+                nrow=1,
+                scale=scale,
+                title="a row per example; columns: truth | masked (grey) | imputed",
+            ).save(path)
         elif path.suffix == ".png":
             pictures.auto(filled, self.info).save(path)
         else:

@@ -142,7 +142,6 @@ def impute(
 def _fit_and_fill(
     path, out, samples, average, model, train_steps, save_run, steps, quiet, seed, device, fast
 ) -> None:
-    import sys
 
     from gm import checkpoint, distributed
     from gm.engine import seed_everything
@@ -163,25 +162,19 @@ def _fit_and_fill(
         raise GMError(f"{path} has one row; fitting needs several rows to learn from.")
     seed_everything(seed)
 
-    def progress(step: int, budget: int, bound: float) -> None:
-        if not quiet:
-            print(
-                f"fit {step}/{budget}  held-out bound {bound:.4g} nats/value",
-                file=sys.stderr,
-                flush=True,
-            )
+    from gm import progress
 
-    trainer, report = fit.fit(
-        values,
-        model=model,
-        names=table.names,
-        name=Path(path).name,
-        seed=seed,
-        max_steps=train_steps,
-        device=distributed.choose_device(device),
-        on_check=progress,
-    )
-    _write(trainer, table, values, values, out, samples, average, steps, fast)
+    with progress.enabled(not quiet):  # a bar over the fit's steps and the filled chunks
+        trainer, report = fit.fit(
+            values,
+            model=model,
+            names=table.names,
+            name=Path(path).name,
+            seed=seed,
+            max_steps=train_steps,
+            device=distributed.choose_device(device),
+        )
+        _write(trainer, table, values, values, out, samples, average, steps, fast)
     if save_run is not None:
         save_run = Path(save_run)
         save_run.mkdir(parents=True, exist_ok=True)
@@ -255,11 +248,12 @@ def _fill_with_run(
     import numpy as np
     import torch
 
-    from gm import checkpoint, distributed
+    from gm import checkpoint, distributed, progress
     from gm.engine import seed_everything
     from gm_imputation import userdata
     from gm_imputation.base import ImputerTrainer
 
+    progress.status(f"loading {run}")
     trainer = checkpoint.load(run, distributed.choose_device(device))
     if not isinstance(trainer, ImputerTrainer):
         raise GMError(

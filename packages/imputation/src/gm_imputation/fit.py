@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gm import progress
 from gm.data import DataInfo
 from gm.engine import build_config
 from gm.errors import GMError
@@ -184,26 +185,32 @@ def fit(
     average = WeightAverage(trainer, EMA)
     best, best_bound, best_step, since, start = None, math.inf, 0, 0, time.perf_counter()
     step = 0
-    for step in range(1, cfg.steps + 1):
-        trainer.train(True)
-        idx = usable[torch.randint(len(usable), (cfg.batch_size,), generator=gen, device=x.device)]
-        xb = train_x[idx]
-        rate = lo + (hi - lo) * torch.rand(len(xb), 1, generator=gen, device=x.device)
-        hide = torch.rand(xb.shape, generator=gen, device=x.device) < rate
-        trainer.step(*masks.split_known(xb, hide))
-        average.update(trainer)
-        if hold_np.any() and (step % EVAL_EVERY == 0 or step == cfg.steps):
-            live = average.swap_in(trainer)
-            bound = held_out_scores(trainer, x, hold, trainer.refine_steps, full=False)["bound"]
-            if on_check:
-                on_check(step, cfg.steps, bound)
-            if bound < best_bound:
-                best, best_bound, best_step, since = _weights(trainer), bound, step, 0
+    with progress.bar(cfg.steps, "fit", unit="steps") as bar:  # a step each, no host sync
+        for step in range(1, cfg.steps + 1):
+            trainer.train(True)
+            idx = usable[
+                torch.randint(len(usable), (cfg.batch_size,), generator=gen, device=x.device)
+            ]
+            xb = train_x[idx]
+            rate = lo + (hi - lo) * torch.rand(len(xb), 1, generator=gen, device=x.device)
+            hide = torch.rand(xb.shape, generator=gen, device=x.device) < rate
+            trainer.step(*masks.split_known(xb, hide))
+            average.update(trainer)
+            if hold_np.any() and (step % EVAL_EVERY == 0 or step == cfg.steps):
+                live = average.swap_in(trainer)
+                bound = held_out_scores(trainer, x, hold, trainer.refine_steps, full=False)["bound"]
+                bar.goto(step, f"held-out bound {bound:.4g} nats/value")
+                if on_check:
+                    on_check(step, cfg.steps, bound)
+                if bound < best_bound:
+                    best, best_bound, best_step, since = _weights(trainer), bound, step, 0
+                else:
+                    since += 1
+                _load(trainer, live)
+                if since >= PATIENCE:
+                    break
             else:
-                since += 1
-            _load(trainer, live)
-            if since >= PATIENCE:
-                break
+                bar.goto(step)
     stopped = step < cfg.steps
     if best is None:  # no held-out check: keep the average at the end of the budget
         best, best_step = average.avg, step
@@ -284,14 +291,16 @@ def fill(
     point = samples == 1 or average
     state = trainer.state
     # Sample-major, so a text output can write imputation 1's rows, then imputation 2's...
-    for k in range(1 if point else samples):
-        for a in range(0, len(values), CHUNK_ROWS):
-            raw = values[a : a + CHUNK_ROWS]
-            unit = to_unit(trainer, raw)
-            if point:
-                rollouts = POINT_ROLLOUTS if samples == 1 else samples
-                out = trainer.impute(unit, rollouts, steps, **fast).mean(0)
-            else:
-                out = trainer.impute(unit, 1, steps, draw=True, **fast)[0]
-            back = state.unit_to_raw(out).double().cpu().numpy()
-            write(k, a, np.where(np.isnan(raw), back, raw))  # observed values exactly
+    jobs = [
+        (k, a) for k in range(1 if point else samples) for a in range(0, len(values), CHUNK_ROWS)
+    ]
+    for k, a in progress.track(jobs, len(jobs), "impute"):  # a chunk of rows each
+        raw = values[a : a + CHUNK_ROWS]
+        unit = to_unit(trainer, raw)
+        if point:
+            rollouts = POINT_ROLLOUTS if samples == 1 else samples
+            out = trainer.impute(unit, rollouts, steps, **fast).mean(0)
+        else:
+            out = trainer.impute(unit, 1, steps, draw=True, **fast)[0]
+        back = state.unit_to_raw(out).double().cpu().numpy()
+        write(k, a, np.where(np.isnan(raw), back, raw))  # observed values exactly

@@ -2,7 +2,7 @@
 
 ``.npy`` is always the raw array; ``.txt`` decodes tokens (through the alphabet for text);
 ``.png`` draws what a person would look at: the text itself, the images (sequential MNIST,
-one image per training length of pixels), pen strokes, or a token heat map otherwise.
+one image per training length of pixels), pen strokes, or the token ids as text otherwise.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def picture(samples: torch.Tensor, info: DataInfo, length: int) -> Image.Image:
             if per >= 1:
                 imgs = samples[:16, : per * h * w].float() / max(info.vocab_size - 1, 1)
                 imgs = imgs.reshape(-1, 1, h, w)
-                return pictures.image_grid(imgs, nrow=per, scale=max(1, 32 // w))
-        return token_picture(samples[:64], info.vocab_size)
+                return pictures.image_grid(imgs, nrow=per, scale=pictures.scale_for(w))
+        return text_picture([" ".join(map(str, row)) for row in samples[:16].tolist()])
     values = samples.detach().float()
     values = values.reshape(values.shape[0], -1)
     lo, hi = values.min(), values.max()

@@ -202,9 +202,15 @@ def projection_picture(reference: torch.Tensor, free: torch.Tensor, path: str) -
     mean = reference.mean(0)
     _, _, v = torch.linalg.svd(reference - mean, full_matrices=False)
     axes = v[:2].T
-    pca = pictures.scatter((free - mean) @ axes, reference=(reference - mean) @ axes)
+    names = ("free-running", "teacher-forced")
+    pca = pictures.scatter(
+        (free - mean) @ axes,
+        reference=(reference - mean) @ axes,
+        title="hidden states: PCA of the teacher-forced cloud",
+        labels=names,
+    )
     ref2, free2 = tsne(reference, free)
-    right = pictures.scatter(free2, reference=ref2)
+    right = pictures.scatter(free2, reference=ref2, title="hidden states: t-SNE", labels=names)
     img = Image.new("RGB", (pca.width + right.width + 8, pca.height), "white")
     img.paste(pca, (0, 0))
     img.paste(right, (pca.width + 8, 0))

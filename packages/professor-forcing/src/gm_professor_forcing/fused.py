@@ -35,6 +35,10 @@ from __future__ import annotations
 
 import torch
 
+from gm import progress
+
+LONG = 200  # sequences from this many steps show a bar while drawn
+
 
 def wanted(setting: str | bool, device: torch.device) -> bool:
     """A fast-path switch: ``"on"``/``True``, ``"off"``/``False``, or ``"auto"`` (on CPU,
@@ -141,7 +145,9 @@ def _token_loop(table, w_hh, b_hh, h0, forced, first, steps, w_out, b_out, tempe
         inputs = torch.empty(steps, rows, dtype=torch.long, device=h0.device)
         tokens = torch.empty(steps, rows, dtype=torch.long, device=h0.device)
     h, token = h0, first
-    for t in range(steps):
+    # a bar for long free runs (gm sample); silent inside training's bar
+    desc = "free-running" if forced is None else "teacher-forced"
+    for t in progress.track(range(steps), steps, desc, min_total=LONG):
         if forced is None:
             inputs[t] = token
         h = _cell(

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gm import progress
 from gm.trainer import Behaviour
-from gm_professor_forcing.fused import FreeRunningGRU, TeacherForcedGRU, draw_tokens, wanted
+from gm_professor_forcing.fused import LONG, FreeRunningGRU, TeacherForcedGRU, draw_tokens, wanted
 from gm_professor_forcing.fused import gumbel_argmax as _gumbel_argmax
 
 
@@ -276,7 +277,7 @@ class GRUGenerator(nn.Module):
         else:
             inp, token = self.encode(prev.unsqueeze(1))[:, 0], prev
         hidden, outputs, samples = [], [], []
-        for _ in range(steps):
+        for _ in progress.track(range(steps), steps, "free-running", min_total=LONG):
             gates0 = None if table is None else table[self._token_index(token, batch_size)]
             h = self._step(inp, gates0, h)
             params = self.readout(h[-1])

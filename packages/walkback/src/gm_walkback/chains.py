@@ -190,7 +190,9 @@ class FastChain:
             step = fastpath.cuda_graphed(step, s, *args[0])
         keep = torch.contiguous_format  # copies: never a graph's static output
         frames = [s.clone(memory_format=keep)] if every else []
-        for i, (t, lv) in enumerate(progress.track(args, len(args), "chain", min_total=LONG), 1):
+        first = "compiling the chain's step (torch.compile, once)" if compiled else None
+        steps = progress.track(args, len(args), "chain", min_total=LONG, first=first)
+        for i, (t, lv) in enumerate(steps, 1):
             s = step(s, t, lv)
             if every and (i % every == 0 or i == len(args)):
                 frames.append(s.clone(memory_format=keep))
@@ -225,7 +227,8 @@ def importance_log_likelihood(
     """(log-likelihood estimate, mean single-trajectory bound) per example of x (Eq. 10)."""
     per = max(1, chunk // trajectories)
     lls, bounds = [], []
-    for i in range(0, len(x), per):
+    starts = range(0, len(x), per)
+    for i in progress.track(starts, len(starts), "log-likelihood", min_total=2):
         xs = x[i : i + per]
         w = weights(xs.repeat_interleave(trajectories, 0)).view(len(xs), trajectories)
         lls.append(torch.logsumexp(w, 1) - math.log(trajectories))
@@ -270,7 +273,7 @@ def reversibility(op, s: torch.Tensor, steps: int, cell_nats: float = 0.0) -> di
     heads = op.heads(s, 0)
     production = torch.zeros((), device=s.device)
     entropy = torch.zeros((), device=s.device)
-    for _ in range(steps):
+    for _ in progress.track(range(steps), steps, "reversibility chain", min_total=LONG):
         fwd = op.from_heads(heads, 1.0)
         s_next = draw(fwd)
         lp_forward = fwd.log_prob(s_next)

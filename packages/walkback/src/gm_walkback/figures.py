@@ -39,7 +39,12 @@ def chain_strip(frames: torch.Tensor, info: DataInfo, every: int = 1, rows: int 
         images = images.reshape(n_frames, frames.shape[1], *images.shape[1:])
         rows = min(rows, images.shape[1])
         tiles = images[:, :rows].transpose(0, 1).reshape(rows * n_frames, *images.shape[2:])
-        return pictures.image_grid(tiles, nrow=n_frames, scale=max(1, 32 // images.shape[-1]))
+        return pictures.image_grid(
+            tiles,
+            nrow=n_frames,
+            scale=pictures.scale_for(images.shape[-1]),
+            title=f"one chain a row, left to right: a frame every {every} steps, then the end",
+        )
     pts = frames.float().cpu().numpy()
     finite = pts[np.isfinite(pts).all(-1)]
     lo, hi = np.percentile(finite, 1, axis=0), np.percentile(finite, 99, axis=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gm import checkpoint, distributed, pictures
+from gm import checkpoint, distributed, pictures, progress
 from gm.data import load_dataset
 from gm.engine import seed_everything
 from gm.errors import GMError
@@ -34,6 +34,7 @@ def inpaint_run(
         raise GMError(f"cannot write to {out.name}; use a .png or .npy file.")
     masks.parse(mask)
     record = checkpoint.read_record(run)
+    progress.status(f"loading {run}")
     trainer = checkpoint.load(run, distributed.choose_device(device))
     if not hasattr(trainer, "inpaint"):
         raise GMError(f"model {record['gm_model']!r} cannot inpaint; train a walkback model.")
@@ -58,7 +59,7 @@ def inpaint_run(
     ).to(trainer.device)
     x = data.decode(raw.to(trainer.device)).float()
     seed_everything(seed)
-    with torch.no_grad():
+    with torch.no_grad(), progress.timed(f"inpainting {len(x)} examples"):
         filled = trainer.inpaint(x, known, extra_steps)
     unknown = ~known
     rmse = (filled - x)[unknown].pow(2).mean().sqrt().item() if unknown.any() else 0.0
@@ -72,5 +73,11 @@ def inpaint_run(
     if tiles is None:  # 2-D points: completions over the originals
         pictures.scatter(filled, reference=x).save(out)
     else:
-        pictures.image_grid(tiles, nrow=len(x), scale=max(1, 32 // tiles.shape[-1])).save(out)
+        pictures.image_grid(
+            tiles,
+            nrow=len(x),
+            scale=pictures.scale_for(tiles.shape[-1]),
+            row_labels=["input (grey: unknown)", "inpainted", "original"],
+            title=f"{record['gm_model']} inpainting {data.info.name} ({mask} unknown)",
+        ).save(out)
     return rmse

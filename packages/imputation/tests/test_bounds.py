@@ -183,6 +183,14 @@ def test_gaussian_observation_nll_mean_and_draws():
     assert torch.isfinite(obs.nll(huge, x, w)).all()
 
 
+def test_gaussian_canvas_starts_mid_range_with_a_unit_range_scale_of_variance():
+    """Mean 0.5 and variance about 0.05 (sd 0.22 of a column's range): a variance of e^3
+    would scale the mean's first gradients down some 400 times."""
+    mu, lv = observation.Gaussian.split(observation.Gaussian().initial(3)[None])
+    assert torch.allclose(mu, torch.full((1, 3), 0.5))
+    assert ((lv.exp() > 0.04) & (lv.exp() < 0.07)).all(), lv.exp()  # 8 tanh(-3/8)
+
+
 def test_auto_observation_picks_bernoulli_for_images_and_binary_data():
     assert observation.get("auto", image=True).name == "bernoulli"
     assert observation.get("auto", binary=True).name == "bernoulli"
@@ -293,3 +301,218 @@ def test_lstm_with_peepholes_trains():
     metrics = train_steps(tr, data, 3)
     assert all(torch.isfinite(v) for m in metrics for v in m.values())
     assert any(p is tr.net.reader.peep for p in tr.net.parameters())
+
+
+def record_inputs(net, names):
+    """Each named submodule's first positional input at every call, while the block runs."""
+    inputs = {n: [] for n in names}
+    hooks = [
+        getattr(net, n).register_forward_pre_hook(lambda m, a, n=n: inputs[n].append(a[0]))
+        for n in names
+    ]
+    return inputs, hooks
+
+
+def test_gpsi_guided_roll_out_gives_each_policy_its_own_view():
+    """In training's guided roll-out the primary sees known values and the guess elsewhere
+    and the guide also sees the residual on every value it may score (a mix-up of x and
+    the guess, or of known and available, changes a number here)."""
+    tr = make_trainer("gpsi-add", vector_dataset(40, 4), hidden=8, z_dim=2, observation="bernoulli")
+    c0 = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    with torch.no_grad():
+        for p in tr.net.parameters():
+            p.zero_()
+        tr.net.c0.copy_(c0)  # a zero writer: the canvas stays c0 at every step
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    avail = torch.tensor([[1.0, 1, 1, 0], [0, 1, 0, 1], [1, 1, 1, 1]])
+    guess = torch.sigmoid(c0).expand(3, -1)
+    seen = torch.where(known.bool(), x, guess)
+    inputs, hooks = record_inputs(tr.net, ("primary", "guide"))
+    with torch.no_grad():
+        tr.net.rollout(x, known, avail, 2, guided=True)
+    for h in hooks:
+        h.remove()
+    assert len(inputs["primary"]) == len(inputs["guide"]) == 2
+    for p_in, q_in in zip(inputs["primary"], inputs["guide"], strict=True):
+        assert torch.allclose(p_in, seen)
+        assert torch.allclose(q_in[:, :4], seen)
+        assert torch.allclose(q_in[:, 4:], avail * (x - guess))
+
+
+def test_lstm_guided_roll_out_gives_each_policy_its_own_view():
+    """The same for the LSTM policies, the mixture's initial latents included: p0 and the
+    reader see known values and the guess elsewhere, q0 and the guide the available truth."""
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=2,
+        observation="bernoulli",
+    )
+    c_bias = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    zero_lstm(tr, c_bias, p0=(0.0, 0.0), q0=(0.0, 0.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    avail = torch.tensor([[1.0, 1, 1, 0], [0, 1, 0, 1], [1, 1, 1, 1]])
+    guess = torch.sigmoid(c_bias).expand(3, -1)
+    seen = torch.where(known.bool(), x, guess)
+    inputs, hooks = record_inputs(tr.net, ("p0", "q0", "reader", "guide"))
+    with torch.no_grad():
+        tr.net.rollout(x, known, avail, 2, guided=True)
+    for h in hooks:
+        h.remove()
+    assert torch.allclose(inputs["p0"][0], seen)
+    assert torch.allclose(inputs["q0"][0][:, :4], seen)
+    assert torch.allclose(inputs["q0"][0][:, 4:8], avail * x)
+    assert len(inputs["reader"]) == len(inputs["guide"]) == 2
+    for r_in, g_in in zip(inputs["reader"], inputs["guide"], strict=True):
+        assert torch.allclose(r_in[:, :4], seen) and torch.allclose(r_in[:, 4:8], seen - guess)
+        assert torch.allclose(g_in[:, :4], avail * x)
+        assert torch.allclose(g_in[:, 4:8], avail * (x - guess))
+
+
+def test_lstm_initial_latent_kls_alone_with_no_refinement_steps():
+    """With 0 steps only z0's terms remain: KL(q0||p0), KL(p0||q0) and log p0 - log q0 of
+    the drawn z0, each with its own direction and sign."""
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=1,
+        observation="bernoulli",
+    )
+    zero_lstm(tr, torch.zeros(4), p0=(0.3, 0.6), q0=(-1.0, -1.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    x = torch.rand(2, 4)
+    r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 0, guided=True)
+    v = math.exp
+    assert torch.allclose(r["kl_qp"], torch.full((2,), 2 * kl_1d(-1.0, v(-1.0), 0.3, v(0.6))))
+    assert torch.allclose(r["kl_pq"], torch.full((2,), 2 * kl_1d(0.3, v(0.6), -1.0, v(-1.0))))
+    torch.manual_seed(5)
+    r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 0, guided=True)
+    torch.manual_seed(5)
+    z0 = -1.0 + math.exp(-0.5) * torch.randn(2, 2)  # the draw of q0 = N(-1, e^-1)
+    mu_p, mu_q = torch.full_like(z0, 0.3), torch.full_like(z0, -1.0)
+    log_w = gaussian_log_prob(z0, mu_p, torch.full_like(z0, 0.6)) - gaussian_log_prob(
+        z0, mu_q, torch.full_like(z0, -1.0)
+    )
+    assert torch.allclose(r["log_w"], log_w, atol=1e-5), (r["log_w"], log_w)
+
+
+def test_summarise_divides_each_total_by_its_own_count():
+    tr = make_trainer("gpsi-add", vector_dataset(40, 4), hidden=8, z_dim=2)
+    got = tr.summarise(
+        {"bound": 60.0, "oracle_bound": 30.0, "sq_err": 40.0, "kl": 12.0},
+        n_target=10.0,
+        n=4,
+        drop_rate=0.5,
+    )
+    assert close(got["nll_per_value"], 6.0) and close(got["oracle_nll_per_value"], 3.0)
+    assert close(got["nll_paper"], 30.0) and close(got["oracle_nll_paper"], 15.0)
+    assert close(got["rmse_missing"], 2.0) and close(got["kl_per_value"], 1.2)
+
+
+def test_gpsi_with_the_mask_as_input_gives_it_to_both_policies():
+    tr = make_trainer(
+        "gpsi-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        see_mask=True,
+        primary_residual=True,
+        observation="bernoulli",
+    )
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    inputs, hooks = record_inputs(tr.net, ("primary", "guide"))
+    with torch.no_grad():
+        tr.net.rollout(x, known, torch.ones_like(x), 1, guided=True)
+    for h in hooks:
+        h.remove()
+    assert inputs["primary"][0].shape == (3, 12) and inputs["guide"][0].shape == (3, 12)
+    assert torch.equal(inputs["primary"][0][:, 8:], known)
+    assert torch.equal(inputs["guide"][0][:, 8:], known)
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_lstm_reader_sees_the_writer_hidden_state_not_its_cell(guided):
+    torch.manual_seed(0)
+    tr = make_trainer("lstm-add", vector_dataset(40, 4), hidden=8, z_dim=2, see_mask=True)
+    x = torch.rand(3, 4)
+    known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
+    writes = []
+    hook = tr.net.writer.register_forward_hook(lambda m, a, out: writes.append(out))
+    inputs, hooks = record_inputs(tr.net, ("reader",))
+    with torch.no_grad():
+        tr.net.rollout(x, known, torch.ones_like(x), 3, guided=guided)
+    for h in [*hooks, hook]:
+        h.remove()
+    reads = inputs["reader"]
+    assert len(reads) == 3 and reads[0].shape == (3, 8 + 8 + 4)
+    for before, read in zip(writes, reads[1:], strict=False):
+        assert torch.allclose(read[:, 8:16], before[0])  # h, not the cell state
+        assert not torch.allclose(read[:, 8:16], before[1])
+    assert torch.equal(reads[0][:, 16:], known)  # the mask, with see_mask
+
+
+def test_floor_is_the_bernoulli_entropy_per_missing_value():
+    """Every pixel 0.3: whatever the mask, the floor is H(0.3) per missing value."""
+    from gm.data import DataInfo, Dataset
+
+    flat = torch.full((12, 1, 4, 4), round(0.3 * 255), dtype=torch.uint8)
+    data = Dataset(DataInfo("grey", "image", (1, 4, 4)), {"train": flat, "test": flat})
+    tr = make_trainer("gpsi-add", data, hidden=8, z_dim=2, batch_size=4)
+    m = tr.evaluate(data, "test", tr.EvaluateOptions(mask="mcar:0.5", samples=1))
+    p = round(0.3 * 255) / 255
+    assert close(m["floor_per_value"], -(p * math.log(p) + (1 - p) * math.log(1 - p)), 1e-4)
+
+
+def test_unit_values_map_back_to_the_raw_range():
+    from gm_imputation.base import DataState
+
+    state = DataState(2, running=False, raw=([2.0, -1.0], [5.0, 3.0]))
+    raw = state.unit_to_raw(torch.tensor([[0.5, 0.25], [0.0, 1.0]]))
+    assert torch.allclose(raw, torch.tensor([[3.5, 0.0], [2.0, 3.0]]))
+    assert torch.allclose(state.raw_to_unit(raw), torch.tensor([[0.5, 0.25], [0.0, 1.0]]))
+
+
+def test_lstm_log_w_sums_log_p_minus_log_q_over_z0_and_every_step():
+    tr = make_trainer(
+        "lstm-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        refine_steps=2,
+        observation="bernoulli",
+    )
+    p0, q0, p, q = (0.3, 0.6), (-1.0, -1.0), (0.2, -0.5), (-0.4, 1.0)
+    zero_lstm(tr, torch.zeros(4), p0=p0, q0=q0, p=p, q=q)
+    x = torch.rand(2, 4)
+    torch.manual_seed(7)
+    r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 2, guided=True)
+    torch.manual_seed(7)
+    want = torch.zeros(2)
+    for prior, guide in ((p0, q0), (p, q), (p, q)):  # z0, then one z per step, drawn in turn
+        z = guide[0] + math.exp(0.5 * guide[1]) * torch.randn(2, 2)
+        full = torch.full_like
+        want += gaussian_log_prob(z, full(z, prior[0]), full(z, prior[1]))
+        want -= gaussian_log_prob(z, full(z, guide[0]), full(z, guide[1]))
+    assert torch.allclose(r["log_w"], want, atol=1e-5), (r["log_w"], want)
+
+
+def test_lstm_primary_roll_out_draws_z0_from_its_own_noise():
+    """z0 and each step's z take their own column of the noise (z0 reusing step 1's
+    would correlate them)."""
+    torch.manual_seed(0)
+    tr = make_trainer("lstm-add", vector_dataset(40, 4), hidden=8, z_dim=2, refine_steps=2)
+    x, known = torch.rand(3, 4), torch.ones(3, 4)
+    known[:, :2] = 0
+    noise = tr.net.primary_noise(3, 2, "cpu")
+    other = noise.clone()
+    other[:, 0] += 1.0
+    with torch.no_grad():
+        a = tr.net.primary_logits(x, known, noise)
+        b = tr.net.primary_logits(x, known, other)
+    assert not torch.allclose(a, b)

@@ -163,7 +163,13 @@ def fit(
         raise GMError(f"--model must be one of {', '.join(MODELS)}, not {model!r}.")
     n, d = values.shape
     info = table_info(values, names, name)
-    cls, cfg = build_config(model, info, overrides={**sized(n, d, max_steps), **(overrides or {})})
+    base = sized(n, d, max_steps)
+    if model.startswith("gpsi"):
+        # The authors' code also gives the primary policy the residual x - guess on the
+        # known values (the LSTM reader has it already): on wine, diabetes and breast
+        # cancer at mcar:0.2 it lowered gm's RMSE by 2-4% (a one-seed pilot, 1000 steps).
+        base["primary_residual"] = True
+    cls, cfg = build_config(model, info, overrides={**base, **(overrides or {})})
     torch.manual_seed(seed)
     trainer = cls(cfg, info, device)
     observed = ~np.isnan(values)

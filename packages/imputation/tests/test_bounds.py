@@ -220,16 +220,24 @@ def zero_lstm(tr, c_bias, p0, q0, p, q):
             head.bias[:z], head.bias[z:] = mu, 8 * math.atanh(lv / 8)
 
 
-def test_lstm_kls_have_their_directions_with_unequal_variances():
+def zeroed_lstm(
+    refine_steps, c_bias=None, p0=(0.0, 0.0), q0=(0.0, 0.0), p=(0.0, 0.0), q=(0.0, 0.0)
+):
+    """A small Bernoulli lstm-add trainer with every weight zero (see :func:`zero_lstm`)."""
     tr = make_trainer(
         "lstm-add",
         vector_dataset(40, 4),
         hidden=8,
         z_dim=2,
-        refine_steps=3,
+        refine_steps=refine_steps,
         observation="bernoulli",
     )
-    zero_lstm(tr, torch.zeros(4), p0=(0.0, 0.6), q0=(1.0, -1.0), p=(0.2, -0.5), q=(-0.4, 1.0))
+    zero_lstm(tr, torch.zeros(4) if c_bias is None else c_bias, p0=p0, q0=q0, p=p, q=q)
+    return tr
+
+
+def test_lstm_kls_have_their_directions_with_unequal_variances():
+    tr = zeroed_lstm(3, p0=(0.0, 0.6), q0=(1.0, -1.0), p=(0.2, -0.5), q=(-0.4, 1.0))
     x = torch.rand(2, 4)
     r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 3, guided=True)
     v = math.exp
@@ -240,27 +248,13 @@ def test_lstm_kls_have_their_directions_with_unequal_variances():
 
 
 def test_lstm_policies_read_known_values_and_the_guess_elsewhere():
-    tr = make_trainer(
-        "lstm-add",
-        vector_dataset(40, 4),
-        hidden=8,
-        z_dim=2,
-        refine_steps=2,
-        observation="bernoulli",
-    )
     c_bias = torch.tensor([0.5, -1.0, 2.0, 0.0])
-    zero_lstm(tr, c_bias, p0=(0.0, 0.0), q0=(0.0, 0.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    tr = zeroed_lstm(2, c_bias)
     x = torch.rand(3, 4)
     known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
     guess = torch.sigmoid(c_bias)  # zero weights: the canvas never moves
     seen = torch.where(known.bool(), x, guess)
-    inputs = {"p0": [], "reader": []}
-    hooks = [
-        getattr(tr.net, name).register_forward_pre_hook(
-            lambda m, args, name=name: inputs[name].append(args[0])
-        )
-        for name in inputs
-    ]
+    inputs, hooks = record_inputs(tr.net, ("p0", "reader"))
     with torch.no_grad():
         tr.net.rollout(x, known, known, 2, guided=False)
     for h in hooks:
@@ -343,16 +337,8 @@ def test_gpsi_guided_roll_out_gives_each_policy_its_own_view():
 def test_lstm_guided_roll_out_gives_each_policy_its_own_view():
     """The same for the LSTM policies, the mixture's initial latents included: p0 and the
     reader see known values and the guess elsewhere, q0 and the guide the available truth."""
-    tr = make_trainer(
-        "lstm-add",
-        vector_dataset(40, 4),
-        hidden=8,
-        z_dim=2,
-        refine_steps=2,
-        observation="bernoulli",
-    )
     c_bias = torch.tensor([0.5, -1.0, 2.0, 0.0])
-    zero_lstm(tr, c_bias, p0=(0.0, 0.0), q0=(0.0, 0.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    tr = zeroed_lstm(2, c_bias)
     x = torch.rand(3, 4)
     known = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]])
     avail = torch.tensor([[1.0, 1, 1, 0], [0, 1, 0, 1], [1, 1, 1, 1]])
@@ -376,15 +362,7 @@ def test_lstm_guided_roll_out_gives_each_policy_its_own_view():
 def test_lstm_initial_latent_kls_alone_with_no_refinement_steps():
     """With 0 steps only z0's terms remain: KL(q0||p0), KL(p0||q0) and log p0 - log q0 of
     the drawn z0, each with its own direction and sign."""
-    tr = make_trainer(
-        "lstm-add",
-        vector_dataset(40, 4),
-        hidden=8,
-        z_dim=2,
-        refine_steps=1,
-        observation="bernoulli",
-    )
-    zero_lstm(tr, torch.zeros(4), p0=(0.3, 0.6), q0=(-1.0, -1.0), p=(0.0, 0.0), q=(0.0, 0.0))
+    tr = zeroed_lstm(1, p0=(0.3, 0.6), q0=(-1.0, -1.0))
     x = torch.rand(2, 4)
     r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 0, guided=True)
     v = math.exp
@@ -479,16 +457,8 @@ def test_unit_values_map_back_to_the_raw_range():
 
 
 def test_lstm_log_w_sums_log_p_minus_log_q_over_z0_and_every_step():
-    tr = make_trainer(
-        "lstm-add",
-        vector_dataset(40, 4),
-        hidden=8,
-        z_dim=2,
-        refine_steps=2,
-        observation="bernoulli",
-    )
     p0, q0, p, q = (0.3, 0.6), (-1.0, -1.0), (0.2, -0.5), (-0.4, 1.0)
-    zero_lstm(tr, torch.zeros(4), p0=p0, q0=q0, p=p, q=q)
+    tr = zeroed_lstm(2, p0=p0, q0=q0, p=p, q=q)
     x = torch.rand(2, 4)
     torch.manual_seed(7)
     r = tr.net.rollout(x, torch.zeros_like(x), torch.ones_like(x), 2, guided=True)

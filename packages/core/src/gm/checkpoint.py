@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 import gm
-from gm import compat, hub, plugins
+from gm import compat, hub, plugins, progress
 from gm import config as configs
 from gm.data import DataInfo
 from gm.errors import GMError, GMWarning
@@ -327,11 +327,14 @@ def _int(value: Any, path: Path) -> int:
 
 
 def load(run: str | Path, device: torch.device | str = "cpu") -> Trainer:
-    """The trained model of a run folder (or Hub repo), ready to sample or evaluate."""
+    """The trained model of a run folder (or Hub repo), ready to sample or evaluate; a
+    verb showing progress gets a status line while it loads."""
     run = hub.resolve(run)
+    progress.status(f"loading {run}")  # also ends a Hub download's "fetching" line
     trainer = build(read_record(run), device)
     load_weights(run, trainer)
     trainer.train(False)
+    progress.settle()  # loaded: the line ends before the verb's own output
     return trainer
 
 

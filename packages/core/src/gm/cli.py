@@ -431,7 +431,6 @@ def cmd_sample(
     set_threads(threads)
     _check_output(out)
     with show.enabled():
-        show.status(f"loading {run}")
         trainer = checkpoint.load(run, distributed.choose_device(device))
     most = max(1, min(MAX_SAMPLES, MAX_VALUES // max(1, math.prod(trainer.info.shape))))
     if n > most:
@@ -517,7 +516,6 @@ def cmd_evaluate(
 
     record = checkpoint.read_record(run)
     set_threads(threads)
-    show.status(f"loading {run}")
     trainer = checkpoint.load(run, distributed.choose_device(device))
     options = configs.override(
         trainer.EvaluateOptions(),

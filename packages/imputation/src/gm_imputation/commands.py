@@ -248,14 +248,12 @@ def _fill_with_run(
     import numpy as np
     import torch
 
-    from gm import checkpoint, distributed, progress
+    from gm import checkpoint, distributed
     from gm.engine import seed_everything
     from gm_imputation import userdata
     from gm_imputation.base import ImputerTrainer
 
-    progress.status(f"loading {run}")
     trainer = checkpoint.load(run, distributed.choose_device(device))
-    progress.settle()  # loaded: the status line ends before the filling and its output
     if not isinstance(trainer, ImputerTrainer):
         raise GMError(
             f"{run} holds a {trainer.name!r} model, which does not impute; train one "

@@ -34,7 +34,6 @@ def inpaint_run(
         raise GMError(f"cannot write to {out.name}; use a .png or .npy file.")
     masks.parse(mask)
     record = checkpoint.read_record(run)
-    progress.status(f"loading {run}")
     trainer = checkpoint.load(run, distributed.choose_device(device))
     if not hasattr(trainer, "inpaint"):
         raise GMError(f"model {record['gm_model']!r} cannot inpaint; train a walkback model.")

@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 import gm
-from gm import compat, hub, plugins, progress
+from gm import compat, hub, plugins
 from gm import config as configs
 from gm.data import DataInfo
 from gm.errors import GMError, GMWarning
@@ -207,11 +207,11 @@ def read_record(run: str | Path) -> dict[str, Any]:
 _DIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer:
-    """A freshly initialised trainer for a run record (no weights loaded)."""
+def model_spec(record: dict[str, Any]):
+    """The registered model that made a run, or one line saying which plugin to install."""
     name = record["gm_model"]
     try:
-        spec = plugins.get("models", name)
+        return plugins.get("models", name)
     except GMError:
         dist = plugins.KNOWN_ELSEWHERE.get(name) or str(record.get("plugin") or "")
         if not _DIST_NAME.fullmatch(dist):
@@ -219,6 +219,12 @@ def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer
         raise GMError(
             f"this run was made by model {name!r}, which is not installed; pip install {dist}."
         ) from None
+
+
+def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer:
+    """A freshly initialised trainer for a run record (no weights loaded)."""
+    name = record["gm_model"]
+    spec = model_spec(record)
     compat.check_record(record, f"the {name!r} run")
     cls = plugins.load(spec)
     config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
@@ -327,15 +333,11 @@ def _int(value: Any, path: Path) -> int:
 
 
 def load(run: str | Path, device: torch.device | str = "cpu") -> Trainer:
-    """The trained model of a run folder (or Hub repo), ready to sample or evaluate; a
-    verb showing progress gets a status line while it loads."""
-    run = hub.resolve(run)
-    progress.status(f"loading {run}")  # also ends a Hub download's "fetching" line
-    trainer = build(read_record(run), device)
-    load_weights(run, trainer)
-    trainer.train(False)
-    progress.settle()  # loaded: the line ends before the verb's own output
-    return trainer
+    """The trained model of a run folder (or Hub repo), ready to sample or evaluate: the
+    trainer of :meth:`gm.run.Run.open`."""
+    from gm.run import Run
+
+    return Run.open(run, device).trainer
 
 
 # --- resume state: optimisers and every rank's RNG --------------------------------------

@@ -146,3 +146,28 @@ def test_a_request_is_one_normal_form():
     assert a.report_to == ("tensorboard",)
     with pytest.raises(AttributeError):
         a.steps = 3  # frozen: built once, handed down
+
+
+def test_metrics_file_keeps_rows_up_to_a_step_and_knows_the_time_spent(tmp_path):
+    from gm.run import MetricsFile
+
+    metrics = MetricsFile(tmp_path / "metrics.jsonl")
+    assert metrics.rows() == [] and metrics.elapsed() == 0.0  # no file yet
+    for step, t in ((1, 1.0), (2, 2.5), (3, 4.0)):
+        metrics.append({"step": step, "loss": 0.5, "time": t})
+    with metrics.path.open("a") as f:
+        f.write('{"step": 4, "lo')  # a write cut short
+    metrics.keep_until(2)
+    assert [r["step"] for r in metrics.rows()] == [1, 2] and metrics.elapsed() == 2.5
+    metrics.append({"step": 3})  # a row without a time says none was spent
+    assert metrics.elapsed() == 0.0
+
+
+def test_a_run_is_its_folder_and_loads_its_data_once(gaussian_run, tmp_path):
+    assert Run(gaussian_run) == Run(str(gaussian_run)) and Run(gaussian_run) != Run(tmp_path)
+    assert len({Run(gaussian_run), Run(gaussian_run)}) == 1
+    opened = Run.read(gaussian_run)
+    assert opened.trainer is None  # the record only, no weights read
+    assert opened.dataset() is opened.dataset()
+    other = opened.dataset("circle")
+    assert other.info.name == "circle" and opened.dataset().info.name == "swiss-roll"

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gm import checkpoint, distributed, pictures, plugins
+from gm import checkpoint, distributed, fastpath, pictures, plugins
 from gm import config as configs
 from gm import progress as show
 from gm.data import Dataset, load_dataset
@@ -295,7 +295,7 @@ def _train(request: TrainRequest, world, device) -> Path:
                 _write(folder, lambda: folder.mkdir(parents=True, exist_ok=True), "create")
             record = run.record
             _write(folder, lambda: checkpoint.write_json(folder / checkpoint.CONFIG, record), "write to")  # fmt: skip
-        if run.trainer.config.compile:
+        if fastpath.use(run.trainer.config.compile, "compile", run.trainer.device):
             with show.timed(f"compiling {run.model}"):  # torch.compile is lazy: steps pay
                 run.trainer.compile()
         loggers = _loggers(request.report_to, run) if world.is_main and request.report_to else []
@@ -448,7 +448,7 @@ class _TrainingLoop:
 
     # --- one step ----------------------------------------------------------------------
     def training_step(self, batch: torch.Tensor) -> None:
-        # TEMP-STEP self.trainer.step = self.step  # the updates done so far: the engine's count
+        self.trainer.step = self.step  # updates done: the one step count trainers read
         try:
             with autocast(self.device, self.cfg.precision):
                 metrics = self.trainer.training_step(batch)

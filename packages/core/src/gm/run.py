@@ -217,29 +217,16 @@ class Run:
 
 
 def model_capabilities(model: str) -> tuple[str, ...]:
+    """What a registered model declares it does (:data:`gm.specs.CAPABILITIES`)."""
     from gm import plugins
 
-    spec = plugins.get("models", model)
-    if not hasattr(spec, "capabilities"):  # TEMPORARY until ModelSpec.capabilities lands
-        from gm.trainer import Trainer
-
-        cls = plugins.load(spec)
-        caps = ["sample"] if cls.sample is not Trainer.sample else []
-        caps += ["evaluate"] if cls.evaluate is not Trainer.evaluate else []
-        caps += ["inpaint"] if hasattr(cls, "inpaint") else []
-        caps += ["impute"] if hasattr(cls, "impute") else []
-        return tuple(caps)
-    return tuple(spec.capabilities)
+    return tuple(plugins.get("models", model).capabilities)
 
 
 def lacks(model: str, capability: str) -> str:
     """``model 'x' cannot inpaint; models that can: a, b.`` (from the registry)."""
     from gm import plugins
 
-    able = [
-        s.name
-        for s in plugins.registry("models").values()
-        if capability in getattr(s, "capabilities", ())
-    ]
+    able = [s.name for s in plugins.registry("models").values() if capability in s.capabilities]
     hint = f"; models that can: {', '.join(able)}" if able else ""
     return f"model {model!r} {_LACKS.get(capability, f'cannot {capability}')}{hint}."

@@ -110,3 +110,10 @@ def test_tables_keep_their_right_edge_and_wrap_prose_at_the_width(long_named_plu
     assert max(map(len, models)) <= 100  # a long summary wraps instead of widening the table
     listed = gm_run("plugins").stdout
     assert "gm-core" in listed and " any " not in listed  # no problems: "none"
+
+
+def test_fast_path_switches_show_their_three_values():
+    from gm import plugins, schema
+
+    fields = {f.name: f for f in schema.fields(plugins.get("models", "gaussian"))}
+    assert fields["compile"].type == fields["fused_optimizer"].type == "auto | on | off"

@@ -112,7 +112,10 @@ def _note(tree: ast.Module, node: ast.AnnAssign) -> str:
 
 
 def _type(node: ast.expr) -> str:
-    """``Literal['a', 'b']`` -> ``a | b``; anything else as written."""
+    """``Literal['a', 'b']`` -> ``a | b``; a fast-path ``Switch`` -> ``auto | on | off``;
+    anything else as written."""
+    if ast.unparse(node).split(".")[-1] == "Switch":  # gm.config.Switch, however imported
+        return "auto | on | off"
     if isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("Literal"):
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         return " | ".join(str(ast.literal_eval(i)) for i in items)

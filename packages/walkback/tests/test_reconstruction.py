@@ -25,5 +25,5 @@ def test_reconstruction_loss_is_half_the_l1_error_of_f_at_the_same_state():
     assert torch.allclose(loss, want)
     with torch.no_grad():
         heads = trainer.operator.heads(s_prev, 1)
-        nxt = trainer._forward_sample(heads, 4.0)
+        nxt = trainer._forward_sample(trainer.operator.from_heads(heads, 4.0))
     assert torch.allclose(nxt, heads[0].clamp(0, 1), atol=1e-4)  # noise x 1e-5, clipped

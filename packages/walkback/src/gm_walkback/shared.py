@@ -90,7 +90,7 @@ Run = Callable[[torch.Tensor, Walk, int], tuple[torch.Tensor, list[torch.Tensor]
 
 
 def sample_chain(
-    op, s: torch.Tensor, walk: Walk, *, every: int = 0, mean: bool = False, run: Run | None = None
+    op, s: torch.Tensor, walk: Walk, *, mean: bool, every: int = 0, run: Run | None = None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The chain from ``s`` along ``walk`` (generation order) by ``run(s, walk, every)``
     (default :func:`chains.run_chain`); with ``mean`` the last step returns its mean instead

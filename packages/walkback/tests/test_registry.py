@@ -80,6 +80,36 @@ def test_the_default_names_build_todays_operators(model, overrides, cls):
     assert type(op) is cls
 
 
+OWN = {  # every operator this plugin registers, with a config and data it fits
+    "gaussian-mlp": ("walkback", (2,), {"hidden": 8}),
+    "gaussian-linear": ("walkback", (2,), {}),
+    "gaussian-conv": ("walkback", (1, 8, 8), {"conv_channels": (4,), "fc_layers": 1}),
+    "bernoulli-mlp": ("walkback", (1, 4, 4), {"hidden": 8}),
+    "bernoulli-conv": ("walkback", (1, 8, 8), {"conv_channels": (4,), "fc_layers": 1}),
+    "net-mlp": ("diffusion", (2,), {"hidden": 8, "diffusion_steps": 4}),
+    "net-conv": ("diffusion", (1, 8, 8), {"conv_channels": (4,), "diffusion_steps": 4}),
+}
+
+
+def test_every_registered_operator_builds_through_the_registry_and_meets_the_contract():
+    from gm.testing import check_transition_operator
+
+    mine = {
+        n
+        for n, r in plugins.registry("transition_operators").items()
+        if r.plugin != "wb-test-operators"
+    }
+    assert set(OWN) <= mine
+    for name, (model, shape, fields) in OWN.items():
+        info = gm.data.DataInfo("t", "image" if len(shape) == 3 else "vector", shape)
+        config = {"walkback": walkback.WalkbackConfig, "diffusion": diffusion.DiffusionConfig}
+        cfg = config[model](**fields, fc_width=16) if "conv" in name else config[model](**fields)
+        op = plugins.component("transition_operators", name).build(cfg, info).eval()
+        s = torch.rand(3, *shape).round() if name.startswith("bernoulli") else torch.rand(3, *shape)
+        with torch.no_grad():
+            check_transition_operator(op, s)
+
+
 def test_the_mnist_recipes_name_the_conv_and_mlp_operators():
     """The recipe picks the table's network; the family name follows it."""
     info = gm.data.DataInfo("mnist-5k", "image", (1, 28, 28))

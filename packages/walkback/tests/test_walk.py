@@ -82,7 +82,7 @@ def test_clamp_holds_at_every_step_of_both_chains():
     known[:, 0] = True
     for run in (
         lambda: chains.run_chain(op, s0, walk, known=known, values=values, every=1),
-        lambda: chains.FastChain(op, compile=False).run(
+        lambda: chains.FastChain(op, compile="off").run(
             s0, walk, known=known, values=values, every=1
         ),
     ):

@@ -154,6 +154,15 @@ def test_a_distribution_only_operator_trains_samples_and_evaluates(model):
     assert math.isfinite(out["lower_bound"]) and math.isfinite(out["energy_distance"])
 
 
+def test_a_distribution_only_operators_noise_is_read_at_temperature_one():
+    """Tmax's sigma^2 for an operator without noise_variance: its variance at T = 1 (c^2
+    for PlainGaussian, whose std is c T), from the first minibatch."""
+    trainer, data = trainer_for("walkback", operator="test-plain-gaussian", lr=0.0, tmax_every=0)
+    trainer.training_step(next(data.batches("train", 64)))
+    c2 = trainer.operator.log_c.exp().item() ** 2
+    assert trainer.stats.noise_var.item() == pytest.approx(c2, rel=1e-5)
+
+
 def test_the_diffusion_kl_term_is_kl_q_to_p_closed_or_estimated():
     """The loss's KL(q(z_{t-1}|z_t, z_0) || p): the closed form is torch's KL in that
     direction (not p to q); for a reverse not recognised as a factorised Normal (here the same

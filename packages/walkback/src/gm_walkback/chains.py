@@ -142,7 +142,7 @@ class FastChain:
         return self._heads is not None and self._heads.compiles(device)
 
     def graphs(self, device: torch.device) -> bool:
-        return device.type == "cuda" and fastpath.use(self.cuda_graph, "cuda_graph", device)
+        return fastpath.use(self.cuda_graph, "cuda_graph", device)  # never off CUDA
 
     def _step(self, s, temperature, level):
         if self._heads is None:

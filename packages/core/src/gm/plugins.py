@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import typing
 import warnings
 from dataclasses import dataclass, replace
 from functools import cache
@@ -25,18 +26,7 @@ import pluggy
 
 from gm import hookspecs
 from gm.errors import GMError, GMWarning
-from gm.specs import (
-    CAPABILITIES,
-    CommandSpec,
-    DatasetSpec,
-    DiscriminatorSpec,
-    LoggerSpec,
-    ModelSpec,
-    SequenceGeneratorSpec,
-    Spec,
-    TrainerSpec,
-    TransitionOperatorSpec,
-)
+from gm.specs import CAPABILITIES, ModelSpec, Spec
 
 BUILTIN = "gm-core"
 
@@ -52,15 +42,10 @@ KINDS = {
 }
 
 
-RECORDS = {
-    "models": ModelSpec,
-    "datasets": DatasetSpec,
-    "transition_operators": TransitionOperatorSpec,
-    "sequence_generators": SequenceGeneratorSpec,
-    "discriminators": DiscriminatorSpec,
-    "trainers": TrainerSpec,
-    "commands": CommandSpec,
-    "loggers": LoggerSpec,
+# The record type of each kind, read from its hook's return annotation (one place).
+RECORDS: dict[str, type[Spec]] = {
+    kind: typing.get_args(typing.get_type_hints(getattr(hookspecs, hook))["return"])[0]
+    for kind, hook in KINDS.items()
 }
 
 

@@ -241,6 +241,10 @@ def check_sequence_generator(gen: Any, x: torch.Tensor) -> None:
     b = gen.teacher_forced(x)
     assert b.hidden.shape[:2] == x.shape[:2] and b.outputs.shape[:2] == x.shape[:2]
     assert torch.isfinite(b.hidden).all() and torch.isfinite(b.outputs).all()
+    nll = gen.nll(b, x)
+    assert nll.shape == x.shape[:2] and torch.isfinite(nll).all(), "nll: one value per step"
+    if not x.dtype.is_floating_point:  # token probabilities: nats are never negative
+        assert (nll >= 0).all()
     steps = x.shape[1] + 1
     samples, free = gen.free_running(x.shape[0], steps, 1.0)
     assert samples.shape[:2] == (x.shape[0], steps) and free.hidden.shape[:2] == samples.shape[:2]
@@ -263,8 +267,24 @@ def check_discriminator(d: torch.nn.Module, behaviour: torch.Tensor) -> None:
     assert behaviour.grad is not None and behaviour.grad.abs().sum() > 0
 
 
-class TransitionOperatorContract:
+class _ComponentContract:
+    """What every component contract checks; ``_make`` builds one component."""
+
+    def _make(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def test_safetensors_round_trip(self, tmp_path):
+        torch.manual_seed(0)
+        a = self._make()
+        torch.manual_seed(1)
+        _round_trip(a, self._make(), tmp_path)
+
+
+class TransitionOperatorContract(_ComponentContract):
     """For a transition operator p_T(s'|s): set ``make_operator`` and ``make_state``."""
+
+    def _make(self):
+        return self.make_operator()
 
     def make_operator(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -291,15 +311,12 @@ class TransitionOperatorContract:
         hot = op.distribution(s, 8.0, 0).entropy()
         assert (hot > cold).all()
 
-    def test_safetensors_round_trip(self, tmp_path):
-        torch.manual_seed(0)
-        a = self.make_operator()
-        torch.manual_seed(1)
-        _round_trip(a, self.make_operator(), tmp_path)
 
-
-class SequenceGeneratorContract:
+class SequenceGeneratorContract(_ComponentContract):
     """For a sequence generator: set ``make_generator`` and ``make_batch`` (B, L, ...)."""
+
+    def _make(self):
+        return self.make_generator()
 
     def make_generator(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -322,15 +339,12 @@ class SequenceGeneratorContract:
             runs.append(samples)
         assert torch.equal(*runs)
 
-    def test_safetensors_round_trip(self, tmp_path):
-        torch.manual_seed(0)
-        a = self.make_generator()
-        torch.manual_seed(1)
-        _round_trip(a, self.make_generator(), tmp_path)
 
-
-class DiscriminatorContract:
+class DiscriminatorContract(_ComponentContract):
     """For a discriminator: set ``make_discriminator`` and ``make_behaviour`` (B, L, F)."""
+
+    def _make(self):
+        return self.make_discriminator()
 
     def make_discriminator(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -341,12 +355,6 @@ class DiscriminatorContract:
     def test_one_finite_logit_per_sequence_with_gradient_to_behaviour(self):
         torch.manual_seed(0)
         check_discriminator(self.make_discriminator(), self.make_behaviour())
-
-    def test_safetensors_round_trip(self, tmp_path):
-        torch.manual_seed(0)
-        a = self.make_discriminator()
-        torch.manual_seed(1)
-        _round_trip(a, self.make_discriminator(), tmp_path)
 
 
 class DatasetContract:

@@ -267,6 +267,8 @@ def check_discriminator(d: torch.nn.Module, behaviour: torch.Tensor) -> None:
     assert behaviour.grad is not None and behaviour.grad.abs().sum() > 0
 
 
+# The three component contracts are parallel on purpose: each names its two factories
+# (make_X and its input) and calls its check_X function; only the round trip is shared.
 class _ComponentContract:
     """What every component contract checks; ``_make`` builds one component."""
 

@@ -19,8 +19,7 @@ import _report  # noqa: E402
 import torch  # noqa: E402
 
 from gm.data import DataInfo  # noqa: E402
-from gm_walkback.operators import build_operator  # noqa: E402
-from gm_walkback.walkback import WalkbackTrainer  # noqa: E402
+from gm_walkback.walkback import WalkbackTrainer, build_operator  # noqa: E402
 
 VARIANTS = {
     "fused (Trainer.adam default)": {"fused": True},
@@ -39,7 +38,7 @@ def main() -> None:
     info = DataInfo("celeba-size", "image", (3, 64, 64))
     cfg = WalkbackTrainer.default_config(info)
     torch.manual_seed(0)
-    op = build_operator(cfg, info.shape, cfg.max_levels).to(device)
+    op = build_operator(cfg, info).to(device)
     for p in op.parameters():
         p.grad = torch.randn_like(p)
     params = sum(p.numel() for p in op.parameters())

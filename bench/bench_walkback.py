@@ -5,14 +5,15 @@ measured in one run (the ratio is the claim; absolute CPU times mean little).
 
 Fast path: the sampling chain of the paper's CelebA conv operator (default_config for a
 (3, 64, 64) DataInfo: conv 64-128-256, 5 FC layers of 1024, per-step batch norm) at batch 64,
-the plain eager loop (chains.run_chain under no_grad) against chains.FastChain (the
-`gm sample --fast` default: inference mode + channels-last; compile for long chains and on
-CUDA; a CUDA graph on CUDA) as it runs a short and a long chain.
+the plain eager loop (chains.run_chain under no_grad) against chains.FastChain with its
+switches "auto" (the `gm sample` default: inference mode + channels-last; compile and a CUDA
+graph on CUDA) and with compile "on" (`gm sample --fast on`, what a long CPU chain asks for).
 
-Chains: s -> s' ~ p_T(.|s) repeated with fixed shapes and no host sync; the compiled step
-(gm_walkback.chains.compiled_step) takes the temperature and level as device tensors, so
-one graph serves every step of the walk. Training: one Algorithm-1 minibatch (K online
-updates) with the operator's modules compiled (Trainer.compile) against eager.
+Chains: s -> s' ~ p_T(.|s) repeated with fixed shapes and no host sync; FastChain with only
+compile on (its heads through gm.fastpath.FastStep, the level as a device tensor, so one graph
+serves every step of the walk) against FastChain with every switch off. Training: one
+Algorithm-1 minibatch (K online updates) with the operator's modules compiled
+(Trainer.compile) against eager.
 """
 
 from __future__ import annotations
@@ -31,23 +32,23 @@ import torch  # noqa: E402
 from gm.data import DataInfo, Dataset  # noqa: E402
 from gm.engine import build_config  # noqa: E402
 from gm_walkback import chains, schedules  # noqa: E402
-from gm_walkback.operators import GaussianConv, GaussianMLP, build_operator  # noqa: E402
-from gm_walkback.walkback import WalkbackTrainer  # noqa: E402
+from gm_walkback.operators import GaussianConv, GaussianMLP  # noqa: E402
+from gm_walkback.walkback import WalkbackTrainer, build_operator  # noqa: E402
 
 
 def chain_case(name, op, state, walk, repeat):
     op.eval()
     rows = []
-    compiled = chains.compiled_step()
+    off = {"channels_last": "off", "cuda_graph": "off"}
+    eager = chains.FastChain(op, compile="off", **off)
+    compiled = chains.FastChain(op, compile="on", **off)
     with torch.no_grad():
         start = time.perf_counter()
-        chains.run_chain(op, state, walk, step=compiled)  # compile
+        compiled.run(state, walk)  # compile
         compile_s = time.perf_counter() - start
-        for label, step in (("eager", chains.chain_step), ("compiled", compiled)):
+        for label, chain in (("eager", eager), ("compiled", compiled)):
             sec = _report.timeit(
-                lambda step=step: chains.run_chain(op, state, walk, step=step),
-                repeat=repeat,
-                warmup=1,
+                lambda chain=chain: chain.run(state, walk), repeat=repeat, warmup=1
             )
             rows.append(
                 {
@@ -62,18 +63,16 @@ def chain_case(name, op, state, walk, repeat):
 
 
 def fast_case(name, op, state, walk, repeat, sync=lambda: None):
-    """The plain eager loop against chains.FastChain as it runs a short chain (the cooling
-    walk) and as it runs a long one (compile on: the default from chains.LONG_CHAIN steps
-    on CPU, and for every chain on CUDA); setup = the first call (compile, CUDA-graph
-    capture). The per-step rate of a long chain is that of the same compiled step, timed
-    on ``walk``; on CUDA a real 100 000-step chain is timed too (issue 7: < 10 minutes)."""
+    """The plain eager loop against chains.FastChain with its defaults ("auto") and with
+    compile "on" (what a long CPU chain asks for; "auto" on CUDA already compiles); setup =
+    the first call (compile, CUDA-graph capture). The per-step rate of a long chain is that
+    of the same compiled step, timed on ``walk``; on CUDA a real 100 000-step chain is timed
+    too (issue 7: < 10 minutes)."""
     op.eval()
     cuda = state.device.type == "cuda"
     chains_by_label = {
-        "fast, short chain" + ("" if cuda else " (no compile)"): chains.FastChain(op),
-        f"fast, chain of >= {chains.LONG_CHAIN} steps (compile)": chains.FastChain(
-            op, compile=True
-        ),
+        "fast, auto" + ("" if cuda else " (no compile on CPU)"): chains.FastChain(op),
+        "fast, compile on": chains.FastChain(op, compile="on"),
     }
 
     def plain():
@@ -126,6 +125,7 @@ def train_case(name, model, info, data, overrides, repeat):
         updates = []
 
         def step(trainer=trainer, batches=batches, updates=updates):
+            trainer.step = len(updates) + 1  # as the engine sets it: updates done
             updates.append(float(trainer.training_step(next(batches)).get("walk_steps", 1.0)))
 
         sec = _report.timeit(step, repeat=repeat, warmup=1)
@@ -227,7 +227,7 @@ def main() -> None:
             }
         )
     body = (
-        "Sampling chain, fast path (`chains.FastChain`, the `gm sample --fast` default) "
+        "Sampling chain, fast path (`chains.FastChain`, `gm sample --fast auto|on`) "
         "against the plain eager loop, same run:\n\n"
         + _report.table(
             fast_rows,
@@ -243,9 +243,10 @@ def main() -> None:
             ]
             + (["100k steps, measured min"] if "100k steps, measured min" in fast_rows[-1] else []),
         )
-        + "\n\nThe fast path is inference mode + channels-last convs, + torch.compile for "
-        f"chains of >= {chains.LONG_CHAIN} steps on CPU and for every chain on CUDA, + a CUDA "
-        "graph per step on CUDA. Setup: the first call (compile / capture). The projection for "
+        + '\n\nThe fast path is inference mode + channels-last convs ("auto" on CPU and '
+        'CUDA), + torch.compile of the operator\'s heads ("auto": CUDA only; "on" asks for '
+        "it on CPU), + a CUDA graph per step on CUDA. Setup: the first call (compile / "
+        "capture). The projection for "
         "the paper's 100 000-step chain of 64 samples is setup + 100 000 / (fast steps/s). "
         "Eager vs compiled step, and training:\n\n"
         + _report.table(
@@ -257,8 +258,9 @@ def main() -> None:
         "diffusion: one update). Median of "
         f"{repeat} timed repeats after a warm-up; torch.compile's one-off compile time shown apart. "
         "On this shared CPU, repeated runs of the same row have differed by up to 1.6x; read CPU "
-        "ratios near 1 as 'no measurable difference'. On CPU the sampling chain compiles by "
-        f"default only from {chains.LONG_CHAIN} steps, where its compile is repaid."
+        "ratios near 1 as 'no measurable difference'. On CPU compiling the chain costs 15-140 "
+        "steps' worth (seconds to tens of seconds) and is repaid only on chains of thousands of "
+        "steps, so `gm sample` compiles there only when asked (`--fast on`)."
     )
     _report.write_section(
         "walkback",

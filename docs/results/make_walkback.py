@@ -433,7 +433,7 @@ def toy_job(dataset: str, seed: int, s: dict, tmp: Path) -> dict:
     from gm import checkpoint
     from gm.data import load_dataset
     from gm.engine import train
-    from gm_walkback import chains, schedules
+    from gm_walkback import chains, schedules, shared
 
     data = load_dataset(dataset)
     test = data.tensor("test")[: s["toy_samples"]]
@@ -453,10 +453,10 @@ def toy_job(dataset: str, seed: int, s: dict, tmp: Path) -> dict:
     torch.manual_seed(100 + seed)
     with torch.no_grad():
         x, _ = trainer.generate(s["toy_samples"], trainer.generation_walk())
-        ed30 = chains.energy_distance(x, test)
+        ed30 = shared.energy_distance(x, test)
         more = schedules.Walk((1.0,) * 5000, (0,) * 5000)
         y, _ = chains.run_chain(trainer.operator, x, more)
-        ed_long = chains.energy_distance(y, test)
+        ed_long = shared.energy_distance(y, test)
     out = {"dataset": dataset, "seed": seed, "train_s": train_s, "ed30": ed30, "ed5000": ed_long}
     if seed == 0:
         out["samples"], out["long_samples"] = x.tolist(), y.tolist()
@@ -467,7 +467,7 @@ def toy_baselines(dataset: str, n: int) -> dict:
     import torch
 
     from gm.data import load_dataset
-    from gm_walkback.chains import energy_distance
+    from gm_walkback.shared import energy_distance
 
     data = load_dataset(dataset)
     train, test = data.tensor("train"), data.tensor("test")[:n]
@@ -967,6 +967,7 @@ def main() -> None:
     import gm_walkback.diffusion
     import gm_walkback.operators
     import gm_walkback.schedules
+    import gm_walkback.shared
     import gm_walkback.walkback  # noqa: F401
     from gm.data import load_dataset
 

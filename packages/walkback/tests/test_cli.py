@@ -118,7 +118,7 @@ def test_sample_pictures_arrays_and_chains(toy_run, tmp_path):
         "--extra-steps",
         7,
         "--fast",
-        "false",
+        "off",
     )
     assert np.array_equal(np.load(tmp_path / "e.npy"), s)
     gm(

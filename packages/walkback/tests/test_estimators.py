@@ -126,3 +126,29 @@ def test_walkback_process_reuses_the_network_only_when_allowed(points):
     # forward at x (level 0) + per step one reverse evaluation; a forward at the same state
     # reuses the reverse evaluation only when the next step has the same level (step 1 -> 2)
     assert calls == [0, 0, 0, 1, 1, 2, 2]
+
+
+def test_reversibility_uses_the_t1_steps_parameters_only():
+    """The measure is of the chain at T = 1, level 0: a per-step operator's hotter levels'
+    parameters, however wrong, change nothing."""
+    from gm_walkback.operators import GaussianMLP
+
+    torch.manual_seed(0)
+    op = GaussianMLP((2,), hidden=16, norm="layer", levels=3, per_step=True).eval()
+    s = torch.randn(32, 2)
+    keys = ("entropy_production", "step_entropy")  # (the ratio is NaN for vectors)
+
+    def measure():
+        torch.manual_seed(1)
+        out = chains.reversibility(op, s, 20)
+        return [out[k] for k in keys]
+
+    want = measure()
+    with torch.no_grad():
+        for norm in op.net.norms:
+            norm.weight[1:].uniform_(-3, 3)
+            norm.bias[1:].uniform_(-3, 3)
+    assert measure() == want
+    with torch.no_grad():
+        op.net.norms[0].weight[0].mul_(3)
+    assert measure() != want  # level 0's do

@@ -3,9 +3,11 @@ less the prior term (so the loss trains what evaluate reports), and its log-like
 data units carries the standardisation's Jacobian with the right sign."""
 
 import copy
+import itertools
 import math
 
 import torch
+from wb_testdata import training_steps
 
 from gm.data import DataInfo, Dataset
 from gm.engine import build_config, seed_everything
@@ -35,7 +37,7 @@ def test_training_loss_is_the_negative_bound_less_the_prior_kl():
     trainer = net(lr=0.0)
     x = points()
     torch.manual_seed(1)
-    losses = [trainer.training_step(x)["loss"].item() for _ in range(40)]
+    losses = [m["loss"].item() for m in training_steps(trainer, itertools.repeat(x), 40)]
     data = Dataset(INFO, {"train": x, "test": x})
     torch.manual_seed(2)
     out = trainer.evaluate(

@@ -25,5 +25,40 @@ def test_reconstruction_loss_is_half_the_l1_error_of_f_at_the_same_state():
     assert torch.allclose(loss, want)
     with torch.no_grad():
         heads = trainer.operator.heads(s_prev, 1)
-        nxt = trainer._forward_sample(heads, 4.0)
+        nxt = trainer._forward_sample(trainer.operator.from_heads(heads, 4.0))
     assert torch.allclose(nxt, heads[0].clamp(0, 1), atol=1e-4)  # noise x 1e-5, clipped
+
+
+def test_the_forward_step_noise_is_the_operators_std_times_the_scale_then_clipped():
+    data = load_dataset("wb-tiny-images")
+    cls, cfg = build_config(
+        "walkback",
+        data.info,
+        overrides={"hidden": 16, "loss": "reconstruction", "reconstruction_noise": 1.0},
+    )
+    seed_everything(0)
+    trainer = cls(cfg, data.info, "cpu")
+    trainer.train(False)
+    s = data.decode(data.raw("train")[:64])
+    s = torch.cat([s, torch.full_like(s, 1.8)])  # states whose mean lies above 1: clipped
+    with torch.no_grad():
+        dist = trainer.operator.distribution(s, 4.0, 1)
+        nxt = trainer._forward_sample(dist)
+    assert nxt.min() >= 0 and nxt.max() <= 1 and (nxt == 1).any()  # clipped to [0, 1]
+    inside = (nxt > 0) & (nxt < 1)
+    z = (nxt - dist.mean)[inside] / dist.stddev[inside]
+    assert 0.7 < z.std() < 1.1  # one std of noise (clipping trims the tails), not 1e-5
+
+
+def test_the_walkback_losss_forward_step_is_a_full_draw_of_the_operator():
+    """Only loss=reconstruction shrinks the forward noise: the walk-back loss's walk moves
+    by the operator's whole noise (and is not clipped)."""
+    data = load_dataset("wb-tiny-images")
+    cls, cfg = build_config("walkback", data.info, overrides={"hidden": 16})
+    seed_everything(0)
+    trainer = cls(cfg, data.info, "cpu")
+    s = torch.full((64, 1, 8, 8), 1.8)
+    with torch.no_grad():
+        dist = trainer.operator.distribution(s, 4.0, 1)
+        z = (trainer._forward_sample(dist) - dist.mean) / dist.stddev
+    assert 0.9 < z.std() < 1.1

@@ -70,13 +70,13 @@ def test_compiled_style_step_with_tensor_indices_matches_eager():
     torch.manual_seed(1)
     eager, _ = chains.run_chain(op, s0, walk)
 
-    def tensor_step(*args):  # a stand-in for the compiled step: same function, tensor arguments
-        assert torch.is_tensor(args[2]) and torch.is_tensor(args[3])
-        return chains.chain_step(*args)
-
     torch.manual_seed(1)
-    tensors, frames = chains.run_chain(op, s0, walk, step=tensor_step, every=2)
+    tensors = s0  # the walk as a compiled or graphed step takes it: device-tensor arguments
+    for t, lv in chains.walk_args(walk, s0.device, tensors=True):
+        assert torch.is_tensor(t) and torch.is_tensor(lv)
+        tensors = chains.chain_step(op, tensors, t, lv)
     assert torch.allclose(eager, tensors)
+    _, frames = chains.run_chain(op, s0, walk, every=2)
     assert len(frames) == 1 + math.ceil(len(walk) / 2)
 
 

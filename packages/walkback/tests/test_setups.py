@@ -9,8 +9,8 @@ import torch
 from gm.data import DataInfo
 from gm.engine import build_config
 from gm_walkback import recipes
-from gm_walkback.operators import BernoulliMLP, GaussianConv, build_operator
-from gm_walkback.walkback import WalkbackTrainer
+from gm_walkback.operators import BernoulliMLP, GaussianConv
+from gm_walkback.walkback import WalkbackTrainer, build_operator
 
 MNIST = DataInfo("mnist-5k", "image", (1, 28, 28))
 
@@ -24,7 +24,7 @@ def test_celeba_gets_table_3():
     cfg = WalkbackTrainer.default_config(info)
     assert _arch(cfg) == ("conv", (64, 128, 256), 5, 1024, "batch", "batch")
     assert cfg.fc_activation == "relu" and cfg.per_step_norm and cfg.operator == "gaussian"
-    op = build_operator(cfg, info.shape, cfg.max_levels)
+    op = build_operator(cfg, info)
     assert isinstance(op, GaussianConv)
     net = op.net
     assert [c.out_channels for c in net.encoder] == [64, 128, 256]
@@ -42,7 +42,7 @@ def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
     assert _arch(mnist) == ("conv", (16, 32), 5, 1024, "batch", "layer")
     assert mnist.fc_activation == "leaky"
     assert (mnist.lr, mnist.alpha) == (1e-4, 0.5)  # Tables 2-5: Adam, learning rate 0.0001
-    net = build_operator(mnist, MNIST.shape, 4).net
+    net = build_operator(mnist, MNIST).net
     assert {n.kind for n in net.enc_norms} == {"batch"}
     assert {n.kind for n in net.fc_norms} == {"layer"} and net.slope == 0.02
     assert net.fc[0].in_features == 1568 and net.fc[-1].out_features == 1568
@@ -53,10 +53,11 @@ def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
     assert [d.out_channels for d in net.decoders[0]] == [16, 1]
     assert [d.stride for d in net.decoders[0]] == [(2, 2)] * 2
     assert [n.kind for n in net.dec_norms[0]] == ["batch"]  # the last deconv has no norm
-    cifar = WalkbackTrainer.default_config(DataInfo("cifar10", "image", (3, 32, 32)))
+    cifar_info = DataInfo("cifar10", "image", (3, 32, 32))
+    cifar = WalkbackTrainer.default_config(cifar_info)
     assert _arch(cifar) == ("conv", (64, 128, 256), 5, 2048, "batch", "batch")
     assert cifar.fc_activation == "relu"
-    cnet = build_operator(cifar, (3, 32, 32), 4).net
+    cnet = build_operator(cifar, cifar_info).net
     assert cnet.fc[0].in_features == 4096 and cnet.fc[0].out_features == 2048  # 4096 * 2048
     assert [lin.out_features for lin in cnet.fc] == [2048] * 4 + [4096]  # ... 2048 * 4096
     assert [d.out_channels for d in cnet.decoders[0]] == [128, 64, 3]  # Table 4's deconvs
@@ -67,7 +68,7 @@ def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
     assert binary.operator == "bernoulli"
     small = DataInfo("bin8", "image", (1, 8, 8), meta={"binary": True})
     cfg = WalkbackTrainer.default_config(small)
-    assert isinstance(build_operator(cfg, small.shape, 4), BernoulliMLP)
+    assert isinstance(build_operator(cfg, small), BernoulliMLP)
 
 
 def test_appendix_recipe_is_the_appendix_as_written():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from wb_testdata import training_steps
 
 from gm.data import load_dataset
 from gm.engine import build_config, seed_everything
@@ -77,9 +78,7 @@ def test_walkback_learns_an_attractor_around_the_data():
     )
     seed_everything(0)
     trainer = cls(cfg, data.info, "cpu")
-    batches = data.batches("train", 128)
-    for _ in range(150):
-        trainer.training_step(next(batches))
+    training_steps(trainer, data.batches("train", 128), 150)
     trainer.train(False)
     probe = torch.tensor([[2.0], [4.0]])
     with torch.no_grad():

@@ -21,6 +21,16 @@ def bars(rng: np.random.Generator, n: int) -> np.ndarray:
     return out
 
 
+def training_steps(trainer, batches, n: int) -> list[dict]:
+    """``n`` training steps as the engine runs them: ``trainer.step`` is the number of updates
+    already done when each step starts (it drives walkback's n draws and Tmax refresh)."""
+    out = []
+    for i in range(n):
+        trainer.step = i
+        out.append(trainer.training_step(next(batches)))
+    return out
+
+
 def tiny_images(n: int = 256, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     splits = {

@@ -1,7 +1,7 @@
 """Sampling chains and the likelihood estimators, shared by walkback and the diffusion baseline.
 
 Chains are fixed-shape and never read a value back to the host, so a step can be
-compiled (:func:`compiled_step`) or captured as a CUDA graph. Estimators:
+compiled or captured as a CUDA graph (:class:`FastChain`). Estimators:
 
 - :func:`log_weights`: one trajectory per row, x = s_0 -> s_1 -> ... -> s_K drawn from
   the forward process q, scored as (Eq. 5 of the paper)
@@ -50,12 +50,6 @@ def chain_step(
     return s
 
 
-def compiled_step(**options) -> Callable:
-    """:func:`chain_step` through ``torch.compile`` (give it tensor temperatures and levels
-    so one compiled graph serves every step)."""
-    return torch.compile(chain_step, dynamic=False, **options)
-
-
 def walk_args(walk: Walk, device: torch.device, tensors: bool) -> list[tuple]:
     """(temperature, level) per step: Python numbers, or views of two device tensors when
     the step is compiled or graphed (one graph for the whole walk, no new scalars per step)."""
@@ -74,23 +68,28 @@ def run_chain(
     known: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
     every: int = 0,
-    step: Callable = chain_step,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Apply the operator along ``walk`` (already in generation order). Returns the final
-    state and, when ``every`` > 0, the states at steps 0, every, 2*every, ... and the last."""
+    """The plain eager chain: apply the operator along ``walk`` (already in generation order).
+    Returns the final state and, when ``every`` > 0, the states at steps 0, every, 2*every,
+    ... and the last."""
     if known is not None:
         s = torch.where(known, values, s)
     frames = [s.clone()] if every else []
-    args = walk_args(walk, s.device, tensors=step is not chain_step)  # a compiled step
+    args = walk_args(walk, s.device, tensors=False)
     for i, (t, lv) in enumerate(progress.track(args, len(args), "chain", min_total=LONG), 1):
-        s = step(op, s, t, lv, known, values)
+        s = chain_step(op, s, t, lv, known, values)
         if every and (i % every == 0 or i == len(args)):
             frames.append(s.clone())
     return s, frames
 
 
-LONG_CHAIN = 500  # steps from which compiling pays on CPU too (see FastChain)
 LONG = 200  # chains from this many steps show a progress bar (gm sample; not evaluation's)
+
+
+def has_heads(op) -> bool:
+    """Whether ``op`` splits its network from the temperature (``heads`` / ``from_heads``,
+    as the built-in operators do); an operator with only ``distribution`` is used whole."""
+    return callable(getattr(op, "heads", None)) and callable(getattr(op, "from_heads", None))
 
 
 class FastChain:
@@ -98,51 +97,62 @@ class FastChain:
 
     - ``torch.inference_mode`` (always);
     - ``channels_last``: conv weights and image states in channels-last memory format during
-      the chain (restored afterwards); default on for image states (faster on CUDA, and
-      measured faster on this CPU by ``bench/bench_walkback.py``);
+      the chain (restored afterwards);
     - ``compile``: ``torch.compile`` of the operator's deterministic part (F and the heads)
-      at fixed shapes with the level as a device tensor. Default: on CUDA, and on CPU for
-      chains of at least :data:`LONG_CHAIN` steps, where its one-off cost (measured at
-      15-140 steps' worth, seconds to tens of seconds) is repaid; if compiling fails where
-      it was not asked for (no C++ compiler, say), the chain warns and runs uncompiled;
-    - ``cuda_graph``: on CUDA, one step (heads, draw, clamp) captured as a CUDA graph
-      (:func:`gm.fastpath.cuda_graphed`) and replayed per step; default on CUDA, ignored
-      elsewhere.
+      at fixed shapes with the level as a device tensor, by :class:`gm.fastpath.FastStep`
+      (which falls back to eager, with a warning, where an unasked-for compile fails);
+    - ``cuda_graph``: on CUDA, one step (heads, draw, clamp) captured as a CUDA graph by
+      :class:`gm.fastpath.FastStep` (one graph per shape, kept across runs); never elsewhere.
+
+    Each is a :data:`gm.fastpath.Switch`; ``"auto"`` is :func:`gm.fastpath.use`'s table
+    (channels-last on CPU and CUDA, compile and the graph on CUDA; the measurements are in
+    docs/benchmarks.md, walkback section). A long CPU chain compiles with ``compile="on"``.
 
     The noise is always drawn by the same eager calls as :func:`chain_step`, so for a seed
     the chain is the eager chain: bit for bit with ``compile`` and ``channels_last`` off,
     to float tolerance otherwise (fused / reordered arithmetic). Under a CUDA graph the
     draws come from the graph-safe generator state and need not match eager draws.
-    Nothing in a step reads a value back to the host.
+    Nothing in a step reads a value back to the host. An operator with only
+    ``distribution`` (no ``heads``) runs uncompiled (its draw is inside ``distribution``).
     """
 
     def __init__(
         self,
         op,
         *,
-        compile: bool | None = None,
-        channels_last: bool | None = None,
-        cuda_graph: bool | None = None,
-        compile_options: dict | None = None,
+        compile: fastpath.Switch = "auto",
+        channels_last: fastpath.Switch = "auto",
+        cuda_graph: fastpath.Switch = "auto",
     ):
-        self.op = op
-        self.compile, self.channels_last, self.cuda_graph = compile, channels_last, cuda_graph
-        self.compile_options = compile_options or {}
-        self._compiled = None
+        self.op, self.channels_last, self.cuda_graph = op, channels_last, cuda_graph
+        what = "running the chain"
+        self._heads = (
+            fastpath.FastStep(op.heads, compile=compile, cuda_graph="off", what=what)
+            if has_heads(op)
+            else None
+        )
+        # the whole step, graphed on CUDA (the heads inside it compiled or not, as above)
+        self._free = fastpath.FastStep(self._step, compile="off", cuda_graph=cuda_graph, what=what)
+        self._clamped = fastpath.FastStep(
+            self._clamped_step, compile="off", cuda_graph=cuda_graph, what=what
+        )
 
-    def compiles(self, device: torch.device, steps: int) -> bool:
-        """Whether a chain of ``steps`` steps on ``device`` runs the compiled heads."""
-        if self.compile is not None:
-            return self.compile
-        return device.type == "cuda" or steps >= LONG_CHAIN
+    def compiles(self, device: torch.device) -> bool:
+        """Whether a chain on ``device`` runs the compiled heads."""
+        return self._heads is not None and self._heads.compiles(device)
 
-    def _heads(self, compiled: bool) -> Callable:
-        if not compiled:
-            return self.op.heads
-        if self._compiled is None:
-            self._compiled = torch.compile(self.op.heads, dynamic=False, **self.compile_options)
-        return self._compiled
+    def graphs(self, device: torch.device) -> bool:
+        return fastpath.use(self.cuda_graph, "cuda_graph", device)  # never off CUDA
 
+    def _step(self, s, temperature, level):
+        if self._heads is None:
+            return draw(self.op.distribution(s, temperature, level))
+        return draw(self.op.from_heads(self._heads(s, level), temperature))
+
+    def _clamped_step(self, s, temperature, level, known, values):
+        return torch.where(known, values, self._step(s, temperature, level))
+
+    # deliberately run_chain's signature: the fast path is a drop-in for the eager chain
     def run(
         self,
         s: torch.Tensor,
@@ -153,9 +163,7 @@ class FastChain:
         every: int = 0,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Like :func:`run_chain`: the final state and, with ``every``, the frames."""
-        graph = fastpath.wanted_graph(self.cuda_graph, s.device)
-        compiled = self.compiles(s.device, len(walk))
-        channels_last = s.dim() == 4 and (self.channels_last is None or self.channels_last)
+        channels_last = s.dim() == 4 and fastpath.use(self.channels_last, "channels_last", s.device)
         op = self.op
         if channels_last:
             op.to(memory_format=torch.channels_last)
@@ -165,29 +173,21 @@ class FastChain:
                     s = s.contiguous(memory_format=torch.channels_last)
                 if known is not None:
                     s = torch.where(known, values, s)
-                out, failed = fastpath.compiled_or_eager(
-                    lambda c: self._loop(s, walk, known, values, every, graph, c),
-                    compiled,
-                    self.compile,
-                    "running the chain",
-                )
-                if failed:
-                    self.compile = False  # do not try again
-                return out
+                return self._loop(s, walk, known, values, every)
         finally:
             if channels_last:
                 op.to(memory_format=torch.contiguous_format)
 
-    def _loop(self, s, walk, known, values, every, graph, compiled):
-        heads, op = self._heads(compiled), self.op
-        args = walk_args(walk, s.device, tensors=graph or compiled)
+    def _loop(self, s, walk, known, values, every):
+        compiled = self.compiles(s.device)
+        args = walk_args(walk, s.device, tensors=compiled or self.graphs(s.device))
+        if known is None:
+            step = self._free
+        else:
 
-        def step(s, temperature, level):
-            s = draw(op.from_heads(heads(s, level), temperature))
-            return s if known is None else torch.where(known, values, s)
+            def step(s, t, lv):
+                return self._clamped(s, t, lv, known, values)
 
-        if graph and len(args):
-            step = fastpath.cuda_graphed(step, s, *args[0])
         keep = torch.contiguous_format  # copies: never a graph's static output
         frames = [s.clone(memory_format=keep)] if every else []
         first = "compiling the chain's step (torch.compile, once)" if compiled else None
@@ -239,11 +239,13 @@ def importance_log_likelihood(
 class WalkbackProcess:
     """The forward (q) and reverse (p) step distributions of a walkback operator along a walk:
     both are the operator itself, q at s_{t-1} and p at s_t. F is evaluated once per state
-    when consecutive steps share their parameters (always, without per-step normalisation)."""
+    when consecutive steps share their parameters (always, without per-step normalisation);
+    an operator with only ``distribution`` is called once per distribution."""
 
     def __init__(self, op, walk: Walk):
         self.op, self.walk = op, walk
-        self.step_dependent = op.step_dependent
+        self.split = has_heads(op)
+        self.step_dependent = getattr(op, "step_dependent", True)
         self._state: torch.Tensor | None = None  # held, so its identity cannot be reused
         self._level = -1
         self._heads = None
@@ -255,8 +257,10 @@ class WalkbackProcess:
         return self._heads
 
     def forward(self, t: int, s: torch.Tensor) -> D.Distribution:
-        lv = self.walk.levels[t - 1]
-        return self.op.from_heads(self._heads_at(s, lv), self.walk.temperatures[t - 1])
+        lv, temperature = self.walk.levels[t - 1], self.walk.temperatures[t - 1]
+        if not self.split:
+            return self.op.distribution(s, temperature, lv)
+        return self.op.from_heads(self._heads_at(s, lv), temperature)
 
     reverse = forward  # p_T(s_{t-1}|s_t): the same operator, applied at s_t
 
@@ -270,15 +274,14 @@ def reversibility(op, s: torch.Tensor, steps: int, cell_nats: float = 0.0) -> di
       images: the entropy counted in discrete cells, the code length the ratio is against);
     - ``reversibility``: their ratio, the paper's "nats per nats" (3.6% on its MNIST model);
       NaN where the step entropy is not positive (a differential entropy of vector data)."""
-    heads = op.heads(s, 0)
+    process = WalkbackProcess(op, Walk((1.0,), (0,)))  # F once per state
     production = torch.zeros((), device=s.device)
     entropy = torch.zeros((), device=s.device)
     for _ in progress.track(range(steps), steps, "reversibility chain", min_total=LONG):
-        fwd = op.from_heads(heads, 1.0)
+        fwd = process.forward(1, s)
         s_next = draw(fwd)
         lp_forward = fwd.log_prob(s_next)
-        heads = op.heads(s_next, 0)
-        lp_backward = op.from_heads(heads, 1.0).log_prob(s)
+        lp_backward = process.reverse(1, s_next).log_prob(s)
         production = production + (lp_forward - lp_backward).mean()
         entropy = entropy - lp_forward.mean()
         s = s_next
@@ -288,11 +291,3 @@ def reversibility(op, s: torch.Tensor, steps: int, cell_nats: float = 0.0) -> di
         "step_entropy": entropy,
         "reversibility": production / entropy if entropy > 0 else float("nan"),
     }
-
-
-def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Multivariate energy distance 2E|a-b| - E|a-a'| - E|b-b'| (V-statistic)."""
-    a, b = a.reshape(len(a), -1).double(), b.reshape(len(b), -1).double()
-    return (
-        2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean()
-    ).item()

@@ -13,6 +13,12 @@ reverse, with the same network family as walkback.
 - Training maximises the bound through its closed-form KL terms, one uniformly drawn
   step per example: ``T * E_t[KL(q(z_{t-1}|z_t, z_0) || p(z_{t-1}|z_t))]``, and
   ``-log p(z_0|z_1)`` for t = 1.
+
+The reverse is a registered transition operator (``--set operator=NAME``; default "net",
+NET's reverse around the ``network`` config's net: "net-mlp" or "net-conv"). The trainer
+keeps the forward diffusion itself, so any operator whose ``distribution(z_t, 1.0, t - 1)``
+is p(z_{t-1} | z_t) trains here; a reverse that is not Gaussian gets a one-draw estimate of
+the KL term (z_{t-1} drawn from the posterior) instead of the closed form.
 """
 
 from __future__ import annotations
@@ -26,13 +32,13 @@ import torch
 from torch import distributions as D
 from torch import nn
 
+from gm import plugins
 from gm.config import TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Trainer
-from gm_walkback import chains, figures, schedules
+from gm_walkback import chains, figures, schedules, shared
 from gm_walkback.networks import ConvNet, MLPNet, take
-from gm_walkback.walkback import CPU_HIDDEN, GPU_HIDDEN, evaluation_batch
 
 
 @dataclasses.dataclass
@@ -48,6 +54,9 @@ class DiffusionConfig(TrainConfig):
     step1_beta: float = 1e-3  # added to beta_1 (NET's code)
     beta_start: float = 1e-4  # linear schedule
     beta_end: float = 0.02  # linear schedule
+    # the learned reverse: a registered transition operator, or "net" (NET's reverse around
+    # the `network` net: net-mlp or net-conv)
+    operator: str = "net"
     network: Literal["mlp", "conv"] = "mlp"
     hidden: int = 0  # 0: 4096 on a GPU, 256 on CPU-only runs (as walkback)
     depth: int = 2
@@ -86,27 +95,72 @@ def net_betas(steps: int, step1_beta: float = 1e-3) -> torch.Tensor:
     return betas.clamp(1e-6, 0.999)
 
 
+def schedule_betas(cfg: DiffusionConfig) -> torch.Tensor:
+    """beta_1..beta_T (float64) of a config's forward diffusion."""
+    if cfg.beta_schedule == "net":
+        return net_betas(cfg.diffusion_steps, cfg.step1_beta)
+    return torch.linspace(cfg.beta_start, cfg.beta_end, cfg.diffusion_steps, dtype=torch.float64)
+
+
+def alpha_bars(betas: torch.Tensor) -> torch.Tensor:
+    """prod_{s <= t} (1 - beta_s), in float32 (from the float64 betas)."""
+    return torch.cumprod(1 - betas, 0).float()
+
+
+def at(table: torch.Tensor, step, like: torch.Tensor) -> torch.Tensor:
+    """``table[step]`` shaped to broadcast over ``like`` (one step, or one per example)."""
+    v = take(table, step)
+    return v.view(-1, *[1] * (like.dim() - 1)) if v.dim() == 1 else v
+
+
+def reverse_network(network: str, cfg: DiffusionConfig, shape: tuple[int, ...]) -> nn.Module:
+    """F of NET's reverse: per-step affines tied to ``step_basis`` temporal basis functions,
+    F_sigma starting at 0 (reverse variance = beta_t)."""
+    T = cfg.diffusion_steps
+    common = {
+        "heads": 2,
+        "norm": cfg.norm,
+        "levels": T,
+        "per_step": True,
+        "basis": min(cfg.step_basis, T) if cfg.step_basis else 0,
+        "init_std": math.log(2),
+    }
+    if network == "mlp":
+        return MLPNet(math.prod(shape), hidden=cfg.hidden, depth=cfg.depth, **common)
+    if len(shape) != 3:
+        raise GMError("network 'conv' needs image data; use --set network=mlp.")
+    return ConvNet(
+        shape,
+        channels=tuple(cfg.conv_channels),
+        fc_layers=cfg.fc_layers,
+        fc_width=cfg.fc_width,
+        **common,
+    )
+
+
 class NETReverse(nn.Module):
     """The learned reverse of a fixed diffusion, as a transition operator:
     ``distribution(z_t, 1.0, t - 1)`` is p(z_{t-1} | z_t) (``step`` counts from 0)."""
 
     kind = "gaussian"
     step_dependent = True
+    network = "mlp"  # the network ``build`` puts inside (the registered subclasses')
+
+    @classmethod
+    def build(cls, cfg: DiffusionConfig, info: DataInfo) -> NETReverse:
+        shape = tuple(info.shape)
+        return cls(reverse_network(cls.network, cfg, shape), schedule_betas(cfg), len(shape))
 
     def __init__(self, net: nn.Module, betas: torch.Tensor, event_dims: int):
         super().__init__()
         self.net, self.event_dims = net, event_dims
         self.register_buffer("betas", betas.float())
-        self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float())
+        self.register_buffer("alpha_bar", alpha_bars(betas))
         self.coef_scale = 1.0 / math.sqrt(len(betas))
-
-    def _at(self, table: torch.Tensor, step, like: torch.Tensor) -> torch.Tensor:
-        v = take(table, step)
-        return v.view(-1, *[1] * (like.dim() - 1)) if v.dim() == 1 else v
 
     def heads(self, s: torch.Tensor, step) -> tuple[torch.Tensor, torch.Tensor]:
         f_mu, f_sigma = self.net(s, step)
-        beta = self._at(self.betas, step, s)
+        beta = at(self.betas, step, s)
         mean = s.float() * (1 - beta).sqrt() + f_mu.float() * beta.sqrt()
         # NET's code: the variance coefficient is scaled by 1/sqrt(T) before the sigmoid
         # (a perturbation of logit(beta_t) that stays small for long trajectories)
@@ -124,14 +178,35 @@ class NETReverse(nn.Module):
     def distribution(self, s: torch.Tensor, temperature, step) -> D.Distribution:
         return self.from_heads(self.heads(s, step))
 
-    def forward_step(self, t: int, z: torch.Tensor) -> D.Distribution:
-        """q(z_t | z_{t-1}) for t = 1..T."""
-        beta = self.betas[t - 1]
-        return D.Independent(
-            D.Normal(z * (1 - beta).sqrt(), beta.sqrt().expand_as(z), validate_args=False),
-            self.event_dims,
-            validate_args=False,
-        )
+
+class NETReverseMLP(NETReverse):
+    """NET's reverse around the MLP (registered as "net-mlp")."""
+
+    network = "mlp"
+
+
+class NETReverseConv(NETReverse):
+    """NET's reverse around the paper's conv network (registered as "net-conv")."""
+
+    network = "conv"
+
+
+def operator_name(cfg: DiffusionConfig) -> str:
+    """The registered reverse a config names ("net" + network = "net-mlp" / "net-conv")."""
+    return f"net-{cfg.network}" if cfg.operator == "net" else cfg.operator
+
+
+def posterior_kl(p: D.Distribution, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) per example, q = N(mean, var) the forward posterior q(z_{t-1} | z_t, z_0):
+    in closed form where p is a factorised Gaussian; else log q(z) - log p(z) at one draw
+    z ~ q, an unbiased estimate (any reverse a plugin registers)."""
+    if isinstance(p, D.Independent) and isinstance(p.base_dist, D.Normal):
+        loc, std = p.base_dist.loc, p.base_dist.scale
+        per = std.log() - 0.5 * var.log() + (var + (mean - loc) ** 2) / (2 * std**2) - 0.5
+        return per.flatten(1).sum(1)
+    q = D.Independent(D.Normal(mean, var.sqrt(), validate_args=False), mean.dim() - 1)
+    z = q.sample()
+    return q.log_prob(z) - p.log_prob(z)
 
 
 class Standardizer(nn.Module):
@@ -167,40 +242,21 @@ class DiffusionTrainer(Trainer):
             raise GMError(f"diffusion models vector or image data, not {info.modality} data.")
         if config.hidden == 0:
             config = self.config = dataclasses.replace(
-                config, hidden=GPU_HIDDEN if self.device.type == "cuda" else CPU_HIDDEN
+                config, hidden=shared.default_hidden(self.device)
             )
         if config.diffusion_steps < 1:
             raise GMError("diffusion_steps must be at least 1.")
+        if config.network == "conv" and info.modality != "image":
+            raise GMError("network 'conv' needs image data; use --set network=mlp.")
         self.shape = tuple(info.shape)
-        T = config.diffusion_steps
-        if config.beta_schedule == "net":
-            betas = net_betas(T, config.step1_beta)
-        else:
-            betas = torch.linspace(config.beta_start, config.beta_end, T, dtype=torch.float64)
-        common = {
-            "heads": 2,
-            "norm": config.norm,
-            "levels": T,
-            "per_step": True,
-            "basis": min(config.step_basis, T) if config.step_basis else 0,
-            "init_std": math.log(2),
-        }  # F_sigma starts at 0: reverse variance = beta_t
-        if config.network == "conv":
-            if info.modality != "image":
-                raise GMError("network 'conv' needs image data; use --set network=mlp.")
-            net = ConvNet(
-                self.shape,
-                channels=tuple(config.conv_channels),
-                fc_layers=config.fc_layers,
-                fc_width=config.fc_width,
-                **common,
-            )
-        else:
-            net = MLPNet(math.prod(self.shape), hidden=config.hidden, depth=config.depth, **common)
-        self.model = NETReverse(net, betas, len(self.shape)).to(self.device)
+        # the fixed forward diffusion (from the config: nothing of it is learned or saved here)
+        betas = schedule_betas(config)
+        self.betas = betas.float().to(self.device)
+        self.alpha_bar = alpha_bars(betas).to(self.device)
+        op = plugins.component("transition_operators", operator_name(config))
+        self.model = op.build(config, info).to(self.device)
         self.standard = Standardizer().to(self.device)
         self.opt = self.adam(self.model.parameters())
-        self.updates = 0
 
     def modules(self) -> dict[str, nn.Module]:
         return {"reverse": self.model, "standard": self.standard}
@@ -208,19 +264,13 @@ class DiffusionTrainer(Trainer):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"reverse": self.opt}
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"updates": self.updates}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.updates = int(state.get("updates", 0))
-
     def compile(self) -> None:
-        self.model.net.compile()
+        getattr(self.model, "net", self.model).compile()
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device).float()
         if self.info.modality == "image" and self.config.dequantize:
-            x = (torch.round(x * 255) + torch.rand_like(x)) / 256
+            x = shared.dequantise(x)
         return x
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,37 +279,34 @@ class DiffusionTrainer(Trainer):
     def unstandardize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.standard.scale + self.standard.shift
 
+    def forward_step(self, t: int, z: torch.Tensor) -> D.Distribution:
+        """q(z_t | z_{t-1}) for t = 1..T."""
+        beta = self.betas[t - 1]
+        return D.Independent(
+            D.Normal(z * (1 - beta).sqrt(), beta.sqrt().expand_as(z), validate_args=False),
+            len(self.shape),
+            validate_args=False,
+        )
+
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.prepare(batch)
-        if self.updates == 0:
+        if self.step == 0:
             with torch.no_grad():
                 self.standard.shift.copy_(x.mean())
                 self.standard.scale.copy_(x.std().clamp_min(1e-6))
-        m, T = self.model, self.config.diffusion_steps
+        T = self.config.diffusion_steps
         z0 = self.standardize(x)
         t = torch.randint(0, T, (len(x),), device=self.device)  # 0-based: the step is t + 1
-        ab = m._at(m.alpha_bar, t, z0)
+        ab = at(self.alpha_bar, t, z0)
         zt = ab.sqrt() * z0 + (1 - ab).sqrt() * torch.randn_like(z0)
-        p = m.distribution(zt, 1.0, t)
-        ab_prev = m._at(torch.cat([m.alpha_bar.new_ones(1), m.alpha_bar[:-1]]), t, z0)
-        beta = m._at(m.betas, t, z0)
+        p = self.model.distribution(zt, 1.0, t)
+        ab_prev = at(torch.cat([self.alpha_bar.new_ones(1), self.alpha_bar[:-1]]), t, z0)
+        beta = at(self.betas, t, z0)
         post_mean = (ab_prev.sqrt() * beta * z0 + (1 - beta).sqrt() * (1 - ab_prev) * zt) / (1 - ab)
         post_var = ((1 - ab_prev) * beta / (1 - ab)).clamp_min(1e-20)
-        mean, std = p.base_dist.loc, p.base_dist.scale
-        kl = (
-            (
-                std.log()
-                - 0.5 * post_var.log()
-                + (post_var + (post_mean - mean) ** 2) / (2 * std**2)
-                - 0.5
-            )
-            .flatten(1)
-            .sum(1)
-        )
-        term = torch.where(t == 0, -p.log_prob(z0), kl)
+        term = torch.where(t == 0, -p.log_prob(z0), posterior_kl(p, post_mean, post_var))
         loss = T * term.mean()
         self.optimizer_step(loss, self.opt, clip=self.config.clip or None)
-        self.updates += 1
         return {"loss": loss.detach()}
 
     # --- generation --------------------------------------------------------------------
@@ -277,14 +324,9 @@ class DiffusionTrainer(Trainer):
     def sample(self, n: int, options: DiffusionSampleOptions):
         walk = self.generation_walk(options.steps, options.extra_steps)
         z = torch.randn(n, *self.shape, device=self.device)
-        if options.mean:
-            z, frames = chains.run_chain(
-                self.model, z, walk.prefix(len(walk) - 1), every=options.chain_every
-            )
-            z = self.model.distribution(z, 1.0, 0).mean
-            frames = frames + [z] if options.chain_every else frames
-        else:
-            z, frames = chains.run_chain(self.model, z, walk, every=options.chain_every)
+        z, frames = shared.sample_chain(
+            self.model, z, walk, every=options.chain_every, mean=options.mean
+        )
         post = (
             (lambda v: self.unstandardize(v).clamp(0, 1))
             if self.info.modality == "image"
@@ -301,7 +343,7 @@ class DiffusionTrainer(Trainer):
     def evaluate(
         self, data: Dataset, split: str, options: DiffusionEvaluateOptions
     ) -> dict[str, float]:
-        x = evaluation_batch(self, data, split, options)
+        x = shared.evaluation_batch(self, data, split, options)
         T, m = self.config.diffusion_steps, self.model
         dims = math.prod(self.shape)
         jacobian = -dims * self.standard.scale.log().item()
@@ -314,25 +356,24 @@ class DiffusionTrainer(Trainer):
 
         def weights(xs: torch.Tensor) -> torch.Tensor:  # each trajectory dequantised afresh
             z = self.standardize(self.prepare(xs))
-            return chains.log_weights(z, T, m.forward_step, reverse, prior)
+            return chains.log_weights(z, T, self.forward_step, reverse, prior)
 
         with torch.no_grad():
             ll, bound = chains.importance_log_likelihood(
                 weights, x, options.trajectories, options.chunk
             )
-            out = {
-                "lower_bound": bound.mean().item() + jacobian,
-                "log_likelihood": ll.mean().item() + jacobian,
-                "trajectories": float(options.trajectories),
-                "examples": float(len(x)),
-                "walk_steps": float(T),
-            }
-            if self.info.modality == "image":
-                shift = dims * math.log(256)
-                out["bits_per_dim"] = -(out["log_likelihood"] - shift) / (dims * math.log(2))
-                out["bound_bits_per_dim"] = -(out["lower_bound"] - shift) / (dims * math.log(2))
+            image = self.info.modality == "image"
+            out = shared.likelihood_metrics(
+                ll.mean().item() + jacobian,
+                bound.mean().item() + jacobian,
+                trajectories=options.trajectories,
+                examples=len(x),
+                walk_steps=T,
+                image_dims=dims if image else None,
+                cell=shared.cell_nats(self.shape) if image else 0.0,
+            )
             if self.info.modality == "vector":
-                gen = self.sample(options.samples, DiffusionSampleOptions())
-                ref = data.tensor(split, self.device)[: options.samples]
-                out["energy_distance"] = chains.energy_distance(gen, ref)
+                out["energy_distance"] = shared.sample_energy_distance(
+                    self, data, split, options.samples
+                )
         return out

@@ -161,6 +161,8 @@ class MLPNet(nn.Module):
     """``dim -> hidden x depth -> heads``: leaky-ReLU(0.02) MLP with linear heads (the paper's
     toy net is 2 -> 4096 -> 4096; its MNIST net 784 -> 1200 -> 1200 with batch norm)."""
 
+    # heads, norm, levels, per_step, basis, slope, init_std: deliberately ConvNet's keywords,
+    # so an operator or a recipe sets them alike for either network
     def __init__(
         self,
         dim: int,

@@ -15,6 +15,10 @@ Bernoulli (binary data)::
 validated inside distributions (validation syncs with the host on every call).
 The network is split from the temperature so that callers can evaluate F once and
 build the distribution at several temperatures (:meth:`heads` and :meth:`from_heads`).
+
+The registered operators (gm_walkback.plugin) are built by the trainer through the
+registry: ``Cls.build(config, info)`` reads a walkback config (network sizes, per-step
+parameters: one set per step of the appendix walk, else ``max_levels``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from gm_walkback.networks import Activation, ConvNet, LinearNet, MLPNet, Norm
+from gm.errors import GMError
+from gm_walkback.networks import ConvNet, LinearNet, MLPNet
 
 Scaling = Literal["variance", "std"]
 
@@ -106,38 +111,83 @@ class BernoulliOperator(nn.Module):
         return (p * (1 - p)).mean()
 
 
+# --- what a walkback config says about its operator (the registered classes' ``build``) ------
+def _levels(cfg) -> int:
+    """Per-step parameter sets: one per step of the appendix walk, else ``max_levels``."""
+    return cfg.walk_steps if cfg.schedule == "appendix" else cfg.max_levels
+
+
+def _common(cfg) -> dict:
+    return {
+        "norm": cfg.norm,
+        "levels": _levels(cfg),
+        "per_step": cfg.per_step_norm,
+        "alpha": cfg.alpha,
+    }
+
+
+def _gaussian(cfg) -> dict:
+    return {
+        "temperature_scaling": cfg.temperature_scaling,
+        "init_std": cfg.init_std,
+        "min_std": cfg.min_std,
+    }
+
+
+def _mlp(cfg) -> dict:
+    return {"hidden": cfg.hidden, "depth": cfg.depth}
+
+
+def _conv(cfg, shape: tuple[int, ...]) -> dict:
+    if len(shape) != 3:
+        raise GMError("network 'conv' needs image data (C, H, W); use --set network=mlp.")
+    return {
+        "channels": tuple(cfg.conv_channels),
+        "fc_layers": cfg.fc_layers,
+        "fc_width": cfg.fc_width,
+        "fc_norm": cfg.norm if cfg.fc_norm == "same" else cfg.fc_norm,
+        "fc_activation": cfg.fc_activation,
+    }
+
+
 # --- the registered operators: an operator around its network, built from plain arguments ----
-class GaussianMLP(GaussianOperator):
-    """Gaussian operator with the MLP network (vectors; flattened images)."""
+# The networks' options (networks.MLPNet / ConvNet keywords) a registered operator starts
+# from: the paper's nets. Any keyword given to the constructor overrides them.
+TOY_MLP = {"hidden": 4096, "depth": 2, "norm": "none"}  # appendix C's 2-D toy net
+MNIST_MLP = {"hidden": 1200, "depth": 2, "norm": "batch"}  # appendix E.1's likelihood MLP
+TABLE2_CONV = {  # Table 2 (MNIST): BN on the convs, LN on the FC layers, leaky ReLU
+    "channels": (16, 32),
+    "fc_layers": 5,
+    "fc_width": 1024,
+    "norm": "batch",
+    "fc_norm": "layer",
+    "fc_activation": "leaky",
+}
+
+
+class _RegisteredGaussian(GaussianOperator):
+    """A registered Gaussian operator: its network made by :meth:`network` from the shape
+    and the network's keywords, the Gaussian's own options here."""
+
+    default_shape: tuple[int, ...] = (2,)
+
+    @staticmethod
+    def network(shape: tuple[int, ...], init_std: float, **net) -> nn.Module:
+        raise NotImplementedError
 
     def __init__(
         self,
-        shape: tuple[int, ...] = (2,),
+        shape: tuple[int, ...] | None = None,
         *,
-        hidden: int = 4096,
-        depth: int = 2,
-        norm: Norm = "none",
-        levels: int = 1,
-        per_step: bool = False,
-        basis: int = 0,
         alpha: float = 0.5,
         temperature_scaling: Scaling = "variance",
         init_std: float = 0.1,
         min_std: float = 1e-4,
+        **net,
     ):
-        net = MLPNet(
-            math.prod(shape),
-            hidden=hidden,
-            depth=depth,
-            heads=2,
-            norm=norm,
-            levels=levels,
-            per_step=per_step,
-            basis=basis,
-            init_std=init_std,
-        )
+        shape = tuple(shape or self.default_shape)
         super().__init__(
-            net,
+            self.network(shape, init_std, **net),
             event_dims=len(shape),
             alpha=alpha,
             temperature_scaling=temperature_scaling,
@@ -145,27 +195,33 @@ class GaussianMLP(GaussianOperator):
         )
 
 
-class GaussianLinear(GaussianOperator):
+class GaussianMLP(_RegisteredGaussian):
+    """Gaussian operator with the MLP network (vectors; flattened images); ``net``: MLPNet's
+    keywords over :data:`TOY_MLP` (levels, per_step, basis, hidden, ...)."""
+
+    @classmethod
+    def build(cls, cfg, info):
+        """The operator a walkback config asks for, on ``info``'s shape."""
+        return cls(tuple(info.shape), **_mlp(cfg), **_common(cfg), **_gaussian(cfg))
+
+    @staticmethod
+    def network(shape, init_std, **net):
+        return MLPNet(math.prod(shape), heads=2, init_std=init_std, **{**TOY_MLP, **net})
+
+
+class GaussianLinear(_RegisteredGaussian):
     """Gaussian operator p_T(s'|s) = N(a s + b, T v) elementwise (:class:`LinearNet`): the
-    closed-form case of the bound, the likelihood and the reversibility measure."""
+    closed-form case of the bound, the likelihood and the reversibility measure (the network
+    options of the other operators are ignored)."""
 
-    def __init__(
-        self,
-        shape: tuple[int, ...] = (2,),
-        *,
-        alpha: float = 0.5,
-        temperature_scaling: Scaling = "variance",
-        init_std: float = 0.1,
-        min_std: float = 1e-4,
-        **_ignored,  # the network options of the other operators
-    ):
-        super().__init__(
-            LinearNet(math.prod(shape), init_std=init_std),
-            event_dims=len(shape),
-            alpha=alpha,
-            temperature_scaling=temperature_scaling,
-            min_std=min_std,
-        )
+    @classmethod
+    def build(cls, cfg, info):
+        """The operator a walkback config asks for, on ``info``'s shape."""
+        return cls(tuple(info.shape), alpha=cfg.alpha, **_gaussian(cfg))
+
+    @staticmethod
+    def network(shape, init_std, **_ignored):
+        return LinearNet(math.prod(shape), init_std=init_std)
 
     def set_linear(self, a: float, b: float, v: float) -> None:
         """Set the operator to N(a s + b, T v) exactly (given alpha and min_std)."""
@@ -177,134 +233,47 @@ class GaussianLinear(GaussianOperator):
             net.f.fill_(std + math.log(-math.expm1(-std)))  # softplus^-1
 
 
-class GaussianConv(GaussianOperator):
-    """Gaussian operator with the paper's conv encoder / FC bottleneck / deconv decoders."""
+class GaussianConv(_RegisteredGaussian):
+    """Gaussian operator with the paper's conv encoder / FC bottleneck / deconv decoders;
+    ``net``: ConvNet's keywords over :data:`TABLE2_CONV`."""
 
-    def __init__(
-        self,
-        shape: tuple[int, int, int] = (1, 28, 28),
-        *,
-        channels: tuple[int, ...] = (16, 32),
-        fc_layers: int = 5,
-        fc_width: int = 1024,
-        norm: Norm = "batch",
-        fc_norm: Norm | None = "layer",
-        fc_activation: Activation = "leaky",
-        levels: int = 1,
-        per_step: bool = False,
-        basis: int = 0,
-        alpha: float = 0.5,
-        temperature_scaling: Scaling = "variance",
-        init_std: float = 0.1,
-        min_std: float = 1e-4,
-    ):
-        net = ConvNet(
-            tuple(shape),
-            channels=tuple(channels),
-            fc_layers=fc_layers,
-            fc_width=fc_width,
-            heads=2,
-            norm=norm,
-            fc_norm=fc_norm,
-            fc_activation=fc_activation,
-            levels=levels,
-            per_step=per_step,
-            basis=basis,
-            init_std=init_std,
-        )
-        super().__init__(
-            net, event_dims=3, alpha=alpha, temperature_scaling=temperature_scaling, min_std=min_std
-        )
+    default_shape = (1, 28, 28)
+
+    @classmethod
+    def build(cls, cfg, info):
+        """The operator a walkback config asks for, on ``info``'s shape."""
+        shape = tuple(info.shape)
+        return cls(shape, **_conv(cfg, shape), **_common(cfg), **_gaussian(cfg))
+
+    @staticmethod
+    def network(shape, init_std, **net):
+        return ConvNet(shape, heads=2, init_std=init_std, **{**TABLE2_CONV, **net})
 
 
 class BernoulliMLP(BernoulliOperator):
-    """Bernoulli operator with the MLP network (binary vectors or flattened binary images)."""
+    """Bernoulli operator with the MLP network (binary vectors or flattened binary images);
+    ``net``: MLPNet's keywords over :data:`MNIST_MLP`."""
 
-    def __init__(
-        self,
-        shape: tuple[int, ...] = (784,),
-        *,
-        hidden: int = 1200,
-        depth: int = 2,
-        norm: Norm = "batch",
-        levels: int = 1,
-        per_step: bool = False,
-        basis: int = 0,
-        alpha: float = 0.5,
-    ):
-        net = MLPNet(
-            math.prod(shape),
-            hidden=hidden,
-            depth=depth,
-            heads=1,
-            norm=norm,
-            levels=levels,
-            per_step=per_step,
-            basis=basis,
-        )
-        super().__init__(net, event_dims=len(shape), alpha=alpha)
+    @classmethod
+    def build(cls, cfg, info):
+        """The operator a walkback config asks for, on ``info``'s shape."""
+        return cls(tuple(info.shape), **_mlp(cfg), **_common(cfg))
+
+    def __init__(self, shape: tuple[int, ...] = (784,), *, alpha: float = 0.5, **net):
+        mlp = MLPNet(math.prod(shape), heads=1, **{**MNIST_MLP, **net})
+        super().__init__(mlp, event_dims=len(shape), alpha=alpha)
 
 
 class BernoulliConv(BernoulliOperator):
-    """Bernoulli operator with the paper's conv network (binary images)."""
+    """Bernoulli operator with the paper's conv network (binary images); ``net``: ConvNet's
+    keywords over :data:`TABLE2_CONV`."""
 
-    def __init__(
-        self,
-        shape: tuple[int, int, int] = (1, 28, 28),
-        *,
-        channels: tuple[int, ...] = (16, 32),
-        fc_layers: int = 5,
-        fc_width: int = 1024,
-        norm: Norm = "batch",
-        fc_norm: Norm | None = "layer",
-        fc_activation: Activation = "leaky",
-        levels: int = 1,
-        per_step: bool = False,
-        basis: int = 0,
-        alpha: float = 0.5,
-    ):
-        net = ConvNet(
-            tuple(shape),
-            channels=tuple(channels),
-            fc_layers=fc_layers,
-            fc_width=fc_width,
-            heads=1,
-            norm=norm,
-            fc_norm=fc_norm,
-            fc_activation=fc_activation,
-            levels=levels,
-            per_step=per_step,
-            basis=basis,
-        )
-        super().__init__(net, event_dims=3, alpha=alpha)
+    @classmethod
+    def build(cls, cfg, info):
+        """The operator a walkback config asks for, on ``info``'s shape."""
+        shape = tuple(info.shape)
+        return cls(shape, **_conv(cfg, shape), **_common(cfg))
 
-
-def build_operator(cfg, shape: tuple[int, ...], levels: int) -> nn.Module:
-    """The operator a walkback config asks for (``cfg``: a :class:`WalkbackConfig`)."""
-    common = {"norm": cfg.norm, "levels": levels, "per_step": cfg.per_step_norm, "alpha": cfg.alpha}
-    gaussian = {
-        "temperature_scaling": cfg.temperature_scaling,
-        "init_std": cfg.init_std,
-        "min_std": cfg.min_std,
-    }
-    if cfg.network == "linear":
-        if cfg.operator != "gaussian":
-            raise ValueError("the linear network is a Gaussian operator (--set operator=gaussian)")
-        return GaussianLinear(shape, alpha=cfg.alpha, **gaussian)
-    if cfg.network == "mlp":
-        net = {"hidden": cfg.hidden, "depth": cfg.depth}
-        if cfg.operator == "gaussian":
-            return GaussianMLP(shape, **net, **common, **gaussian)
-        return BernoulliMLP(shape, **net, **common)
-    if len(shape) != 3:
-        raise ValueError("the conv network needs image data (C, H, W)")
-    net = {
-        "channels": tuple(cfg.conv_channels),
-        "fc_layers": cfg.fc_layers,
-        "fc_width": cfg.fc_width,
-        "fc_norm": cfg.norm if cfg.fc_norm == "same" else cfg.fc_norm,
-        "fc_activation": cfg.fc_activation,
-    }
-    if cfg.operator == "gaussian":
-        return GaussianConv(shape, **net, **common, **gaussian)
-    return BernoulliConv(shape, **net, **common)
+    def __init__(self, shape: tuple[int, int, int] = (1, 28, 28), *, alpha: float = 0.5, **net):
+        conv = ConvNet(tuple(shape), heads=1, **{**TABLE2_CONV, **net})
+        super().__init__(conv, event_dims=3, alpha=alpha)

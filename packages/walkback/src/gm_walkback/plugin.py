@@ -1,6 +1,8 @@
 """gm-walkback's hooks: transition operators, trainers, models and the ``gm inpaint`` verb.
 
-Only spec records here (no torch import): the implementation is named lazily.
+Only spec records here (no torch import): the implementation is named lazily. The
+trainers build their operators from the transition-operator registry by name
+(``--set operator=NAME``), through each class's ``build(config, info)``.
 """
 
 import gm
@@ -34,6 +36,16 @@ def gm_transition_operators():
             "bernoulli-conv",
             _OPS + "BernoulliConv",
             "Bernoulli p_T(s'|s), conv network (binary images)",
+        ),
+        TransitionOperatorSpec(
+            "net-mlp",
+            "gm_walkback.diffusion:NETReverseMLP",
+            "NET's learned Gaussian reverse p(z_{t-1}|z_t), MLP network (diffusion)",
+        ),
+        TransitionOperatorSpec(
+            "net-conv",
+            "gm_walkback.diffusion:NETReverseConv",
+            "NET's learned Gaussian reverse p(z_{t-1}|z_t), conv network (diffusion, images)",
         ),
     ]
 

@@ -30,17 +30,17 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from gm import checkpoint, distributed
+from gm import checkpoint, distributed, plugins
 from gm.config import TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
+from gm.fastpath import Switch
 from gm.trainer import Trainer
-from gm_walkback import chains, figures, recipes, schedules
+from gm_walkback import chains, figures, recipes, schedules, shared
 from gm_walkback.networks import frozen_stats
-from gm_walkback.operators import build_operator
+from gm_walkback.operators import GaussianOperator
 
-CPU_HIDDEN = 256  # MLP width used on CPU-only runs when hidden = 0 ("auto")
-GPU_HIDDEN = 4096  # the paper's 2-D toy width
+FAMILIES = ("gaussian", "bernoulli")  # operator names that leave the network to `network`
 
 
 @dataclasses.dataclass
@@ -54,8 +54,10 @@ class WalkbackConfig(TrainConfig):
     # the paper's recipe (gm_walkback.recipes): "algorithm1", "appendix" or "custom"; it
     # fills in schedule, K, heating, loss and the table's architecture unless --set
     recipe: Literal["algorithm1", "appendix", "custom"] = "custom"
-    # the transition operator
-    operator: Literal["gaussian", "bernoulli"] = "gaussian"
+    # the transition operator: a registered one (gm_walkback.plugin: gaussian-mlp, ...; or a
+    # third party's), or a family, "gaussian" / "bernoulli", whose network is `network`
+    # (the recipe's table architecture): operator=gaussian, network=conv is gaussian-conv
+    operator: str = "gaussian"
     network: Literal["mlp", "conv", "linear"] = "mlp"  # linear: N(a s + b, T v) (closed forms)
     hidden: int = 0  # MLP width; 0: 4096 (the paper's toy net) on a GPU, 256 on CPU-only runs
     depth: int = 2
@@ -100,11 +102,11 @@ class WalkbackSampleOptions:
     extra_steps: int = 0  # further steps at T = 1 after cooling
     chain_every: int = 0  # >0: --out shows the chain every k steps instead of the final samples
     mean: bool = False  # return the mean of the last step instead of a draw
-    # the chain's fast path (chains.FastChain): inference mode and channels-last convs;
-    # torch.compile on CUDA and for chains of >= 500 steps on CPU; a CUDA graph per step on
-    # CUDA. Same chain as eager for a seed on CPU (to float tolerance); --fast false runs the
-    # plain eager loop.
-    fast: bool = True
+    # the chain's fast path (chains.FastChain): inference mode and channels-last convs, and
+    # torch.compile and a CUDA graph per step on CUDA ("auto"); "on" also compiles on CPU
+    # (repaid on chains of thousands of steps: docs/benchmarks.md); "off": the plain eager
+    # loop. Same chain as eager for a seed on CPU (to float tolerance).
+    fast: Switch = "auto"
 
 
 @dataclasses.dataclass
@@ -140,22 +142,19 @@ def is_binary(info: DataInfo) -> bool:
     return bool(info.meta.get("binary")) or info.name.startswith("binarized")
 
 
-def evaluation_batch(trainer, data: Dataset, split: str, options) -> torch.Tensor:
-    """The examples ``gm evaluate`` scores, checked and decoded but not yet dequantised: each
-    of the M trajectories of Eq. 10 draws its own dequantisation (the uniform noise is part of
-    the proposal, so the average over trajectories integrates the density over the 8-bit
-    cell), by ``trainer.prepare`` on the repeated rows (walkback and NET)."""
-    if options.trajectories < 1:
-        raise GMError("--trajectories must be at least 1.")
-    raw = data.raw(split)
-    if tuple(raw.shape[1:]) != trainer.shape:
-        raise GMError(
-            f"dataset {data.info.name!r} has examples of shape {tuple(raw.shape[1:])}, "
-            f"but this model was trained on shape {trainer.shape}."
-        )
-    if options.examples:
-        raw = raw[: options.examples]
-    return data.decode(raw.to(trainer.device)).float()
+def operator_name(cfg: WalkbackConfig) -> str:
+    """The registered operator a config names: a family ("gaussian", "bernoulli") with the
+    config's ``network`` (gaussian + mlp = "gaussian-mlp"), or the name as given."""
+    if cfg.operator not in FAMILIES:
+        return cfg.operator
+    if cfg.network == "linear" and cfg.operator != "gaussian":
+        raise GMError("the linear network is a Gaussian operator; use --set operator=gaussian.")
+    return f"{cfg.operator}-{cfg.network}"
+
+
+def build_operator(cfg: WalkbackConfig, info: DataInfo) -> nn.Module:
+    """The operator a config names, from the transition-operator registry (on the CPU)."""
+    return plugins.component("transition_operators", operator_name(cfg)).build(cfg, info)
 
 
 class WalkbackTrainer(Trainer):
@@ -204,9 +203,7 @@ class WalkbackTrainer(Trainer):
             default = type(self).default_config(info)
             config = recipes.resolve(config, default, info.name, tuple(info.shape))
         if config.hidden == 0:
-            config = dataclasses.replace(
-                config, hidden=GPU_HIDDEN if self.device.type == "cuda" else CPU_HIDDEN
-            )
+            config = dataclasses.replace(config, hidden=shared.default_hidden(self.device))
         self.config = config
         if config.network == "conv" and info.modality != "image":
             raise GMError("network 'conv' needs image data; use --set network=mlp.")
@@ -215,13 +212,23 @@ class WalkbackTrainer(Trainer):
         if config.validate_every < 0 or config.validate_examples < 1:
             raise GMError("validate_every must be >= 0 and validate_examples >= 1.")
         self.shape = tuple(info.shape)
-        self.levels = config.walk_steps if config.schedule == "appendix" else config.max_levels
-        self.operator = build_operator(config, self.shape, self.levels).to(self.device)
+        self.operator = build_operator(config, info).to(self.device)
+        # heads / from_heads where the operator has them (F once per state), else distribution
+        self.split = chains.has_heads(self.operator)
+        # p*'s family and the data's model space: the operator's kind, else the data's
+        self.family = getattr(self.operator, "kind", "bernoulli" if is_binary(info) else "gaussian")
+        if config.loss == "reconstruction" and not isinstance(
+            getattr(self.operator, "net", None), nn.Module
+        ):
+            raise GMError(
+                "loss 'reconstruction' scores the operator's network F (operator.net), which "
+                f"operator {config.operator!r} does not have; use --set loss=walkback."
+            )
         self.stats = Stats(self.shape).to(self.device)
         # drawn from the global generator, seeded by the run seed (the same on every rank)
         self.stats.n_seed.fill_(int(torch.randint(0, 2**31 - 1, ())))
         self.opt = self.adam(self.operator.parameters())
-        self.updates = 0  # minibatches seen (drives n and the Tmax refresh; saved for resume)
+        # self.step (the engine's count of minibatches done) drives n and the Tmax refresh
         self._heat: int | None = None  # host copy of stats.heat
         self.best_bound = -math.inf  # the best validation bound so far (saved for resume)
 
@@ -233,16 +240,17 @@ class WalkbackTrainer(Trainer):
         return {"operator": self.opt}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"updates": self.updates, "best_bound": self.best_bound}
+        return {"best_bound": self.best_bound}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.updates = int(state.get("updates", 0))
+        # (an older checkpoint's "updates" is the engine's step, which it restores itself)
         self.best_bound = float(state.get("best_bound", -math.inf))
         self._heat = None
 
     def compile(self) -> None:
-        """torch.compile the network F (the operator itself is only called through F)."""
-        self.operator.net.compile()
+        """torch.compile the network F (the operator itself is only called through F), or the
+        whole operator where it has no ``net``."""
+        getattr(self.operator, "net", self.operator).compile()
 
     # --- the walk ----------------------------------------------------------------------
     @property
@@ -291,15 +299,13 @@ class WalkbackTrainer(Trainer):
     def _draw_n(self) -> int:
         # The same n on every torchrun rank (a per-step generator, not the per-rank noise
         # stream), so all ranks make the same number of updates.
-        gen = torch.Generator().manual_seed(
-            1_000_003 * self.updates + int(self.stats.n_seed.item())
-        )
+        gen = torch.Generator().manual_seed(1_000_003 * self.step + int(self.stats.n_seed.item()))
         return int(torch.randint(0, self.config.n_max + 1, (), generator=gen))
 
     def prior(self) -> D.Distribution:
         """p*: the distribution generation starts from (fitted to s_K)."""
         ndim = len(self.shape)
-        if self.operator.kind == "bernoulli":
+        if self.family == "bernoulli":
             probs = self.stats.pstar_mean.clamp(1e-4, 1 - 1e-4)
             return D.Independent(
                 D.Bernoulli(probs=probs, validate_args=False), ndim, validate_args=False
@@ -313,12 +319,8 @@ class WalkbackTrainer(Trainer):
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         """Model space: images dequantised to (k + U) / 256 for the Gaussian operator."""
         x = batch.to(self.device).float()
-        if (
-            self.info.modality == "image"
-            and self.operator.kind == "gaussian"
-            and self.config.dequantize
-        ):
-            x = (torch.round(x * 255) + torch.rand_like(x)) / 256
+        if self.info.modality == "image" and self.family == "gaussian" and self.config.dequantize:
+            x = shared.dequantise(x)
         return x
 
     # --- training ----------------------------------------------------------------------
@@ -332,16 +334,25 @@ class WalkbackTrainer(Trainer):
         # The authors' code (walkback_nips17): F applied at s_{t-1} reconstructs s_{t-1},
         # -log_p_reverse = 0.5 * sum |x - mu| (an L1 error); the variance head is unused.
         f = self.operator.net(s_prev, level)[0].float()
-        if self.operator.kind == "bernoulli":
+        if self.family == "bernoulli":
             per = nn.functional.binary_cross_entropy_with_logits(f, s_prev, reduction="none")
         else:
             per = 0.5 * (s_prev - f).abs()
         return per.flatten(1).sum(1).mean()
 
-    def _forward_sample(self, heads, temperature: float) -> torch.Tensor:
-        dist = self.operator.from_heads(heads, temperature)
-        if self.config.loss == "reconstruction" and self.operator.kind == "gaussian":
-            mean, std = dist.base_dist.loc, dist.base_dist.scale
+    def _noise_variance(self, s: torch.Tensor, level, heads=None) -> torch.Tensor:
+        """sigma^2 of Tmax = sigma_max^2 / sigma^2: the mean per-dimension noise variance at
+        T = 1 (from the Gaussian operator's heads when given: no second pass of F)."""
+        op = self.operator
+        if heads is not None and isinstance(op, GaussianOperator):
+            return heads[1].pow(2).mean()
+        if hasattr(op, "noise_variance"):
+            return op.noise_variance(s, level)
+        return op.distribution(s, 1.0, level).variance.mean()
+
+    def _forward_sample(self, dist: D.Distribution) -> torch.Tensor:
+        if self.config.loss == "reconstruction" and self.family == "gaussian":
+            mean, std = dist.mean, dist.stddev
             s = mean + self.config.reconstruction_noise * std * torch.randn_like(mean)
             return s.clamp(0, 1) if self.info.modality == "image" else s
         return chains.draw(dist)
@@ -349,13 +360,13 @@ class WalkbackTrainer(Trainer):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, st = self.config, self.stats
         x = self.prepare(batch)
-        decay = cfg.stats_decay if self.updates else 0.0
+        decay = cfg.stats_decay if self.step else 0.0
         with torch.no_grad():
             st.data_var.lerp_(x.var(0, unbiased=False).mean(), 1 - decay)
-        if self.updates == 0 or (cfg.tmax_every and self.updates % cfg.tmax_every == 0):
-            if self.updates == 0:
+        if self.step == 0 or (cfg.tmax_every and self.step % cfg.tmax_every == 0):
+            if self.step == 0:
                 with torch.no_grad(), frozen_stats(self.operator):
-                    st.noise_var.copy_(self.operator.noise_variance(x, 0))
+                    st.noise_var.copy_(self._noise_variance(x, 0))
             self._refresh_heat()
         walk = self.walk(self._draw_n())
         s = x
@@ -363,15 +374,15 @@ class WalkbackTrainer(Trainer):
         for t, (temperature, level) in enumerate(zip(walk.temperatures, walk.levels, strict=True)):
             # the forward sample uses batch statistics but leaves the running ones alone
             with torch.no_grad(), frozen_stats(self.operator):
-                heads = self.operator.heads(s, level)
+                if self.split:
+                    heads = self.operator.heads(s, level)
+                    dist = self.operator.from_heads(heads, temperature)
+                else:
+                    heads, dist = None, self.operator.distribution(s, temperature, level)
                 if t == 0:  # the operator's noise variance at T = 1, at the data
-                    var = (
-                        heads[1].pow(2).mean()
-                        if self.operator.kind == "gaussian"
-                        else self.operator.noise_variance(s, level)
-                    )
+                    var = self._noise_variance(s, level, heads)
                     st.noise_var.lerp_(var, 1 - cfg.stats_decay)
-                s_next = self._forward_sample(heads, temperature)
+                s_next = self._forward_sample(dist)
             loss = self.step_loss(s, s_next, temperature, level)
             if cfg.update == "online":
                 self.optimizer_step(loss, self.opt, clip=cfg.clip or None)
@@ -382,7 +393,6 @@ class WalkbackTrainer(Trainer):
         if cfg.update == "batch":
             self.optimizer_step(total, self.opt, clip=cfg.clip or None)
         self._update_pstar(s, decay)
-        self.updates += 1
         k = torch.full((), float(len(walk)), device=self.device)  # a fill, not a host copy
         return {
             "loss": total.detach() / len(walk),
@@ -432,25 +442,22 @@ class WalkbackTrainer(Trainer):
         *,
         every: int = 0,
         mean: bool = False,
-        fast: bool = False,
+        fast: Switch = "off",
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Raw chain states: s_K ~ p*, then ``walk`` (generation order). With ``mean`` the last
-        step returns its mean instead of a draw; with ``fast`` the chain runs through
-        :class:`chains.FastChain`."""
+        step returns its mean instead of a draw; unless ``fast`` is "off" the chain runs
+        through :class:`chains.FastChain` ("on": every fast path asked for, compile too)."""
         s = self.prior().sample((n,))
-        if fast:
-            run = chains.FastChain(self.operator).run
-        else:
+        run = None
+        if fast != "off":
+            chain = chains.FastChain(
+                self.operator, compile=fast, channels_last=fast, cuda_graph=fast
+            )
 
             def run(s, walk, every):
-                return chains.run_chain(self.operator, s, walk, every=every)
+                return chain.run(s, walk, every=every)
 
-        if mean and len(walk):
-            s, frames = run(s, walk.prefix(len(walk) - 1), every=every)
-            with torch.no_grad():
-                s = self.operator.distribution(s, walk.temperatures[-1], walk.levels[-1]).mean
-            return s, (frames + [s] if every else frames)
-        return run(s, walk, every=every)
+        return shared.sample_chain(self.operator, s, walk, every=every, mean=mean, run=run)
 
     def sample(self, n: int, options: WalkbackSampleOptions):
         if options.chain_every < 0:
@@ -505,11 +512,10 @@ class WalkbackTrainer(Trainer):
         return weights
 
     def cell_nats(self) -> float:
-        """D ln 256 for dequantised 8-bit images (the log-volume of a 1/256 cell, negated):
-        continuous log-density in nats + this = log-probability of the 8-bit image."""
-        if self.info.modality != "image" or self.operator.kind != "gaussian":
+        """D ln 256 for dequantised 8-bit images (:func:`shared.cell_nats`), else 0."""
+        if self.info.modality != "image" or self.family != "gaussian":
             return 0.0
-        return math.prod(self.shape) * math.log(256) if self.config.dequantize else 0.0
+        return shared.cell_nats(self.shape) if self.config.dequantize else 0.0
 
     def evaluate(
         self, data: Dataset, split: str, options: WalkbackEvaluateOptions
@@ -521,32 +527,28 @@ class WalkbackTrainer(Trainer):
         of ln p(s_t+1|s_t) - ln p(s_t|s_t+1) per step of a chain at T = 1 after burn-in,
         and step_entropy the mean of -ln p(s_t+1|s_t), counted in 8-bit cells for images
         (differential entropy + D ln 256; NaN ratio where a differential entropy is <= 0)."""
-        x = evaluation_batch(self, data, split, options)
+        x = shared.evaluation_batch(self, data, split, options)
         with torch.no_grad():
             ll, bound = chains.importance_log_likelihood(
                 self._weights(), x, options.trajectories, options.chunk
             )
-            walk = self.walk(0)
-            out = {
-                "lower_bound": bound.mean().item(),
-                "log_likelihood": ll.mean().item(),
-                "trajectories": float(options.trajectories),
-                "examples": float(len(x)),
-                "walk_steps": float(len(walk)),
-            }
-            if self.info.modality == "image":
-                dims = math.prod(self.shape)
-                shift = self.cell_nats()
-                out["bits_per_dim"] = -(out["log_likelihood"] - shift) / (dims * math.log(2))
-                out["bound_bits_per_dim"] = -(out["lower_bound"] - shift) / (dims * math.log(2))
+            out = shared.likelihood_metrics(
+                ll.mean().item(),
+                bound.mean().item(),
+                trajectories=options.trajectories,
+                examples=len(x),
+                walk_steps=len(self.walk(0)),
+                image_dims=math.prod(self.shape) if self.info.modality == "image" else None,
+                cell=self.cell_nats(),
+            )
             s, _ = self.generate(options.chains, self.generation_walk(0, options.burn_in))
             out.update(
                 chains.reversibility(self.operator, s, options.chain_steps, self.cell_nats())
             )
             if self.info.modality == "vector":
-                gen = self.sample(options.samples, WalkbackSampleOptions())
-                ref = data.tensor(split, self.device)[: options.samples]
-                out["energy_distance"] = chains.energy_distance(gen, ref)
+                out["energy_distance"] = shared.sample_energy_distance(
+                    self, data, split, options.samples
+                )
         return out
 
     def validate(self, data: Dataset, run: Path, step: int) -> dict[str, float]:

@@ -1,0 +1,123 @@
+"""What the walkback trainer and the NET baseline share: the data's model space (8-bit images
+dequantised), the network width rule, the last step's mean as a sample, and the measures
+``gm evaluate`` reports for both (bits/dim from nats, the energy distance to a split).
+
+One place for each, so the two models are measured by the same code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from gm.data import Dataset
+from gm.errors import GMError
+from gm_walkback import chains
+from gm_walkback.schedules import Walk
+
+CPU_HIDDEN = 256  # MLP width used on CPU-only runs when hidden = 0 ("auto")
+GPU_HIDDEN = 4096  # the paper's 2-D toy width
+
+
+def default_hidden(device: torch.device) -> int:
+    """The MLP width ``hidden = 0`` stands for: the paper's 4096 on a GPU, 256 on CPU."""
+    return GPU_HIDDEN if device.type == "cuda" else CPU_HIDDEN
+
+
+def dequantise(x: torch.Tensor) -> torch.Tensor:
+    """8-bit values in [0, 1] to (k + U(0, 1)) / 256: a density over [0, 1] whose integral
+    over an 8-bit cell is the probability of that value (fresh noise on every call)."""
+    return (torch.round(x * 255) + torch.rand_like(x)) / 256
+
+
+def cell_nats(shape: tuple[int, ...]) -> float:
+    """D ln 256, the log-volume of one 8-bit cell, negated: continuous log-density of the
+    dequantised data in nats + this = log-probability of the 8-bit image."""
+    return math.prod(shape) * math.log(256)
+
+
+def bits_per_dim(nats: float, dims: int, cell: float) -> float:
+    """Bits per dimension of a log-likelihood ``nats`` (``cell``: :func:`cell_nats` or 0)."""
+    return -(nats - cell) / (dims * math.log(2))
+
+
+def likelihood_metrics(
+    ll: float,
+    bound: float,
+    *,
+    trajectories: int,
+    examples: int,
+    walk_steps: int,
+    image_dims: int | None,
+    cell: float,
+) -> dict[str, float]:
+    """``gm evaluate``'s likelihood rows: the mean IS log-likelihood (Eq. 10) and bound (Eq. 5)
+    and, for images (``image_dims``), both in bits/dim."""
+    out = {
+        "lower_bound": bound,
+        "log_likelihood": ll,
+        "trajectories": float(trajectories),
+        "examples": float(examples),
+        "walk_steps": float(walk_steps),
+    }
+    if image_dims:
+        out["bits_per_dim"] = bits_per_dim(ll, image_dims, cell)
+        out["bound_bits_per_dim"] = bits_per_dim(bound, image_dims, cell)
+    return out
+
+
+def evaluation_batch(trainer, data: Dataset, split: str, options) -> torch.Tensor:
+    """The examples ``gm evaluate`` scores, checked and decoded but not yet dequantised: each
+    of the M trajectories of Eq. 10 draws its own dequantisation (the uniform noise is part of
+    the proposal, so the average over trajectories integrates the density over the 8-bit
+    cell), by ``trainer.prepare`` on the repeated rows."""
+    if options.trajectories < 1:
+        raise GMError("--trajectories must be at least 1.")
+    raw = data.raw(split)
+    if tuple(raw.shape[1:]) != trainer.shape:
+        raise GMError(
+            f"dataset {data.info.name!r} has examples of shape {tuple(raw.shape[1:])}, "
+            f"but this model was trained on shape {trainer.shape}."
+        )
+    if options.examples:
+        raw = raw[: options.examples]
+    return data.decode(raw.to(trainer.device)).float()
+
+
+Run = Callable[[torch.Tensor, Walk, int], tuple[torch.Tensor, list[torch.Tensor]]]
+
+
+def sample_chain(
+    op, s: torch.Tensor, walk: Walk, *, mean: bool, every: int = 0, run: Run | None = None
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The chain from ``s`` along ``walk`` (generation order) by ``run(s, walk, every)``
+    (default :func:`chains.run_chain`); with ``mean`` the last step returns its mean instead
+    of a draw (the last frame too)."""
+    if run is None:
+
+        def run(s, walk, every):
+            return chains.run_chain(op, s, walk, every=every)
+
+    if not (mean and len(walk)):
+        return run(s, walk, every)
+    s, frames = run(s, walk.prefix(len(walk) - 1), every)
+    with torch.no_grad():
+        s = op.distribution(s, walk.temperatures[-1], walk.levels[-1]).mean
+    return s, (frames + [s] if every else frames)
+
+
+def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Multivariate energy distance 2E|a-b| - E|a-a'| - E|b-b'| (V-statistic)."""
+    a, b = a.reshape(len(a), -1).double(), b.reshape(len(b), -1).double()
+    return (
+        2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean()
+    ).item()
+
+
+def sample_energy_distance(trainer, data: Dataset, split: str, n: int) -> float:
+    """The energy distance between ``n`` samples (default sample options) and the first ``n``
+    examples of ``split``: the vector-data sample measure of ``gm evaluate``."""
+    samples = trainer.sample(n, trainer.SampleOptions())
+    return energy_distance(samples, data.tensor(split, trainer.device)[:n])

@@ -40,14 +40,6 @@ from gm import progress
 LONG = 200  # sequences from this many steps show a bar while drawn
 
 
-def wanted(setting: str | bool, device: torch.device) -> bool:
-    """A fast-path switch: ``"on"``/``True``, ``"off"``/``False``, or ``"auto"`` (on CPU,
-    where the hand-written loops beat ``nn.GRU``; off on CUDA, where cuDNN's kernels run)."""
-    if setting == "auto":
-        return device.type == "cpu"
-    return setting in (True, "on")
-
-
 def gumbel_argmax(
     logits: torch.Tensor, temperature: float, exponential: torch.Tensor | None = None
 ) -> torch.Tensor:

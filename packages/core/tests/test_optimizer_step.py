@@ -86,3 +86,22 @@ def test_a_closed_first_step_leaves_a_fresh_optimiser(fused):
     )
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.equal(opt.state[p]["step"], twin_opt.state[q]["step"])
+
+
+@pytest.mark.parametrize("fused", ["on", "off"])
+def test_the_gate_is_never_read_on_the_host(fused, monkeypatch):
+    """Neither path turns ``enabled`` into a Python bool (on a GPU that is a sync)."""
+    trainer, model, opt = _setup(fused)
+    trainer.optimizer_step(_loss(model, 1), opt)
+    before = _snapshot(model, opt)
+    plain_bool = torch.Tensor.__bool__
+
+    def no_host_read(t):
+        if t.dtype == torch.bool and t.dim() == 0:
+            raise AssertionError("the gate was read on the host")
+        return plain_bool(t)
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", no_host_read)
+    trainer.optimizer_step(_loss(model, 2), opt, enabled=torch.tensor(False))
+    monkeypatch.undo()
+    _identical(_snapshot(model, opt), before)

@@ -1,4 +1,4 @@
-"""Trainers: teacher forcing, scheduled sampling and Professor Forcing on one GRU generator.
+"""Trainers: teacher forcing, scheduled sampling and Professor Forcing on one sequence generator.
 
 Professor Forcing (Lamb, Goyal, Zhang, Zhang, Courville, Bengio, NIPS 2016), one step on a
 minibatch x:
@@ -194,7 +194,8 @@ class GateState(nn.Module):
 
 # --- the shared trainer --------------------------------------------------------------------
 class SequenceTrainer(Trainer):
-    """A GRU generator trained by maximum likelihood: teacher forcing, and the base of the others."""
+    """A registered generator (``generator``, a GRU by default) trained by maximum likelihood:
+    teacher forcing, and the base of the others."""
 
     Config = SequenceConfig
     SampleOptions = SampleOptions

@@ -171,3 +171,43 @@ def test_the_trainers_train_it_unchanged(model):
             ).shape[-1]
             == 32
         )
+
+
+def test_sinusoids_are_vaswanis():
+    from gm_professor_forcing.transformer import sinusoids
+
+    t = sinusoids(50, 8)
+    pos = torch.arange(50.0)
+    for i in range(4):  # pair i: sin and cos of pos / 10000^(2i / width)
+        angle = pos / 10000 ** (2 * i / 8)
+        assert torch.allclose(t[:, 2 * i], torch.sin(angle), atol=1e-5)
+        assert torch.allclose(t[:, 2 * i + 1], torch.cos(angle), atol=1e-5)
+
+
+def test_sample_tokens_are_the_free_runs_draws():
+    g = _gen()
+    torch.manual_seed(6)
+    a = g.sample_tokens(4, 30)  # temperature 1 by default
+    torch.manual_seed(6)
+    with torch.no_grad():
+        b, _ = g.free_running(4, 30, 1.0)
+    assert torch.equal(a, b) and a.dtype == torch.long
+
+
+def test_scheduled_feeds_the_true_token_where_its_coin_says():
+    """The input at step t is x[t-1] where keep[:, t] (the coins, drawn first). The model
+    cannot draw the data's tokens (their logits pushed to -1e4), so a state equals teacher
+    forcing's exactly when every input so far was a true token."""
+    g = _gen()
+    with torch.no_grad():
+        g.readout.bias[:3] = -1e4  # draws only 3..6
+    x = torch.randint(0, 3, (64, 15), generator=torch.Generator().manual_seed(7))
+    torch.manual_seed(8)
+    keep = torch.rand(64, 15) < 0.7
+    torch.manual_seed(8)
+    with torch.no_grad():
+        behaviour, tf = g.scheduled(x, 0.7), g.teacher_forced(x)
+    all_true = keep[:, 1:].cumprod(1).bool()  # inputs 1..t all true tokens
+    same = (behaviour.hidden - tf.hidden).abs().amax(-1) < 1e-5
+    assert same[:, 0].all() and all_true.any() and not all_true.all()
+    assert torch.equal(same[:, 1:], all_true)

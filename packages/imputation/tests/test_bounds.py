@@ -110,7 +110,7 @@ def test_training_loss_weights_each_kl_direction(monkeypatch):
     nll = observation.Bernoulli().nll(r["c"], x, target)
     want = (nll + 1.0 * r["kl_qp"] + 0.05 * r["kl_pq"]).mean()
     torch.manual_seed(0)
-    got = tr.step(x, known, target)
+    got = tr.update(x, known, target)
     assert close(got["loss"].item(), want.item(), 1e-4)
     assert close(got["bound"].item(), (nll + r["kl_qp"]).mean().item(), 1e-4)
 

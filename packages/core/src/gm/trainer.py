@@ -50,7 +50,7 @@ class Trainer:
         self.info = info
         self.device = torch.device(device)
         self.world = distributed.current()
-        self.step = 0  # updates done before this training_step (set by the engine)
+        self.step = 0  # updates done before this training_step (the engine sets it)
 
     # --- to implement -------------------------------------------------------------
     @classmethod

@@ -7,7 +7,7 @@ the training batches; a dataset that arrives scaled, like gm-datasets' ``array:F
 records its raw ranges in ``info.meta`` and the model keeps those too), so a run can take
 a user's raw ``.csv`` and give back raw values.
 
-Subclasses implement :meth:`ImputerTrainer.step` (one training step on masked data),
+Subclasses implement :meth:`ImputerTrainer.update` (one training update on masked data),
 :meth:`ImputerTrainer.score_batch` (per-example sums for evaluation) and
 :meth:`ImputerTrainer.complete` (imputations).
 """
@@ -23,12 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from gm import distributed
+from gm import distributed, masks
 from gm.config import TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Trainer
-from gm_imputation import masks
 from gm_imputation.nets import bernoulli_entropy
 
 GALLERY = 16  # training examples kept in the checkpoint for sample pictures
@@ -36,7 +35,7 @@ GALLERY = 16  # training examples kept in the checkpoint for sample pictures
 
 @dataclasses.dataclass
 class ImputerConfig(TrainConfig):
-    mask: str = "mcar:0.5"  # the training mask spec (see gm_imputation.masks)
+    mask: str = "mcar:0.5"  # the training mask spec (see gm.masks)
     scale_columns: bool = True  # vector data: min-max scale columns to [0, 1] (running, train)
     steps: int = 20_000
     batch_size: int = 128
@@ -193,10 +192,10 @@ class ImputerTrainer(Trainer):
         """The number of refinement steps the model was trained with (1 if not iterative)."""
         return 1
 
-    def step(
+    def update(
         self, x: torch.Tensor, known: torch.Tensor, target: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """One training step on unit data ``x`` (NaN-free), float masks ``known``/``target``."""
+        """One training update on unit data ``x`` (NaN-free), float masks ``known``/``target``."""
         raise NotImplementedError
 
     def score_batch(
@@ -248,7 +247,7 @@ class ImputerTrainer(Trainer):
             len(x), self.shape, modality=self.info.modality, device=x.device
         ).reshape(len(x), self.dim)
         x0, known, target = masks.split_known(x, missing)
-        return self.step(x0, known, target)
+        return self.update(x0, known, target)
 
     def _fill_gallery(self, x: torch.Tensor) -> None:
         if self._gallery_ready is None:

@@ -5,7 +5,7 @@ This is scikit-learn's ``fit_transform`` for gm's policies: no complete rows are
 - The file's observed cells are the only truth. Each training step hides a random share
   of a batch's *observed* cells (a per-row MCAR rate drawn from ``MASK_RATES``) on top of
   the real holes, and scores only the hidden observed cells: no loss ever reads a value
-  the file does not have (:func:`gm_imputation.masks.split_known` keeps NaNs unknown and
+  the file does not have (:func:`gm.masks.split_known` keeps NaNs unknown and
   unscored).
 - A share of the observed cells (``HELD_OUT``, in at most ``CHECK_ROWS`` rows) is held out from training altogether; the
   bound on them, given the rest of their row, decides when to stop (early stopping) and
@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gm import progress
+from gm import masks, progress
 from gm.data import DataInfo
 from gm.engine import build_config
 from gm.errors import GMError
-from gm_imputation import masks
 from gm_imputation.base import ImputerTrainer
 
 HELD_OUT = 0.1  # share of the observed cells held out for early stopping...
@@ -194,7 +193,7 @@ def fit(
             xb = train_x[idx]
             rate = lo + (hi - lo) * torch.rand(len(xb), 1, generator=gen, device=x.device)
             hide = torch.rand(xb.shape, generator=gen, device=x.device) < rate
-            trainer.step(*masks.split_known(xb, hide))
+            trainer.update(*masks.split_known(xb, hide))
             average.update(trainer)
             if hold_np.any() and (step % EVAL_EVERY == 0 or step == cfg.steps):
                 live = average.swap_in(trainer)

@@ -143,7 +143,7 @@ class PolicyTrainer(ImputerTrainer):
     def refine_steps(self) -> int:
         return self.config.refine_steps
 
-    def step(self, x, known, target):
+    def update(self, x, known, target):
         cfg = self.config
         r = self.net.rollout(x, known, known + target, cfg.refine_steps, guided=True)
         nll = self.obs.nll(r["c"], x, target)

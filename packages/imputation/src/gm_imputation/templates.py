@@ -97,7 +97,7 @@ class TemplateMatchingTrainer(ImputerTrainer):
         """The stored rows in unit values."""
         return self.state.to_unit(self.memory.rows)
 
-    def step(self, x, known, target):
+    def update(self, x, known, target):
         avail = known + target
         # Before storing the batch: how well the stored templates impute it (honest, eps 0.03).
         table = self.table()

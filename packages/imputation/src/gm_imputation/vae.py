@@ -83,7 +83,7 @@ class VAEImputerTrainer(ImputerTrainer):
     def refine_steps(self) -> int:
         return self.config.iterations
 
-    def step(self, x, known, target):
+    def update(self, x, known, target):
         avail = known + target  # complete data: every observed value, whatever the mask
         with torch.no_grad():
             self.net.total += (avail * self.state.from_unit(x)).sum(0)

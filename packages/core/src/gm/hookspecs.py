@@ -29,6 +29,9 @@ from gm.specs import (
 
 hookspec = pluggy.HookspecMarker("gm")
 
+# The hooks below are parallel on purpose (one record type each, a docstring with an
+# example); plugins.RECORDS reads each hook's record type from its return annotation.
+
 
 @hookspec
 def gm_models() -> Iterable[ModelSpec]:

@@ -248,17 +248,14 @@ def _fill_with_run(
     import numpy as np
     import torch
 
-    from gm import checkpoint, distributed
+    from gm import distributed
     from gm.engine import seed_everything
+    from gm.run import Run
     from gm_imputation import userdata
-    from gm_imputation.base import ImputerTrainer
 
-    trainer = checkpoint.load(run, distributed.choose_device(device))
-    if not isinstance(trainer, ImputerTrainer):
-        raise GMError(
-            f"{run} holds a {trainer.name!r} model, which does not impute; train one "
-            "of gpsi-add, gpsi-jump, lstm-add, lstm-jump, vae-imputer, template-matching."
-        )
+    opened = Run.read(run)
+    opened.require("impute")
+    trainer = opened.load_trainer(distributed.choose_device(device)).trainer
     seed_everything(seed)
     state, dev = trainer.state, trainer.device
     if input.suffix.lower() in userdata.IMAGE_SUFFIXES:

@@ -59,6 +59,7 @@ def gm_trainers():
     ]
 
 
+# Records read like every plugin's (the same fields in the same order): a deliberate parallel.
 @gm.hookimpl
 def gm_models():
     return [

@@ -33,15 +33,15 @@ from gm.engine import build_config  # noqa: E402
 VOCAB, LENGTH, BATCH = 96, 100, 32
 OPTIONS = {
     "eager": {
-        "fused_free_running": False,
+        "fused_free_running": "off",
         "fused_teacher_forced": "off",
         "fused_discriminator": "off",
-        "skip_closed_gates": False,
+        "skip_closed_gates": "off",
     },
     "previous": {
         "fused_teacher_forced": "off",
         "fused_discriminator": "off",
-        "skip_closed_gates": False,
+        "skip_closed_gates": "off",
     },
     "defaults": {},
 }
@@ -61,7 +61,7 @@ def trainer(model: str, hidden: int, d: int, device: str, **extra):
     torch.manual_seed(0)
     tr = cls(cfg, info, device)
     if model == "scheduled-sampling":
-        tr.updates = int(cfg.steps / 2)  # eps = 0.5: half the inputs are the model's draws
+        tr.step = int(cfg.steps / 2)  # eps = 0.5: half the inputs are the model's draws
     return tr
 
 
@@ -199,21 +199,21 @@ def sampling_table(dev: str, quick: bool, rounds: int, sync) -> tuple[list, list
         g = trainer("teacher-forcing", hidden, 0, dev).generator.eval()
 
         def fused(g=g):
-            g.fused = True
+            g.fused = "on"
             g.sample_tokens(64, steps)
 
         def reference(g=g):
-            g.fused = False
+            g.fused = "off"
             with torch.no_grad():
                 g.free_running(64, steps)
 
         def compiled(g=g):
-            sampling.sample(g, 64, steps, compile=True, cuda_graph=False)
+            sampling.sample(g, 64, steps, compile="on", cuda_graph="off")
 
-        g.fused = True
+        g.fused = "on"
         sync()
         t = time.perf_counter()
-        sampling.sample(g, 64, 1, compile=True, cuda_graph=False)  # compiles the step
+        sampling.sample(g, 64, 1, compile="on", cuda_graph="off")  # compiles the step
         sync()
         setup = time.perf_counter() - t
         fns = {

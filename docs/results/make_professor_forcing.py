@@ -13,7 +13,9 @@ Where the thesis says professor forcing matters: long sequences.
    forcing (the paper's gates, the thesis's weighting) on 3 seeds at equal steps, and teacher
    forcing again at professor forcing's wall-clock. NLL against the exact floor, the regime
    durations of free-running draws far past L against their exact law, the hidden-state
-   study at equal horizons.
+   study at equal horizons. Beside the GRU, a causal Transformer generator (registry name
+   ``transformer``, the same trainers unchanged): teacher forcing and professor forcing at
+   equal updates on the same seeds and metrics (a smaller pilot, for time).
 2. sequential MNIST on ``mnist-5k`` (784 binary steps): teacher forcing vs professor forcing
    on 3 seeds, NLL in nats per image, samples continued past 784 steps, and teacher forcing
    again at professor forcing's wall-clock (NLL only).
@@ -54,6 +56,8 @@ TF, SS, PF, TF_TIME = (
     "professor-forcing",
     "teacher-forcing (PF's wall-clock)",
 )
+XTF, XPF = "transformer teacher-forcing", "transformer professor-forcing"
+MODEL = {XTF: TF, XPF: PF}  # a row's trainer, where the label is not the model's name
 
 REGIME = {  # the generator is small on purpose: teacher forcing must drift when free-running
     "hidden": 32,
@@ -64,6 +68,15 @@ REGIME = {  # the generator is small on purpose: teacher forcing must drift when
     "d_mlp": 32,
     "d_lr": 1e-3,
 }
+X_STEPS, LR_X = 200, 3e-3  # the transformer pilot: fewer updates than the GRU's, for time
+TRANSFORMER = {  # width 32 like the GRU's state; 1 pre-LN block (2 cost 1.5x more), 2 heads
+    **REGIME,
+    "generator": "transformer",
+    "hidden": 32,
+    "layers": 1,
+    "heads": 2,
+    "lr": LR_X,
+}
 MNIST = {
     "hidden": 64,
     "embed": 8,
@@ -73,7 +86,11 @@ MNIST = {
     "d_mlp": 32,
     "d_lr": 1e-3,
 }
-STEPS = {"regime": 40 if QUICK else 400, "mnist": 10 if QUICK else 200}
+STEPS = {
+    "regime": 40 if QUICK else 400,
+    "transformer": 20 if QUICK else X_STEPS,
+    "mnist": 10 if QUICK else 200,
+}
 MNIST_SEEDS = (0,) if QUICK else (0, 1, 2)
 LONG = 16  # free-running draws for the duration statistics: 16 L steps
 
@@ -83,8 +100,10 @@ def slug(label: str) -> str:
 
 
 # --- training --------------------------------------------------------------------------------
-def train(model: str, data: Dataset, overrides: dict, steps: int, seed: int):
-    """The engine's loop without its files: seeded init, seeded batches, timed."""
+def train(label: str, data: Dataset, overrides: dict, steps: int, seed: int):
+    """The engine's loop without its files: seeded init, seeded batches, timed; the step
+    count set before each step as the engine sets it."""
+    model = MODEL.get(label, label)
     over = dict(overrides)
     if model != PF:
         over = {k: v for k, v in over.items() if not k.startswith("d_")}
@@ -96,7 +115,8 @@ def train(model: str, data: Dataset, overrides: dict, steps: int, seed: int):
     trainer.train(True)
     gate, updated, acc = [], [], None
     start = time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
+        trainer.step = step
         metrics = trainer.training_step(next(batches))
         if "g_gate_open" in metrics:
             gate.append(metrics["g_gate_open"])
@@ -222,6 +242,14 @@ def regime_section() -> dict:
         }
         results.setdefault(TF_TIME, []).append(m)
         log(f"[regime] {TF_TIME} ({more} steps) seed {seed}", m, t0)
+        for label in (XTF, XPF):  # the transformer, after every GRU row (its own seeds)
+            t0 = time.perf_counter()
+            trainer, extra = train(label, data, TRANSFORMER, STEPS["transformer"], seed)
+            m = {**study(trainer, data, 256), **long_horizon(trainer, data, seed), **extra}
+            results.setdefault(label, []).append({**m, "seed": seed})
+            if seed == 0:
+                write_regime_samples(trainer, label, data)
+            log(f"[regime] {label} seed {seed}", m, t0)
     return {
         "results": results,
         "meta": {
@@ -438,10 +466,11 @@ def render(data: dict) -> str:
         f"{4 * rm['length']} steps per run):\n\n```text\n"
         + "\n".join((FIGS / f"regime-samples-{slug(m)}.txt").read_text().splitlines()[:9])
         + "\n```"
-        for m in (TF, SS, PF)
+        for m in (TF, SS, PF, XTF, XPF)
         if (FIGS / f"regime-samples-{slug(m)}.txt").exists()
     )
     reading = regime_reading(reg)
+    transformer = transformer_section(reg, data) if XPF in reg else ""
     sec1 = f"""## 1. A long-range source with a known answer: `regime-switch`, L = {rm["length"]}
 
 {rm["regimes"]} regimes, each with its own {rm["symbols"]}-symbol alphabet and a fixed random
@@ -502,6 +531,7 @@ at 3L..4L of real streams, blue free-running at 3L..4L):
 
 {reading}
 
+{transformer}
 Samples (first two runs shown):
 
 {samples}
@@ -622,6 +652,52 @@ trained for this page (the thesis's sizes need a GPU). The plain
 """
 
 
+def transformer_section(reg: dict, data: dict) -> str:
+    """The transformer rows' reading: professor forcing against teacher forcing on it, paired
+    by seed at equal updates, and where it stands beside the GRU (plain numbers: the GRU
+    rows had more updates)."""
+    x = TRANSFORMER
+    steps = data["steps"]["transformer"]
+    cost = statistics.mean(r["seconds"] for r in reg[XPF]) / statistics.mean(
+        r["seconds"] for r in reg[XTF]
+    )
+    lines = [
+        f"- {verdict(reg, key, what, XPF, XTF, lower=True)}"
+        for key, what in (
+            ("nll", "test NLL (raw)"),
+            ("excess", "test NLL − exact floor"),
+            ("far_tv", "duration TV from the exact law past L"),
+            ("near_tv", "duration TV within L"),
+            ("centroid_ratio", "centroid distance @4L ÷ own floor"),
+            ("nn_ratio", "NN distance @4L ÷ own floor"),
+        )
+    ]
+    m = lambda label, key: mean_std([r[key] for r in reg[label]], 4)  # noqa: E731
+    mean = lambda label, key: statistics.mean(r[key] for r in reg[label])  # noqa: E731
+    word = lambda key: "lower" if mean(XTF, key) < mean(TF, key) else "higher"  # noqa: E731
+    return f"""**The Transformer beside the GRU** (rows *transformer ...* above; a pilot): the
+`transformer` generator (registry name; the trainers are the GRU's, unchanged): a causal
+pre-LN Transformer, width {x["hidden"]}, {x["layers"]} block(s), {x["heads"]} heads, sinusoidal
+positions (16 L of them, so it can run the long draws), the start token's embedding as the
+first input, free-running by a KV cache; Adam {x["lr"]}, batch {x["batch_size"]}, grad-norm
+clip 1, **{steps} updates** (the GRU rows: {data["steps"]["regime"]}; fewer for time), seeds
+{", ".join(map(str, data["seeds"]))}, professor forcing with the same D, gates and weighting as
+the GRU's (no equal-wall-clock row for it, for time). Its positions past L = {data["regime"]["meta"]["length"]} were never trained on, so
+the draws past L test extrapolation as much as exposure bias. Teacher forcing: test NLL
+{m(XTF, "nll")} (GRU teacher forcing at {data["steps"]["regime"]} updates: {m(TF, "nll")}),
+duration TV past L {m(XTF, "far_tv")} (GRU {m(TF, "far_tv")}), within L
+{m(XTF, "near_tv")} (GRU {m(TF, "near_tv")}). Professor forcing on it: {gate_line(reg[XPF])}; a
+step took {cost:.1f}x a teacher-forcing step of the same Transformer (the free run is
+sequential: one cached step per token). In plain words, against the GRU (unlike updates, so
+no verdict): the Transformer's teacher-forced test NLL is {word("nll")} than the GRU's, and its
+duration TV is {word("far_tv")} past L and {word("near_tv")} within L.
+
+Reading, the Transformer (PF vs TF on the Transformer, paired by seed, equal updates):
+
+{chr(10).join(lines)}
+"""
+
+
 def regime_reading(reg: dict) -> str:
     lines = ["Reading, section 1 (generated from the numbers; PF vs TF paired by seed):", ""]
     tf = reg[TF]
@@ -668,8 +744,14 @@ def summary(data: dict) -> str:
             checks.append(
                 ("nll_per_sequence", "sequential-MNIST NLL at equal wall-clock", mn, TF_TIME)
             )
-    for key, what, res, base in checks:
-        v = verdict(res, key, what, PF, base)
+    if XPF in reg:
+        checks += [
+            ("nll", "transformer: test NLL", reg, XTF, XPF),
+            ("far_tv", "transformer: regime durations past L", reg, XTF, XPF),
+            ("near_tv", "transformer: regime durations within L", reg, XTF, XPF),
+        ]
+    for key, what, res, base, *model in checks:
+        v = verdict(res, key, what, model[0] if model else PF, base)
         (bad if "**hurt**" in v else good if "**helped**" in v else none).append(
             f"{what} (against {base})"
         )

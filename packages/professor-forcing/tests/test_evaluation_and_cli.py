@@ -146,7 +146,7 @@ def test_sample_writes_text_png_npy_far_past_the_training_length(run, tmp_path):
 
 
 def test_sample_options_reach_the_sampler(run, tmp_path):
-    """``gm sample --compile true`` compiles the sampling step (dynamo counts a compiled
+    """``gm sample --compile on`` compiles the sampling step (dynamo counts a compiled
     frame) and draws, for a seed, the tokens of the default eager sampler on CPU (the
     one-layer fused loop); another seed draws others."""
     from torch._dynamo.utils import counters
@@ -158,9 +158,9 @@ def test_sample_options_reach_the_sampler(run, tmp_path):
 
     eager = sample("eager.npy")
     frames = counters["frames"]["ok"]
-    compiled = sample("compiled.npy", "--compile", "true", "--cuda-graph", "false")
+    compiled = sample("compiled.npy", "--compile", "on", "--cuda-graph", "off")
     assert counters["frames"]["ok"] > frames  # the option reached the sampler
-    other = sample("other.npy", "--compile", "true", seed="4")
+    other = sample("other.npy", "--compile", "on", seed="4")
     assert eager.shape == (5, 40)
     assert np.array_equal(compiled, eager) and not np.array_equal(other, eager)
     assert cli("sample", str(run), "--compile", "maybe", "--out", str(tmp_path / "x.npy")) == 2

@@ -12,7 +12,7 @@ def _pair():
     fused = TokenGRU(vocab_size=7, hidden=20, layers=1, embed=6)
     reference = TokenGRU(vocab_size=7, hidden=20, layers=1, embed=6)
     reference.load_state_dict(fused.state_dict())
-    reference.fused = False
+    reference.fused = "off"
     return fused, reference
 
 

@@ -342,3 +342,18 @@ def test_inverse_sigmoid_reaches_one_half_at_the_end_of_short_runs(steps):
         "scheduled-sampling", DATA.info, overrides={"hidden": 8, "steps": steps}
     )
     assert cls(cfg, DATA.info).p_true(steps) == pytest.approx(0.5, abs=1e-9)
+
+
+def test_scheduled_sampling_reads_the_engines_step_and_old_checkpoints():
+    """eps follows the engine's step count (``trainer.step``), not a counter of its own; an
+    old checkpoint's ``{"updates": N}`` extra state loads without error and changes nothing."""
+    cls, cfg = build_config("scheduled-sampling", DATA.info, overrides={"hidden": 8, "steps": 10})
+    torch.manual_seed(0)
+    ss = cls(cfg, DATA.info)
+    assert ss.step == 0 and ss.training_step(batch())["p_true"] == pytest.approx(ss.p_true(0))
+    assert ss.training_step(batch())["p_true"] == pytest.approx(ss.p_true(0))  # step not set
+    ss.step = 7
+    assert ss.p_true(7) < ss.p_true(0)
+    assert ss.training_step(batch())["p_true"] == pytest.approx(ss.p_true(7))
+    ss.load_extra_state({"updates": 3})
+    assert ss.step == 7 and ss.extra_state() == {}

@@ -83,7 +83,7 @@ def _after_one_step(trainer):
     return [p.detach().clone() for p in g_params(trainer)], metrics
 
 
-@pytest.mark.parametrize("skip", [True, False])  # CPU's host branch, the device-side where
+@pytest.mark.parametrize("skip", ["on", "off"])  # CPU's host branch, the device-side where
 def test_closed_gate_stops_the_adversarial_gradient(skip):
     """With D's accuracy below gate_g, a professor-forcing step updates G exactly as a
     teacher-forcing step does; with the gate forced open, it does not."""
@@ -118,9 +118,10 @@ def test_closed_gate_gives_exactly_the_nll_gradient():
         assert same is (not is_open)
 
 
-@pytest.mark.parametrize("skip", [True, False])  # CPU's host branch, fused Adam's found_inf
-def test_discriminator_update_skipped_above_gate_d(skip):
-    tr = make(gate_d=-1.0, skip_closed_gates=skip)  # accuracy always above: D frozen
+@pytest.mark.parametrize("fused", ["on", "off"])  # fused Adam's found_inf, the where restore
+def test_discriminator_update_skipped_above_gate_d(fused):
+    tr = make(gate_d=-1.0, fused_optimizer=fused)  # accuracy always above: D frozen
+    assert bool(tr.opt_d.defaults["fused"]) is (fused == "on")
     d0 = {k: v.clone() for k, v in tr.discriminator.state_dict().items()}
     g0 = [p.detach().clone() for p in g_params(tr)]
     for _ in range(2):

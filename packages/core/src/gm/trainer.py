@@ -107,8 +107,9 @@ class Trainer:
             m.compile()
 
     def adam(self, params, lr: float | None = None, **kwargs: Any) -> torch.optim.Adam:
-        """Adam for this trainer: the fused single-kernel update when ``fused_optimizer`` is on
-        (CUDA and CPU have one; same arithmetic as the per-parameter loop), else foreach."""
+        """THE Adam of every trainer: the fused single-kernel update where ``fused_optimizer``
+        (a :data:`gm.fastpath.Switch`) turns it on (same arithmetic as the per-parameter
+        loop), else foreach. ``lr`` defaults to the config's; ``kwargs`` (betas, ...) pass on."""
         fused = fastpath.use(self.config.fused_optimizer, "fused_optimizer", self.device)
         return torch.optim.Adam(
             params,
@@ -131,18 +132,61 @@ class Trainer:
         Only the optimiser's own parameters are reduced, clipped and stepped, and their
         stale gradients (left by another loss) are cleared before ``backward``, so one
         loss never leaks into another optimiser's update.
+
+        ``enabled``: a 0-dim bool tensor (on the parameters' device; the same on every
+        rank), or None for always. Where it is false the update is skipped -- parameters,
+        moments and step counts left bit for bit as they were -- without reading it back
+        to the host: a fused optimiser skips through its ``found_inf`` input (the
+        mechanism ``GradScaler`` uses); any other optimiser steps and then restores every
+        parameter and state tensor with ``torch.where``. Only an optimiser keeping state
+        on another device than ``enabled`` (foreach Adam on CUDA keeps ``step`` on the
+        host) falls back to deciding on the host, which costs one sync.
         """
         params = [p for g in optimizer.param_groups for p in g["params"]]
-        if enabled is not None and not bool(enabled):  # placeholder gate (syncs the host)
-            optimizer.zero_grad(set_to_none=True)
-            return
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.all_reduce_grads(params)
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
+        if enabled is None:
+            optimizer.step()
+        elif any(g.get("fused") for g in optimizer.param_groups):
+            optimizer.found_inf = (~enabled).float()  # 1: the fused kernel skips the update
+            try:
+                optimizer.step()
+            finally:
+                del optimizer.found_inf
+        else:
+            _gated_step(optimizer, params, enabled)
         optimizer.zero_grad(set_to_none=True)
+
+
+def _gated_step(optimizer: torch.optim.Optimizer, params: list, enabled: torch.Tensor) -> None:
+    """``optimizer.step()`` kept only where ``enabled``: every parameter and state tensor
+    put back by ``torch.where`` otherwise, with no host read. State made by this very step
+    (the first) goes back to zeros, a fresh optimiser's values. If the optimiser keeps a
+    state tensor on another device (foreach Adam on CUDA: ``step`` on the host), the
+    choice is made on the host instead (one sync) and the old state restored as it was."""
+    device = enabled.device
+    held = [p.detach().clone() for p in params]
+    state = {id(p): {k: v.clone() for k, v in optimizer.state[p].items()} for p in params}
+    optimizer.step()
+    after = [v for p in params for v in optimizer.state[p].values() if torch.is_tensor(v)]
+    with torch.no_grad():
+        if any(v.device != device for v in after):
+            if not bool(enabled):  # the documented fallback: one host read
+                for p, old in zip(params, held, strict=True):
+                    p.copy_(old)
+                    optimizer.state[p] = state[id(p)]
+            return
+        for p, old in zip(params, held, strict=True):
+            p.copy_(torch.where(enabled, p, old))
+            for k, v in optimizer.state[p].items():
+                if torch.is_tensor(v):
+                    before = state[id(p)].get(k)
+                    v.copy_(
+                        torch.where(enabled, v, torch.zeros_like(v) if before is None else before)
+                    )
 
 
 @runtime_checkable

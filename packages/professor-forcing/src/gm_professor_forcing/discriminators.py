@@ -8,10 +8,11 @@ saturated softly into (-clip, clip) as ``clip * tanh(l / clip)``. The thesis cli
 learns again (and passes G no gradient): the soft form keeps a gradient everywhere and is
 the identity near 0. Label 1 = teacher-forced, 0 = free-running.
 
-With ``fused`` (``"auto"``: on CPU) the bidirectional GRU runs through
-:class:`gm_professor_forcing.fused.GRULayer` (the same parameters, the same function):
-both directions advance together and the backward forms weight gradients once, after the
-loop, instead of ``nn.GRU``'s CPU backward replaying autograd step by step.
+With ``fused`` (a :data:`gm.fastpath.Switch`, path ``fused_rnn``; ``"auto"``: on CPU) the
+bidirectional GRU runs through :class:`gm_professor_forcing.fused.GRULayer` (the same
+parameters, the same function): both directions advance together and the backward forms
+weight gradients once, after the loop, instead of ``nn.GRU``'s CPU backward replaying
+autograd step by step. Under ``torch.compile`` it is ``nn.GRU``, which dynamo traces.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gm_professor_forcing.fused import GRULayer, wanted
+from gm import fastpath
+from gm_professor_forcing.fused import GRULayer
 
 
 class BiGRUDiscriminator(nn.Module):
@@ -38,13 +40,21 @@ class BiGRUDiscriminator(nn.Module):
             nn.ReLU(),
         )
         self.out = nn.Linear(mlp, 1)
-        self.fused = "auto"  # "on" | "off" | "auto" (on CPU)
+        self.fused: fastpath.Switch = "auto"
+
+    @classmethod
+    def build(cls, config, info, features: int) -> BiGRUDiscriminator:
+        """The registry's ``bigru`` from a professor-forcing config's ``d_*`` fields."""
+        d = cls(features, config.d_hidden, config.d_mlp, config.d_layers)
+        d.fused = config.fused_discriminator
+        return d
 
     _weights = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     def forward(self, behaviour: torch.Tensor) -> torch.Tensor:
         """(B, L, F) behaviour -> (B,) logits of "teacher-forced"."""
-        if wanted(self.fused, behaviour.device):
+        fused = fastpath.use(self.fused, "fused_rnn", behaviour.device)
+        if fused and not torch.compiler.is_compiling():
             states = behaviour
             for layer in range(self.gru.num_layers):
                 names = [f"{w}_l{layer}{s}" for s in ("", "_reverse") for w in self._weights]

@@ -24,7 +24,7 @@ The recurrence is PyTorch's GRU (gate order r, z, n), with the input gates
     h' = n + z * (h - n),      gh = W_hh h + b_hh.
 
 The loops keep sequences step-major, so a step's slice is contiguous, and multiply by a
-contiguous copy of W_hh^T (on CPU about 1.7x faster per step than ``h @ W_hh.t()``).
+contiguous copy of W_hh^T (measured faster on CPU than ``h @ W_hh.t()``: docs/benchmarks.md).
 The token fed at step t+1 is the draw of step t from softmax(readout(h_t) / temperature)
 (Gumbel-max), or, for scheduled sampling, the true token where ``keep[:, t+1]`` is set.
 The draws carry no gradient: the gradient flows through the hidden states only, exactly
@@ -38,14 +38,6 @@ import torch
 from gm import progress
 
 LONG = 200  # sequences from this many steps show a bar while drawn
-
-
-def wanted(setting: str | bool, device: torch.device) -> bool:
-    """A fast-path switch: ``"on"``/``True``, ``"off"``/``False``, or ``"auto"`` (on CPU,
-    where the hand-written loops beat ``nn.GRU``; off on CUDA, where cuDNN's kernels run)."""
-    if setting == "auto":
-        return device.type == "cpu"
-    return setting in (True, "on")
 
 
 def gumbel_argmax(

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gm import progress
+from gm import fastpath, progress
+from gm.errors import GMError
 from gm.trainer import Behaviour
-from gm_professor_forcing.fused import LONG, FreeRunningGRU, TeacherForcedGRU, draw_tokens, wanted
+from gm_professor_forcing.fused import LONG, FreeRunningGRU, TeacherForcedGRU, draw_tokens
 from gm_professor_forcing.fused import gumbel_argmax as _gumbel_argmax
 
 
@@ -189,6 +190,13 @@ class GRUGenerator(nn.Module):
         self.hidden_size, self.num_layers = hidden, layers
         self.gru = nn.GRU(input_size, hidden, layers, batch_first=True)
         self.readout = nn.Linear(hidden, self.head.num_params)
+
+    @classmethod
+    def build(cls, config, info) -> GRUGenerator:
+        """The registry's ``gru``: a token GRU for token sequences, else a real-valued one."""
+        if info.modality == "sequence" and info.vocab_size:
+            return TokenGRU.build(config, info)
+        return ContinuousGRU.build(config, info)
 
     # subclasses: how observations become GRU inputs
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -358,10 +366,27 @@ class TokenGRU(GRUGenerator):
         super().__init__(embed, hidden, layers)
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size + 1, embed)  # the last row is the start symbol
-        self.fused = True  # one-layer passes through fused.FreeRunningGRU (False: step by step)
-        # the one-layer teacher-forced pass through fused.TeacherForcedGRU ("auto": on CPU,
-        # where it beats nn.GRU; cuDNN's nn.GRU on CUDA)
-        self.fused_teacher_forced = "auto"
+        # fast-path Switches (path "fused_rnn", "auto": on CPU): one-layer free running and
+        # scheduled sampling through fused.FreeRunningGRU ("off": step by step), the
+        # one-layer teacher-forced pass through fused.TeacherForcedGRU ("off": nn.GRU)
+        self.fused: fastpath.Switch = "auto"
+        self.fused_teacher_forced: fastpath.Switch = "auto"
+
+    @classmethod
+    def build(cls, config, info) -> TokenGRU:
+        if not (info.modality == "sequence" and info.vocab_size):
+            raise GMError(f"{info.name!r} holds real values: use generator=gru.")
+        if config.output not in ("auto", "categorical"):
+            raise GMError(
+                f"{info.name!r} holds tokens: output must be categorical, not "
+                f"{config.output!r} (--set output=auto)."
+            )
+        g = cls(info.vocab_size, config.hidden, config.layers, config.embed)
+        g.fused, g.fused_teacher_forced = config.fused_free_running, config.fused_teacher_forced
+        return g
+
+    def _fused_loop(self, device: torch.device) -> bool:
+        return self.num_layers == 1 and fastpath.use(self.fused, "fused_rnn", device)
 
     def _fused_args(self, batch_size: int, state, prev):
         g = self.gru
@@ -382,7 +407,9 @@ class TokenGRU(GRUGenerator):
         )
 
     def teacher_forced_with_state(self, x, state=None, prev=None):
-        if self.num_layers != 1 or not wanted(self.fused_teacher_forced, x.device):
+        if self.num_layers != 1 or not fastpath.use(
+            self.fused_teacher_forced, "fused_rnn", x.device
+        ):
             return super().teacher_forced_with_state(x, state, prev)
         table, w_hh, b_hh, h0, _, _, first = self._fused_args(len(x), state, prev)
         inputs = torch.cat([first.unsqueeze(1), x[:, :-1]], 1)
@@ -390,7 +417,7 @@ class TokenGRU(GRUGenerator):
         return Behaviour(hidden, self.readout(hidden)), hidden[:, -1].unsqueeze(0)
 
     def free_running(self, batch_size, steps, temperature=1.0, *, state=None, prev=None):
-        if not (self.fused and self.num_layers == 1):
+        if not self._fused_loop(self.readout.weight.device):
             return super().free_running(batch_size, steps, temperature, state=state, prev=prev)
         args = self._fused_args(batch_size, state, prev)
         hidden, tokens = FreeRunningGRU.apply(
@@ -399,7 +426,7 @@ class TokenGRU(GRUGenerator):
         return tokens, Behaviour(hidden, self.readout(hidden))
 
     def scheduled(self, x: torch.Tensor, p_true: float) -> Behaviour:
-        if not (self.fused and self.num_layers == 1) or p_true >= 1:
+        if not self._fused_loop(x.device) or p_true >= 1:
             return super().scheduled(x, p_true)
         keep = torch.rand(x.shape, device=x.device) < p_true
         args = self._fused_args(len(x), None, None)
@@ -408,7 +435,7 @@ class TokenGRU(GRUGenerator):
 
     @torch.no_grad()
     def sample_tokens(self, batch_size: int, steps: int, temperature: float = 1.0) -> torch.Tensor:
-        if not (self.fused and self.num_layers == 1):
+        if not self._fused_loop(self.readout.weight.device):
             return super().sample_tokens(batch_size, steps, temperature)
         return draw_tokens(*self._fused_args(batch_size, None, None), steps, temperature)
 
@@ -462,6 +489,31 @@ class ContinuousGRU(GRUGenerator):
         super().__init__(dim, hidden, layers)
         self.dim = dim
         self.start = nn.Parameter(torch.zeros(dim))
+
+    @classmethod
+    def build(cls, config, info) -> ContinuousGRU:
+        if info.modality == "sequence" and info.vocab_size:
+            raise GMError(f"{info.name!r} holds tokens: use generator=gru.")
+        dim = info.shape[1] if len(info.shape) == 2 else 1
+        output = config.output
+        if output == "auto":
+            output = (
+                "mixture"
+                if info.modality == "strokes"
+                else "bernoulli"
+                if info.meta.get("binary")
+                else "gaussian"
+            )
+        if output == "categorical":
+            raise GMError(
+                f"{info.name!r} holds real values: use output mixture, bernoulli or gaussian."
+            )
+        if output == "mixture" and dim != 3:
+            raise GMError(
+                f"the mixture output models (dx, dy, pen_lift) strokes; {info.name!r} has "
+                f"{dim} features per step (--set output=gaussian)."
+            )
+        return cls(dim, config.hidden, config.layers, output, config.components)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return x.float()

@@ -29,20 +29,31 @@ _TRAINERS = {
 
 @gm.hookimpl
 def gm_sequence_generators():
+    """Read by the three trainers (``--set generator=NAME``); each class's ``build(config,
+    info)`` makes it from a sequence config."""
     return [
         SequenceGeneratorSpec(
-            "gru", f"{_P}.generators:TokenGRU", "GRU over discrete tokens, softmax readout"
+            "gru",
+            f"{_P}.generators:GRUGenerator",
+            "GRU: softmax readout over tokens; mixture, Bernoulli or Gaussian for real vectors",
         ),
         SequenceGeneratorSpec(
             "gru-continuous",
             f"{_P}.generators:ContinuousGRU",
             "GRU over real vectors: mixture density + pen bit, Bernoulli or Gaussian",
         ),
+        SequenceGeneratorSpec(
+            "transformer",
+            f"{_P}.transformer:TransformerGenerator",
+            "causal pre-LN Transformer over tokens, KV-cached free running",
+        ),
     ]
 
 
 @gm.hookimpl
 def gm_discriminators():
+    """Read by professor forcing (``--set discriminator=NAME``): ``build(config, info,
+    features)``."""
     return [
         DiscriminatorSpec(
             "bigru",

@@ -1,25 +1,19 @@
-"""The sampling fast path: ``gm sample``'s free-running loop, compiled or as a CUDA graph.
+"""The sampling fast path: ``gm sample``'s free-running loop through :class:`gm.fastpath.FastStep`.
 
-Sampling runs a fixed-shape step (every GRU layer, the readout, the head's draw, the next
-input: :meth:`GRUGenerator.sample_step`) once per token. Launched op by op from Python,
-each of its few dozen small kernels costs more on a GPU than it computes; so the step can
-run
-
-- ``compile``: through ``torch.compile(dynamic=False)``, one fused graph for every step;
-- ``cuda_graph``: on CUDA, captured once as a CUDA graph (:func:`gm.fastpath.cuda_graphed`)
-  and replayed per token: one launch a step.
-
-Both default to on for CUDA only (:func:`gm.fastpath.wanted`): measured on CPU, a compiled
-step was no faster than the eager loop (``bench/bench_professor_forcing.py``), and its
-compile costs seconds. With both off this is the eager sampler, ``sample_tokens``.
+Sampling runs a fixed-shape step (a generator's ``sample_step``: for the GRU every layer,
+the readout, the head's draw, the next input) once per token. The step goes to the core
+loop runner, :class:`gm.fastpath.FastStep`, which compiles it and, on CUDA, replays it as
+a CUDA graph, by the ``compile`` / ``cuda_graph`` switches (``"auto"``: on CUDA; the
+measurements are in docs/benchmarks.md, professor-forcing section). Where neither runs, or
+the generator has no fixed-shape step (the transformer's KV cache grows each token), this
+is the eager sampler, the generator's ``sample_tokens``.
 
 The step draws nothing itself: the head's noise is drawn eagerly by ``head.noise``, the
-calls the eager loop makes, in its order, and passed in. So for a seed the compiled path
-draws what the eager path draws (tokens exactly, unless a compiled logit's rounding flips
-an argmax; real values to float tolerance). Under a CUDA graph the same calls are captured
-and replayed from the graph-safe generator state: equal in distribution, not draw for draw.
-Training's free run is not here: it needs autograd (``fused.FreeRunningGRU``). Nothing in
-the loop reads a value back to the host.
+calls the eager loop makes, in its order, and passed in, so for a seed the fast path draws
+what the eager path draws (tokens exactly, unless a compiled logit's rounding flips an
+argmax; real values to float tolerance), graphed or not. Training's free run is not here:
+it needs autograd (``fused.FreeRunningGRU``). Nothing in the loop reads a value back to
+the host.
 """
 
 from __future__ import annotations
@@ -27,51 +21,44 @@ from __future__ import annotations
 import torch
 
 from gm import fastpath
-from gm_professor_forcing.generators import GRUGenerator
 
 
 @torch.no_grad()
 def sample(
-    generator: GRUGenerator,
+    generator,
     batch_size: int,
     steps: int,
     temperature: float = 1.0,
     *,
-    compile: bool | None = None,
-    cuda_graph: bool | None = None,
+    compile: fastpath.Switch = "auto",
+    cuda_graph: fastpath.Switch = "auto",
 ) -> torch.Tensor:
     """Free-running draws (B, steps, ...) at ``temperature``, through the fast path where
-    wanted (``None``: on CUDA only); the eager ``sample_tokens`` otherwise."""
-    device = generator.readout.weight.device
-    compiled = fastpath.wanted(compile, device)
-    graph = fastpath.wanted_graph(cuda_graph, device)
-    if not (compiled or graph):
+    the switches turn it on for the generator's device; ``sample_tokens`` otherwise."""
+    device = next(generator.parameters()).device
+    step_fn = getattr(generator, "sample_step", None)
+    if step_fn is None:
         return generator.sample_tokens(batch_size, steps, temperature)
-    return fastpath.compiled_or_eager(
-        lambda c: _loop(generator, batch_size, steps, temperature, c, graph),
-        compiled,
-        compile,
-        "sampling",
-    )[0]
+    table = generator._first_layer_gates()  # per-token input gates, fixed for the chain
+    head = generator.head
+    slots = [n is not None for n in head.noise((1,), device, temperature)]  # None at T = 0
 
+    def pure(h, x, *args):
+        it = iter(args[1:] if table is not None else args)
+        noise = tuple(next(it) if s else None for s in slots)
+        return step_fn(h, x, args[0] if table is not None else None, noise, temperature)
 
-def _loop(g: GRUGenerator, batch_size, steps, temperature, compiled: bool, graph: bool):
-    core = torch.compile(g.sample_step, dynamic=False) if compiled else g.sample_step
-    table = g._first_layer_gates()  # per-token input gates, fixed for the whole chain
-    head, device = g.head, g.readout.weight.device
-    h = g.readout.weight.new_zeros(g.num_layers, batch_size, g.hidden_size)
-    x = g.first_input(batch_size)
-
-    def step(h, x):
-        noise = head.noise((batch_size,), device, temperature)  # eager, the eager loop's calls
-        return core(h, x, table, noise, temperature)
-
-    if graph:  # the graph's outputs are overwritten by each replay: copied into `out` below
-        step = fastpath.cuda_graphed(step, h, x)
+    fast = fastpath.FastStep(pure, compile=compile, cuda_graph=cuda_graph, what="sampling")
+    if not (fast.compiles(device) or fastpath.use(cuda_graph, "cuda_graph", device)):
+        return generator.sample_tokens(batch_size, steps, temperature)
+    h = generator.readout.weight.new_zeros(generator.num_layers, batch_size, generator.hidden_size)
+    x = generator.first_input(batch_size)
+    constant = () if table is None else (table,)
     out = None
     for t in range(steps):
-        h, token, x = step(h, x)
+        noise = head.noise((batch_size,), device, temperature)  # eager: the eager loop's calls
+        h, token, x = fast(h, x, *constant, *(n for n in noise if n is not None))
         if out is None:
             out = token.new_empty(steps, *token.shape)
-        out[t] = token
+        out[t] = token  # a copy: a graph's outputs are overwritten by the next replay
     return out.transpose(0, 1).contiguous()

@@ -1,4 +1,4 @@
-"""Trainers: teacher forcing, scheduled sampling and Professor Forcing on one GRU generator.
+"""Trainers: teacher forcing, scheduled sampling and Professor Forcing on one sequence generator.
 
 Professor Forcing (Lamb, Goyal, Zhang, Zhang, Courville, Bengio, NIPS 2016), one step on a
 minibatch x:
@@ -21,7 +21,14 @@ minibatch x:
 
 Both gates are device tensors, so a step never waits for the host: a closed D->G gate
 selects a zero (``torch.where``, whose gradient to the closed branch is exactly zero) and a
-closed D gate is fused Adam's ``found_inf`` skip (the mechanism ``GradScaler`` uses).
+closed D gate is :meth:`gm.trainer.Trainer.optimizer_step`'s ``enabled`` (fused Adam's
+``found_inf`` skip, or a where-based restore).
+
+The generator and the discriminator are registered components (``--set generator=NAME``,
+``discriminator=NAME``; ``gm list`` shows them), obtained through
+:func:`gm.plugins.component` and built by their ``build`` classmethods; the trainers use
+only the behaviour contract (:class:`gm.trainer.Behaviour`, ``nll``, ``head``,
+``hidden_size``, ``scheduled``; ``embedding`` for ``behaviour=embeddings``).
 """
 
 from __future__ import annotations
@@ -30,20 +37,18 @@ import contextlib
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gm import distributed, fastpath
-from gm.config import TrainConfig
+from gm import distributed, fastpath, plugins
+from gm.config import Range, TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Behaviour, Trainer
 from gm_professor_forcing import sampling
-from gm_professor_forcing.discriminators import BiGRUDiscriminator
-from gm_professor_forcing.generators import ContinuousGRU, GRUGenerator, TokenGRU
 
 
 # --- configs and options ------------------------------------------------------------------
@@ -55,16 +60,24 @@ class SequenceConfig(TrainConfig):
     steps: int = 10_000
     batch_size: int = 32
     lr: float = 1e-3  # Adam, the generator
-    hidden: int = 1024
+    generator: str = "gru"  # a registered sequence generator (gm list): gru, transformer, ...
+    hidden: int = 1024  # GRU state width; the transformer's model width
     layers: int = 1
-    embed: int = 128  # token embedding width
+    embed: int = 128  # token embedding width (GRU; the transformer embeds at its width)
     output: Literal["auto", "categorical", "mixture", "bernoulli", "gaussian"] = "auto"
     components: int = 20  # mixture components (pen strokes)
+    # the transformer generator: attention heads, positions, the longest sequence it runs
+    # (training, sampling, the study; 0: 16 training lengths)
+    heads: int = 4
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_len: int = 0
     grad_clip: float = 1.0  # gradient-norm clipping per optimiser (0: off)
-    # fast paths (same results to float tolerance; "auto": on CPU, where they are measured
-    # faster, see docs/benchmarks.md): one-layer token GRUs only
-    fused_free_running: bool = True  # free running / scheduled sampling as one autograd node
-    fused_teacher_forced: Literal["auto", "on", "off"] = "auto"  # hand-written loop, not nn.GRU
+    # fast paths (same results to float tolerance; "auto": gm.fastpath's "fused_rnn" row,
+    # on CPU): one-layer token GRUs only
+    fused_free_running: fastpath.Switch = "auto"  # free run / scheduled sampling, one node
+    fused_teacher_forced: fastpath.Switch = "auto"  # hand-written loop, not nn.GRU
+
+    BOUNDS: ClassVar[dict[str, Range]] = {"heads": Range(1), "max_len": Range(0)}
 
 
 @dataclasses.dataclass
@@ -85,6 +98,7 @@ class ScheduledSamplingConfig(SequenceConfig):
 class ProfessorForcingConfig(SequenceConfig):
     """D defaults to 512 units (the thesis's char-PTB D: 2048, recipe ``pf-char-ptb``)."""
 
+    discriminator: str = "bigru"  # a registered discriminator (gm list)
     d_hidden: int = 512  # each direction of the discriminator's GRU
     d_mlp: int = 512
     d_layers: int = 1
@@ -104,25 +118,24 @@ class ProfessorForcingConfig(SequenceConfig):
     gate_g: float = 0.75  # D -> G gradient only when D's smoothed accuracy exceeds this
     gate_d: float = 0.99  # D's update skipped when its smoothed accuracy exceeds this
     gate_momentum: float = 0.9  # EMA momentum of the accuracy (0: this batch's accuracy)
-    # fast paths: D's GRU as fused.GRULayer ("auto": on CPU); on CPU, a closed gate skips
-    # the work it would zero (a host branch: CPU tensors need no device sync; on CUDA the
-    # gates stay device tensors, torch.where and fused Adam's found_inf)
-    fused_discriminator: Literal["auto", "on", "off"] = "auto"
-    skip_closed_gates: bool = True
+    # fast paths: D's GRU as fused.GRULayer ("auto": on CPU); a closed D->G gate skips the
+    # adversarial graph it would zero, read on the host ("auto": on CPU, where reading a
+    # tensor is no device sync; elsewhere the gate stays a device tensor in torch.where)
+    fused_discriminator: fastpath.Switch = "auto"
+    skip_closed_gates: fastpath.Switch = "auto"
 
 
 @dataclasses.dataclass
 class SampleOptions:
-    """``gm sample RUN --steps L --temperature T [--compile B] [--cuda-graph B]``; steps 0
+    """``gm sample RUN --steps L --temperature T [--compile S] [--cuda-graph S]``; steps 0
     means 4x the training length. ``compile`` / ``cuda_graph``: the sampling fast path
-    (sampling.py; default ``None``: on CUDA only, as a compiled step was measured no faster
-    on CPU); the same draws as the eager loop for a seed, except under a CUDA graph (equal
-    in distribution)."""
+    (sampling.py; :data:`gm.fastpath.Switch`, ``"auto"``: on CUDA); the same draws as the
+    eager loop for a seed."""
 
     steps: int = 0
     temperature: float = 1.0
-    compile: bool | None = None
-    cuda_graph: bool | None = None
+    compile: fastpath.Switch = "auto"
+    cuda_graph: fastpath.Switch = "auto"
 
 
 @dataclasses.dataclass
@@ -139,45 +152,19 @@ class EvaluateOptions:
 
 
 # --- building blocks ---------------------------------------------------------------------
-def build_generator(config: SequenceConfig, info: DataInfo) -> GRUGenerator:
+# Where "auto" skips a closed gate's work on the host: the CPU, like the table's fused_rnn row
+# (gm.fastpath has no row of its own for it yet).
+HOST_GATES = "fused_rnn"
+
+
+def build_generator(config: SequenceConfig, info: DataInfo) -> nn.Module:
+    """The registered generator ``config.generator``, built for this data."""
     if info.modality not in ("sequence", "strokes"):
         raise GMError(
             f"sequence models train on sequence or strokes data; {info.name!r} is "
             f"{info.modality} data."
         )
-    if info.modality == "sequence" and info.vocab_size:
-        if config.output not in ("auto", "categorical"):
-            raise GMError(
-                f"{info.name!r} holds tokens: output must be categorical, not "
-                f"{config.output!r} (--set output=auto)."
-            )
-        return TokenGRU(info.vocab_size, config.hidden, config.layers, config.embed)
-    dim = info.shape[1] if len(info.shape) == 2 else 1
-    output = config.output
-    if output == "auto":
-        output = (
-            "mixture"
-            if info.modality == "strokes"
-            else "bernoulli"
-            if info.meta.get("binary")
-            else "gaussian"
-        )
-    if output == "categorical":
-        raise GMError(
-            f"{info.name!r} holds real values: use output mixture, bernoulli or gaussian."
-        )
-    if output == "mixture" and dim != 3:
-        raise GMError(
-            f"the mixture output models (dx, dy, pen_lift) strokes; {info.name!r} has "
-            f"{dim} features per step (--set output=gaussian)."
-        )
-    return ContinuousGRU(dim, config.hidden, config.layers, output, config.components)
-
-
-def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Adam:
-    params = list(params)
-    fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused)
+    return plugins.component("sequence_generators", config.generator).build(config, info)
 
 
 @contextlib.contextmanager
@@ -207,7 +194,8 @@ class GateState(nn.Module):
 
 # --- the shared trainer --------------------------------------------------------------------
 class SequenceTrainer(Trainer):
-    """A GRU generator trained by maximum likelihood: teacher forcing, and the base of the others."""
+    """A registered generator (``generator``, a GRU by default) trained by maximum likelihood:
+    teacher forcing, and the base of the others."""
 
     Config = SequenceConfig
     SampleOptions = SampleOptions
@@ -218,10 +206,7 @@ class SequenceTrainer(Trainer):
         super().__init__(config, info, device)
         self.length = int(info.shape[0])
         self.generator = build_generator(config, info).to(self.device)
-        if isinstance(self.generator, TokenGRU):
-            self.generator.fused = config.fused_free_running
-            self.generator.fused_teacher_forced = config.fused_teacher_forced
-        self.opt_g = adam(self.generator.parameters(), config.lr)
+        self.opt_g = self.adam(self.generator.parameters(), config.lr)
 
     @classmethod
     def default_config(cls, info: DataInfo) -> SequenceConfig:
@@ -287,7 +272,6 @@ class ScheduledSamplingTrainer(SequenceTrainer):
 
     def __init__(self, config: ScheduledSamplingConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
-        self.updates = 0
         self.p_true(0)  # validate the schedule now, not mid-run
 
     def p_true(self, i: int) -> float:
@@ -312,21 +296,17 @@ class ScheduledSamplingTrainer(SequenceTrainer):
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.prepare(batch)
-        p = self.p_true(self.updates)
+        p = self.p_true(self.step)  # the engine's count of updates done
         nll = self.generator.nll(self.generator.scheduled(x, p), x).mean()
         self.optimizer_step(nll, self.opt_g, clip=self.clip)
-        self.updates += 1
         return {
             "loss": nll.detach(),
             "nll": nll.detach(),
             "p_true": torch.tensor(p, device=self.device),
         }
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"updates": self.updates}
-
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.updates = int(state.get("updates", 0))
+        """Older checkpoints kept their own ``updates`` count: the engine's step, ignored."""
 
 
 def _inverse_sigmoid_k(half: float) -> float:
@@ -351,7 +331,9 @@ class ProfessorForcingTrainer(SequenceTrainer):
                 f"free_steps ({self.free_steps}); got {self.segment}."
             )
         g = self.generator
-        if config.behaviour == "embeddings" and not isinstance(g, TokenGRU):
+        if config.behaviour == "embeddings" and not isinstance(
+            getattr(g, "embedding", None), nn.Embedding
+        ):
             raise GMError(
                 "behaviour=embeddings needs token data (it embeds the emitted tokens); "
                 "use --set behaviour=both for real-valued sequences."
@@ -364,16 +346,11 @@ class ProfessorForcingTrainer(SequenceTrainer):
                 "outputs": g.head.num_params,
                 "both": g.hidden_size + g.head.num_params,
             }[config.behaviour]
-        self.discriminator = BiGRUDiscriminator(
-            features, config.d_hidden, config.d_mlp, config.d_layers
-        ).to(self.device)
-        # torch.compile (--set compile=true) traces D's forward: it gets nn.GRU, not a loop
-        self.discriminator.fused = (
-            "off"
-            if fastpath.use(config.compile, "compile", self.device)
-            else config.fused_discriminator
+        d_class = plugins.component("discriminators", config.discriminator)
+        self.discriminator = d_class.build(config, info, features).to(self.device)
+        self.opt_d = self.adam(
+            self.discriminator.parameters(), config.d_lr, betas=(config.d_beta1, 0.999)
         )
-        self.opt_d = adam(self.discriminator.parameters(), config.d_lr, (config.d_beta1, 0.999))
         self.gate = GateState().to(self.device)
 
     @classmethod
@@ -439,8 +416,6 @@ class ProfessorForcingTrainer(SequenceTrainer):
         nll = self.generator.nll(tf, x).mean()
         samples, free = self.generator.free_running(len(x), self.free_steps, 1.0)
         f_tf, f_free = self.features(tf, x), self.features(free, samples)
-        # CPU tensors are on the host: reading a gate there costs no synchronisation
-        host = cfg.skip_closed_gates and self.device.type == "cpu"
 
         # 1. the discriminator, on detached behaviours; gate on its smoothed accuracy
         c_d, accuracy = self.discriminator_loss(f_tf, f_free)
@@ -448,23 +423,17 @@ class ProfessorForcingTrainer(SequenceTrainer):
         smoothed = self.gate.update(accuracy, cfg.gate_momentum)
         d_open, g_open = smoothed <= cfg.gate_d, smoothed > cfg.gate_g
         before = [p.detach().clone() for p in self.discriminator.parameters()]
-        if host:
-            if bool(d_open):  # closed: skipped, as fused Adam's found_inf would (no backward)
-                self.optimizer_step(c_d, self.opt_d, clip=self.clip)
-        elif self.opt_d.defaults.get("fused"):
-            self.opt_d.found_inf = (~d_open).float()  # fused Adam skips the whole update when 1
-            self.optimizer_step(c_d, self.opt_d, clip=self.clip)
-        elif bool(d_open):  # devices without fused Adam: decide on the host (one sync)
-            self.optimizer_step(c_d, self.opt_d, clip=self.clip)
+        self.optimizer_step(c_d, self.opt_d, clip=self.clip, enabled=d_open)
         # "updated" means D's weights moved, not that the gate let a step through (a dead
         # D with zero gradient would otherwise report updates forever)
         after = self.discriminator.parameters()
         moved = torch.stack([(a != p.detach()).any() for a, p in zip(before, after, strict=True)])
         moved = moved.any()
 
-        # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate
-        if host and not bool(g_open):  # closed: C_f, C_t only for the metrics, no graph
-            with torch.no_grad():
+        # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate;
+        # read on the host (no device sync on CPU) a closed gate builds no adversarial graph
+        if fastpath.use(cfg.skip_closed_gates, HOST_GATES, g_open.device) and not bool(g_open):
+            with torch.no_grad():  # C_f, C_t for the metrics only
                 c_f, c_t = self.adversarial_costs(f_tf, f_free)
             gated = torch.zeros_like(c_f)
         else:

@@ -122,9 +122,6 @@ class AcmeLSTM(nn.Module):
             hidden.append(h)
         hidden = torch.stack(hidden, 1)
         return torch.stack(tokens, 1), Behaviour(hidden, self.readout(hidden))
-
-    def sample_tokens(self, batch_size, steps, temperature=1.0):
-        return self.free_running(batch_size, steps, temperature)[0]
 '''
 
 KW = dict(device="cpu", progress=False)

@@ -31,6 +31,7 @@ FASTER_ON: dict[str, tuple[str, ...]] = {
     "channels_last": ("cpu", "cuda"),
     "fused_optimizer": ("cpu", "cuda"),
     "fused_rnn": ("cpu",),  # hand-fused GRU loops; cuDNN's nn.GRU is faster on CUDA
+    "host_gates": ("cpu",),  # skip a closed gate's work by reading it on the host
 }
 
 
@@ -135,30 +136,6 @@ def _padded(t: torch.Tensor, rows: int) -> torch.Tensor:
     if len(t) == rows:
         return t
     return torch.cat([t, t.new_zeros(rows - len(t), *t.shape[1:])])
-
-
-# --- old helpers, kept until every plugin has moved to FastStep (issue 15) ---------------
-def wanted(setting: bool | None, device: torch.device) -> bool:
-    """Deprecated: use :func:`use`."""
-    return device.type == "cuda" if setting is None else bool(setting)
-
-
-def wanted_graph(setting: bool | None, device: torch.device) -> bool:
-    """Deprecated: use :func:`use`."""
-    return device.type == "cuda" and setting is not False
-
-
-def compiled_or_eager(run, compiled: bool, asked: bool | None, what: str):
-    """Deprecated: use :class:`FastStep`."""
-    try:
-        return run(compiled), False
-    except Exception as error:
-        if not compiled or asked or not _from_compiler(error):
-            raise
-        warnings.warn(
-            f"torch.compile failed ({type(error).__name__}); {what} uncompiled", stacklevel=3
-        )
-        return run(False), True
 
 
 def cuda_graphed(step: Callable, *example: torch.Tensor, warmup: int = 3) -> Callable:

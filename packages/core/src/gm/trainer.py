@@ -151,11 +151,11 @@ class Trainer:
         if enabled is None:
             optimizer.step()
         elif any(g.get("fused") for g in optimizer.param_groups):
-            optimizer.found_inf = (~enabled).float()  # 1: the fused kernel skips the update
+            optimizer.found_inf = (~enabled).float()  # type: ignore[attr-defined]  # 1: skip the update
             try:
                 optimizer.step()
             finally:
-                del optimizer.found_inf
+                del optimizer.found_inf  # type: ignore[attr-defined]
         else:
             _gated_step(optimizer, params, enabled)
         optimizer.zero_grad(set_to_none=True)

@@ -26,6 +26,7 @@ def _group() -> None:
     """Prepare datasets ahead of time (decode once into the cache)."""
 
 
+# typer reads every option from the signature: spelt out per verb on purpose.
 @app.command()
 def prepare(
     name: str = typer.Argument(..., help="Dataset name (see gm list-datasets), or images:DIR etc."),

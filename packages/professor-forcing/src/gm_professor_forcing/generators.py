@@ -54,6 +54,7 @@ def _noise(kind: str, shape, device, temperature: float | None = None) -> torch.
 # them into the draw without randomness of its own. ``sample`` is the two in a row. The
 # sampling fast path (sampling.py) draws the noise eagerly outside a compiled step, so for a
 # seed it draws exactly what the eager loop draws.
+# The heads below implement _Head's methods for one output law each: parallel on purpose.
 class _Head:
     num_params: int
 

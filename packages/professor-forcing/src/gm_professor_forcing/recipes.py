@@ -13,6 +13,7 @@ COMMON_DIFFERS = (
     "clipping (here norm 1) and the number of updates are not stated in the thesis"
 )
 
+# Recipes are data: each spells out its source's settings in full, so they read alike.
 RECIPES: dict[str, dict] = {
     "pf-char-ptb": {
         "summary": "thesis char-PTB: GRU 1x1024, Adam 1e-4, D 2048 units, hidden states and "

@@ -38,7 +38,10 @@ def sample(
     device = next(generator.parameters()).device
     step_fn = getattr(generator, "sample_step", None)
     if step_fn is None:
-        return generator.sample_tokens(batch_size, steps, temperature)
+        eager = getattr(generator, "sample_tokens", None)
+        if eager is None:  # any registered generator: its own free run, without the graph
+            return generator.free_running(batch_size, steps, temperature)[0]
+        return eager(batch_size, steps, temperature)
     table = generator._first_layer_gates()  # per-token input gates, fixed for the chain
     head = generator.head
     slots = [n is not None for n in head.noise((1,), device, temperature)]  # None at T = 0

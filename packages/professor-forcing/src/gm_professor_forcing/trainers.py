@@ -152,9 +152,6 @@ class EvaluateOptions:
 
 
 # --- building blocks ---------------------------------------------------------------------
-# Where "auto" skips a closed gate's work on the host: the CPU, like the table's fused_rnn row
-# (gm.fastpath has no row of its own for it yet).
-HOST_GATES = "fused_rnn"
 
 
 def build_generator(config: SequenceConfig, info: DataInfo) -> nn.Module:
@@ -178,6 +175,16 @@ def frozen(module: nn.Module):
     finally:
         for p, f in zip(module.parameters(), flags, strict=True):
             p.requires_grad_(f)
+
+
+def behaviour_widths(generator: nn.Module, device: torch.device) -> tuple[int, int]:
+    """(H, O) of a generator's behaviour, read off a one-step free run: any registered
+    generator sizes the discriminator, not only those with ``hidden_size`` and ``head``.
+    The run's draws come from a forked generator state, so training's stream is unchanged."""
+    forks = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forks), torch.no_grad():
+        _, b = generator.free_running(1, 1, 1.0)
+    return int(b.hidden.shape[-1]), int(b.outputs.shape[-1])
 
 
 class GateState(nn.Module):
@@ -338,14 +345,13 @@ class ProfessorForcingTrainer(SequenceTrainer):
                 "behaviour=embeddings needs token data (it embeds the emitted tokens); "
                 "use --set behaviour=both for real-valued sequences."
             )
+        hidden, outputs = behaviour_widths(g, self.device)
         if config.behaviour == "embeddings":
-            features = g.hidden_size + g.embedding.embedding_dim
+            features = hidden + g.embedding.embedding_dim
         else:
-            features = {
-                "hidden": g.hidden_size,
-                "outputs": g.head.num_params,
-                "both": g.hidden_size + g.head.num_params,
-            }[config.behaviour]
+            features = {"hidden": hidden, "outputs": outputs, "both": hidden + outputs}[
+                config.behaviour
+            ]
         d_class = plugins.component("discriminators", config.discriminator)
         self.discriminator = d_class.build(config, info, features).to(self.device)
         self.opt_d = self.adam(
@@ -432,7 +438,7 @@ class ProfessorForcingTrainer(SequenceTrainer):
 
         # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate;
         # read on the host (no device sync on CPU) a closed gate builds no adversarial graph
-        if fastpath.use(cfg.skip_closed_gates, HOST_GATES, g_open.device) and not bool(g_open):
+        if fastpath.use(cfg.skip_closed_gates, "host_gates", g_open.device) and not bool(g_open):
             with torch.no_grad():  # C_f, C_t for the metrics only
                 c_f, c_t = self.adversarial_costs(f_tf, f_free)
             gated = torch.zeros_like(c_f)

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 
+# typer reads every option from the signature: spelt out per verb on purpose.
 def inpaint(
     ctx: typer.Context,
     run: Path = typer.Argument(..., help="Run folder of a trained walkback model."),

@@ -157,6 +157,8 @@ class LinearNet(nn.Module):
         return [self.w * s + self.c, self.f.expand_as(s)]
 
 
+# MLPNet and ConvNet take the same per-step keywords (levels, per_step, basis, ...): the
+# paper's operator options, spelt out in each constructor on purpose.
 class MLPNet(nn.Module):
     """``dim -> hidden x depth -> heads``: leaky-ReLU(0.02) MLP with linear heads (the paper's
     toy net is 2 -> 4096 -> 4096; its MNIST net 784 -> 1200 -> 1200 with batch norm)."""

@@ -72,3 +72,6 @@ def test_switches_reach_the_rollout_from_the_cli(vector_run, tmp_path, capsys, m
         ["sample", vector_run, "-o", tmp_path / "s.npy", "--compile", "maybe"], capsys
     )
     assert code == 2 and "compile" in err and "Traceback" not in err
+    bad = tmp_path / "bad.csv"
+    code, _, err = gm(["impute", vector_run, "-i", src, "-o", bad, "--compile", "maybe"], capsys)
+    assert code == 2 and "--compile must be auto, on or off" in err and not bad.exists()

@@ -191,3 +191,29 @@ class ImputerTrainer(Trainer):
 
     def write_samples(self, samples: Any, path: Path, options: Any) -> None:
         gallery.write(samples, path, self.info, self.scaler.to_unit)
+
+
+class NetTrainer(ImputerTrainer):
+    """An imputer around one network, ``self.net`` (made by :meth:`build_net`), trained by
+    one Adam; data of fewer than 256 values per example (digits, tables) get the smaller
+    net of :attr:`small`."""
+
+    small: dict[str, Any] = {}
+
+    def __init__(self, config: ImputerConfig, info: DataInfo, device: torch.device | str = "cpu"):
+        super().__init__(config, info, device)
+        self.net = self.build_net().to(self.device)
+        self.opt = self.adam(self.net.parameters())
+
+    def build_net(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def default_config(cls, info: DataInfo) -> ImputerConfig:
+        return cls.Config(**cls.small) if math.prod(info.shape) < 256 else cls.Config()
+
+    def modules(self):
+        return {**super().modules(), "net": self.net}
+
+    def optimizers(self):
+        return {"net": self.opt}

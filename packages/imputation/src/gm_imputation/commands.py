@@ -21,6 +21,7 @@ import typer
 from gm.errors import GMError
 
 
+# One typer.Option per option: `duplicates` sees their declarations as alike by shape.
 def impute(
     ctx: typer.Context,
     target: Path = typer.Argument(

@@ -23,8 +23,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from gm.data import DataInfo
-from gm_imputation.base import ImputerConfig
 from gm_imputation.nets import (
     GaussianMLP,
     GuidedSums,
@@ -33,24 +31,16 @@ from gm_imputation.nets import (
     reparameterise,
 )
 from gm_imputation.observation import Observation
-from gm_imputation.policy import GuidedPolicyTrainer
+from gm_imputation.policy import GuidedConfig, GuidedPolicyTrainer
 
 
 @dataclasses.dataclass
-class GPSIConfig(ImputerConfig):
-    update: Literal["add", "jump"] = "add"
+class GPSIConfig(GuidedConfig):
     refine_steps: int = 6
     hidden: int = 500
     layers: int = 2
-    z_dim: int = 100
-    lambda_q: float = 1.0  # weight of sum_t KL(q||p): 1 makes the loss the bound
-    lambda_p: float = 0.05  # weight of sum_t KL(p||q) (the authors' code: 0.05)
     guide_input: Literal["residual", "raw"] = "residual"  # paper: x - sigmoid(c); code: x
     primary_residual: bool = False  # also give p the residual on *known* values (authors' code)
-    see_mask: bool = False  # give both policies the mask as an extra input
-    clip: float = 10.0  # gradient-norm clip (the authors' code: 10)
-    batch_size: int = 200
-    observation: str = "auto"  # auto | bernoulli | gaussian (gm_imputation.observation)
 
 
 class GPSINet(nn.Module):
@@ -127,16 +117,7 @@ class GPSINet(nn.Module):
 class GPSITrainer(GuidedPolicyTrainer):
     Config = GPSIConfig
     name = "gpsi"
+    small = {"hidden": 256, "z_dim": 32}  # digits, tables: a smaller net is plenty
 
-    def __init__(self, config: GPSIConfig, info: DataInfo, device="cpu"):
-        super().__init__(config, info, device)
-        self.net = GPSINet(self.dim, config, self.obs).to(self.device)
-        self.opt = self.adam(self.net.parameters())
-
-    @classmethod
-    def default_config(cls, info: DataInfo) -> GPSIConfig:
-        import math
-
-        if math.prod(info.shape) < 256:  # digits, tables: a smaller net is plenty
-            return cls.Config(hidden=256, z_dim=32)
-        return cls.Config()
+    def build_net(self) -> GPSINet:
+        return GPSINet(self.dim, self.config, self.obs)

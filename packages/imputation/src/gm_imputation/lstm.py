@@ -22,13 +22,10 @@ the model is an unconditional generator with a variational bound on ``-log p(x)`
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import torch
 from torch import nn
 
-from gm.data import DataInfo
-from gm_imputation.base import ImputerConfig
 from gm_imputation.nets import (
     GaussianMLP,
     GuidedSums,
@@ -37,22 +34,14 @@ from gm_imputation.nets import (
     split_gaussian,
 )
 from gm_imputation.observation import Observation
-from gm_imputation.policy import GuidedPolicyTrainer
+from gm_imputation.policy import GuidedConfig, GuidedPolicyTrainer
 
 
 @dataclasses.dataclass
-class LSTMConfig(ImputerConfig):
-    update: Literal["add", "jump"] = "add"
+class LSTMConfig(GuidedConfig):
     refine_steps: int = 16
     hidden: int = 300  # LSTM units (the paper's MNIST models: 300)
-    z_dim: int = 100
     infinite_mixture: bool = True  # initial state from a latent z_0 (else a learned constant)
-    lambda_q: float = 1.0
-    lambda_p: float = 0.05
-    see_mask: bool = False  # give the reader and the guide the mask as an extra input
-    clip: float = 10.0
-    batch_size: int = 200
-    observation: str = "auto"  # auto | bernoulli | gaussian (gm_imputation.observation)
     peepholes: bool = False  # LSTM gates also read the cell state (the paper's footnote)
 
 
@@ -188,19 +177,10 @@ class LSTMNet(nn.Module):
 class LSTMTrainer(GuidedPolicyTrainer):
     Config = LSTMConfig
     name = "lstm-gpsi"
+    small = {"hidden": 128, "z_dim": 32}
 
-    def __init__(self, config: LSTMConfig, info: DataInfo, device="cpu"):
-        super().__init__(config, info, device)
-        self.net = LSTMNet(self.dim, config, self.obs).to(self.device)
-        self.opt = self.adam(self.net.parameters())
-
-    @classmethod
-    def default_config(cls, info: DataInfo) -> LSTMConfig:
-        import math
-
-        if math.prod(info.shape) < 256:
-            return cls.Config(hidden=128, z_dim=32)
-        return cls.Config()
+    def build_net(self) -> LSTMNet:
+        return LSTMNet(self.dim, self.config, self.obs)
 
 
 @dataclasses.dataclass

@@ -9,15 +9,34 @@ pure ``primary_logits(x, known, noise)`` with ``primary_noise(n, steps, device)`
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import torch
 
 from gm import fastpath
 from gm.config import Switch
 from gm_imputation import observation
-from gm_imputation.base import ImputerTrainer
+from gm_imputation.base import ImputerConfig, NetTrainer
 from gm_imputation.scores import Scores
 
 CHUNK = 16384  # most rows per compiled / graphed roll-out call
+
+
+@dataclasses.dataclass
+class GuidedConfig(ImputerConfig):
+    """What every guided-policy-search model is configured by (GPSI and LSTM add theirs)."""
+
+    update: Literal["add", "jump"] = "add"
+    refine_steps: int = 6
+    hidden: int = 500
+    z_dim: int = 100
+    lambda_q: float = 1.0  # weight of sum_t KL(q||p): 1 makes the loss the bound
+    lambda_p: float = 0.05  # weight of sum_t KL(p||q) (the authors' code: 0.05)
+    see_mask: bool = False  # give the primary policy and the guide the mask as an input
+    clip: float = 10.0  # gradient-norm clip (the authors' code: 10)
+    batch_size: int = 200
+    observation: str = "auto"  # auto | bernoulli | gaussian (gm_imputation.observation)
 
 
 def repeat(t: torch.Tensor, s: int) -> torch.Tensor:
@@ -78,21 +97,19 @@ class PrimaryRollout:
         return fastpath.chunked(step, x, known, noise, rows=CHUNK)
 
 
-class GuidedPolicyTrainer(ImputerTrainer):
-    """Guided policy search around ``self.net`` with config fields ``refine_steps``,
-    ``lambda_q``, ``lambda_p``, ``clip`` and ``observation``."""
+class GuidedPolicyTrainer(NetTrainer):
+    """Guided policy search around ``self.net``, configured by a :class:`GuidedConfig`."""
 
-    net: torch.nn.Module
-    opt: torch.optim.Optimizer
     _primary: PrimaryRollout | None = None
 
     def __init__(self, config, info, device="cpu"):
-        super().__init__(config, info, device)
+        # the observation model first: the net's canvas width depends on it
         self.obs = observation.get(
             config.observation,
             binary=bool(info.meta.get("binary", False)),
             image=info.modality == "image",
         )
+        super().__init__(config, info, device)
 
     def training_step(
         self, batch: torch.Tensor, missing: torch.Tensor | None = None
@@ -115,12 +132,6 @@ class GuidedPolicyTrainer(ImputerTrainer):
 
     def floor(self, x, target):
         return super().floor(x, target) if self.obs.name == "bernoulli" else None
-
-    def modules(self):
-        return {**super().modules(), "net": self.net}
-
-    def optimizers(self):
-        return {"net": self.opt}
 
     @property
     def refine_steps(self) -> int:

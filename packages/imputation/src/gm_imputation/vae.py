@@ -18,8 +18,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from gm.data import DataInfo
-from gm_imputation.base import ImputerConfig, ImputerTrainer
+from gm_imputation.base import ImputerConfig, NetTrainer
 from gm_imputation.nets import GaussianMLP, bernoulli_nll, blend, gaussian_kl, mlp, reparameterise
 from gm_imputation.policy import repeat
 from gm_imputation.scores import Scores
@@ -57,29 +56,15 @@ class VAENet(nn.Module):
             yield logits
 
 
-class VAEImputerTrainer(ImputerTrainer):
+class VAEImputerTrainer(NetTrainer):
     Config = VAEConfig
     name = "vae-imputer"
     reports_best_pass = True  # the paper's figure: the best pass, chosen on the hidden values
 
-    def __init__(self, config: VAEConfig, info: DataInfo, device="cpu"):
-        super().__init__(config, info, device)
-        self.net = VAENet(self.dim, config).to(self.device)
-        self.opt = self.adam(self.net.parameters())
+    small = {"hidden": 256, "z_dim": 16}
 
-    @classmethod
-    def default_config(cls, info: DataInfo) -> VAEConfig:
-        import math
-
-        if math.prod(info.shape) < 256:
-            return cls.Config(hidden=256, z_dim=16)
-        return cls.Config()
-
-    def modules(self):
-        return {**super().modules(), "net": self.net}
-
-    def optimizers(self):
-        return {"net": self.opt}
+    def build_net(self) -> VAENet:
+        return VAENet(self.dim, self.config)
 
     @property
     def refine_steps(self) -> int:

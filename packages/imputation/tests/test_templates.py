@@ -1,0 +1,56 @@
+"""Template matching keeps every training row by default (no cap), and matches in bounded
+chunks without changing which template is nearest."""
+
+import torch
+from conftest import make_trainer, train_steps
+
+from gm.data import DataInfo, Dataset
+from gm_imputation import templates
+
+ROWS = 12_500  # more than the 10,000 templates the memory used to keep at most
+
+
+def many_rows() -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    train = torch.rand(ROWS, 3, generator=g)
+    return Dataset(DataInfo("many", "vector", (3,)), {"train": train, "test": train[:10]})
+
+
+def test_every_training_row_is_a_template_and_row_12345_is_matched():
+    data = many_rows()
+    tr = make_trainer("template-matching", data)
+    assert tr.config.batch_size == ROWS and len(tr.memory.rows) == ROWS
+    train_steps(tr, data, tr.config.steps)
+    assert bool(tr.memory.filled.all())
+    stored = tr.memory.rows[tr.memory.rows[:, 0].argsort()]  # dataset units, as given
+    train = data.tensor("train")
+    assert torch.equal(stored, train[train[:, 0].argsort()])  # each row once, none lost
+    query = train[12_345].clone()[None]
+    truth = query[0, 2].item()
+    query[0, 2] = float("nan")
+    filled = tr.scaler.from_unit(tr.impute(tr.unit(query))[0])
+    assert abs(filled[0, 2].item() - truth) < 1e-6  # copied from row 12,345, its twin
+    assert filled[0, :2].tolist() == query[0, :2].tolist()
+
+
+def test_max_templates_keeps_that_many():
+    data = many_rows()
+    tr = make_trainer("template-matching", data, max_templates=300)
+    train_steps(tr, data, 1)
+    assert len(tr.memory.rows) == 300 and bool(tr.memory.filled.all())
+
+
+def test_chunked_matching_finds_the_same_templates(monkeypatch):
+    data = many_rows()
+    tr = make_trainer("template-matching", data, max_templates=2000, batch_size=2000)
+    train_steps(tr, data, 1)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(64, 3, generator=g)
+    on = (torch.rand(64, 3, generator=g) < 0.6).double()
+    table = tr.table()
+    whole = tr.memory.nearest(table, x, on)
+    loo = tr.memory.nearest(table, table[:64], on, exclude_self=True)
+    monkeypatch.setattr(templates, "NEAREST_CELLS", 2000 * 7)  # 7 queries a chunk, last short
+    assert torch.equal(tr.memory.nearest(table, x, on), whole)
+    assert torch.equal(tr.memory.nearest(table, table[:64], on, exclude_self=True), loo)
+    assert (loo != torch.arange(64)).all()  # leave-one-out never picks the row itself

@@ -114,6 +114,8 @@ def test_training_loss_weights_each_kl_direction(monkeypatch):
     got = tr.training_step(x, missing=~known.bool())
     assert close(got["loss"].item(), want.item(), 1e-4)
     assert close(got["bound"].item(), (nll + r["kl_qp"]).mean().item(), 1e-4)
+    assert close(got["nll"].item(), nll.mean().item(), 1e-4)  # logged as means per example
+    assert close(got["kl_qp"].item(), r["kl_qp"].mean().item(), 1e-4)
 
 
 def test_log_w_is_log_p_minus_log_q_of_the_sampled_z():

@@ -59,8 +59,8 @@ def main() -> None:
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer
 
+    from gm import masks
     from gm.engine import build_config, seed_everything
-    from gm_imputation import masks
 
     data = digits()
     train = data.tensor("train").reshape(-1, 64)

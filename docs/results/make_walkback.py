@@ -270,10 +270,9 @@ def mnist_job(
     inpainting (the first seed); every row gets bits/dim, reversibility and classifier measures."""
     import torch
 
-    from gm import checkpoint, pictures
+    from gm import checkpoint, masks, pictures
     from gm.data import load_dataset
     from gm.engine import train
-    from gm_walkback import masks
     from gm_walkback.diffusion import DiffusionEvaluateOptions
     from gm_walkback.walkback import WalkbackEvaluateOptions
 
@@ -380,8 +379,8 @@ def mnist_job(
         test = data.decode(data.raw("test"))[: s["inpaint_examples"]]
         out["inpaint"] = {}
         for spec in MASKS:
-            known = masks.make(
-                spec, len(test), (1, 28, 28), image=True, generator=torch.Generator().manual_seed(0)
+            known = ~masks.parse(spec).sample(
+                len(test), (1, 28, 28), modality="image", generator=torch.Generator().manual_seed(0)
             )
             torch.manual_seed(4)
             with torch.no_grad():
@@ -400,16 +399,15 @@ def knn_inpainting(data, n: int) -> dict:
     import torch
     from sklearn.impute import KNNImputer
 
-    from gm import pictures
-    from gm_walkback import masks
+    from gm import masks, pictures
 
     train = data.decode(data.raw("train")).reshape(-1, 784).numpy()
     test = data.decode(data.raw("test"))[:n]
     out = {}
     knn = KNNImputer(n_neighbors=10, weights="distance").fit(train)
     for spec in MASKS:
-        known = masks.make(
-            spec, len(test), (1, 28, 28), image=True, generator=torch.Generator().manual_seed(0)
+        known = ~masks.parse(spec).sample(
+            len(test), (1, 28, 28), modality="image", generator=torch.Generator().manual_seed(0)
         )
         flat = test.reshape(len(test), -1).numpy().copy()
         miss = (~known).reshape(len(test), -1).numpy()
@@ -967,7 +965,6 @@ def main() -> None:
     # every module up front: nothing imported later can differ from this commit's files
     import gm_walkback.chains
     import gm_walkback.diffusion
-    import gm_walkback.masks
     import gm_walkback.operators
     import gm_walkback.schedules
     import gm_walkback.walkback  # noqa: F401

@@ -43,7 +43,10 @@ def test_plugins_json_lists_builtin_and_entry_point_plugins():
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["gm-core"]["hooks"] == ["gm_datasets", "gm_loggers", "gm_models", "gm_trainers"]
-    assert rows["tiny"]["distribution"] == "gm-tiny" and rows["tiny"]["hooks"] == ["gm_models"]
+    assert rows["tiny"]["distribution"] == "gm-tiny" and rows["tiny"]["hooks"] == [
+        "gm_models",
+        "gm_trainers",
+    ]
 
 
 def test_list_models_and_datasets_json_and_pattern():

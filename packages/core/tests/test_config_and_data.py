@@ -33,7 +33,7 @@ def test_override_coerces_cli_strings():
         },
     )
     assert cfg.hidden == (4, 5, 6) and cfg.mode == "jump" and cfg.beta == 0.5
-    assert cfg.compile is True and cfg.steps == 1000 and cfg.lr == 3e-4
+    assert cfg.compile == "on" and cfg.steps == 1000 and cfg.lr == 3e-4
     assert configs.override(cfg, {"beta": "none"}).beta is None
 
 

@@ -1,40 +1,77 @@
-"""gm.fastpath: the fast-path switch and the fallback when a compile nobody asked for fails
-(a real torch.compile failure: an unknown backend)."""
+"""gm.fastpath: the one switch rule, FastStep's compile-or-eager fallback (a real
+torch.compile failure: an unknown backend), and chunked's equal padded chunks."""
 
 import pytest
 import torch
 
 from gm import fastpath
+from gm.errors import GMError
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-def _run(compiled: bool) -> torch.Tensor:
-    fn = torch.compile(torch.sin, backend="no-such-backend") if compiled else torch.sin
-    return fn(torch.ones(3))
+def test_auto_follows_the_one_table_and_on_off_obey():
+    assert not fastpath.use("auto", "compile", CPU) and fastpath.use("auto", "compile", CUDA)
+    assert fastpath.use("auto", "fused_rnn", CPU) and not fastpath.use("auto", "fused_rnn", CUDA)
+    assert fastpath.use("on", "compile", CPU) and not fastpath.use("off", "compile", CUDA)
+    for path, devices in fastpath.FASTER_ON.items():
+        for device in (CPU, CUDA):
+            assert fastpath.use("auto", path, device) == (device.type in devices)
 
 
-def test_wanted_defaults_to_cuda_only_and_obeys_an_explicit_choice():
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not fastpath.wanted(None, cpu) and fastpath.wanted(None, cuda)
-    assert fastpath.wanted(True, cpu) and not fastpath.wanted(False, cuda)
+def test_a_cuda_graph_never_runs_off_cuda_and_bad_switches_are_refused():
+    assert not fastpath.use("on", "cuda_graph", CPU)
+    with pytest.raises(GMError, match="must be auto, on or off"):
+        fastpath.use(True, "compile", CPU)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown fast path"):
+        fastpath.use("on", "warp-drive", CPU)
 
 
-def test_an_unrequested_compile_that_fails_falls_back_to_eager_with_a_warning():
+def test_an_unrequested_compile_that_fails_falls_back_to_eager_once(monkeypatch):
+    monkeypatch.setitem(fastpath.FASTER_ON, "compile", ("cpu",))  # "auto" compiles here
+    step = fastpath.FastStep(
+        torch.sin, what="testing", compile_options={"backend": "no-such-backend"}
+    )
+    assert step.compiles(CPU)
     with pytest.warns(UserWarning, match="torch.compile failed .*; testing uncompiled"):
-        out, failed = fastpath.compiled_or_eager(_run, True, None, "testing")
-    assert failed and torch.equal(out, torch.sin(torch.ones(3)))
-    out, failed = fastpath.compiled_or_eager(_run, False, None, "testing")
-    assert not failed and torch.equal(out, torch.sin(torch.ones(3)))
+        out = step(torch.ones(3))
+    assert torch.equal(out, torch.sin(torch.ones(3)))
+    assert not step.compiles(CPU)  # not tried again
+    assert torch.equal(step(torch.zeros(2)), torch.zeros(2))
 
 
 def test_a_requested_compile_and_other_errors_raise():
+    step = fastpath.FastStep(
+        torch.sin, compile="on", what="testing", compile_options={"backend": "no-such-backend"}
+    )
     with pytest.raises(torch._dynamo.exc.TorchDynamoException):
-        fastpath.compiled_or_eager(_run, True, True, "testing")
+        step(torch.ones(3))
 
-    def broken(compiled: bool):
+    def broken(x):
         raise ValueError("not the compiler's fault")
 
     with pytest.raises(ValueError):
-        fastpath.compiled_or_eager(broken, True, None, "testing")
+        fastpath.FastStep(broken, compile="on", what="testing")(torch.ones(3))
+
+
+def test_off_runs_the_function_itself():
+    calls = []
+    step = fastpath.FastStep(lambda x: calls.append(1) or x + 1, compile="off", what="t")
+    assert torch.equal(step(torch.ones(2)), torch.full((2,), 2.0)) and calls == [1]
+
+
+def test_chunked_runs_equal_padded_chunks_and_cuts_them():
+    sizes = []
+
+    def fn(x, y):
+        sizes.append(len(x))
+        return x * 2 + y
+
+    x, y = torch.arange(10.0), torch.ones(10)
+    out = fastpath.chunked(fn, x, y, rows=4)
+    assert torch.equal(out, x * 2 + 1)
+    assert sizes == [4, 4, 4]  # 10 rows: three chunks of 4, the last padded
+    assert fastpath.chunked(fn, x[:0], y[:0], rows=4).shape == (0,)
 
 
 def test_cuda_graphs_refuse_cpu_tensors():

@@ -31,8 +31,10 @@ BAD = {
     "gm-broken": ("broken", "raise ImportError('no module named shiny')\n"),
     "gm-unloadable": (
         "unloadable",
-        "import gm\nfrom gm.specs import ModelSpec\n\n@gm.hookimpl\ndef gm_models():\n"
-        "    return [ModelSpec('ghost', 'gm_nowhere.trainer:Ghost', trainer='ghost')]\n",
+        "import gm\nfrom gm.specs import ModelSpec, TrainerSpec\n\n@gm.hookimpl\ndef gm_models():\n"
+        "    return [ModelSpec('ghost', trainer='ghost')]\n\n"
+        "@gm.hookimpl\ndef gm_trainers():\n"
+        "    return [TrainerSpec('ghost', 'gm_nowhere.trainer:Ghost')]\n",
     ),
     "gm-polish": (
         "polish",
@@ -78,7 +80,10 @@ def test_listing_survives_every_kind_of_broken_plugin(bad_paths, args):
         assert "sys.exit(3)" in rows["gm-exiter"]["problems"][0]
         assert "db down" in rows["gm-raiser"]["problems"][0]
         assert "'not a spec'" in rows["gm-garbage"]["problems"][0]
-        assert rows["gm-tiny"]["problems"] == [] and rows["gm-tiny"]["hooks"] == ["gm_models"]
+        assert rows["gm-tiny"]["problems"] == [] and rows["gm-tiny"]["hooks"] == [
+            "gm_models",
+            "gm_trainers",
+        ]
         warned = out.stderr
         for dist in [*BAD, "gm-twin"]:
             if dist != "gm-unloadable":
@@ -151,3 +156,98 @@ def test_registry_checks_records_in_process(tmp_path, monkeypatch):
         assert any("gm-garbage" in t and "42" in t for t in texts)
     finally:
         plugins.reset()
+
+
+COMPONENT_PLUGIN = """
+import gm
+from gm.specs import ModelSpec, TransitionOperatorSpec
+
+@gm.hookimpl
+def gm_transition_operators():
+    return [
+        TransitionOperatorSpec("plain", "gm_parts_impl:Plain", "has build"),
+        TransitionOperatorSpec("no-build", "gm_parts_impl:NoBuild", "lacks build"),
+    ]
+
+@gm.hookimpl
+def gm_models():
+    return [
+        ModelSpec("orphan", trainer="no-such-trainer"),
+        ModelSpec("wrong-can", trainer="gaussian", capabilities=("fly",)),
+    ]
+"""
+
+COMPONENT_IMPL = """
+class Plain:
+    @classmethod
+    def build(cls, config, info):
+        return cls()
+
+class NoBuild:
+    pass
+"""
+
+
+def test_components_come_from_the_registry_and_models_from_their_trainer(tmp_path, monkeypatch):
+    import warnings
+
+    from gm import plugins
+    from gm.errors import GMError
+
+    d = make_dist(tmp_path / "p", "gm-parts", "parts", "gm_parts_plugin", COMPONENT_PLUGIN)
+    (d / "gm_parts_impl.py").write_text(COMPONENT_IMPL)
+    monkeypatch.syspath_prepend(str(d))
+    plugins.reset()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cls = plugins.component("transition_operators", "plain")
+            models = plugins.registry("models")
+        assert cls.__name__ == "Plain" and cls.build(None, None).__class__ is cls
+        with pytest.raises(GMError, match="no build"):
+            plugins.component("transition_operators", "no-build")
+        with pytest.raises(GMError, match="unknown transition operator 'plian'.*'plain'"):
+            plugins.component("transition_operators", "plian")
+        with pytest.raises(ValueError, match="kind must be one of"):
+            plugins.component("models", "gaussian")
+        # a model's trainer class is the registered trainer's
+        from gm.builtins.gaussian import GaussianTrainer
+
+        assert plugins.load(plugins.get("models", "gaussian")) is GaussianTrainer
+        with pytest.raises(GMError, match="unknown trainer 'no-such-trainer'"):
+            plugins.load(models["orphan"])
+        # an undeclared capability is a malformed record: dropped with a warning
+        assert "wrong-can" not in models
+        texts = [str(w.message) for w in caught if issubclass(w.category, plugins.PluginWarning)]
+        assert any("gm-parts" in t and "wrong-can" in t for t in texts), texts
+    finally:
+        plugins.reset()
+
+
+def test_every_hook_is_read_by_core():
+    """A hook nobody reads invites plugins to register parts that have no effect."""
+    import ast
+    from pathlib import Path
+
+    import gm
+    from gm import hookspecs, plugins
+
+    src = Path(gm.__file__).parent
+    readers = {
+        "transition_operators": "component",
+        "sequence_generators": "component",
+        "discriminators": "component",
+        "trainers": "ModelSpec.load",
+    }
+    for kind, hook in plugins.KINDS.items():
+        assert hasattr(hookspecs, hook)
+        if kind in readers:
+            continue
+        uses = [
+            p for p in src.rglob("*.py") if p.name != "plugins.py" and f'"{kind}"' in p.read_text()
+        ]
+        assert uses, f"nothing in core reads the {hook} registry"
+    tree = ast.parse((src / "specs.py").read_text())
+    assert any(isinstance(n, ast.Constant) and n.value == "trainers" for n in ast.walk(tree)), (
+        "ModelSpec.load must read the trainers registry"
+    )

@@ -42,7 +42,8 @@ def test_unknown_model_suggests_close_names():
     )
 
 
-def test_known_model_from_a_missing_plugin_names_the_distribution():
+def test_a_model_of_a_missing_plugin_is_unknown_and_the_installed_ones_are_listed():
+    # core names no plugin's contents, so it cannot say which distribution to install
     one_line_error(
         gm_run(
             "train",
@@ -51,7 +52,8 @@ def test_known_model_from_a_missing_plugin_names_the_distribution():
             "circle",
             env={"GM_DISABLE_PLUGINS": "professor-forcing"},
         ),
-        "pip install gm-professor-forcing",
+        "unknown model 'professor-forcing'",
+        "Known: ",
     )
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import close, image_dataset, make_trainer, train_steps, vector_dataset
 
+from gm.masks import split_known
 from gm_imputation import evaluation
-from gm_imputation.masks import split_known
 
 BERN = {"observation": "bernoulli"}  # the hand-computed cases below score as the paper does
 MODELS = ["gpsi-add", "gpsi-jump", "lstm-add", "lstm-jump"]

@@ -213,7 +213,7 @@ def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer
     try:
         spec = plugins.get("models", name)
     except GMError:
-        dist = plugins.KNOWN_ELSEWHERE.get(name) or str(record.get("plugin") or "")
+        dist = str(record.get("plugin") or "")  # the distribution the run itself recorded
         if not _DIST_NAME.fullmatch(dist):
             dist = "the plugin that provides it"
         raise GMError(

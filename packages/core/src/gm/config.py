@@ -24,6 +24,9 @@ from gm.errors import GMError
 
 C = TypeVar("C")
 
+# A fast path's switch: "auto" turns it on where bench/ measured it faster (gm.fastpath).
+Switch = Literal["auto", "on", "off"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Range:
@@ -61,8 +64,8 @@ class TrainConfig:
     batch_size: int = 128  # global: split evenly across torchrun processes
     lr: float = 1e-3
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA
-    compile: bool = False  # torch.compile the trainer's modules
-    fused_optimizer: bool = True  # one fused kernel per optimiser step (Trainer.adam)
+    compile: Switch = "off"  # torch.compile the trainer's modules for training
+    fused_optimizer: Switch = "auto"  # one fused kernel per optimiser step (Trainer.adam)
     log_every: int = 50
     checkpoint_every: int = 1000
     sample_every: int = 0  # write a sample picture every N steps (0: only at the end)
@@ -95,6 +98,8 @@ def _type_name(tp: Any) -> str:
 def coerce(value: Any, tp: Any) -> Any:
     """Convert ``value`` (a CLI string or a TOML/JSON value) to ``tp``; ValueError if it can't."""
     origin = typing.get_origin(tp)
+    if tp == Switch and (isinstance(value, bool) or str(value).lower() in ("true", "false")):
+        return "on" if value is True or str(value).lower() == "true" else "off"  # older runs
     if origin is Literal:
         for choice in typing.get_args(tp):
             if value == choice or (isinstance(value, str) and str(choice) == value):

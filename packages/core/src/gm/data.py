@@ -9,7 +9,7 @@ which is saved in ``config.json``, so loading a run never needs the data.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ class DataInfo:
     shape: tuple[int, ...]  # one example's shape
     vocab_size: int | None = None  # token sequences
     meta: dict[str, Any] = field(default_factory=dict)  # e.g. alphabet, column ranges, true NLL
+    train_rows: int | None = None  # training examples (set by Dataset; a gallery's size)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -37,7 +38,12 @@ class DataInfo:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DataInfo:
         return cls(
-            d["name"], d["modality"], tuple(d["shape"]), d.get("vocab_size"), d.get("meta", {})
+            d["name"],
+            d["modality"],
+            tuple(d["shape"]),
+            d.get("vocab_size"),
+            d.get("meta", {}),
+            d.get("train_rows"),
         )
 
 
@@ -53,6 +59,8 @@ class Dataset:
                     f"split {name!r} has examples of shape {tuple(t.shape[1:])}, "
                     f"expected {info.shape}"
                 )
+        if "train" in splits:  # models sized by their training set read it from the info
+            info = replace(info, train_rows=len(splits["train"]))
         self.info = info
         self.splits = splits
 

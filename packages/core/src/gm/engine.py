@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gm import checkpoint, distributed, pictures, plugins
+from gm import checkpoint, distributed, fastpath, pictures, plugins
 from gm import config as configs
 from gm import progress as show
 from gm.data import Dataset, load_dataset
@@ -261,7 +261,7 @@ def _train(
             else:  # the run's own record; only --steps may have changed
                 record = {**record, "config": configs.to_dict(cfg)}
             _write(run, lambda: checkpoint.write_json(run / checkpoint.CONFIG, record), "write to")
-        if cfg.compile:
+        if fastpath.use(cfg.compile, "compile", device):
             with show.timed(f"compiling {model}"):  # torch.compile is lazy: the first steps pay
                 trainer.compile()
         loggers = _loggers(report_to, run) if world.is_main and report_to else []
@@ -480,6 +480,7 @@ def _loop(
         try:
             while step < cfg.steps:
                 batch = next(batches)
+                trainer.step = step  # updates done: the one step count trainers read
                 try:
                     with autocast(device, cfg.precision):
                         metrics = trainer.training_step(batch)

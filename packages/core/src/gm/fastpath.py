@@ -1,53 +1,162 @@
-"""Shared pieces of the sampling fast paths: a fixed-shape step replayed as a CUDA graph.
+"""The fast paths' one convention: a switch type, a default rule, and a step runner.
+
+Every fast path (a compiled step, a CUDA graph, channels-last memory, a fused optimiser,
+a hand-fused RNN) is a config field of type :data:`Switch`: ``"on"``, ``"off"``, or
+``"auto"``, which turns it on exactly on the devices where ``bench/`` measured it faster
+(:data:`FASTER_ON`, the one table; the figures are in docs/benchmarks.md).
 
 A sampling loop (a walkback chain, a free-running RNN, an imputation roll-out) calls one
-step function many times on tensors of one shape. On CUDA, launching its dozens of small
-kernels from Python each step costs more than running them; captured once as a CUDA graph,
-a step is one launch. :func:`cuda_graphed` does the capture for any step whose arguments
-and results are tensors of fixed shapes; its random draws come from the graph-safe
-generator state, so a replayed chain equals the eager chain in distribution, not bit for bit.
+pure step function many times on tensors of fixed shapes. :class:`FastStep` runs such a
+step compiled, as a replayed CUDA graph, or eagerly, by the switches; :func:`chunked` runs
+it over equal row chunks so one graph serves a file of any length.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any
 
 import torch
 
-T = TypeVar("T")
+from gm.config import Switch
+from gm.errors import GMError
+
+__all__ = ["FASTER_ON", "FastStep", "Switch", "chunked", "cuda_graphed", "use"]
+
+# Where "auto" turns each fast path on: the devices bench/ measured it faster on.
+FASTER_ON: dict[str, tuple[str, ...]] = {
+    "compile": ("cuda",),  # on CPU its seconds of compiling are not repaid (benchmarks.md)
+    "cuda_graph": ("cuda",),  # only CUDA has graphs
+    "channels_last": ("cpu", "cuda"),
+    "fused_optimizer": ("cpu", "cuda"),
+    "fused_rnn": ("cpu",),  # hand-fused GRU loops; cuDNN's nn.GRU is faster on CUDA
+}
 
 
+def use(switch: Switch, path: str, device: torch.device | str) -> bool:
+    """Whether fast path ``path`` runs on ``device``: ``switch`` itself, or for ``"auto"``
+    the :data:`FASTER_ON` rule. A CUDA graph never runs off CUDA, even when ``"on"``."""
+    device = torch.device(device)
+    if path not in FASTER_ON:
+        raise ValueError(f"unknown fast path {path!r}; known: {', '.join(FASTER_ON)}")
+    if switch not in ("auto", "on", "off"):
+        raise GMError(f"fast-path switch {switch!r} for {path} must be auto, on or off.")
+    if path == "cuda_graph" and device.type != "cuda":
+        return False
+    return device.type in FASTER_ON[path] if switch == "auto" else switch == "on"
+
+
+def _from_compiler(error: Exception) -> bool:
+    return (type(error).__module__ or "").startswith(("torch._dynamo", "torch._inductor"))
+
+
+class FastStep:
+    """A pure step ``fn(*tensors) -> tensor | tuple of tensors``, run by the switches.
+
+    - compile: ``torch.compile(fn, dynamic=False)``, made once. If compiling fails
+      (no C++ compiler, an unsupported op) and the switch was ``"auto"``, it warns once
+      and runs eagerly from then on; an asked-for ``"on"`` raises.
+    - cuda_graph: on CUDA, one graph captured per (shapes, dtypes, device) of the
+      arguments and replayed (:func:`cuda_graphed`); a graphed call returns the graph's
+      static outputs, overwritten by the next call, so callers copy what they keep.
+
+    The step must not read values back to the host. Randomness drawn inside it comes,
+    under a graph, from the graph-safe generator state: equal in distribution to the
+    eager draws, not draw for draw (draw outside and pass the noise in to keep them).
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        *,
+        compile: Switch = "auto",
+        cuda_graph: Switch = "auto",
+        what: str,
+        compile_options: dict[str, Any] | None = None,
+    ):
+        self.fn, self.compile, self.cuda_graph, self.what = fn, compile, cuda_graph, what
+        self.compile_options = compile_options or {}  # passed to torch.compile
+        self.compile_failed = False
+        self._compiled: Callable | None = None
+        self._graphs: dict[tuple, Callable] = {}
+
+    def compiles(self, device: torch.device | str) -> bool:
+        """Whether a call on ``device`` runs the compiled step."""
+        return not self.compile_failed and use(self.compile, "compile", device)
+
+    def __call__(self, *args: torch.Tensor) -> Any:
+        device = args[0].device
+        compiled = self.compiles(device)
+        try:
+            return self._run(args, compiled, use(self.cuda_graph, "cuda_graph", device))
+        except Exception as error:
+            if not compiled or self.compile == "on" or not _from_compiler(error):
+                raise
+            warnings.warn(
+                f"torch.compile failed ({type(error).__name__}); {self.what} uncompiled "
+                "(set its compile switch to off to skip the attempt)",
+                stacklevel=2,
+            )
+            self.compile_failed = True
+            self._graphs.clear()
+            return self._run(args, False, use(self.cuda_graph, "cuda_graph", device))
+
+    def _run(self, args: tuple[torch.Tensor, ...], compiled: bool, graphed: bool) -> Any:
+        fn = self.fn
+        if compiled:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.fn, dynamic=False, **self.compile_options)
+            fn = self._compiled
+        if not graphed:
+            return fn(*args)
+        key = (compiled, args[0].device, *((tuple(a.shape), a.dtype) for a in args))
+        if key not in self._graphs:
+            self._graphs[key] = cuda_graphed(fn, *args)
+        return self._graphs[key](*args)
+
+
+def chunked(fn: Callable[..., torch.Tensor], *args: torch.Tensor, rows: int) -> torch.Tensor:
+    """``fn(*args)`` over equal chunks of at most ``rows`` rows (dim 0), the last padded
+    with zero rows to the same size, so a compiled step or CUDA graph made for one chunk
+    serves them all; the results are cut to size, copied and concatenated."""
+    n = len(args[0])
+    if n == 0:
+        return fn(*args).clone()
+    size = -(-n // -(-n // rows))  # equal chunks of at most `rows`
+    out = []
+    for a in range(0, n, size):
+        part = [_padded(t[a : a + size], size) for t in args]
+        out.append(fn(*part)[: n - a].clone())  # a copy: a graph's output is overwritten
+    return torch.cat(out)
+
+
+def _padded(t: torch.Tensor, rows: int) -> torch.Tensor:
+    if len(t) == rows:
+        return t
+    return torch.cat([t, t.new_zeros(rows - len(t), *t.shape[1:])])
+
+
+# --- old helpers, kept until every plugin has moved to FastStep (issue 15) ---------------
 def wanted(setting: bool | None, device: torch.device) -> bool:
-    """A GPU fast-path switch: ``None`` means "on CUDA only", else the given choice."""
+    """Deprecated: use :func:`use`."""
     return device.type == "cuda" if setting is None else bool(setting)
 
 
 def wanted_graph(setting: bool | None, device: torch.device) -> bool:
-    """The CUDA-graph switch: on CUDA unless turned off (``False``); never elsewhere."""
+    """Deprecated: use :func:`use`."""
     return device.type == "cuda" and setting is not False
 
 
-def compiled_or_eager(
-    run: Callable[[bool], T], compiled: bool, asked: bool | None, what: str
-) -> tuple[T, bool]:
-    """``(run(compiled), False)``; but if ``compiled`` was a default (``asked`` is None) and
-    torch.compile's machinery fails (no C++ compiler, an unsupported op), warn once and
-    return ``(run(False), True)``, so a fast path nobody asked for never stops a run. A
-    compile that was asked for raises as it is. ``what`` completes "... uncompiled"."""
+def compiled_or_eager(run, compiled: bool, asked: bool | None, what: str):
+    """Deprecated: use :class:`FastStep`."""
     try:
         return run(compiled), False
     except Exception as error:
-        from_compiler = (type(error).__module__ or "").startswith(
-            ("torch._dynamo", "torch._inductor")
-        )
-        if not compiled or asked or not from_compiler:
+        if not compiled or asked or not _from_compiler(error):
             raise
         warnings.warn(
-            f"torch.compile failed ({type(error).__name__}); {what} uncompiled "
-            "(compile=False / --compile false skips the attempt)",
-            stacklevel=3,
+            f"torch.compile failed ({type(error).__name__}); {what} uncompiled", stacklevel=3
         )
         return run(False), True
 

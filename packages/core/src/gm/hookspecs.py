@@ -38,8 +38,8 @@ def gm_models() -> Iterable[ModelSpec]:
 
         @gm.hookimpl
         def gm_models():
-            return [ModelSpec("walkback", "gm_walkback.trainer:WalkbackTrainer",
-                              trainer="walkback", summary="Variational Walkback")]
+            return [ModelSpec("walkback", trainer="walkback", summary="Variational Walkback",
+                              capabilities=("sample", "evaluate", "inpaint"))]
     """
 
 
@@ -58,7 +58,8 @@ def gm_datasets() -> Iterable[DatasetSpec]:
 
 @hookspec
 def gm_transition_operators() -> Iterable[TransitionOperatorSpec]:
-    """Stochastic transition operators p_T(s'|s) (``nn.Module`` classes).
+    """Stochastic transition operators p_T(s'|s): ``nn.Module`` classes with
+    ``build(config, info)``, chosen by a trainer's ``--set operator=NAME``.
 
     Example::
 
@@ -70,37 +71,41 @@ def gm_transition_operators() -> Iterable[TransitionOperatorSpec]:
 
 @hookspec
 def gm_sequence_generators() -> Iterable[SequenceGeneratorSpec]:
-    """Generative sequence models with teacher-forced and free-running passes.
+    """Generative sequence models with ``build(config, info)`` and teacher-forced and
+    free-running passes, chosen by ``--set generator=NAME``.
 
     Example::
 
         @gm.hookimpl
         def gm_sequence_generators():
-            return [SequenceGeneratorSpec("gru", "gm_professor_forcing.generators:GRUGenerator")]
+            return [SequenceGeneratorSpec("gru", "gm_professor_forcing.generators:TokenGRU")]
     """
 
 
 @hookspec
 def gm_discriminators() -> Iterable[DiscriminatorSpec]:
-    """Discriminators over behaviour sequences.
+    """Discriminators over behaviour sequences, with ``build(config, info, features)``,
+    chosen by ``--set discriminator=NAME``.
 
     Example::
 
         @gm.hookimpl
         def gm_discriminators():
-            return [DiscriminatorSpec("bigru", "gm_professor_forcing.discriminators:BiGRU")]
+            return [DiscriminatorSpec("bigru",
+                                      "gm_professor_forcing.discriminators:BiGRUDiscriminator")]
     """
 
 
 @hookspec
 def gm_trainers() -> Iterable[TrainerSpec]:
-    """Training algorithms (:class:`gm.trainer.Trainer` subclasses).
+    """Training algorithms (:class:`gm.trainer.Trainer` subclasses), named by the models'
+    ``ModelSpec.trainer``.
 
     Example::
 
         @gm.hookimpl
         def gm_trainers():
-            return [TrainerSpec("walkback", "gm_walkback.trainer:WalkbackTrainer")]
+            return [TrainerSpec("walkback", "gm_walkback.walkback:WalkbackTrainer")]
     """
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import typing
 import warnings
 from dataclasses import dataclass, replace
 from functools import cache
@@ -25,55 +26,9 @@ import pluggy
 
 from gm import hookspecs
 from gm.errors import GMError, GMWarning
-from gm.specs import (
-    CommandSpec,
-    DatasetSpec,
-    DiscriminatorSpec,
-    LoggerSpec,
-    ModelSpec,
-    SequenceGeneratorSpec,
-    Spec,
-    TrainerSpec,
-    TransitionOperatorSpec,
-)
+from gm.specs import CAPABILITIES, ModelSpec, Spec
 
 BUILTIN = "gm-core"
-
-# Where each name lives, so an unknown name can say which distribution to install.
-KNOWN_ELSEWHERE = {
-    **dict.fromkeys(["walkback", "diffusion"], "gm-walkback"),
-    **dict.fromkeys(
-        ["professor-forcing", "teacher-forcing", "scheduled-sampling"], "gm-professor-forcing"
-    ),
-    **dict.fromkeys(
-        [
-            "gpsi-add",
-            "gpsi-jump",
-            "lstm-add",
-            "lstm-jump",
-            "draw-gps",
-            "vae-imputer",
-            "template-matching",
-        ],
-        "gm-imputation",
-    ),
-    **dict.fromkeys(
-        [
-            "mnist",
-            "binarized-mnist",
-            "cifar10",
-            "svhn",
-            "svhn-gray",
-            "celeba",
-            "tfd",
-            "ptb-char",
-            "sequential-mnist",
-            "iam-ondb",
-            "digits",
-        ],
-        "gm-datasets",
-    ),
-}
 
 KINDS = {
     "models": "gm_models",
@@ -87,15 +42,10 @@ KINDS = {
 }
 
 
-RECORDS = {
-    "models": ModelSpec,
-    "datasets": DatasetSpec,
-    "transition_operators": TransitionOperatorSpec,
-    "sequence_generators": SequenceGeneratorSpec,
-    "discriminators": DiscriminatorSpec,
-    "trainers": TrainerSpec,
-    "commands": CommandSpec,
-    "loggers": LoggerSpec,
+# The record type of each kind, read from its hook's return annotation (one place).
+RECORDS: dict[str, type[Spec]] = {
+    kind: typing.get_args(typing.get_type_hints(getattr(hookspecs, hook))["return"])[0]
+    for kind, hook in KINDS.items()
 }
 
 
@@ -236,9 +186,19 @@ def _is_record(item: Any, cls: type[Spec]) -> bool:
         and isinstance(item.name, str)
         and item.name.strip() == item.name != ""
         and isinstance(item.target, str)
-        and ":" in item.target
         and isinstance(item.summary, str)
-        and (not isinstance(item, ModelSpec) or isinstance(item.defaults, dict))
+        and (":" in item.target or isinstance(item, ModelSpec))  # a model names a trainer
+        and (not isinstance(item, ModelSpec) or _is_model(item))
+    )
+
+
+def _is_model(item: ModelSpec) -> bool:
+    return (
+        isinstance(item.trainer, str)
+        and item.trainer != ""
+        and isinstance(item.defaults, dict)
+        and isinstance(item.capabilities, tuple)
+        and set(item.capabilities) <= set(CAPABILITIES)
     )
 
 
@@ -308,13 +268,32 @@ def get(kind: str, name: str) -> Any:
         return entries[name]
     hint = ""
     close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
-    if name in KNOWN_ELSEWHERE:
-        hint = f" It is provided by {KNOWN_ELSEWHERE[name]}: pip install {KNOWN_ELSEWHERE[name]}."
-    elif close:
+    if close:
         hint = " Did you mean " + " or ".join(repr(c) for c in close) + "?"
     elif entries:
         hint = f" Known: {', '.join(entries)}."
     raise GMError(f"unknown {what} {name!r}.{hint}")
+
+
+COMPONENTS = ("transition_operators", "sequence_generators", "discriminators")
+
+
+def component(kind: str, name: str) -> Any:
+    """The registered component class ``name`` of ``kind`` (one of :data:`COMPONENTS`).
+
+    Trainers build their parts only through this, so a plugin's operator, generator or
+    discriminator is chosen by ``--set operator=NAME`` (``generator=``, ``discriminator=``)
+    without a line of the trainer changing. Each class has ``build(config, info, ...)``
+    (the contracts are in :mod:`gm.testing`)."""
+    if kind not in COMPONENTS:
+        raise ValueError(f"kind must be one of {COMPONENTS}, not {kind!r}")
+    cls = load(get(kind, name))
+    if not callable(getattr(cls, "build", None)):
+        raise GMError(
+            f"{kind[:-1].replace('_', ' ')} {name!r} from {get(kind, name).plugin} has no "
+            "build(config, info, ...) classmethod; it cannot be used (fix or uninstall it)."
+        )
+    return cls
 
 
 def load(spec: Spec) -> Any:

@@ -17,6 +17,8 @@ import importlib.util
 from functools import cache
 from typing import Any
 
+from gm.specs import ModelSpec
+
 
 @dataclasses.dataclass(frozen=True)
 class Field:
@@ -179,7 +181,7 @@ def fields(spec: Any, attr: str = "Config") -> list[Field] | None:
     """The fields of a model's ``Config`` (with the recipe's defaults applied), its
     ``SampleOptions`` or its ``EvaluateOptions``; None when the source cannot be followed."""
     try:
-        found = _read(spec.target, attr)
+        found = _read(spec.trainer_target() if isinstance(spec, ModelSpec) else spec.target, attr)
     except (OSError, SyntaxError):
         return None
     if found is None:

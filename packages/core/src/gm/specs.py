@@ -37,36 +37,59 @@ class Spec:
 
 @dataclass(frozen=True)
 class TransitionOperatorSpec(Spec):
-    """An ``nn.Module`` class with ``distribution(s, temperature, step) -> Distribution``."""
+    """An ``nn.Module`` class with ``build(config, info)`` and
+    ``distribution(s, temperature, step) -> Distribution`` (``--set operator=NAME``)."""
 
 
 @dataclass(frozen=True)
 class SequenceGeneratorSpec(Spec):
-    """An ``nn.Module`` class with teacher-forced and free-running passes returning behaviour."""
+    """An ``nn.Module`` class with ``build(config, info)`` and teacher-forced and
+    free-running passes returning behaviour (``--set generator=NAME``)."""
 
 
 @dataclass(frozen=True)
 class DiscriminatorSpec(Spec):
-    """An ``nn.Module`` class mapping behaviour sequences to logits."""
+    """An ``nn.Module`` class with ``build(config, info, features)`` mapping behaviour
+    sequences to one logit each (``--set discriminator=NAME``)."""
 
 
 @dataclass(frozen=True)
 class TrainerSpec(Spec):
-    """A :class:`gm.trainer.Trainer` subclass: an algorithm with its own optimisers and step."""
+    """A :class:`gm.trainer.Trainer` subclass: an algorithm with its own optimisers and step,
+    named by the models (:class:`ModelSpec`) that train with it."""
+
+
+# What a model can do besides training; verbs refuse a model that does not declare theirs.
+CAPABILITIES = ("sample", "evaluate", "inpaint", "impute")
 
 
 @dataclass(frozen=True)
 class ModelSpec(Spec):
     """A named recipe: a registered trainer plus config defaults.
 
-    ``target`` names the trainer *class* (``"pkg.module:Trainer"``); ``trainer`` is the
-    trainer's registry name, shown by ``gm list-models``; ``defaults`` override the
-    trainer's config defaults (``{"update": "jump"}`` turns gpsi-add into gpsi-jump).
+    ``trainer`` is the name of a registered trainer (the ``gm_trainers`` hook), whose class
+    trains the model; ``target`` is unused (leave it empty). ``defaults`` override the
+    trainer's config defaults (``{"update": "jump"}`` turns gpsi-add into gpsi-jump);
+    ``capabilities`` declares which of :data:`CAPABILITIES` the model supports.
     """
 
+    target: str = ""
     trainer: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     modalities: tuple[str, ...] = ()  # data modalities it trains on; () means any
+    capabilities: tuple[str, ...] = ()
+
+    def load(self) -> Any:
+        """The trainer class, from the trainers registry."""
+        from gm import plugins
+
+        return plugins.load(plugins.get("trainers", self.trainer))
+
+    def trainer_target(self) -> str:
+        """The ``"module:attr"`` of the trainer class (read without importing it)."""
+        from gm import plugins
+
+        return plugins.get("trainers", self.trainer).target
 
 
 @dataclass(frozen=True)

@@ -222,8 +222,65 @@ class TrainerContract:
 ModelContract = TrainerContract
 
 
-class TransitionOperatorContract:
+# --- the component interfaces (gm.plugins.component): what a trainer relies on ---------
+def check_transition_operator(op: Any, s: torch.Tensor) -> None:
+    """``op.distribution(s, temperature, step)``: draws of ``s``'s shape and dtype, one
+    finite log-probability per row, at T = 1 and hotter."""
+    for temperature, step in ((1.0, 0), (4.0, 1)):
+        d = op.distribution(s, temperature, step)
+        x = d.rsample() if d.has_rsample else d.sample()
+        assert x.shape == s.shape and x.dtype == s.dtype, (x.shape, s.shape)
+        lp = d.log_prob(x)
+        assert lp.shape == (s.shape[0],) and torch.isfinite(lp).all(), lp.shape
+
+
+def check_sequence_generator(gen: Any, x: torch.Tensor) -> None:
+    """Teacher-forced and free-running behaviour (B, L, H) / (B, L, O) of the right lengths,
+    and a free run whose hidden states carry gradient to the weights (professor forcing
+    trains the generator through them)."""
+    b = gen.teacher_forced(x)
+    assert b.hidden.shape[:2] == x.shape[:2] and b.outputs.shape[:2] == x.shape[:2]
+    assert torch.isfinite(b.hidden).all() and torch.isfinite(b.outputs).all()
+    steps = x.shape[1] + 1
+    samples, free = gen.free_running(x.shape[0], steps, 1.0)
+    assert samples.shape[:2] == (x.shape[0], steps) and free.hidden.shape[:2] == samples.shape[:2]
+    assert free.hidden.shape[2:] == b.hidden.shape[2:], "both passes' hidden states must match"
+    gen.zero_grad(set_to_none=True)
+    free.hidden.float().pow(2).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.parameters()), (
+        "no gradient reached the weights through the free-running hidden states"
+    )
+    gen.zero_grad(set_to_none=True)
+
+
+def check_discriminator(d: torch.nn.Module, behaviour: torch.Tensor) -> None:
+    """One finite logit per sequence of (B, L, F) behaviour, with gradient to the behaviour
+    (the generator's professor-forcing loss flows through it)."""
+    behaviour = behaviour.detach().requires_grad_(True)
+    logits = d(behaviour)
+    assert logits.shape == (behaviour.shape[0],) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    assert behaviour.grad is not None and behaviour.grad.abs().sum() > 0
+
+
+class _ComponentContract:
+    """What every component contract checks; ``_make`` builds one component."""
+
+    def _make(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def test_safetensors_round_trip(self, tmp_path):
+        torch.manual_seed(0)
+        a = self._make()
+        torch.manual_seed(1)
+        _round_trip(a, self._make(), tmp_path)
+
+
+class TransitionOperatorContract(_ComponentContract):
     """For a transition operator p_T(s'|s): set ``make_operator`` and ``make_state``."""
+
+    def _make(self):
+        return self.make_operator()
 
     def make_operator(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -233,12 +290,7 @@ class TransitionOperatorContract:
 
     def test_distribution_shapes_and_log_prob(self):
         torch.manual_seed(0)
-        op, s = self.make_operator(), self.make_state()
-        d = op.distribution(s, 1.0, 0)
-        x = d.sample()
-        assert x.shape == s.shape and x.dtype == s.dtype
-        lp = d.log_prob(x)
-        assert lp.shape == (s.shape[0],) and torch.isfinite(lp).all()
+        check_transition_operator(self.make_operator(), self.make_state())
 
     def test_seeded_sampling_is_deterministic(self):
         op, s = self.make_operator(), self.make_state()
@@ -255,15 +307,12 @@ class TransitionOperatorContract:
         hot = op.distribution(s, 8.0, 0).entropy()
         assert (hot > cold).all()
 
-    def test_safetensors_round_trip(self, tmp_path):
-        torch.manual_seed(0)
-        a = self.make_operator()
-        torch.manual_seed(1)
-        _round_trip(a, self.make_operator(), tmp_path)
 
-
-class SequenceGeneratorContract:
+class SequenceGeneratorContract(_ComponentContract):
     """For a sequence generator: set ``make_generator`` and ``make_batch`` (B, L, ...)."""
+
+    def _make(self):
+        return self.make_generator()
 
     def make_generator(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -271,11 +320,9 @@ class SequenceGeneratorContract:
     def make_batch(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def test_teacher_forced_behaviour(self):
-        g, x = self.make_generator(), self.make_batch()
-        b = g.teacher_forced(x)
-        assert b.hidden.shape[:2] == x.shape[:2] and b.outputs.shape[:2] == x.shape[:2]
-        assert torch.isfinite(b.hidden).all() and torch.isfinite(b.outputs).all()
+    def test_teacher_forced_and_free_running_behaviour(self):
+        torch.manual_seed(0)
+        check_sequence_generator(self.make_generator(), self.make_batch())
 
     def test_free_running_length_and_determinism(self):
         g, x = self.make_generator(), self.make_batch()
@@ -288,15 +335,12 @@ class SequenceGeneratorContract:
             runs.append(samples)
         assert torch.equal(*runs)
 
-    def test_safetensors_round_trip(self, tmp_path):
-        torch.manual_seed(0)
-        a = self.make_generator()
-        torch.manual_seed(1)
-        _round_trip(a, self.make_generator(), tmp_path)
 
-
-class DiscriminatorContract:
+class DiscriminatorContract(_ComponentContract):
     """For a discriminator: set ``make_discriminator`` and ``make_behaviour`` (B, L, F)."""
+
+    def _make(self):
+        return self.make_discriminator()
 
     def make_discriminator(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -304,21 +348,9 @@ class DiscriminatorContract:
     def make_behaviour(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def test_one_finite_logit_per_sequence(self):
-        d, b = self.make_discriminator(), self.make_behaviour()
-        logits = d(b)
-        assert logits.shape == (b.shape[0],) and torch.isfinite(logits).all()
-
-    def test_gradient_reaches_behaviour(self):
-        d, b = self.make_discriminator(), self.make_behaviour().requires_grad_(True)
-        d(b).sum().backward()
-        assert b.grad is not None and b.grad.abs().sum() > 0
-
-    def test_safetensors_round_trip(self, tmp_path):
+    def test_one_finite_logit_per_sequence_with_gradient_to_behaviour(self):
         torch.manual_seed(0)
-        a = self.make_discriminator()
-        torch.manual_seed(1)
-        _round_trip(a, self.make_discriminator(), tmp_path)
+        check_discriminator(self.make_discriminator(), self.make_behaviour())
 
 
 class DatasetContract:

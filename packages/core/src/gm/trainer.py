@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gm import distributed
+from gm import distributed, fastpath
 from gm.config import TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
@@ -50,6 +50,7 @@ class Trainer:
         self.info = info
         self.device = torch.device(device)
         self.world = distributed.current()
+        self.step = 0  # updates done before this training_step (the engine sets it)
 
     # --- to implement -------------------------------------------------------------
     @classmethod
@@ -108,7 +109,7 @@ class Trainer:
     def adam(self, params, lr: float | None = None, **kwargs: Any) -> torch.optim.Adam:
         """Adam for this trainer: the fused single-kernel update when ``fused_optimizer`` is on
         (CUDA and CPU have one; same arithmetic as the per-parameter loop), else foreach."""
-        fused = self.config.fused_optimizer and self.device.type in ("cuda", "cpu")
+        fused = fastpath.use(self.config.fused_optimizer, "fused_optimizer", self.device)
         return torch.optim.Adam(
             params,
             lr=self.config.lr if lr is None else lr,
@@ -118,7 +119,12 @@ class Trainer:
         )
 
     def optimizer_step(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, clip: float | None = None
+        self,
+        loss: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        *,
+        clip: float | None = None,
+        enabled: torch.Tensor | None = None,
     ) -> None:
         """Backward, average gradients over torchrun ranks, clip, step, zero.
 
@@ -127,6 +133,9 @@ class Trainer:
         loss never leaks into another optimiser's update.
         """
         params = [p for g in optimizer.param_groups for p in g["params"]]
+        if enabled is not None and not bool(enabled):  # placeholder gate (syncs the host)
+            optimizer.zero_grad(set_to_none=True)
+            return
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.all_reduce_grads(params)

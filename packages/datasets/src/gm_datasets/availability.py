@@ -8,6 +8,7 @@ True when its decoded arrays are in the cache, or its source files are in
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 from gm_datasets.cache import is_cached
@@ -25,20 +26,24 @@ def digits(data_dir: str | None = None) -> bool:
     return importlib.util.find_spec("sklearn") is not None
 
 
-def mnist(data_dir: str | None = None) -> bool:
-    return _ready("mnist", data_dir)
+def _check(name: str, prep: dict | None = None) -> Callable[[str | None], bool]:
+    """The ``available`` check of one cached source (a DatasetSpec names it)."""
+
+    def check(data_dir: str | None = None) -> bool:
+        return _ready(name, data_dir, prep)
+
+    check.__name__ = check.__qualname__ = name.replace("-", "_")
+    return check
 
 
-def cifar10(data_dir: str | None = None) -> bool:
-    return _ready("cifar10", data_dir)
-
-
-def svhn(data_dir: str | None = None) -> bool:
-    return _ready("svhn", data_dir)
-
-
-def celeba(data_dir: str | None = None) -> bool:
-    return _ready("celeba", data_dir, celeba_prep(64))
+mnist = _check("mnist")
+cifar10 = _check("cifar10")
+svhn = _check("svhn")
+celeba = _check("celeba", celeba_prep(64))
+binarized_mnist = _check("binarized-mnist")
+ptb_char = _check("ptb-char")
+tfd = _check("tfd")
+iam_ondb = _check("iam-ondb")
 
 
 def mnist_5k_file() -> Path | None:
@@ -54,19 +59,3 @@ def mnist_5k(data_dir: str | None = None) -> bool:
     root = data_root(data_dir)
     local_copy = root is not None and (root / "mnist-5k" / "mnist_5k.csv.gz").is_file()
     return local_copy or mnist_5k_file() is not None
-
-
-def binarized_mnist(data_dir: str | None = None) -> bool:
-    return _ready("binarized-mnist", data_dir)
-
-
-def ptb_char(data_dir: str | None = None) -> bool:
-    return _ready("ptb-char", data_dir)
-
-
-def tfd(data_dir: str | None = None) -> bool:
-    return _ready("tfd", data_dir)
-
-
-def iam_ondb(data_dir: str | None = None) -> bool:
-    return _ready("iam-ondb", data_dir)

@@ -24,7 +24,7 @@ import torch
 from gm.errors import GMError
 from gm_datasets import cache
 from gm_datasets.common import LabelledDataset, make_dataset, provenance
-from gm_datasets.sources import PREP, SOURCES, by_split
+from gm_datasets.sources import by_split
 
 PIXELS = 784
 
@@ -62,14 +62,7 @@ def amat_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str,
         }
         return arrays, {"found": where, "folder": str(folder), "files": [f.name for f in files]}
 
-    return cache.cached_source(
-        "binarized-mnist",
-        SOURCES["binarized-mnist"].version,
-        PREP["binarized-mnist"],
-        build,
-        data_dir=data_dir,
-        source_dir=source_dir,
-    )
+    return cache.cached_source("binarized-mnist", build, data_dir=data_dir, source_dir=source_dir)
 
 
 class DynamicBinarized(LabelledDataset):

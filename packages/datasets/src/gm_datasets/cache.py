@@ -175,18 +175,21 @@ def cached(
 
 def cached_source(
     name: str,
-    version: int,
-    preprocessing: dict[str, Any],
     build: Callable[[Path, list[Path], str], tuple[dict[str, Any], dict[str, Any]]],
     *,
     data_dir: str | None,
     source_dir: str | None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """:func:`cached` for a dataset of :data:`gm_datasets.sources.SOURCES`: its local files
     (``--from``, the data dir, the Hub cache) key the entry; with none, the newest entry of
-    this preprocessing; with none either, the Hub (or the one-line error saying what to get).
-    ``build(folder, files, where)`` decodes the files found."""
-    from gm_datasets.sources import SOURCES, local, locate
+    this preprocessing (default: the dataset's own, ``PREP[name]``); with none either, the
+    Hub (or the one-line error saying what to get). ``build(folder, files, where)`` decodes
+    the files found."""
+    from gm_datasets.sources import PREP, SOURCES, local, locate
+
+    version = SOURCES[name].version
+    preprocessing = PREP[name] if preprocessing is None else preprocessing
 
     found = local(SOURCES[name], data_dir, source_dir)
     if found is None:

@@ -75,7 +75,7 @@ def hub_images(
         }
 
     return cache.cached_source(
-        name, source.version, prep, build, data_dir=data_dir, source_dir=source_dir
+        name, build, data_dir=data_dir, source_dir=source_dir, preprocessing=prep
     )
 
 

@@ -26,7 +26,6 @@ import numpy as np
 from gm.errors import GMError
 from gm_datasets import cache
 from gm_datasets.common import LabelledDataset, make_dataset, provenance
-from gm_datasets.sources import PREP, SOURCES
 
 
 def parse_line(data: bytes, where: str) -> np.ndarray | None:
@@ -110,14 +109,7 @@ def iam_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
             {"found": where, "folder": str(folder), "lines": len(lines)},
         )
 
-    return cache.cached_source(
-        "iam-ondb",
-        SOURCES["iam-ondb"].version,
-        PREP["iam-ondb"],
-        build,
-        data_dir=data_dir,
-        source_dir=source_dir,
-    )
+    return cache.cached_source("iam-ondb", build, data_dir=data_dir, source_dir=source_dir)
 
 
 def is_test_form(form: str, test_fraction: float) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 from gm.errors import GMError
 from gm_datasets import cache
 from gm_datasets.common import LabelledDataset, make_dataset, provenance
-from gm_datasets.sources import PREP, SOURCES, by_split
+from gm_datasets.sources import by_split
 
 PTB_CHARS = {"train": 5_059_566, "valid": 396_412, "test": 446_184}
 PTB_SENTENCES = {"train": 42_068, "valid": 3_370, "test": 3_761}
@@ -96,14 +96,7 @@ def ptb_arrays(data_dir: str | None, source_dir: str | None) -> tuple[dict[str, 
             "files": [str(f.relative_to(folder)) for f in files],
         }
 
-    return cache.cached_source(
-        "ptb-char",
-        SOURCES["ptb-char"].version,
-        PREP["ptb-char"],
-        build,
-        data_dir=data_dir,
-        source_dir=source_dir,
-    )
+    return cache.cached_source("ptb-char", build, data_dir=data_dir, source_dir=source_dir)
 
 
 def windows(codes: np.ndarray, seq_len: int, what: str) -> np.ndarray:

@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 
+from gm import masks
 from gm.config import Switch, TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Trainer
-from gm_imputation import evaluation, gallery, masks
+from gm_imputation import evaluation, gallery
 from gm_imputation.evaluation import EvaluateOptions
 from gm_imputation.nets import bernoulli_entropy, blend
 from gm_imputation.scaling import ColumnScaler, meta_ranges
@@ -31,7 +32,7 @@ from gm_imputation.scores import Scores
 
 @dataclasses.dataclass
 class ImputerConfig(TrainConfig):
-    mask: str = "mcar:0.5"  # the training mask spec (see gm_imputation.masks)
+    mask: str = "mcar:0.5"  # the training mask spec (see gm.masks)
     scale_columns: bool = True  # vector data: min-max scale columns to [0, 1] (running, train)
     steps: int = 20_000
     batch_size: int = 128

@@ -13,10 +13,11 @@ import dataclasses
 
 import torch
 
+from gm import masks
 from gm.config import Switch
 from gm.data import Dataset
 from gm.errors import GMError
-from gm_imputation import masks, scores
+from gm_imputation import scores
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ This is scikit-learn's ``fit_transform`` for gm's policies: no complete rows are
 - The file's observed cells are the only truth. Each training step hides a random share
   of a batch's *observed* cells (a per-row MCAR rate drawn from ``MASK_RATES``) on top of
   the real holes, and scores only the hidden observed cells: no loss ever reads a value
-  the file does not have (:func:`gm_imputation.masks.split_known` keeps NaNs unknown and
+  the file does not have (:func:`gm.masks.split_known` keeps NaNs unknown and
   unscored)).
 - A share of the observed cells (``HELD_OUT``, in at most ``CHECK_ROWS`` rows) is held out from training altogether; the
   bound on them, given the rest of their row, decides when to stop (early stopping) and

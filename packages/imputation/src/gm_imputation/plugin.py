@@ -4,6 +4,7 @@ import gm
 from gm.specs import CommandSpec, ModelSpec, TrainerSpec
 
 _M = ("vector", "image")
+_CAN = ("sample", "evaluate", "impute")
 _GPSI = "gm_imputation.gpsi:GPSITrainer"
 _LSTM = "gm_imputation.lstm:LSTMTrainer"
 _DRAW = "gm_imputation.lstm:DrawGPSTrainer"
@@ -27,56 +28,56 @@ def gm_models():
     return [
         ModelSpec(
             "gpsi-add",
-            _GPSI,
-            "GPSI, additive guess updates (6 steps)",
+            summary="GPSI, additive guess updates (6 steps)",
             trainer="gpsi",
             defaults={"update": "add"},
             modalities=_M,
+            capabilities=_CAN,
         ),
         ModelSpec(
             "gpsi-jump",
-            _GPSI,
-            "GPSI, jump guess updates (6 steps)",
+            summary="GPSI, jump guess updates (6 steps)",
             trainer="gpsi",
             defaults={"update": "jump"},
             modalities=_M,
+            capabilities=_CAN,
         ),
         ModelSpec(
             "lstm-add",
-            _LSTM,
-            "LSTM policies, additive updates (16 steps)",
+            summary="LSTM policies, additive updates (16 steps)",
             trainer="lstm-gpsi",
             defaults={"update": "add"},
             modalities=_M,
+            capabilities=_CAN,
         ),
         ModelSpec(
             "lstm-jump",
-            _LSTM,
-            "LSTM policies, jump updates (16 steps)",
+            summary="LSTM policies, jump updates (16 steps)",
             trainer="lstm-gpsi",
             defaults={"update": "jump"},
             modalities=_M,
+            capabilities=_CAN,
         ),
         ModelSpec(
             "draw-gps",
-            _DRAW,
-            "unconditional generator, learned per-step prior (paper section 2.5)",
+            summary="unconditional generator, learned per-step prior (paper section 2.5)",
             trainer="draw-gps",
             modalities=_M,
+            capabilities=_CAN,
         ),
         ModelSpec(
             "vae-imputer",
-            _VAE,
-            "baseline: VAE, 15 clamped iterations (best step: oracular)",
+            summary="baseline: VAE, 15 clamped iterations (best step: oracular)",
             trainer="vae-imputer",
             modalities=_M,
+            capabilities=_CAN,
         ),
         ModelSpec(
             "template-matching",
-            _TM,
-            "baseline: nearest training example (honest and oracle)",
+            summary="baseline: nearest training example (honest and oracle)",
             trainer="template-matching",
             modalities=_M,
+            capabilities=_CAN,
         ),
     ]
 

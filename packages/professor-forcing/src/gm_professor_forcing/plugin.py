@@ -12,6 +12,7 @@ from gm_professor_forcing.recipes import RECIPES
 
 _P = "gm_professor_forcing"
 _MODALITIES = ("sequence", "strokes")
+_CAN = ("sample", "evaluate")
 _TRAINERS = {
     "professor-forcing": (
         "ProfessorForcingTrainer",
@@ -59,17 +60,17 @@ def gm_trainers():
 @gm.hookimpl
 def gm_models():
     plain = [
-        ModelSpec(n, f"{_P}.trainers:{c}", s, trainer=n, modalities=_MODALITIES)
+        ModelSpec(n, summary=s, trainer=n, modalities=_MODALITIES, capabilities=_CAN)
         for n, (c, s) in _TRAINERS.items()
     ]
     recipes = [
         ModelSpec(
             name,
-            f"{_P}.trainers:ProfessorForcingTrainer",
-            f"{r['summary']} ({r['data']}). Differs: {r['differs']}",
+            summary=f"{r['summary']} ({r['data']}). Differs: {r['differs']}",
             trainer="professor-forcing",
             defaults=r["defaults"],
             modalities=r["modalities"],
+            capabilities=_CAN,
         )
         for name, r in RECIPES.items()
     ]

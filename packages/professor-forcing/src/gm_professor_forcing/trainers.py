@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gm import distributed
+from gm import distributed, fastpath
 from gm.config import TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
@@ -368,7 +368,9 @@ class ProfessorForcingTrainer(SequenceTrainer):
             features, config.d_hidden, config.d_mlp, config.d_layers
         ).to(self.device)
         # torch.compile (--set compile=true) traces D's forward: it gets nn.GRU, not a loop
-        self.discriminator.fused = "off" if config.compile else config.fused_discriminator
+        self.discriminator.fused = (
+            "off" if fastpath.use(config.compile, "compile", self.device) else config.fused_discriminator
+        )
         self.opt_d = adam(self.discriminator.parameters(), config.d_lr, (config.d_beta1, 0.999))
         self.gate = GateState().to(self.device)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gm import checkpoint, distributed, pictures, progress
+from gm import checkpoint, distributed, masks, pictures, progress
 from gm.data import load_dataset
 from gm.engine import seed_everything
 from gm.errors import GMError
-from gm_walkback import figures, masks
+from gm_walkback import figures
 
 
 def inpaint_run(
@@ -32,7 +32,7 @@ def inpaint_run(
         raise GMError("-n must be at least 1.")
     if out.suffix not in (".png", ".npy"):
         raise GMError(f"cannot write to {out.name}; use a .png or .npy file.")
-    masks.parse(mask)
+    spec = masks.parse(mask)
     record = checkpoint.read_record(run)
     trainer = checkpoint.load(run, distributed.choose_device(device))
     if not hasattr(trainer, "inpaint"):
@@ -48,14 +48,13 @@ def inpaint_run(
             f"dataset {data.info.name!r} has examples of shape {tuple(raw.shape[1:])}, "
             f"but the model was trained on shape {tuple(trainer.info.shape)}."
         )
-    image = trainer.info.modality == "image"
-    known = masks.make(
-        mask,
+    missing = spec.sample(
         len(raw),
         tuple(raw.shape[1:]),
-        image=image,
+        modality=trainer.info.modality,
         generator=torch.Generator().manual_seed(seed),
-    ).to(trainer.device)
+    )
+    known = (~missing).to(trainer.device)  # inpainting clamps the known entries
     x = data.decode(raw.to(trainer.device)).float()
     seed_everything(seed)
     with torch.no_grad(), progress.timed(f"inpainting {len(x)} examples"):

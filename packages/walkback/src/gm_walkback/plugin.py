@@ -57,17 +57,17 @@ def gm_models():
     return [
         ModelSpec(
             "walkback",
-            "gm_walkback.walkback:WalkbackTrainer",
-            "Variational Walkback: a transition operator that walks back its heated walks",
+            summary="Variational Walkback: a transition operator that walks back its heated walks",
             trainer="walkback",
             modalities=("vector", "image"),
+            capabilities=("sample", "evaluate", "inpaint"),
         ),
         ModelSpec(
             "diffusion",
-            "gm_walkback.diffusion:DiffusionTrainer",
-            "NET diffusion baseline (Sohl-Dickstein et al. 2015): 1000 fixed forward steps",
+            summary="NET diffusion baseline (Sohl-Dickstein et al. 2015): 1000 fixed forward steps",
             trainer="diffusion",
             modalities=("vector", "image"),
+            capabilities=("sample", "evaluate"),
         ),
     ]
 

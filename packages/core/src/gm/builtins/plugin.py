@@ -64,10 +64,10 @@ def gm_models():
     return [
         ModelSpec(
             "gaussian",
-            "gm.builtins.gaussian:GaussianTrainer",
-            "full-covariance Gaussian fit: the trivial baseline",
+            summary="full-covariance Gaussian fit: the trivial baseline",
             trainer="gaussian",
             modalities=("vector", "image"),
+            capabilities=("sample", "evaluate"),
         )
     ]
 

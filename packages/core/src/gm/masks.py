@@ -1,23 +1,27 @@
-"""Missing-data masks, written as small specs that compose with ``+``.
+"""Masks of what is missing, written as small specs that compose with ``+``: the one
+grammar of inpainting (walkback) and imputation.
 
 =================  =============================================================
 ``mcar:P``         each value missing independently with probability P (images:
                    each pixel, all its channels together)
 ``mar:K``          one K x K square missing per image, its top-left corner uniform
                    over the positions that keep the square inside the image
-``bottom-half``    the lower half of every image (rows H//2 .. H-1)
+                   (vectors: a block of K consecutive entries)
+``bottom-half``    the lower half of every image (rows H//2 .. H-1; vectors: the
+                   entries D//2 .. D-1)
 ``all``            every value missing (unconditional generation)
 ``nan``            nothing beyond the NaNs already in the data
 ``A+B``            missing where A *or* B says missing (``mcar:0.3+mar:3``)
 =================  =============================================================
 
-A mask is a boolean tensor, ``True`` = missing, of shape ``(N, *shape)``. Values that are
-NaN in the data are never known and never scored (see :func:`split_known`): the spec says
-which of the remaining values a model must impute.
+A mask is a boolean tensor, ``True`` = missing, of shape ``(N, *shape)`` (inpainting
+clamps ``~mask``). Values that are NaN in the data are never known and never scored (see
+:func:`split_known`): the spec says which of the remaining values a model must impute.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,26 +53,27 @@ class MaskSpec:
     def __str__(self) -> str:
         return "+".join(str(t) for t in self.terms)
 
-    @property
-    def needs_image(self) -> bool:
-        return any(t.kind in ("mar", "bottom-half") for t in self.terms)
-
     def check(self, shape: tuple[int, ...], modality: str) -> None:
         """A clear error when this spec cannot apply to examples of ``shape``."""
-        if self.needs_image and modality != "image":
-            raise GMError(
-                f"mask {str(self)!r} occludes image regions, but the data is {modality} "
-                "data; use mcar:P for vectors."
-            )
         for t in self.terms:
-            if t.kind == "mar" and modality == "image" and t.value > min(shape[-2:]):
+            if t.kind != "mar":
+                continue
+            if modality == "image" and t.value > min(shape[-2:]):
                 raise GMError(
                     f"mask mar:{int(t.value)} does not fit in {shape[-2]}x{shape[-1]} "
                     "images; use a smaller square."
                 )
+            if modality != "image" and t.value > math.prod(shape):
+                raise GMError(
+                    f"mask mar:{int(t.value)}: a block of {int(t.value)} entries does not fit "
+                    f"in {math.prod(shape)}; use a smaller block."
+                )
 
-    def expected_rate(self, shape: tuple[int, ...]) -> float:
-        """The expected fraction of values this spec marks missing."""
+    def expected_rate(self, shape: tuple[int, ...], modality: str = "image") -> float:
+        """The expected fraction of values this spec marks missing (terms independent)."""
+        image = modality == "image"
+        cells = shape[-2] * shape[-1] if image else math.prod(shape)
+        rows = shape[-2] if image else cells
         keep = 1.0
         for t in self.terms:
             if t.kind == "mcar":
@@ -76,9 +81,9 @@ class MaskSpec:
             elif t.kind == "all":
                 keep = 0.0
             elif t.kind == "mar":
-                keep *= 1 - t.value**2 / (shape[-2] * shape[-1])
+                keep *= 1 - (t.value**2 if image else t.value) / cells
             elif t.kind == "bottom-half":
-                keep *= 1 - (shape[-2] - shape[-2] // 2) / shape[-2]
+                keep *= 1 - (rows - rows // 2) / rows
         return 1 - keep
 
     def sample(
@@ -99,6 +104,9 @@ class MaskSpec:
         self.check(shape, modality)
         where = "cpu" if generator is not None else device
         image = modality == "image"
+        if not image:  # vectors: blocks and halves along the flattened entries
+            flat = self._vector(n, math.prod(shape), generator, where)
+            return flat.view(n, *shape).to(device)
         # For images one decision per pixel, shared by the channels.
         plane = (n, *shape[-2:]) if image else (n, *shape)
         out = torch.zeros(plane, dtype=torch.bool, device=where)
@@ -114,6 +122,22 @@ class MaskSpec:
         if image:
             out = out.unsqueeze(1).expand(n, *shape).contiguous()
         return out.to(device)
+
+    def _vector(self, n: int, d: int, generator, where) -> torch.Tensor:
+        out = torch.zeros(n, d, dtype=torch.bool, device=where)
+        cols = torch.arange(d, device=where).view(1, d)
+        for t in self.terms:
+            if t.kind == "mcar":
+                out |= torch.rand(n, d, generator=generator, device=where) < t.value
+            elif t.kind == "all":
+                out |= True
+            elif t.kind == "mar":
+                k = int(t.value)
+                start = torch.randint(0, d - k + 1, (n, 1), generator=generator, device=where)
+                out |= (cols >= start) & (cols < start + k)
+            elif t.kind == "bottom-half":
+                out[:, d // 2 :] = True
+        return out
 
 
 def _squares(n: int, h: int, w: int, k: int, generator, device) -> torch.Tensor:

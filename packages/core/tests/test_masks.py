@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from gm import masks
 from gm.errors import GMError
-from gm_imputation import masks
 
 
 def sample(spec, n, shape, modality="image", seed=0):
@@ -90,9 +90,20 @@ def test_bad_specs_are_clear_errors(bad):
         masks.parse(bad)
 
 
-def test_image_masks_on_vectors_and_oversized_squares_are_errors():
-    with pytest.raises(GMError, match="image"):
-        masks.parse("mar:3").sample(2, (10,), modality="vector")
+def test_vector_blocks_and_halves_and_oversized_ones_are_errors():
+    gen = torch.Generator().manual_seed(0)
+    block = masks.parse("mar:3").sample(500, (10,), modality="vector", generator=gen)
+    assert (block.sum(1) == 3).all()
+    starts = block.float().argmax(1)
+    for row, start in zip(block, starts, strict=True):  # consecutive entries
+        assert row[start : start + 3].all()
+    assert set(starts.tolist()) == set(range(8))  # every start 0..D-K is drawn
+    half = masks.parse("bottom-half").sample(2, (5,), modality="vector")
+    assert torch.equal(half[0], torch.tensor([False, False, True, True, True]))
+    assert masks.parse("mar:3").expected_rate((10,), "vector") == pytest.approx(0.3)
+    assert masks.parse("bottom-half").expected_rate((5,), "vector") == pytest.approx(0.6)
+    with pytest.raises(GMError, match="does not fit"):
+        masks.parse("mar:11").sample(2, (10,), modality="vector")
     with pytest.raises(GMError, match="does not fit"):
         masks.parse("mar:9").sample(2, (1, 8, 8), modality="image")
 

@@ -66,8 +66,7 @@ class ImputerTrainer(Trainer):
             )
         self.shape = tuple(info.shape)
         self.dim = math.prod(self.shape)
-        self.mask_spec = masks.parse(config.mask)
-        self.mask_spec.check(self.shape, info.modality)
+        self.mask_spec = self.parse_mask(config.mask)
         running = info.modality == "vector" and config.scale_columns
         raw = meta_ranges(info.meta, self.dim)
         self.scaler = ColumnScaler(self.dim, running, raw).to(self.device)
@@ -117,6 +116,20 @@ class ImputerTrainer(Trainer):
         return bernoulli_entropy(x, target)
 
     # --- shared -------------------------------------------------------------------------
+    def parse_mask(self, spec: str) -> masks.MaskSpec:
+        """``spec`` parsed and checked for this data. Occlusions (``mar``, ``bottom-half``)
+        are for images here: a table's columns have no order that a block would respect."""
+        parsed = masks.parse(spec)
+        if self.info.modality != "image" and any(
+            t.kind in ("mar", "bottom-half") for t in parsed.terms
+        ):
+            raise GMError(
+                f"mask {str(parsed)!r} occludes image regions, but the data is "
+                f"{self.info.modality} data; use mcar:P for vectors."
+            )
+        parsed.check(self.shape, self.info.modality)
+        return parsed
+
     def modules(self):
         return {"scaler": self.scaler, "gallery": self.gallery}
 
@@ -180,7 +193,7 @@ class ImputerTrainer(Trainer):
         """Imputations of the gallery examples (cycled to ``n``), in dataset units:
         ``(completed, masked view with missing values at 0.5, truth)``."""
         truth = self.scaler.to_unit(self.gallery.examples(n))
-        spec = masks.parse(options.mask or self.config.mask)
+        spec = self.parse_mask(options.mask or self.config.mask)
         missing = spec.sample(
             n, self.shape, modality=self.info.modality, device=self.device
         ).reshape(n, self.dim)

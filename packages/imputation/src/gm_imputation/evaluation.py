@@ -35,7 +35,7 @@ class EvaluateOptions:
 def draw_masks(trainer, n: int, spec: str, seed: int) -> torch.Tensor:
     """Evaluation masks ``(n, D)``, True = hidden: a function of (spec, seed) alone."""
     gen = torch.Generator().manual_seed(seed)
-    missing = masks.parse(spec).sample(
+    missing = trainer.parse_mask(spec).sample(
         n, trainer.shape, modality=trainer.info.modality, generator=gen, device=trainer.device
     )
     return missing.reshape(n, trainer.dim)

@@ -191,6 +191,7 @@ def fit(
             xb = train_x[idx]
             rate = lo + (hi - lo) * torch.rand(len(xb), 1, generator=gen, device=x.device)
             hide = torch.rand(xb.shape, generator=gen, device=x.device) < rate
+            trainer.step = step - 1  # updates done before this one, as the engine sets it
             trainer.training_step(xb, missing=hide)  # unit values: the scale is [0, 1]
             average.update(trainer)
             if hold_np.any() and (step % EVAL_EVERY == 0 or step == cfg.steps):

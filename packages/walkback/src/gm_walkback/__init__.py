@@ -5,7 +5,8 @@ Importing this package is cheap; the implementation lives in sibling modules tha
 torch: ``networks`` (MLP and conv networks with per-step normalisation), ``operators``
 (Gaussian and Bernoulli transition operators), ``schedules`` (temperature schedules),
 ``chains`` (sampling chains and the likelihood estimators), ``walkback`` and ``diffusion``
-(the trainers), ``masks`` and ``commands`` (the ``gm inpaint`` verb).
+(the trainers), ``inpainting`` and ``commands`` (the ``gm inpaint`` verb; masks are
+core's ``gm.masks``).
 """
 
 __version__ = "0.1.0"

@@ -29,6 +29,7 @@ def test_every_training_row_is_a_template_and_row_12345_is_matched():
     assert tr.config.batch_size == ROWS and len(tr.memory.rows) == ROWS
     train_steps(tr, data, tr.config.steps)
     assert bool(tr.memory.filled.all())
+    assert bool(tr.memory.avail.bool().all())  # each template has all its values, not the mask's
     train = data.tensor("train")
     # stored in dataset units (through [0, 1] and back: float round-off), in shuffled order
     stored, sorted_train = by_rows(tr.memory.rows), by_rows(train)
@@ -62,3 +63,14 @@ def test_chunked_matching_finds_the_same_templates(monkeypatch):
     assert torch.equal(tr.memory.nearest(table, x, on), whole)
     assert torch.equal(tr.memory.nearest(table, table[:64], on, exclude_self=True), loo)
     assert (loo != torch.arange(64)).all()  # leave-one-out never picks the row itself
+
+
+def test_eps_is_chosen_leave_one_out():
+    """On values that predict nothing (independent uniform columns) a template's guess is
+    poor, so leave-one-out picks a large eps; matching a template to itself would pick the
+    smallest."""
+    data = many_rows()
+    tr = make_trainer("template-matching", data, max_templates=1000, batch_size=1000)
+    train_steps(tr, data, 1)
+    known = torch.tensor([[1.0, 1.0, 0.0]]).expand(50, -1)  # the third value hidden
+    assert tr.choose_eps(known) >= 0.1

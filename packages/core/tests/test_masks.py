@@ -102,6 +102,8 @@ def test_vector_blocks_and_halves_and_oversized_ones_are_errors():
     assert torch.equal(half[0], torch.tensor([False, False, True, True, True]))
     assert masks.parse("mar:3").expected_rate((10,), "vector") == pytest.approx(0.3)
     assert masks.parse("bottom-half").expected_rate((5,), "vector") == pytest.approx(0.6)
+    assert masks.parse("mar:10").sample(2, (10,), modality="vector").all()  # it just fits
+    assert masks.parse("all+mcar:0.1").expected_rate((10,), "vector") == 1.0
     with pytest.raises(GMError, match="does not fit"):
         masks.parse("mar:11").sample(2, (10,), modality="vector")
     with pytest.raises(GMError, match="does not fit"):

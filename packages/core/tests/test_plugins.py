@@ -174,6 +174,9 @@ def gm_models():
     return [
         ModelSpec("orphan", trainer="no-such-trainer"),
         ModelSpec("wrong-can", trainer="gaussian", capabilities=("fly",)),
+        ModelSpec(
+            "can-all", trainer="gaussian", capabilities=("sample", "evaluate", "inpaint", "impute")
+        ),
     ]
 """
 
@@ -217,7 +220,7 @@ def test_components_come_from_the_registry_and_models_from_their_trainer(tmp_pat
         with pytest.raises(GMError, match="unknown trainer 'no-such-trainer'"):
             plugins.load(models["orphan"])
         # an undeclared capability is a malformed record: dropped with a warning
-        assert "wrong-can" not in models
+        assert "wrong-can" not in models and "can-all" in models
         texts = [str(w.message) for w in caught if issubclass(w.category, plugins.PluginWarning)]
         assert any("gm-parts" in t and "wrong-can" in t for t in texts), texts
     finally:

@@ -290,10 +290,10 @@ def test_train_accepts_mask_as_an_option(tmp_path, capsys):
     assert code == 0, err
     assert abs(json.loads(out)["drop_rate"] - 0.6) < 0.05
     code, _, err = gm(
-        ["train", "gpsi-add", "--dataset", "mog-grid", "--mask", "mar:2", "--out", tmp_path / "r2"],
+        ["train", "gpsi-add", "--dataset", "mog-grid", "--mask", "mar:3", "--out", tmp_path / "r2"],
         capsys,
     )
-    assert code == 2 and "image" in err
+    assert code == 2 and "does not fit" in err  # vectors: mar:K is a block of K entries
 
 
 def test_train_on_a_users_csv_through_the_array_dataset(tmp_path, capsys):

@@ -2,46 +2,20 @@
 
 A thin layer over the engine and run folders, the same path the CLI takes, so a run made
 here is a run folder like any other (``gm sample RUN`` works on it, and the reverse).
-:class:`Run` names a run folder; :class:`Model` is a loaded, trained model. Documented on
+:class:`Run` (:mod:`gm.run`) is a run folder; :class:`Model` is a loaded, trained model. Documented on
 one page: docs/python-api.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gm import hub
 from gm.errors import GMError
+from gm.run import Run
 
-
-@dataclass(frozen=True)
-class Run:
-    """A run folder written by training (``config.json``, weights, ``metrics.jsonl``)."""
-
-    path: Path
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    @property
-    def record(self) -> dict[str, Any]:
-        return json.loads((self.path / "config.json").read_text())
-
-    @property
-    def metrics(self) -> list[dict[str, float]]:
-        """The rows of ``metrics.jsonl``: step, the trainer's metrics, steps_per_s, time, lr."""
-        path = self.path / "metrics.jsonl"
-        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-    def load(self, device: str = "auto") -> Model:
-        return load(self.path, device=device)
+__all__ = ["Model", "Run", "as_dataset", "load", "train"]
 
 
 class Model:
@@ -49,6 +23,11 @@ class Model:
 
     def __init__(self, trainer: Any, run: Path, record: dict[str, Any]):
         self.trainer, self.run, self.record = trainer, run, record
+
+    @classmethod
+    def of(cls, opened: Run) -> Model:
+        """The model of an opened :class:`Run`."""
+        return cls(opened.trainer, opened.path, opened.record)
 
     @property
     def name(self) -> str:
@@ -100,9 +79,7 @@ class Model:
         from gm.engine import seed_everything
 
         if data is None:
-            dataset = load_dataset(
-                self.record["dataset"], None, self.record.get("data_options", {})
-            )
+            dataset = Run(self.run, record=self.record).dataset()
         elif isinstance(data, str):
             dataset = load_dataset(data, None, {})
         else:
@@ -114,12 +91,9 @@ class Model:
 
 def load(run: str | os.PathLike, device: str = "auto") -> Model:
     """A trained model from a run folder, ``hf://OWNER/NAME`` or ``OWNER/NAME``."""
-    from gm import checkpoint, distributed
+    from gm import distributed
 
-    path = hub.resolve(os.fspath(run))
-    record = checkpoint.read_record(path)
-    trainer = checkpoint.load(path, distributed.choose_device(device))
-    return Model(trainer, path, record)
+    return Model.of(Run.open(run, distributed.choose_device(device)))
 
 
 def as_dataset(data: Any, *, name: str = "tensor", split: str = "train") -> Any:
@@ -189,20 +163,21 @@ def train(
     ``images:DIR``-style source, a :class:`gm.data.Dataset`, a tensor or a dict of split
     tensors); ``config`` keys override the model's config (``lr=1e-3``). Returns the run."""
     from gm import describe, engine, plugins
+    from gm.run import TrainRequest
 
     spec = plugins.get("models", model)
     describe.check_keys(spec, config, source=f"gm.train({model!r}, ...)")
     dataset = data if isinstance(data, str) else as_dataset(data)
-    path = engine.train(
+    request = TrainRequest(
         model,
         dataset,
         steps=steps,
-        out=Path(out) if out is not None else None,
+        out=None if out is None else Path(out),
         overrides=config,
         device=device,
         seed=seed,
-        data_options=data_options,
+        data_options=data_options or {},
         progress=progress,
-        report_to=report_to,
+        report_to=tuple(report_to),
     )
-    return Run(Path(path))
+    return Run(engine.execute(request))

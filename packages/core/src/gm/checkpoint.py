@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 import gm
-from gm import compat, hub, plugins, progress
+from gm import compat, hub, plugins
 from gm import config as configs
 from gm.data import DataInfo
 from gm.errors import GMError, GMWarning
@@ -89,7 +89,7 @@ def _tensor_writer(tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
     return lambda tmp: save_file(flat, tmp, metadata=metadata)
 
 
-def _file(run: Path, name: str) -> Path:
+def _newest_copy(run: Path, name: str) -> Path:
     """Where the newest complete copy of a checkpoint file is (see the module docstring)."""
     pending = run / PENDING / name
     return pending if pending.exists() else run / name
@@ -114,7 +114,7 @@ def finish_commit(run: Path) -> None:
 
 
 def has_checkpoint(run: Path) -> bool:
-    return _file(Path(run), WEIGHTS).exists()
+    return _newest_copy(Path(run), WEIGHTS).exists()
 
 
 # --- the run record -----------------------------------------------------------------
@@ -207,11 +207,11 @@ def read_record(run: str | Path) -> dict[str, Any]:
 _DIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer:
-    """A freshly initialised trainer for a run record (no weights loaded)."""
+def model_spec(record: dict[str, Any]):
+    """The registered model that made a run, or one line saying which plugin to install."""
     name = record["gm_model"]
     try:
-        spec = plugins.get("models", name)
+        return plugins.get("models", name)
     except GMError:
         dist = str(record.get("plugin") or "")  # the distribution the run itself recorded
         if not _DIST_NAME.fullmatch(dist):
@@ -219,6 +219,12 @@ def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer
         raise GMError(
             f"this run was made by model {name!r}, which is not installed; pip install {dist}."
         ) from None
+
+
+def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer:
+    """A freshly initialised trainer for a run record (no weights loaded)."""
+    name = record["gm_model"]
+    spec = model_spec(record)
     compat.check_record(record, f"the {name!r} run")
     cls = plugins.load(spec)
     config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
@@ -309,12 +315,14 @@ def save_weights(folder: Path, trainer: Trainer, step: int) -> None:
 def load_weights(run: Path, trainer: Trainer) -> int:
     """Load the weights into the trainer's modules; returns the checkpoint's step."""
     own = _weights(trainer)
-    tensors, meta = _read(_file(Path(run), WEIGHTS), {k: tuple(v.shape) for k, v in own.items()})
+    tensors, meta = _read(
+        _newest_copy(Path(run), WEIGHTS), {k: tuple(v.shape) for k, v in own.items()}
+    )
     for name, module in trainer.modules().items():
         module.load_state_dict(
             {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
         )
-    return _int(meta.get("step"), _file(Path(run), WEIGHTS))
+    return _int(meta.get("step"), _newest_copy(Path(run), WEIGHTS))
 
 
 def _int(value: Any, path: Path) -> int:
@@ -327,15 +335,11 @@ def _int(value: Any, path: Path) -> int:
 
 
 def load(run: str | Path, device: torch.device | str = "cpu") -> Trainer:
-    """The trained model of a run folder (or Hub repo), ready to sample or evaluate; a
-    verb showing progress gets a status line while it loads."""
-    run = hub.resolve(run)
-    progress.status(f"loading {run}")  # also ends a Hub download's "fetching" line
-    trainer = build(read_record(run), device)
-    load_weights(run, trainer)
-    trainer.train(False)
-    progress.settle()  # loaded: the line ends before the verb's own output
-    return trainer
+    """The trained model of a run folder (or Hub repo), ready to sample or evaluate: the
+    trainer of :meth:`gm.run.Run.open`."""
+    from gm.run import Run
+
+    return Run.open(run, device).trainer
 
 
 # --- resume state: optimisers and every rank's RNG --------------------------------------
@@ -447,7 +451,7 @@ def load_state(run: Path, trainer: Trainer, *, rank: int = 0, world_size: int = 
     per-rank noise (a warning says it is not exact)."""
     run = Path(run)
     step = load_weights(run, trainer)
-    path = _file(run, STATE)
+    path = _newest_copy(run, STATE)
     # Optimiser moments are a few copies of the weights; a far bigger file is refused unread.
     limit = 8 * sum(v.numel() * v.element_size() for v in _weights(trainer).values()) + 2**24
     if path.exists() and path.stat().st_size > limit:
@@ -456,13 +460,13 @@ def load_state(run: Path, trainer: Trainer, *, rank: int = 0, world_size: int = 
             "model can be; it is not this run's file, so the run cannot be resumed."
         )
     tensors, meta = _read(path)
-    path = _file(run, STATE_JSON)
+    path = _newest_copy(run, STATE_JSON)
     try:
         state = json.loads(path.read_text())
         saved_step, saved_world = state["step"], int(state.get("world_size", 1))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise GMError(f"{path} is missing or corrupt ({err}); cannot resume.") from None
-    if not (_int(meta.get("step"), _file(run, STATE)) == saved_step == step):
+    if not (_int(meta.get("step"), _newest_copy(run, STATE)) == saved_step == step):
         raise GMError(
             f"the checkpoint files in {run} are from different steps; cannot resume exactly."
         )

@@ -324,7 +324,7 @@ def _train_command(spec) -> Any:
                 "or --resume RUN to continue a run."
             )
         if resume is not None:
-            from gm import checkpoint
+            from gm.run import Run
 
             given = [
                 name
@@ -341,7 +341,7 @@ def _train_command(spec) -> Any:
                     f"--resume continues {resume} with its own dataset, seed and folder; "
                     f"drop {', '.join(given)} (only --steps may change)."
                 )
-            made_by = checkpoint.read_record(resume)["gm_model"]
+            made_by = Run.read(resume).model
             if made_by != spec.name:
                 raise GMError(
                     f"{resume} is a {made_by!r} run; resume it with gm train {made_by} --resume {resume}."
@@ -373,21 +373,24 @@ def _train_command(spec) -> Any:
                 )
             )
             return
-        from gm.engine import train as run_training
+        from gm.engine import execute
+        from gm.run import TrainRequest
 
-        run = run_training(
-            spec.name,
-            dataset or "",
-            steps=steps,
-            out=out,
-            overrides=overrides,
-            config_file=str(config) if config else None,
-            device=device,
-            seed=0 if seed is None else seed,
-            resume=resume,
-            data_dir=data_dir,
-            data_options=data_options,
-            report_to=tuple(report_to),
+        run = execute(
+            TrainRequest(
+                spec.name,
+                dataset or "",
+                steps=steps,
+                out=out,
+                overrides=overrides,
+                config_file=config,
+                device=device,
+                seed=0 if seed is None else seed,
+                resume=resume,
+                data_dir=data_dir,
+                data_options=data_options,
+                report_to=tuple(report_to),
+            )
         )
         from gm import distributed
 
@@ -416,22 +419,21 @@ def cmd_sample(
     (walkback: --steps K --extra-steps M --chain-every k; sequences: --steps L --temperature t)."""
     import math
 
-    from gm import checkpoint, distributed
     from gm import config as configs
+    from gm import distributed, hub
+    from gm import progress as show
     from gm.data import to_data_units
     from gm.engine import seed_everything, write_atomically
+    from gm.run import Run
 
     if n < 1:
         raise GMError("-n must be at least 1.")
-    from gm import hub
-    from gm import progress as show
-
-    checkpoint.read_record(run)  # a wrong RUN is the first thing said, before --out
+    opened = Run.read(run)  # a wrong RUN is the first thing said, before --out
     out = out or hub.default_out(run, f"samples-seed{seed}.png")
     set_threads(threads)
     _check_output(out)
     with show.enabled():
-        trainer = checkpoint.load(run, distributed.choose_device(device))
+        trainer = opened.load_trainer(distributed.choose_device(device)).trainer
     most = max(1, min(MAX_SAMPLES, MAX_VALUES // max(1, math.prod(trainer.info.shape))))
     if n > most:
         raise GMError(
@@ -444,6 +446,7 @@ def cmd_sample(
         source=f"gm sample ({trainer.name})",
         what="option",
     )
+    opened.require("sample")
     seed_everything(seed)
     import torch
 
@@ -454,23 +457,20 @@ def cmd_sample(
     out.parent.mkdir(parents=True, exist_ok=True)
     from gm import pictures
 
-    with pictures.context(reference=_reference(run), title=f"{trainer.name}: {n} samples"):
+    with pictures.context(reference=_reference(opened), title=f"{trainer.name}: {n} samples"):
         write_atomically(out, trainer, samples, options)
     typer.echo(f"wrote {out}")
 
 
-def _reference(run: str) -> Any:
+def _reference(run) -> Any:
     """The run's 2-D data to draw under its samples (None when not 2-D or not at hand)."""
-    from gm import checkpoint, pictures
-    from gm.data import load_dataset
+    from gm import pictures
 
-    record = checkpoint.read_record(run)
-    if record["data"]["modality"] != "vector" or record["data"]["shape"] != [2]:
+    data = run.record["data"]
+    if data["modality"] != "vector" or data["shape"] != [2]:
         return None
     try:
-        return pictures.reference_for(
-            load_dataset(record["dataset"], None, record.get("data_options", {}))
-        )
+        return pictures.reference_for(run.dataset())
     except GMError:  # the data is not here (a Hub model, a moved file): samples alone
         return None
 
@@ -508,29 +508,27 @@ def cmd_evaluate(
     ),
 ) -> None:
     """Measure a trained model on a dataset split. Model options follow as --name value."""
-    from gm import checkpoint, distributed
     from gm import config as configs
+    from gm import distributed
     from gm import progress as show
-    from gm.data import in_data_units, load_dataset
+    from gm.data import in_data_units
     from gm.engine import seed_everything
+    from gm.run import Run
 
-    record = checkpoint.read_record(run)
+    opened = Run.read(run)
+    record = opened.record
     set_threads(threads)
-    trainer = checkpoint.load(run, distributed.choose_device(device))
+    trainer = opened.load_trainer(distributed.choose_device(device)).trainer
     options = configs.override(
         trainer.EvaluateOptions(),
         extra_options(ctx.args),
         source=f"gm evaluate ({trainer.name})",
         what="option",
     )
-    show.status(f"loading dataset {dataset or record['dataset']}")
-    data = load_dataset(
-        dataset or record["dataset"],
-        data_dir,
-        record.get("data_options", {}) if dataset is None else {},
-    )
+    data = opened.dataset(dataset, data_dir)
     if dataset is not None:
         _check_same_kind(data.info, trainer.info, dataset)
+    opened.require("evaluate")
     seed_everything(seed)
     with show.enabled(), show.timed(f"evaluating {trainer.name} on {data.info.name} ({split})"):
         metrics = in_data_units(

@@ -10,11 +10,15 @@ saves the last whole step and exits 130 (143) at the next step boundary (every r
 the same one); a NaN/Inf loss, a full disk or a lost peer stop the run (exit 1) with
 the last complete checkpoint intact; a run that fails before its first checkpoint removes
 what it wrote, so the same ``--out`` works again.
+
+:func:`execute` carries out a :class:`~gm.run.TrainRequest` (what ``gm train`` and
+``gm.train`` build); :class:`_TrainingLoop` is the loop, one small method per thing it does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -34,6 +38,7 @@ from gm import config as configs
 from gm import progress as show
 from gm.data import Dataset, load_dataset
 from gm.errors import GMError, Interrupted, TrainingStopped, raise_interrupted
+from gm.run import Run, TrainRequest
 from gm.trainer import Trainer
 
 
@@ -73,7 +78,7 @@ def _default_out(model: str, dataset: str) -> Path:
 
 def train(
     model: str,
-    dataset: str,
+    dataset: str | Dataset,
     *,
     steps: int | None = None,
     out: str | Path | None = None,
@@ -89,26 +94,33 @@ def train(
 ) -> Path:
     """Train ``model`` on ``dataset`` (a registered name, ``images:DIR``, ... or a
     :class:`~gm.data.Dataset`), or continue the run in ``resume``; returns the run folder.
-    ``report_to`` names loggers (``"tensorboard"``) that get every metrics row."""
-    world, dev = distributed.setup(device)
+    ``report_to`` names loggers (``"tensorboard"``) that get every metrics row. The same as
+    ``execute(TrainRequest(model, dataset, ...))``."""
+    return execute(
+        TrainRequest(
+            model,
+            dataset,
+            steps=steps,
+            out=None if out is None else Path(out),
+            overrides=overrides or {},
+            config_file=config_file,
+            device=device,
+            seed=seed,
+            resume=None if resume is None else Path(resume),
+            data_dir=data_dir,
+            data_options=data_options or {},
+            progress=progress,
+            report_to=tuple(report_to),
+        )
+    )
+
+
+def execute(request: TrainRequest) -> Path:
+    """Carry out one training request (every rank under torchrun); returns the run folder."""
+    world, device = distributed.setup(request.device)
     try:
-        with show.enabled(progress and world.is_main):
-            run = _train(
-                model,
-                dataset,
-                world=world,
-                device=dev,
-                steps=steps,
-                out=out,
-                overrides=overrides,
-                config_file=config_file,
-                seed=seed,
-                resume=resume,
-                data_dir=data_dir,
-                data_options=dict(data_options or {}),
-                progress=progress,
-                report_to=tuple(report_to),
-            )
+        with show.enabled(request.progress and world.is_main):
+            folder = _train(request, world, device)
     except BaseException as err:
         distributed.teardown()  # no waiting: the other ranks may never get here
         if world.distributed and _lost_peer(err):
@@ -119,7 +131,7 @@ def train(
             ) from None
         raise
     distributed.teardown(wait=True)
-    return run
+    return folder
 
 
 def _lost_peer(err: BaseException) -> bool:
@@ -132,8 +144,8 @@ def _lost_peer(err: BaseException) -> bool:
     )
 
 
-# What gm itself writes in a run folder, so a failed start can take it back.
-_OURS = (
+# What gm itself writes in a run folder, so a failed start can remove it.
+_WRITTEN_BY_GM = (
     "config.json",
     "metrics.jsonl",
     "samples*.png",
@@ -167,130 +179,142 @@ def check_out(run: Path) -> bool:
     return False
 
 
-def _take_back(run: Path, made: bool) -> None:
-    """Remove what a failed start wrote (never a file gm did not write)."""
-    for pattern in _OURS:
+def _remove_failed_start(run: Path, made_folder: bool) -> None:
+    """Remove what a failed start wrote (never a file gm did not write), so the same
+    ``--out`` works again."""
+    for pattern in _WRITTEN_BY_GM:
         for path in run.glob(pattern):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
-    if made:
+    if made_folder:
         with contextlib.suppress(OSError):
             run.rmdir()  # only if empty
 
 
-def _train(
-    model,
-    dataset,
-    *,
-    world,
-    device,
-    steps,
-    out,
-    overrides,
-    config_file,
-    seed,
-    resume,
-    data_dir,
-    data_options,
-    progress,
-    report_to=(),
-) -> Path:
-    data_given: Dataset | None = None
-    if resume is not None:
-        run = Path(resume)
-        record = checkpoint.read_record(run)
-        model, dataset, seed = record["gm_model"], record["dataset"], record["seed"]
-        data_options = record.get("data_options", {})
-        if overrides or config_file:
-            raise GMError(
-                "--resume continues a run with its own config; drop --set/--config "
-                "(only --steps may change)."
-            )
-    else:
-        if isinstance(dataset, Dataset):  # in-memory data from the Python API
-            data_given, dataset = dataset, dataset.info.name
-        run = Path(out) if out else _default_out(model, dataset)
-        if world.distributed:
-            holder = [str(run)]
-            torch.distributed.broadcast_object_list(holder, src=0)
-            run = Path(holder[0])
-        make = check_out(run)
-    # Everything below up to the first write checks the request; nothing is written yet.
-    if data_given is not None:
-        data: Dataset = data_given
-    else:
-        show.status(f"loading dataset {dataset}")
-        data = load_dataset(dataset, data_dir, data_options)
-    show.status(f"building {model} ({data.info.modality} data, shape {tuple(data.info.shape)})")
-    seed_everything(seed)  # the same initial weights on every rank
-    if resume is not None:
+def _resolved(request: TrainRequest) -> tuple[TrainRequest, dict[str, Any] | None]:
+    """A resume's request with the run's own model, dataset, seed and data options, and the
+    run's record; a fresh request as it is (and no record)."""
+    if request.resume is None:
+        return request, None
+    record = checkpoint.read_record(request.resume)
+    if request.overrides or request.config_file:
+        raise GMError(
+            "--resume continues a run with its own config; drop --set/--config "
+            "(only --steps may change)."
+        )
+    own = {
+        "model": record["gm_model"],
+        "dataset": record["dataset"],
+        "seed": record["seed"],
+        "data_options": record.get("data_options", {}),
+    }
+    return dataclasses.replace(request, **own), record
+
+
+def _new_folder(request: TrainRequest, world) -> tuple[Path, bool]:
+    """The checked ``--out`` of a fresh run (the same on every rank); True if it must be made."""
+    name = request.dataset.info.name if isinstance(request.dataset, Dataset) else request.dataset
+    folder = request.out or _default_out(request.model, name)
+    if world.distributed:
+        holder = [str(folder)]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        folder = Path(holder[0])
+    return folder, check_out(folder)
+
+
+def _build_trainer(request: TrainRequest, record, info, device, world) -> Trainer:
+    """The run's trainer with its first weights (the same on every rank), then per-rank noise."""
+    show.status(f"building {request.model} ({info.modality} data, shape {tuple(info.shape)})")
+    seed_everything(request.seed)  # the same initial weights on every rank
+    if record is not None:
         trainer = checkpoint.build(record, device)
     else:
-        cls, cfg = build_config(model, data.info, overrides=overrides, config_file=config_file)
-        trainer = checkpoint.make_trainer(cls, cfg, data.info, device)
-    cfg = trainer.config
-    if steps is not None:
-        cfg = trainer.config = configs.override(cfg, {"steps": steps}, source="--steps")
+        cls, cfg = build_config(
+            request.model, info, overrides=request.overrides, config_file=request.config_file
+        )
+        trainer = checkpoint.make_trainer(cls, cfg, info, device)
+    if request.steps is not None:
+        trainer.config = configs.override(
+            trainer.config, {"steps": request.steps}, source="--steps"
+        )
     distributed.sync_modules(trainer.modules())
-    seed_everything(seed + 7919 * world.rank)  # independent noise per rank
+    seed_everything(request.seed + 7919 * world.rank)  # independent noise per rank
+    return trainer
+
+
+def _prepare(request: TrainRequest, world, device) -> tuple[Run, Any, int, bool]:
+    """Check the whole request, writing nothing: the run (record, trainer, data on the
+    device), its batches from the step it starts at, that step, and whether ``--out``
+    must be made."""
+    request, record = _resolved(request)
+    if record is None:
+        folder, must_make = _new_folder(request, world)
+    else:
+        folder, must_make = Path(request.resume), False
+    if isinstance(request.dataset, Dataset):  # in-memory data from the Python API
+        data: Dataset = request.dataset
+    else:
+        show.status(f"loading dataset {request.dataset}")
+        data = load_dataset(request.dataset, request.data_dir, request.data_options)
+    trainer = _build_trainer(request, record, data.info, device, world)
+    cfg = trainer.config
     start = 0
-    if resume is not None and checkpoint.has_checkpoint(run):
-        start = checkpoint.load_state(run, trainer, rank=world.rank, world_size=world.size)
+    if record is not None and checkpoint.has_checkpoint(folder):
+        start = checkpoint.load_state(folder, trainer, rank=world.rank, world_size=world.size)
         if start >= cfg.steps:
             raise GMError(
-                f"{run} is already at step {start}; give --steps above {start} to train further."
+                f"{folder} is already at step {start}; give --steps above {start} to train further."
             )
+    if record is None:
+        name = request.dataset if isinstance(request.dataset, str) else data.info.name
+        record = checkpoint.run_record(
+            request.model, name, trainer, seed=request.seed, data_options=request.data_options
+        )
+    else:  # the run's own record; only --steps may have changed
+        record = {**record, "config": configs.to_dict(cfg)}
     data = data.to(device)  # one in-memory tensor per split, on the device
     batches = data.batches(
-        "train", cfg.batch_size, seed=seed, start_step=start, rank=world.rank, world=world.size
-    )
+        "train", cfg.batch_size, seed=request.seed, start_step=start, rank=world.rank,
+        world=world.size,
+    )  # fmt: skip
     first = next(batches)  # checks the batch size against the data before anything is written
+    run = Run(folder, record=record, trainer=trainer, data=data)
+    return run, _prepend(first, batches), start, must_make
+
+
+def _train(request: TrainRequest, world, device) -> Path:
+    run, batches, start, must_make = _prepare(request, world, device)
     if world.distributed:  # every rank has checked before rank 0 writes
         torch.distributed.barrier()
-    fresh = resume is None
+    fresh, folder = request.resume is None, run.path
     try:
         if world.is_main:
             if fresh:
-                _write(run, lambda: run.mkdir(parents=True, exist_ok=True), "create")
-            if fresh:
-                record = checkpoint.run_record(
-                    model, dataset, trainer, seed=seed, data_options=data_options
-                )
-            else:  # the run's own record; only --steps may have changed
-                record = {**record, "config": configs.to_dict(cfg)}
-            _write(run, lambda: checkpoint.write_json(run / checkpoint.CONFIG, record), "write to")
-        if fastpath.use(cfg.compile, "compile", device):
-            with show.timed(f"compiling {model}"):  # torch.compile is lazy: the first steps pay
-                trainer.compile()
-        loggers = _loggers(report_to, run) if world.is_main and report_to else []
+                _write(folder, lambda: folder.mkdir(parents=True, exist_ok=True), "create")
+            record = run.record
+            _write(folder, lambda: checkpoint.write_json(folder / checkpoint.CONFIG, record), "write to")  # fmt: skip
+        if fastpath.use(run.trainer.config.compile, "compile", run.trainer.device):
+            with show.timed(f"compiling {run.model}"):  # torch.compile is lazy: steps pay
+                run.trainer.compile()
+        loggers = _loggers(request.report_to, run) if world.is_main and request.report_to else []
         try:
-            _loop(
-                trainer,
-                _prepend(first, batches),
-                run,
-                model=model,
-                world=world,
-                start=start,
-                seed=seed,
-                loggers=loggers,
-                data=data,
-            )
+            _loop(run.trainer, batches, run, world=world, start=start, loggers=loggers)
         finally:
             for logger in loggers:
                 logger.close()
     except BaseException:
-        if fresh and world.is_main and not checkpoint.has_checkpoint(run):
-            _take_back(run, make)
+        if fresh and world.is_main and not checkpoint.has_checkpoint(folder):
+            _remove_failed_start(folder, must_make)
         raise
-    return run
+    return folder
 
 
-def _loggers(names, run: Path) -> list:
+def _loggers(names, run: Run) -> list:
     from gm.loggers import open_loggers
 
-    return open_loggers(names, run, checkpoint.read_record(run))
+    return open_loggers(names, run.path, run.record)
 
 
 FIRST_ROW_S = 10.0  # the first metrics row comes after about this much wall time at most
@@ -325,6 +349,10 @@ def _write(run: Path, do, what: str) -> None:
         raise GMError(f"cannot {what} {run}: {err.strerror or err}.") from None
 
 
+def _every(step: int, every: int) -> bool:
+    return bool(every) and step % every == 0
+
+
 class _Signals:
     """SIGINT and SIGTERM only raise a flag, read at step boundaries. A second SIGINT in a
     single process stops at once, unsaved (the last complete checkpoint stays); under
@@ -350,223 +378,262 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def _trim_metrics(path: Path, start: int) -> None:
-    """Keep the rows up to the checkpoint, dropping a torn line (a write cut short);
-    replaced atomically, so a kill here loses nothing."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_bytes().decode("utf-8", "replace").splitlines():
+def _loop(trainer: Trainer, batches, run: Run, **kw: Any) -> None:
+    """Train ``trainer`` from ``start`` to its config's steps (see :class:`_TrainingLoop`)."""
+    _TrainingLoop(trainer, batches, run, **kw).train()
+
+
+class _TrainingLoop:
+    """One session of a run, from step ``start`` to ``config.steps``. Each method is one
+    thing done at a step boundary; every rank calls them at the same steps (the collectives
+    in them must match), and only rank 0 writes."""
+
+    def __init__(self, trainer: Trainer, batches, run: Run, *, world, start: int,
+                 loggers: list | None = None):  # fmt: skip
+        self.trainer, self.batches, self.run, self.world = trainer, batches, run, world
+        self.cfg, self.device = trainer.config, trainer.device
+        self.model, self.seed = run.model, run.record["seed"]
+        self.loggers, self.data = list(loggers or ()), run.data
+        self.metrics = run.metrics_file
+        self.start = self.step = self.last_saved = start
+        self.elapsed_before = 0.0  # wall time of earlier sessions (the curves' time axis)
+        if world.is_main:
+            _write(run.path, lambda: self.metrics.keep_until(start), "write to")
+            if start:
+                self.elapsed_before = self.metrics.elapsed()
+        self.nonfinite = torch.zeros((), device=self.device)  # 1 once a metric was NaN/Inf
+        self.sums: dict[str, torch.Tensor] = {}  # metrics summed since the last row
+        self.count = 0  # steps since the last row
+        self.clock = self.began = time.perf_counter()
+        # besides a row at step 1: one row after ~10 s if log_every is far (one process
+        # only: ranks' clocks differ, and every rank must log at the same steps)
+        self.timed_row = not world.distributed
+        self.best: tuple[str, float, int] | None = None
+        self.draws = world.is_main and "sample" in run.capabilities
+        self.bar: Any = None
+        self.resume_hint = f"continue with: gm train {self.model} --resume {run.path}"
+
+    def train(self) -> None:
+        cfg = self.cfg
+        vote, stopped = distributed.StopVote(), 0
+        self.trainer.train(True)
+        with (
+            _Signals(single=not self.world.distributed) as signals,
+            show.bar(cfg.steps, "train", start=self.start, unit="steps") as self.bar,
+        ):
+            try:
+                while self.step < cfg.steps:
+                    self.training_step(next(self.batches))
+                    if self.row_due():
+                        self.log_row()
+                    else:
+                        self.bar.goto(self.step)  # host-side only: no device sync
+                    if _every(self.step, cfg.checkpoint_every) or self.step == cfg.steps:
+                        self.save()
+                    if _every(self.step, getattr(cfg, "validate_every", 0)):
+                        self.validate()
+                    if _every(self.step, cfg.sample_every):
+                        self.write_samples(f"samples-{self.step:07d}.png")
+                    stopped = vote(signals.signum)
+                    if stopped:
+                        break
+                vote.close()
+                if stopped and self.step > self.last_saved:
+                    self.save()
+                elif not stopped:
+                    self.write_samples("samples.png")
+            except Interrupted as err:  # a second SIGINT (one process), wherever it landed
+                raise self.interrupted_again(err) from None
+        self.finish(stopped, signals.signum)
+
+    # --- one step ----------------------------------------------------------------------
+    def training_step(self, batch: torch.Tensor) -> None:
+        self.trainer.step = self.step  # updates done: the one step count trainers read
         try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= start:
-            keep.append(line)
-    checkpoint.write_text(path, "".join(ln + "\n" for ln in keep))
+            with autocast(self.device, self.cfg.precision):
+                metrics = self.trainer.training_step(batch)
+        except (ValueError, RuntimeError) as err:
+            raise self.diverged(batch, err) or err from None
+        self.step += 1
+        self.count += 1
+        for k, v in metrics.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+            self.nonfinite = torch.maximum(self.nonfinite, (~torch.isfinite(v)).float())
 
+    def row_due(self) -> bool:
+        """A row every ``log_every`` steps and at the last; besides, one at step 1 and (one
+        process) one once ``FIRST_ROW_S`` have passed, if no regular row came first."""
+        if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+            self.timed_row = False  # a regular row came first
+            return True
+        soon = self.timed_row and time.perf_counter() - self.began >= FIRST_ROW_S
+        if self.step == 1 or soon:
+            self.timed_row = self.timed_row and self.step == 1  # the timed row is spent
+            return True
+        return False
 
-def _loop(
-    trainer: Trainer,
-    batches,
-    run: Path,
-    *,
-    model: str,
-    world,
-    start: int,
-    seed: int,
-    loggers: list | None = None,
-    data: Dataset | None = None,
-) -> None:
-    cfg, device = trainer.config, trainer.device
-    metrics_path = run / "metrics.jsonl"
-    elapsed_before = 0.0  # wall time of earlier sessions of this run (the curves' time axis)
-    if world.is_main:
-        _write(run, lambda: _trim_metrics(metrics_path, start), "write to")
-        if start and metrics_path.exists():
-            earlier = metrics_path.read_text().splitlines()
-            elapsed_before = float(json.loads(earlier[-1]).get("time", 0.0)) if earlier else 0.0
-    bad = torch.zeros((), device=device)
-    sums: dict[str, torch.Tensor] = {}
-    count, step, last_saved = 0, start, start
-    clock = began = time.perf_counter()
-    # besides a row at step 1: one row after ~10 s if log_every is far (one process only:
-    # ranks' clocks differ, and every rank must log at the same steps)
-    timed_row = not world.distributed
-    best: tuple[str, float, int] | None = None
-    resume_hint = f"continue with: gm train {model} --resume {run}"
+    def log_row(self) -> None:
+        """The metrics averaged over the steps since the last row and over ranks: one row
+        in metrics.jsonl and every logger, and on the progress bar."""
+        self.check_finite()
+        now = time.perf_counter()
+        means = distributed.all_reduce_mean({k: v / self.count for k, v in self.sums.items()})
+        row = {
+            "step": self.step,
+            **{k: v.item() for k, v in means.items()},
+            "steps_per_s": self.count / (now - self.clock),
+            "time": round(self.elapsed_before + now - self.began, 3),
+            "lr": _lr(self.trainer),
+        }
+        if self.world.is_main:
+            try:
+                self.metrics.append(row)
+            except OSError as err:
+                raise self.fault("append to metrics.jsonl", err) from None
+            for logger in self.loggers:
+                logger.log(self.step, row)
+        key = "loss" if "loss" in means else next(iter(means), None)
+        if key is not None and (self.best is None or row[key] < self.best[1]):
+            self.best = (key, row[key], self.step)
+        self.bar.goto(self.step, "  ".join(f"{k} {row[k]:.4g}" for k in list(means)[:3]))
+        self.sums, self.count, self.clock = {}, 0, now
 
-    def fault(what: str, err: OSError) -> TrainingStopped:
-        kept = f"the last complete checkpoint (step {last_saved})" if last_saved else "nothing"
-        return TrainingStopped(
-            f"could not {what} in {run} ({err.strerror or err}); {kept} is intact there. "
-            f"Free space or fix the folder, then {resume_hint}"
+    # --- at step boundaries ----------------------------------------------------------------
+    def save(self) -> None:
+        """Commit the checkpoint of this step (every rank's RNG state in it)."""
+        self.check_finite()
+        distributed.sync_modules(self.trainer.modules(), buffers_only=True)
+        blobs = distributed.gather_bytes(checkpoint.encode_rng(checkpoint.rng_state()))
+        if self.world.is_main:
+            rngs = [checkpoint.decode_rng(b) for b in blobs]
+            try:
+                checkpoint.save(self.run.path, self.trainer, self.step, rngs)
+            except OSError as err:
+                raise self.fault(f"write the checkpoint of step {self.step}", err) from None
+        self.last_saved = self.step
+
+    def validate(self) -> None:
+        """A trainer with ``validate_every`` measures itself (rank 0; validation.jsonl)."""
+        if not self.world.is_main:
+            return
+        self.trainer.train(False)
+        row = {"step": self.step, **self.trainer.validate(self.data, self.run.path, self.step)}  # type: ignore[attr-defined]
+        self.trainer.train(True)
+        with (self.run.path / "validation.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def write_samples(self, name: str) -> None:
+        """A picture of 64 samples drawn with the run's seed, for a model that samples;
+        the training RNG is left as it was."""
+        if not self.draws:
+            return
+        trainer, data = self.trainer, self.data
+        trainer.train(False)
+        forks = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forks), torch.no_grad():
+            torch.manual_seed(self.seed)
+            opts = trainer.SampleOptions()
+            title = f"{self.model} on {data.info.name}, step {self.step}" if data else None
+            try:
+                with pictures.context(reference=pictures.reference_for(data), title=title):
+                    samples = trainer.sample(64, opts)
+                    write_atomically(self.run.path / name, trainer, samples, opts)
+            except OSError as err:
+                raise self.fault(f"write {name}", err) from None
+        trainer.train(True)
+
+    # --- faults ------------------------------------------------------------------------
+    def check_finite(self) -> None:
+        """Stop the run if a metric since the last check or a weight is NaN/Inf (on any
+        rank): one host sync for the whole check."""
+        flag = self.nonfinite.clone()
+        if self.world.distributed:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        for p in self.trainer.parameters():
+            flag = torch.maximum(flag, (~torch.isfinite(p).all()).float())
+        if not flag.item():
+            return
+        if _nonfinite_data(self.data):
+            raise TrainingStopped(
+                f"training stopped before step {self.step}: the data hold NaN or infinite "
+                f"values, which model {self.model!r} cannot train on; fill or drop them first."
+            )
+        where = (
+            f"the last good checkpoint (step {self.last_saved}) is in {self.run.path}"
+            if self.last_saved
+            else "no checkpoint was written"
+        )
+        raise TrainingStopped(
+            f"training stopped: the loss became NaN or infinite before step {self.step}; "
+            f"{where}. Lower the learning rate (--set lr=...) and train again."
         )
 
-    def check_finite(until: int) -> None:
-        flag = bad.clone()
-        if world.distributed:
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        for p in trainer.parameters():  # weights too: one host sync for the whole check
-            flag = torch.maximum(flag, (~torch.isfinite(p).all()).float())
-        if flag.item():
-            if _nonfinite_data(data):
-                raise TrainingStopped(
-                    f"training stopped before step {until}: the data hold NaN or infinite "
-                    f"values, which model {model!r} cannot train on; fill or drop them first."
-                )
-            where = (
-                f"the last good checkpoint (step {last_saved}) is in {run}"
-                if last_saved
-                else "no checkpoint was written"
-            )
-            raise TrainingStopped(
-                f"training stopped: the loss became NaN or infinite before step {until}; {where}. "
-                "Lower the learning rate (--set lr=...) and train again."
-            )
-
-    def diverged(at: int, batch, err: Exception) -> TrainingStopped | None:
+    def diverged(self, batch: torch.Tensor, err: Exception) -> TrainingStopped | None:
         """A step that raised because the weights or the data hold NaN/Inf (a distribution
         refusing NaN parameters, say) stops the run like a NaN loss; any other error is a bug
         and keeps its traceback."""
-        if all(torch.isfinite(p).all() for p in trainer.parameters()):
+        at = self.step + 1
+        if all(torch.isfinite(p).all() for p in self.trainer.parameters()):
             if not (batch.is_floating_point() and not torch.isfinite(batch).all()):
                 return None
             return TrainingStopped(
                 f"training stopped at step {at}: the data hold NaN or infinite values, which "
-                f"model {model!r} cannot train on ({type(err).__name__}); "
+                f"model {self.model!r} cannot train on ({type(err).__name__}); "
                 "fill or drop them first."
             )
-        where = f"step {last_saved} in {run}" if last_saved else "none was written"
+        where = (
+            f"step {self.last_saved} in {self.run.path}" if self.last_saved else "none was written"
+        )
         return TrainingStopped(
             f"training stopped: the weights became NaN or infinite before step {at} (last good "
             f"checkpoint: {where}). Lower the learning rate (--set lr=...) and train again."
         )
 
-    def save(at: int) -> None:
-        nonlocal last_saved
-        check_finite(at)
-        distributed.sync_modules(trainer.modules(), buffers_only=True)
-        blobs = distributed.gather_bytes(checkpoint.encode_rng(checkpoint.rng_state()))
-        if world.is_main:
-            try:
-                checkpoint.save(run, trainer, at, [checkpoint.decode_rng(b) for b in blobs])
-            except OSError as err:
-                raise fault(f"write the checkpoint of step {at}", err) from None
-        last_saved = at
+    def fault(self, what: str, err: OSError) -> TrainingStopped:
+        """A write that failed (a full disk, a folder gone): stop, the last checkpoint kept."""
+        kept = (
+            f"the last complete checkpoint (step {self.last_saved})"
+            if self.last_saved
+            else "nothing"
+        )
+        return TrainingStopped(
+            f"could not {what} in {self.run.path} ({err.strerror or err}); {kept} is intact "
+            f"there. Free space or fix the folder, then {self.resume_hint}"
+        )
 
-    def write_samples(name: str) -> None:
-        if world.is_main and type(trainer).sample is not Trainer.sample:
-            trainer.train(False)
-            forks = [device] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=forks), torch.no_grad():  # leaves training RNG alone
-                torch.manual_seed(seed)
-                opts = trainer.SampleOptions()
-                title = f"{model} on {data.info.name}, step {step}" if data else None
-                try:
-                    with pictures.context(reference=pictures.reference_for(data), title=title):
-                        write_atomically(run / name, trainer, trainer.sample(64, opts), opts)
-                except OSError as err:
-                    raise fault(f"write {name}", err) from None
-            trainer.train(True)
+    # --- the end ------------------------------------------------------------------------
+    def interrupted_again(self, err: Interrupted) -> Interrupted:
+        kept = (
+            f"the last checkpoint (step {self.last_saved})" if self.last_saved else "no checkpoint"
+        )
+        return Interrupted(
+            f"interrupted again at step {self.step}; not saved, {kept} is in {self.run.path}.",
+            err.signum,
+        )
 
-    vote = distributed.StopVote()
-    stopped = 0
-    trainer.train(True)
-    with (
-        _Signals(single=not world.distributed) as signals,
-        show.bar(cfg.steps, "train", start=start, unit="steps") as bar,
-    ):
-        try:
-            while step < cfg.steps:
-                batch = next(batches)
-                trainer.step = step  # updates done: the one step count trainers read
-                try:
-                    with autocast(device, cfg.precision):
-                        metrics = trainer.training_step(batch)
-                except (ValueError, RuntimeError) as err:
-                    raise diverged(step + 1, batch, err) or err from None
-                step += 1
-                count += 1
-                for k, v in metrics.items():
-                    v = v.detach().float()
-                    sums[k] = sums[k] + v if k in sums else v
-                    bad = torch.maximum(bad, (~torch.isfinite(v)).float())
-                now = time.perf_counter()
-                log_now = step % cfg.log_every == 0 or step == cfg.steps
-                if log_now:
-                    timed_row = False  # a regular row came first
-                elif step == 1 or (timed_row and now - began >= FIRST_ROW_S):
-                    log_now, timed_row = True, step == 1  # the first step; one row at ~10 s
-                if log_now:
-                    check_finite(step)
-                    means = distributed.all_reduce_mean({k: v / count for k, v in sums.items()})
-                    rate = count / (now - clock)
-                    row = {
-                        "step": step,
-                        **{k: v.item() for k, v in means.items()},
-                        "steps_per_s": rate,
-                        "time": round(elapsed_before + now - began, 3),
-                        "lr": _lr(trainer),
-                    }
-                    if world.is_main:
-                        try:
-                            with metrics_path.open("a") as f:
-                                f.write(json.dumps(row) + "\n")
-                        except OSError as err:
-                            raise fault("append to metrics.jsonl", err) from None
-                        for logger in loggers or ():
-                            logger.log(step, row)
-                    key = "loss" if "loss" in means else next(iter(means), None)
-                    if key is not None and (best is None or row[key] < best[1]):
-                        best = (key, row[key], step)
-                    bar.goto(step, "  ".join(f"{k} {row[k]:.4g}" for k in list(means)[:3]))
-                    sums, count, clock = {}, 0, now
-                else:
-                    bar.goto(step)  # host-side only: no device sync between log rows
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                    save(step)
-                every = getattr(cfg, "validate_every", 0)  # trainers with a validate()
-                if every and step % every == 0 and world.is_main:
-                    trainer.train(False)
-                    row = {"step": step, **trainer.validate(data, run, step)}  # type: ignore[attr-defined]
-                    trainer.train(True)
-                    with (run / "validation.jsonl").open("a") as f:
-                        f.write(json.dumps(row) + "\n")
-                if cfg.sample_every and step % cfg.sample_every == 0:
-                    write_samples(f"samples-{step:07d}.png")
-                stopped = vote(signals.signum)
-                if stopped:
-                    break
-            vote.close()
-            if stopped and step > last_saved:
-                save(step)
-            elif not stopped:
-                write_samples("samples.png")
-        except Interrupted as err:  # a second SIGINT (one process), wherever it landed
-            kept = f"the last checkpoint (step {last_saved})" if last_saved else "no checkpoint"
+    def finish(self, stopped: int, signum: int) -> None:
+        """The one closing line: the summary of a complete session, or the interrupt's."""
+        done, path = self.step - self.start, self.run.path
+        if stopped:
             raise Interrupted(
-                f"interrupted again at step {step}; not saved, {kept} is in {run}.", err.signum
-            ) from None
-    if not stopped:  # a stopped run says so in its one interrupt line instead
-        spent = time.perf_counter() - began
+                f"interrupted ({signal.Signals(stopped).name}) after step {self.step}; saved to "
+                f"{path}. To go on, {self.resume_hint}",
+                stopped,
+            )
+        spent = time.perf_counter() - self.began
+        best = self.best
         best_text = f"; best {best[0]} {best[1]:.4g} at step {best[2]}" if best else ""
         show.line(
-            f"gm: trained {step - start} steps in {spent:.1f} s "
-            f"({(step - start) / max(spent, 1e-9):.3g} steps/s){best_text}; run folder {run}"
+            f"gm: trained {done} steps in {spent:.1f} s "
+            f"({done / max(spent, 1e-9):.3g} steps/s){best_text}; run folder {path}"
         )
-    if stopped:
-        raise Interrupted(
-            f"interrupted ({signal.Signals(stopped).name}) after step {step}; saved to {run}. "
-            f"To go on, {resume_hint}",
-            stopped,
-        )
-    if signals.signum:
-        raise Interrupted(
-            f"interrupted ({signal.Signals(signals.signum).name}) at the end; the run in {run} "
-            "is complete.",
-            signals.signum,
-        )
+        if signum:
+            raise Interrupted(
+                f"interrupted ({signal.Signals(signum).name}) at the end; the run in {path} "
+                "is complete.",
+                signum,
+            )
 
 
 def write_atomically(path: Path, trainer: Trainer, samples: Any, options: Any) -> None:

@@ -241,6 +241,10 @@ def check_sequence_generator(gen: Any, x: torch.Tensor) -> None:
     b = gen.teacher_forced(x)
     assert b.hidden.shape[:2] == x.shape[:2] and b.outputs.shape[:2] == x.shape[:2]
     assert torch.isfinite(b.hidden).all() and torch.isfinite(b.outputs).all()
+    nll = gen.nll(b, x)
+    assert nll.shape == x.shape[:2] and torch.isfinite(nll).all(), "nll: one value per step"
+    if not x.dtype.is_floating_point:  # token probabilities: nats are never negative
+        assert (nll >= 0).all()
     steps = x.shape[1] + 1
     samples, free = gen.free_running(x.shape[0], steps, 1.0)
     assert samples.shape[:2] == (x.shape[0], steps) and free.hidden.shape[:2] == samples.shape[:2]

@@ -175,7 +175,13 @@ class SequenceGenerator(Protocol):
     def free_running(
         self, batch_size: int, steps: int, temperature: float = 1.0
     ) -> tuple[torch.Tensor, Behaviour]:
-        """Feed back the model's own samples for ``steps`` steps; returns (samples, behaviour)."""
+        """Feed back the model's own samples for ``steps`` steps; returns (samples, behaviour),
+        the behaviour with its graph to the weights (the sampled tokens held fixed)."""
+        ...
+
+    def nll(self, behaviour: Behaviour, x: torch.Tensor) -> torch.Tensor:
+        """Nats per step (B, L) of the sequence x under the outputs of ``behaviour``.
+        (Scheduled sampling also calls ``scheduled(x, p_true) -> Behaviour``.)"""
         ...
 
 

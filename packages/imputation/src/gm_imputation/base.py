@@ -117,16 +117,9 @@ class ImputerTrainer(Trainer):
 
     # --- shared -------------------------------------------------------------------------
     def parse_mask(self, spec: str) -> masks.MaskSpec:
-        """``spec`` parsed and checked for this data. Occlusions (``mar``, ``bottom-half``)
-        are for images here: a table's columns have no order that a block would respect."""
+        """``spec`` parsed and checked for this data (:mod:`gm.masks`; on vectors ``mar:K``
+        is a block of K consecutive entries and ``bottom-half`` the last half)."""
         parsed = masks.parse(spec)
-        if self.info.modality != "image" and any(
-            t.kind in ("mar", "bottom-half") for t in parsed.terms
-        ):
-            raise GMError(
-                f"mask {str(parsed)!r} occludes image regions, but the data is "
-                f"{self.info.modality} data; use mcar:P for vectors."
-            )
         parsed.check(self.shape, self.info.modality)
         return parsed
 

@@ -21,8 +21,8 @@ from gm import checkpoint, distributed
 from gm.config import Switch
 from gm.engine import seed_everything
 from gm.errors import GMError
+from gm.run import Run
 from gm_imputation import fit, userdata
-from gm_imputation.base import ImputerTrainer
 
 SWITCHES = ("auto", "on", "off")
 
@@ -132,12 +132,9 @@ def fill_with_run(
     run's training range instead of stopping."""
     _check(samples, steps, compile, cuda_graph)
     input, out = Path(input), Path(out)
-    trainer = checkpoint.load(run, distributed.choose_device(device))
-    if not isinstance(trainer, ImputerTrainer):
-        raise GMError(
-            f"{run} holds a {trainer.name!r} model, which does not impute; train one "
-            "of gpsi-add, gpsi-jump, lstm-add, lstm-jump, vae-imputer, template-matching."
-        )
+    opened = Run.read(run)  # the record first: a run that cannot impute is said at once
+    opened.require("impute")
+    trainer = opened.load_trainer(distributed.choose_device(device)).trainer
     seed_everything(seed)
     fast = {"compile": compile, "cuda_graph": cuda_graph}
     if input.suffix.lower() in userdata.IMAGE_SUFFIXES:

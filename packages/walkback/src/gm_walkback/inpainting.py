@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gm import checkpoint, distributed, masks, pictures, progress
-from gm.data import load_dataset
+from gm import distributed, masks, pictures, progress
 from gm.engine import seed_everything
 from gm.errors import GMError
+from gm.run import Run
 from gm_walkback import figures
 
 
@@ -33,15 +33,10 @@ def inpaint_run(
     if out.suffix not in (".png", ".npy"):
         raise GMError(f"cannot write to {out.name}; use a .png or .npy file.")
     spec = masks.parse(mask)  # a bad spec stops before the run is loaded
-    record = checkpoint.read_record(run)
-    trainer = checkpoint.load(run, distributed.choose_device(device))
-    if not hasattr(trainer, "inpaint"):
-        raise GMError(f"model {record['gm_model']!r} cannot inpaint; train a walkback model.")
-    data = load_dataset(
-        dataset or record["dataset"],
-        data_dir,
-        record.get("data_options", {}) if dataset is None else {},
-    )
+    opened = Run.read(run)
+    opened.require("inpaint")
+    record, trainer = opened.record, opened.load_trainer(distributed.choose_device(device)).trainer
+    data = opened.dataset(dataset, data_dir)
     raw = data.raw(split)[:n]
     if tuple(raw.shape[1:]) != tuple(trainer.info.shape):
         raise GMError(

@@ -1,0 +1,232 @@
+"""A training request, and a run folder as one object that every verb opens the same way.
+
+:class:`TrainRequest` is what ``gm train`` / ``gm.train`` ask for, built once by the CLI
+or the Python API and handed to :func:`gm.engine.execute`. :class:`Run` is a run folder:
+its record (``config.json``), its trainer (weights loaded), its dataset and its
+``metrics.jsonl``. ``Run.open(path, device=...)`` is the one way a verb (sample,
+evaluate, push, a plugin's inpaint or impute) reopens a trained run; the engine makes a
+fresh one or continues one. Torch and the checkpoint code are imported on first use, so
+``gm.Run`` stays cheap to import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gm import hub
+from gm.errors import GMError
+
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything one training asks for. ``dataset`` is a name (``"swiss-roll"``,
+    ``"images:DIR"``) or an in-memory :class:`gm.data.Dataset`; with ``resume`` the run's
+    own model, dataset, seed and options apply and only ``steps`` may change."""
+
+    model: str
+    dataset: Any = ""
+    steps: int | None = None
+    out: Path | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    config_file: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    resume: Path | None = None
+    data_dir: str | None = None
+    data_options: Mapping[str, Any] = field(default_factory=dict)
+    progress: bool = True
+    report_to: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # one normal form whoever built it (paths as Path, plain dicts and tuples)
+        fix = {
+            "out": None if self.out is None else Path(self.out),
+            "resume": None if self.resume is None else Path(self.resume),
+            "config_file": None if self.config_file is None else str(self.config_file),
+            "overrides": dict(self.overrides or {}),
+            "data_options": dict(self.data_options or {}),
+            "report_to": tuple(self.report_to or ()),
+        }
+        for name, value in fix.items():
+            object.__setattr__(self, name, value)
+
+
+class MetricsFile:
+    """``metrics.jsonl``: one JSON row per logged step, appended as training goes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
+
+    def append(self, row: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def keep_until(self, step: int) -> None:
+        """Keep the rows up to ``step`` (the checkpoint a resume starts from), dropping a torn
+        line (a write cut short); replaced atomically, so a kill here loses nothing."""
+        from gm import checkpoint
+
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_bytes().decode("utf-8", "replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+                keep.append(line)
+        checkpoint.write_text(self.path, "".join(ln + "\n" for ln in keep))
+
+    def elapsed(self) -> float:
+        """The wall time the rows so far took (earlier sessions of a resumed run)."""
+        rows = self.path.read_text().splitlines() if self.path.exists() else []
+        return float(json.loads(rows[-1]).get("time", 0.0)) if rows else 0.0
+
+
+# What each capability a model may declare is called in the line refusing a verb.
+_LACKS = {
+    "sample": "does not generate samples",
+    "evaluate": "has no evaluation",
+    "inpaint": "cannot inpaint",
+    "impute": "does not impute",
+}
+
+
+class Run:
+    """A run folder: ``path``, ``record`` (the ``config.json`` content), ``metrics`` (the
+    rows of ``metrics.jsonl``), once opened with a device ``trainer``, and once asked for
+    (or given by the engine) ``data``, the run's dataset."""
+
+    def __init__(
+        self, path: str | os.PathLike, *, record: dict | None = None, trainer=None, data=None
+    ):
+        self.path = Path(path)
+        self._record = record
+        self.trainer, self.data = trainer, data
+
+    # --- opening ------------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Run:
+        """The run's record only, checked (no torch work): a wrong RUN is said first."""
+        from gm import checkpoint
+
+        folder = hub.resolve(os.fspath(path))  # a run folder, or hf://OWNER/NAME
+        return cls(folder, record=checkpoint.read_record(folder))
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, device: Any = "cpu") -> Run:
+        """A trained run, ready to sample or evaluate: its trainer built from the record on
+        ``device``, the weights loaded, in eval mode."""
+        return cls.read(path).load_trainer(device)
+
+    def load_trainer(self, device: Any = "cpu") -> Run:
+        """Build the trainer from the record and load the last checkpoint's weights."""
+        from gm import checkpoint, progress
+
+        progress.status(f"loading {self.path}")  # also ends a Hub download's "fetching" line
+        self.trainer = checkpoint.build(self.record, device)
+        checkpoint.load_weights(self.path, self.trainer)
+        self.trainer.train(False)
+        progress.settle()  # loaded: the line ends before the verb's own output
+        return self
+
+    # --- what it holds ------------------------------------------------------------------
+    @property
+    def record(self) -> dict[str, Any]:
+        if self._record is None:
+            from gm import checkpoint
+
+            self._record = checkpoint.read_record(self.path)
+        return self._record
+
+    @property
+    def model(self) -> str:
+        return self.record["gm_model"]
+
+    @property
+    def metrics_file(self) -> MetricsFile:
+        return MetricsFile(self.path / METRICS)
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """The rows of ``metrics.jsonl``: step, the trainer's metrics, steps_per_s, time, lr."""
+        return self.metrics_file.rows()
+
+    def dataset(self, name: str | None = None, data_dir: str | None = None):
+        """The run's own dataset with its options (loaded once), or the dataset ``name``
+        with default options."""
+        from gm import progress
+        from gm.data import load_dataset
+
+        if name is None and self.data is not None:
+            return self.data
+        progress.status(f"loading dataset {name or self.record['dataset']}")
+        options = self.record.get("data_options", {}) if name is None else {}
+        data = load_dataset(name or self.record["dataset"], data_dir, options)
+        if name is None:
+            self.data = data
+        return data
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """What the run's model does (its :class:`~gm.specs.ModelSpec` declares it)."""
+        from gm import checkpoint
+
+        checkpoint.model_spec(self.record)  # a model not installed: the plugin to install
+        return model_capabilities(self.model)
+
+    def require(self, capability: str) -> None:
+        """One line refusing a verb the run's model cannot do."""
+        if capability not in self.capabilities:
+            raise GMError(lacks(self.model, capability))
+
+    # --- as a path ----------------------------------------------------------------------
+    def load(self, device: str = "auto"):
+        """The trained model (:class:`gm.api.Model`) on ``device``."""
+        from gm import api
+
+        return api.load(self.path, device=device)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"gm.Run({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+
+def model_capabilities(model: str) -> tuple[str, ...]:
+    """What a registered model declares it does (:data:`gm.specs.CAPABILITIES`)."""
+    from gm import plugins
+
+    return tuple(plugins.get("models", model).capabilities)
+
+
+def lacks(model: str, capability: str) -> str:
+    """``model 'x' cannot inpaint; models that can: a, b.`` (from the registry)."""
+    from gm import plugins
+
+    able = [s.name for s in plugins.registry("models").values() if capability in s.capabilities]
+    hint = f"; models that can: {', '.join(able)}" if able else ""
+    return f"model {model!r} {_LACKS.get(capability, f'cannot {capability}')}{hint}."

@@ -383,7 +383,7 @@ def _train_command(spec) -> Any:
                 steps=steps,
                 out=out,
                 overrides=overrides,
-                config_file=config,
+                config_file=None if config is None else str(config),
                 device=device,
                 seed=0 if seed is None else seed,
                 resume=resume,

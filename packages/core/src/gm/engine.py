@@ -102,13 +102,13 @@ def train(
             dataset,
             steps=steps,
             out=None if out is None else Path(out),
-            overrides=overrides or {},
+            overrides=dict(overrides or {}),
             config_file=config_file,
             device=device,
             seed=seed,
             resume=None if resume is None else Path(resume),
             data_dir=data_dir,
-            data_options=data_options or {},
+            data_options=dict(data_options or {}),
             progress=progress,
             report_to=tuple(report_to),
         )
@@ -252,6 +252,7 @@ def _prepare(request: TrainRequest, world, device) -> tuple[Run, Any, int, bool]
     if record is None:
         folder, must_make = _new_folder(request, world)
     else:
+        assert request.resume is not None  # a record comes only from --resume
         folder, must_make = Path(request.resume), False
     if isinstance(request.dataset, Dataset):  # in-memory data from the Python API
         data: Dataset = request.dataset

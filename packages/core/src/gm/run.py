@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,13 @@ class TrainRequest:
     dataset: Any = ""
     steps: int | None = None
     out: Path | None = None
-    overrides: Mapping[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
     config_file: str | None = None
     device: str = "auto"
     seed: int = 0
     resume: Path | None = None
     data_dir: str | None = None
-    data_options: Mapping[str, Any] = field(default_factory=dict)
+    data_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     report_to: tuple[str, ...] = ()
 

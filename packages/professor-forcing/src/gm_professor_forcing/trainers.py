@@ -369,7 +369,9 @@ class ProfessorForcingTrainer(SequenceTrainer):
         ).to(self.device)
         # torch.compile (--set compile=true) traces D's forward: it gets nn.GRU, not a loop
         self.discriminator.fused = (
-            "off" if fastpath.use(config.compile, "compile", self.device) else config.fused_discriminator
+            "off"
+            if fastpath.use(config.compile, "compile", self.device)
+            else config.fused_discriminator
         )
         self.opt_d = adam(self.discriminator.parameters(), config.d_lr, (config.d_beta1, 0.999))
         self.gate = GateState().to(self.device)

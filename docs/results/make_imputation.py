@@ -277,8 +277,6 @@ def run_mnist(model: str, mask: str) -> dict:
     overrides = {"mask": mask, **MNIST_MODELS.get(model, MNIST_MODELS["gpsi-add"])}
     if refine:
         overrides["refine_steps"] = int(refine)
-    if model == "template-matching":
-        overrides.update(capacity=len(data.raw("train")), batch_size=len(data.raw("train")))
     cls, cfg = build_config(model, data.info, overrides=overrides)
     seed_everything(0)
     trainer = cls(cfg, data.info, "cpu")

@@ -100,6 +100,7 @@ def test_training_loss_weights_each_kl_direction(monkeypatch):
         lambda_q=1.0,
         lambda_p=0.05,
         clip=1e9,
+        scale_columns=False,  # unit data in, unit data seen: training_step's batch is x
     )
     hand_set(tr, torch.zeros(4), torch.zeros(4), 0.7, guide_lv=-1.0, primary_lv=0.5)
     x = torch.rand(5, 4)
@@ -110,9 +111,11 @@ def test_training_loss_weights_each_kl_direction(monkeypatch):
     nll = observation.Bernoulli().nll(r["c"], x, target)
     want = (nll + 1.0 * r["kl_qp"] + 0.05 * r["kl_pq"]).mean()
     torch.manual_seed(0)
-    got = tr.update(x, known, target)
+    got = tr.training_step(x, missing=~known.bool())
     assert close(got["loss"].item(), want.item(), 1e-4)
     assert close(got["bound"].item(), (nll + r["kl_qp"]).mean().item(), 1e-4)
+    assert close(got["nll"].item(), nll.mean().item(), 1e-4)  # logged as means per example
+    assert close(got["kl_qp"].item(), r["kl_qp"].mean().item(), 1e-4)
 
 
 def test_log_w_is_log_p_minus_log_q_of_the_sampled_z():
@@ -151,12 +154,12 @@ def test_primary_bound_is_the_nll_under_the_primary_roll_out():
     x = torch.rand(3, 4)
     known = torch.tensor([[1.0, 0, 0, 1]]).expand(3, -1)
     target = 1 - known
-    out = tr.score_batch(x, known, target, 3, samples=2)
+    (out,) = tr.score_batch(x, known, target, 3, samples=2)
     p = torch.sigmoid(c0 + 3 * b)
     want = (target * -(x * p.log() + (1 - x) * (1 - p).log())).sum(-1)
-    assert torch.allclose(out["primary_bound"], want, atol=1e-5)
-    assert torch.allclose(out["sq_err"], (target * (p - x) ** 2).sum(-1), atol=1e-6)
-    assert torch.allclose(out["single_sq_err"], (target * (p - x) ** 2).sum(-1), atol=1e-6)
+    assert torch.allclose(out.primary_bound, want, atol=1e-5)
+    assert torch.allclose(out.sq_err, (target * (p - x) ** 2).sum(-1), atol=1e-6)
+    assert torch.allclose(out.single_sq_err, (target * (p - x) ** 2).sum(-1), atol=1e-6)
 
 
 def test_gaussian_observation_nll_mean_and_draws():
@@ -199,12 +202,23 @@ def test_auto_observation_picks_bernoulli_for_images_and_binary_data():
 
 
 def test_primary_inputs_are_known_values_and_the_guess_elsewhere():
-    tr = make_trainer("gpsi-add", vector_dataset(40, 4), hidden=8, z_dim=2, primary_residual=True)
+    tr = make_trainer(
+        "gpsi-add",
+        vector_dataset(40, 4),
+        hidden=8,
+        z_dim=2,
+        primary_residual=True,
+        observation="bernoulli",
+    )
     x, guess = torch.rand(3, 4), torch.rand(3, 4)
     known = (torch.rand(3, 4) < 0.5).float()
-    seen, residual = tr.net.primary_input(x, known, guess).chunk(2, -1)
-    assert torch.allclose(seen, torch.where(known.bool(), x, guess))
-    assert torch.allclose(residual, known * (x - guess))
+    inputs = []
+    tr.net.primary.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+    _, _, seen_out, guess_out = tr.net.primary_step(x, known, torch.logit(guess))
+    seen, residual = inputs[-1].chunk(2, -1)  # what the primary policy read
+    assert torch.allclose(seen, torch.where(known.bool(), x, guess), atol=1e-6)
+    assert torch.allclose(residual, known * (x - guess), atol=1e-6)
+    assert torch.allclose(seen_out, seen) and torch.allclose(guess_out, guess, atol=1e-6)
 
 
 def zero_lstm(tr, c_bias, p0, q0, p, q):
@@ -380,8 +394,9 @@ def test_lstm_initial_latent_kls_alone_with_no_refinement_steps():
 
 
 def test_summarise_divides_each_total_by_its_own_count():
-    tr = make_trainer("gpsi-add", vector_dataset(40, 4), hidden=8, z_dim=2)
-    got = tr.summarise(
+    from gm_imputation import scores
+
+    got = scores.metrics(
         {"bound": 60.0, "oracle_bound": 30.0, "sq_err": 40.0, "kl": 12.0},
         n_target=10.0,
         n=4,
@@ -448,9 +463,9 @@ def test_floor_is_the_bernoulli_entropy_per_missing_value():
 
 
 def test_unit_values_map_back_to_the_raw_range():
-    from gm_imputation.base import DataState
+    from gm_imputation.scaling import ColumnScaler
 
-    state = DataState(2, running=False, raw=([2.0, -1.0], [5.0, 3.0]))
+    state = ColumnScaler(2, running=False, raw=([2.0, -1.0], [5.0, 3.0]))
     raw = state.unit_to_raw(torch.tensor([[0.5, 0.25], [0.0, 1.0]]))
     assert torch.allclose(raw, torch.tensor([[3.5, 0.0], [2.0, 3.0]]))
     assert torch.allclose(state.raw_to_unit(raw), torch.tensor([[0.5, 0.25], [0.0, 1.0]]))

@@ -339,3 +339,14 @@ def test_train_on_a_users_csv_through_the_array_dataset(tmp_path, capsys):
     lo, hi = np.nanmin(x, 0), np.nanmax(x, 0)  # imputations come back in raw units
     assert ((out >= lo - 1e-4) & (out <= hi + 1e-4)).all()
     assert (run / "samples.png").exists()
+
+
+def test_filling_is_callable_from_python(vector_run, tmp_path):
+    from gm_imputation import filling
+
+    src, out = write_csv(tmp_path / "in.csv", ROWS), tmp_path / "out.csv"
+    done = filling.fill_with_run(vector_run, src, out)
+    assert (done.filled, done.cells, done.rows, done.rows_filled) == (5, 16, 4, 3)
+    rows = read_csv(out)[1:]
+    assert len(rows) == 4 and all(cell != "" for row in rows for cell in row)
+    assert rows[0][0] == "1.25" and rows[2] == ["0", "1", "2", "3"]  # observed text kept

@@ -65,4 +65,4 @@ class TestTemplateMatching(TrainerContract):
     model = "template-matching"
     dataset = "mog-grid"
     data_options = {"n": 200}
-    overrides = {**SMALL, "capacity": 40}
+    overrides = {**SMALL, "max_templates": 40}

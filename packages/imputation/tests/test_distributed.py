@@ -19,7 +19,7 @@ from gm import checkpoint
     "model,extra",
     [
         ("gpsi-add", ["--set", "hidden=8", "--set", "z_dim=2"]),
-        ("template-matching", ["--set", "capacity=64"]),
+        ("template-matching", ["--set", "max_templates=64"]),
     ],
 )
 def test_two_ranks_agree_on_buffers(tmp_path, model, extra):
@@ -52,12 +52,12 @@ def test_two_ranks_agree_on_buffers(tmp_path, model, extra):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     weights = load_file(str(run / checkpoint.WEIGHTS))
-    lo, hi = weights["data.lo"], weights["data.hi"]
+    lo, hi = weights["scaler.lo"], weights["scaler.hi"]
     assert torch.isfinite(lo).all() and (hi > lo).all()
     # 4 steps x 32 rows of swiss roll: the ranges cover both ranks' rows, so they are wide
     assert (hi - lo > 2).all()
-    gallery = weights["data.gallery"]
-    assert bool(weights["data.gallery_set"]) and (gallery.abs().sum(1) > 0).all()
+    gallery = weights["gallery.rows"]
+    assert bool(weights["gallery.filled"]) and (gallery.abs().sum(1) > 0).all()
     if model == "template-matching":
         rows, filled = weights["memory.rows"], weights["memory.filled"]
         assert int(filled.sum()) == 64  # 4 steps x 32 rows (both ranks) filled 64 slots...

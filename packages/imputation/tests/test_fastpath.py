@@ -9,7 +9,6 @@ from test_cli import ROWS, gm, write_csv
 
 from gm.data import load_dataset
 from gm_imputation import policy
-from gm_imputation.base import Fast
 
 SMALL = {  # tiny nets and 2 steps: torch.compile on this CPU takes seconds per graph
     "gpsi-add": {"hidden": 16, "z_dim": 4, "refine_steps": 2},
@@ -28,23 +27,24 @@ def test_compiled_rollout_imputes_what_the_eager_one_does(model, monkeypatch):
 
     def impute(seed, compile):
         torch.manual_seed(seed)
-        return tr.impute(x, 2, compile=compile, cuda_graph=False)
+        return tr.impute(x, 2, compile=compile, cuda_graph="off")
 
-    eager, fast = impute(3, False), impute(3, True)
+    eager, fast = impute(3, "off"), impute(3, "on")
     assert torch.allclose(eager, fast, atol=1e-5, rtol=0)  # float tolerance: fused kernels
-    assert torch.equal(impute(3, True), fast)  # the cached graph, run again
-    other = impute(4, True)
+    assert torch.equal(impute(3, "on"), fast)  # the cached graph, run again
+    other = impute(4, "on")
     assert (other - fast).abs().max() > 0.01  # another seed draws other imputations
     assert not torch.isnan(fast).any()
 
 
-def spy_on_rollout(monkeypatch) -> list[Fast]:
-    """Record the switches each primary roll-out gets (the real roll-out still runs)."""
+def spy_on_rollout(monkeypatch) -> list[tuple[str, str]]:
+    """Record the (compile, cuda_graph) switches each primary roll-out gets (the real
+    roll-out still runs)."""
     seen, real = [], policy.PrimaryRollout.__call__
 
-    def call(self, x, known, steps, fast=Fast()):
-        seen.append(fast)
-        return real(self, x, known, steps, fast)
+    def call(self, x, known, steps, compile="auto", cuda_graph="auto"):
+        seen.append((compile, cuda_graph))
+        return real(self, x, known, steps, compile, cuda_graph)
 
     monkeypatch.setattr(policy.PrimaryRollout, "__call__", call)
     return seen
@@ -54,21 +54,24 @@ def test_switches_reach_the_rollout_from_the_cli(vector_run, tmp_path, capsys, m
     seen = spy_on_rollout(monkeypatch)
     src, out = write_csv(tmp_path / "in.csv", ROWS), tmp_path / "out.csv"
     assert gm(["impute", vector_run, "-i", src, "-o", out], capsys)[0] == 0
-    assert seen[-1] == Fast(None, None)
-    args = ["impute", vector_run, "-i", src, "-o", out, "--no-compile", "--no-cuda-graph"]
+    assert seen[-1] == ("auto", "auto")
+    args = ["impute", vector_run, "-i", src, "-o", out, "--compile", "off", "--cuda-graph", "off"]
     assert gm(args, capsys)[0] == 0
-    assert seen[-1] == Fast(False, False)
+    assert seen[-1] == ("off", "off")
     args = ["sample", vector_run, "-n", "4", "-o", tmp_path / "s.npy", "--cuda-graph", "false"]
     assert gm(args, capsys)[0] == 0
-    assert seen[-1] == Fast(None, False)
+    assert seen[-1] == ("auto", "off")  # a run's older true/false spelling still reads
     data = load_dataset("mog-grid")  # a registered dataset, for gm evaluate
     tr = make_trainer("gpsi-add", data, hidden=8, z_dim=2, batch_size=50)
     train_steps(tr, data, 2)
     run = save_run(tr, tmp_path / "mog", "gpsi-add", "mog-grid")
     args = ["evaluate", run, "--compile", "false", "--cuda-graph", "false", "--samples", "1"]
     assert gm(args, capsys)[0] == 0
-    assert seen[-1] == Fast(False, False)
+    assert seen[-1] == ("off", "off")
     code, _, err = gm(
         ["sample", vector_run, "-o", tmp_path / "s.npy", "--compile", "maybe"], capsys
     )
     assert code == 2 and "compile" in err and "Traceback" not in err
+    bad = tmp_path / "bad.csv"
+    code, _, err = gm(["impute", vector_run, "-i", src, "-o", bad, "--compile", "maybe"], capsys)
+    assert code == 2 and "--compile must be auto, on or off" in err and not bad.exists()

@@ -7,6 +7,8 @@ import pytest
 import torch
 from conftest import make_trainer, train_steps, vector_dataset
 
+from gm_imputation import evaluation
+
 B = {"observation": "bernoulli"}  # scored as the paper does (the Gaussian: test_known_answer)
 # model: (config overrides, training steps, RMSE must be below this fraction of the mean's)
 SETTINGS = {
@@ -16,7 +18,7 @@ SETTINGS = {
     "lstm-jump": ({"hidden": 32, "z_dim": 8, "lr": 3e-3, "refine_steps": 6, **B}, 200, 0.6),
     # clamped encode-decode passes are the weakest imputer here, as in the paper
     "vae-imputer": ({"hidden": 64, "z_dim": 4, "lr": 3e-3}, 300, 0.85),
-    "template-matching": ({"capacity": 600, "batch_size": 600}, 1, 0.6),
+    "template-matching": ({"batch_size": 600}, 1, 0.6),
 }
 
 
@@ -38,7 +40,7 @@ def test_learns_to_impute_better_than_the_mean(model):
     history = train_steps(tr, data, steps)
     assert time.perf_counter() - start < 40
     out = tr.evaluate(data, "test", tr.EvaluateOptions(samples=4))
-    missing = tr.draw_masks(len(data.tensor("test")), "mcar:0.5", 0)
+    missing = evaluation.draw_masks(tr, len(data.tensor("test")), "mcar:0.5", 0)
     rmse, nll = mean_imputer(data, missing)
     floor = out["floor_per_value"]  # the Bernoulli entropy of the values: no model goes below
     assert out["rmse_missing"] < fraction * rmse, (out["rmse_missing"], rmse)
@@ -51,7 +53,7 @@ def test_learns_to_impute_better_than_the_mean(model):
 
 def test_template_oracle_is_at_least_as_close_as_honest():
     data = vector_dataset(600, dim=8)
-    tr = make_trainer("template-matching", data, capacity=600, batch_size=600)
+    tr = make_trainer("template-matching", data)  # every training row a template
     train_steps(tr, data, 1)
     out = tr.evaluate(data, "test", tr.EvaluateOptions(mask="mcar:0.7"))
     assert out["oracle_rmse_missing"] <= out["rmse_missing"]

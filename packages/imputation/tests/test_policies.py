@@ -8,6 +8,7 @@ import torch
 from conftest import close, image_dataset, make_trainer, train_steps, vector_dataset
 
 from gm.masks import split_known
+from gm_imputation import evaluation
 
 BERN = {"observation": "bernoulli"}  # the hand-computed cases below score as the paper does
 MODELS = ["gpsi-add", "gpsi-jump", "lstm-add", "lstm-jump"]
@@ -62,7 +63,7 @@ def test_primary_policy_never_sees_the_missing_values(model):
 @pytest.mark.parametrize("model", MODELS + ["vae-imputer", "template-matching"])
 def test_imputation_copies_known_values_and_ignores_missing_truth(model):
     data = vector_dataset(100)
-    extra = SMALL.get(model, {"hidden": 16} if model == "vae-imputer" else {"capacity": 100})
+    extra = SMALL.get(model, {"hidden": 16} if model == "vae-imputer" else {"max_templates": 100})
     tr = make_trainer(model, data, batch_size=20, **extra)
     train_steps(tr, data, 5)
     x, known, target = masked_batch(seed=2)
@@ -112,18 +113,18 @@ def test_bound_is_nll_t_plus_the_kls_on_a_hand_computable_case(update):
         sum(bce(p[j].item(), x[i, j].item()) for j in range(4) if target[i, j]) for i in range(2)
     ]
     kl = 3 * 2 * 0.5  # 3 steps x 2 dims x KL(N(1,1) || N(0,1))
-    scores = tr.score_batch(x, known, target, 3, samples=4)
+    (scores,) = tr.score_batch(x, known, target, 3, samples=4)
     for i in range(2):
-        assert close(scores["nll_term"][i].item(), nll[i])
-        assert close(scores["kl"][i].item(), kl)
-        assert close(scores["bound"][i].item(), nll[i] + kl)
+        assert close(scores.nll_term[i].item(), nll[i])
+        assert close(scores.kl[i].item(), kl)
+        assert close(scores.bound[i].item(), nll[i] + kl)
     # only missing values count: changing a known value leaves the NLL alone (the policy's
     # output here does not depend on its input), changing a missing one does not
     x2 = x.clone()
     x2[0, 0] = 0.77
-    assert close(tr.score_batch(x2, known, target, 3, 2)["nll_term"][0].item(), nll[0])
+    assert close(tr.score_batch(x2, known, target, 3, 2)[0].nll_term[0].item(), nll[0])
     x2[0, 1] = 0.11
-    assert not close(tr.score_batch(x2, known, target, 3, 2)["nll_term"][0].item(), nll[0])
+    assert not close(tr.score_batch(x2, known, target, 3, 2)[0].nll_term[0].item(), nll[0])
 
 
 def test_evaluate_normalises_the_bound_by_missing_values(tmp_path):
@@ -136,7 +137,7 @@ def test_evaluate_normalises_the_bound_by_missing_values(tmp_path):
     opts = tr.EvaluateOptions(mask="mcar:0.6", samples=2, mask_seed=4)
     out = tr.evaluate(data, "test", opts)
     x = data.tensor("test")
-    missing = tr.draw_masks(len(x), "mcar:0.6", 4)
+    missing = evaluation.draw_masks(tr, len(x), "mcar:0.6", 4)
     p = torch.sigmoid(c0).expand_as(x).double()
     xd = x.double()
     nll = (-(xd * p.log() + (1 - xd) * (1 - p).log()) * missing).sum().item()
@@ -160,11 +161,11 @@ def test_lstm_bound_adds_the_initial_state_kl():
             p.zero_()
         tr.net.q0.net[-1].bias[:2] = 2.0  # q(z0) = N(2, 1), p(z0) = N(0, 1)
     x, known, target = masked_batch(dim=4, n=3)
-    scores = tr.score_batch(x, known, target, 0, samples=2)
-    assert torch.allclose(scores["kl"], torch.full((3,), 2 * 0.5 * 4.0))
+    (scores,) = tr.score_batch(x, known, target, 0, samples=2)
+    assert torch.allclose(scores.kl, torch.full((3,), 2 * 0.5 * 4.0))
     p = 0.5  # guess logits stay 0
     nll = (target * -(x * math.log(p) + (1 - x) * math.log(1 - p))).sum(-1)
-    assert torch.allclose(scores["nll_term"], nll.float(), atol=1e-5)
+    assert torch.allclose(scores.nll_term, nll.float(), atol=1e-5)
 
 
 def test_image_models_flatten_and_train():

@@ -6,7 +6,7 @@ This is scikit-learn's ``fit_transform`` for gm's policies: no complete rows are
   of a batch's *observed* cells (a per-row MCAR rate drawn from ``MASK_RATES``) on top of
   the real holes, and scores only the hidden observed cells: no loss ever reads a value
   the file does not have (:func:`gm.masks.split_known` keeps NaNs unknown and
-  unscored).
+  unscored)).
 - A share of the observed cells (``HELD_OUT``, in at most ``CHECK_ROWS`` rows) is held out from training altogether; the
   bound on them, given the rest of their row, decides when to stop (early stopping) and
   which weights to keep, and their RMSE and 90%-interval coverage are reported to the user.
@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from gm import masks, progress
+from gm import progress
+from gm.config import Switch
 from gm.data import DataInfo
 from gm.engine import build_config
 from gm.errors import GMError
+from gm_imputation import evaluation
 from gm_imputation.base import ImputerTrainer
 
 HELD_OUT = 0.1  # share of the observed cells held out for early stopping...
@@ -92,7 +94,7 @@ def sized(n: int, d: int, max_steps: int | None) -> dict[str, Any]:
 def to_unit(trainer: ImputerTrainer, raw: np.ndarray) -> torch.Tensor:
     """Raw values (NaN = missing) -> unit values on the trainer's device, NaN kept."""
     t = torch.as_tensor(raw, dtype=torch.float32, device=trainer.device)
-    return torch.where(torch.isnan(t), t, trainer.state.raw_to_unit(t))
+    return torch.where(torch.isnan(t), t, trainer.scaler.raw_to_unit(t))
 
 
 def held_out_cells(observed: np.ndarray, seed: int) -> np.ndarray:
@@ -117,11 +119,7 @@ def held_out_scores(
     known = (~torch.isnan(x) & ~hold).float()
     target = hold.float()
     n = float(target.sum())
-    bound = 0.0
-    for a in range(0, len(x), CHUNK_ROWS):
-        sl = slice(a, a + CHUNK_ROWS)
-        part = trainer.score_batch(x0[sl], known[sl], target[sl], steps, 2)
-        bound += float(part["bound"].double().sum())
+    bound = evaluation.split_totals(trainer, x0, known, target, steps, 2, CHUNK_ROWS)[-1]["bound"]
     if not full:
         return {"bound": bound / n}
     point = interval_draws(trainer, x0, known, steps, POINT_ROLLOUTS, draw=False).mean(0)
@@ -193,7 +191,8 @@ def fit(
             xb = train_x[idx]
             rate = lo + (hi - lo) * torch.rand(len(xb), 1, generator=gen, device=x.device)
             hide = torch.rand(xb.shape, generator=gen, device=x.device) < rate
-            trainer.update(*masks.split_known(xb, hide))
+            trainer.step = step - 1  # updates done before this one, as the engine sets it
+            trainer.training_step(xb, missing=hide)  # unit values: the scale is [0, 1]
             average.update(trainer)
             if hold_np.any() and (step % EVAL_EVERY == 0 or step == cfg.steps):
                 live = average.swap_in(trainer)
@@ -243,9 +242,10 @@ def _load(trainer, weights: dict[str, dict[str, torch.Tensor]]) -> None:
 
 
 class WeightAverage:
-    """An exponential moving average of the trainer's floating-point weights (buffers
-    included): the averaged weights are what is checked on the held-out cells and kept,
-    which smooths the step-to-step noise of small batches on small tables."""
+    """An exponential moving average of the trainer's parameters (buffers -- column ranges,
+    the gallery -- are copied as they are): the averaged weights are what is checked on the
+    held-out cells and kept, which smooths the step-to-step noise of small batches on small
+    tables."""
 
     def __init__(self, trainer, decay: float):
         self.decay = decay
@@ -254,8 +254,9 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, trainer) -> None:
         for key, module in trainer.modules().items():
+            learned = {name for name, _ in module.named_parameters()}
             for name, value in module.state_dict().items():
-                if value.is_floating_point():
+                if name in learned and value.is_floating_point():
                     self.avg[key][name].lerp_(value, 1 - self.decay)
                 else:
                     self.avg[key][name].copy_(value)
@@ -276,7 +277,8 @@ def fill(
     samples: int = 1,
     average: bool = False,
     steps: int | None = None,
-    fast: dict[str, Any] | None = None,
+    compile: Switch = "auto",
+    cuda_graph: Switch = "auto",
 ) -> None:
     """Fill the NaNs of raw ``values`` ``(N, D)`` chunk by chunk, calling
     ``write(k, first_row, rows)`` with raw rows of imputation k.
@@ -286,9 +288,8 @@ def fill(
     (multiple imputation), or with ``average`` the mean of S roll-outs' means. Observed
     values are copied from ``values`` exactly.
     """
-    fast = fast or {}
+    fast = {"compile": compile, "cuda_graph": cuda_graph}
     point = samples == 1 or average
-    state = trainer.state
     # Sample-major, so a text output can write imputation 1's rows, then imputation 2's...
     jobs = [
         (k, a) for k in range(1 if point else samples) for a in range(0, len(values), CHUNK_ROWS)
@@ -301,5 +302,5 @@ def fill(
             out = trainer.impute(unit, rollouts, steps, **fast).mean(0)
         else:
             out = trainer.impute(unit, 1, steps, draw=True, **fast)[0]
-        back = state.unit_to_raw(out).double().cpu().numpy()
+        back = trainer.scaler.unit_to_raw(out).double().cpu().numpy()
         write(k, a, np.where(np.isnan(raw), back, raw))  # observed values exactly

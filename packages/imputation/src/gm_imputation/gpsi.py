@@ -23,28 +23,24 @@ from typing import Literal
 import torch
 from torch import nn
 
-from gm.data import DataInfo
-from gm_imputation.base import ImputerConfig
-from gm_imputation.nets import GaussianMLP, gaussian_kl, gaussian_log_prob, mlp, reparameterise
+from gm_imputation.nets import (
+    GaussianMLP,
+    GuidedSums,
+    blend,
+    mlp,
+    reparameterise,
+)
 from gm_imputation.observation import Observation
-from gm_imputation.policy import PolicyTrainer
+from gm_imputation.policy import GuidedConfig, GuidedPolicyTrainer
 
 
 @dataclasses.dataclass
-class GPSIConfig(ImputerConfig):
-    update: Literal["add", "jump"] = "add"
+class GPSIConfig(GuidedConfig):
     refine_steps: int = 6
     hidden: int = 500
     layers: int = 2
-    z_dim: int = 100
-    lambda_q: float = 1.0  # weight of sum_t KL(q||p): 1 makes the loss the bound
-    lambda_p: float = 0.05  # weight of sum_t KL(p||q) (the authors' code: 0.05)
     guide_input: Literal["residual", "raw"] = "residual"  # paper: x - sigmoid(c); code: x
     primary_residual: bool = False  # also give p the residual on *known* values (authors' code)
-    see_mask: bool = False  # give both policies the mask as an extra input
-    clip: float = 10.0  # gradient-norm clip (the authors' code: 10)
-    batch_size: int = 200
-    observation: str = "auto"  # auto | bernoulli | gaussian (gm_imputation.observation)
 
 
 class GPSINet(nn.Module):
@@ -64,15 +60,20 @@ class GPSINet(nn.Module):
         self.guide = GaussianMLP(2 * dim + extra, cfg.hidden, cfg.layers, cfg.z_dim)
         self.writer = mlp(cfg.z_dim, cfg.hidden, cfg.layers, width)
 
-    def primary_input(self, x, known, guess) -> torch.Tensor:
-        """What the primary policy sees: known values, the current guess elsewhere."""
-        seen = known * x + (1 - known) * guess  # the only view of x the primary gets
+    def primary_step(
+        self, x: torch.Tensor, known: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The primary policy ``p(z_t | x~)`` at canvas ``c``: its (mean, log-variance),
+        and the ``x~`` and guess it saw (known values, the guess elsewhere)."""
+        guess = self.obs.canvas(c)
+        seen = blend(x, known, guess)  # the only view of x the primary gets
         p_in = [seen]
         if self.primary_residual:
             p_in.append(known * (x - guess))
         if self.see_mask:
             p_in.append(known)
-        return torch.cat(p_in, -1)
+        mu, lv = self.primary(torch.cat(p_in, -1))
+        return mu, lv, seen, guess
 
     def updated(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         step = self.writer(z).float()
@@ -90,7 +91,7 @@ class GPSINet(nn.Module):
         reads), so it can be compiled or captured as a CUDA graph whole."""
         c = self.c0.expand(len(x), -1)
         for t in range(noise.shape[1]):
-            mu_p, lv_p = self.primary(self.primary_input(x, known, self.obs.canvas(c)))
+            mu_p, lv_p, _, _ = self.primary_step(x, known, c)
             c = self.updated(c, reparameterise(mu_p, lv_p, noise[:, t]))
         return c
 
@@ -99,46 +100,24 @@ class GPSINet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Run ``steps`` refinement steps; returns the final logits ``c`` and, per example,
         ``kl_qp``/``kl_pq`` (summed over steps) and ``log_w`` = sum log p(z) - log q(z)."""
-        c = self.c0.expand(len(x), -1)
-        zero = x.new_zeros(len(x))
         if not guided:
             noise = self.primary_noise(len(x), steps, x.device)
-            return {
-                "c": self.primary_logits(x, known, noise),
-                "kl_qp": zero,
-                "kl_pq": zero,
-                "log_w": zero,
-            }
-        kl_qp, kl_pq, log_w = zero, zero, zero
+            return GuidedSums(x).result(self.primary_logits(x, known, noise))  # sums stay 0
+        sums = GuidedSums(x)
+        c = self.c0.expand(len(x), -1)
         for _ in range(steps):
-            guess = self.obs.canvas(c)
-            mu_p, lv_p = self.primary(self.primary_input(x, known, guess))
-            seen = known * x + (1 - known) * guess
+            mu_p, lv_p, seen, guess = self.primary_step(x, known, c)
             q_in = [seen, avail * (x - guess if self.guide_input == "residual" else x)]
             if self.see_mask:
                 q_in.append(known)
-            mu_q, lv_q = self.guide(torch.cat(q_in, -1))
-            z = reparameterise(mu_q, lv_q)
-            kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
-            kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
-            log_w = log_w + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q)
-            c = self.updated(c, z)
-        return {"c": c, "kl_qp": kl_qp, "kl_pq": kl_pq, "log_w": log_w}
+            c = self.updated(c, sums.draw((mu_p, lv_p), self.guide(torch.cat(q_in, -1))))
+        return sums.result(c)
 
 
-class GPSITrainer(PolicyTrainer):
+class GPSITrainer(GuidedPolicyTrainer):
     Config = GPSIConfig
     name = "gpsi"
+    small = {"hidden": 256, "z_dim": 32}  # digits, tables: a smaller net is plenty
 
-    def __init__(self, config: GPSIConfig, info: DataInfo, device="cpu"):
-        super().__init__(config, info, device)
-        self.net = GPSINet(self.dim, config, self.obs).to(self.device)
-        self.opt = self.adam(self.net.parameters())
-
-    @classmethod
-    def default_config(cls, info: DataInfo) -> GPSIConfig:
-        import math
-
-        if math.prod(info.shape) < 256:  # digits, tables: a smaller net is plenty
-            return cls.Config(hidden=256, z_dim=32)
-        return cls.Config()
+    def build_net(self) -> GPSINet:
+        return GPSINet(self.dim, self.config, self.obs)

@@ -22,37 +22,26 @@ the model is an unconditional generator with a variational bound on ``-log p(x)`
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import torch
 from torch import nn
 
-from gm.data import DataInfo
-from gm_imputation.base import Fast, ImputerConfig
 from gm_imputation.nets import (
     GaussianMLP,
-    gaussian_kl,
-    gaussian_log_prob,
+    GuidedSums,
+    blend,
     reparameterise,
     split_gaussian,
 )
 from gm_imputation.observation import Observation
-from gm_imputation.policy import PolicyTrainer
+from gm_imputation.policy import GuidedConfig, GuidedPolicyTrainer
 
 
 @dataclasses.dataclass
-class LSTMConfig(ImputerConfig):
-    update: Literal["add", "jump"] = "add"
+class LSTMConfig(GuidedConfig):
     refine_steps: int = 16
     hidden: int = 300  # LSTM units (the paper's MNIST models: 300)
-    z_dim: int = 100
     infinite_mixture: bool = True  # initial state from a latent z_0 (else a learned constant)
-    lambda_q: float = 1.0
-    lambda_p: float = 0.05
-    see_mask: bool = False  # give the reader and the guide the mask as an extra input
-    clip: float = 10.0
-    batch_size: int = 200
-    observation: str = "auto"  # auto | bernoulli | gaussian (gm_imputation.observation)
     peepholes: bool = False  # LSTM gates also read the cell state (the paper's footnote)
 
 
@@ -114,86 +103,84 @@ class LSTMNet(nn.Module):
         c = c + self.write(h_w).float() if self.update == "add" else self.write(c_w).float()
         return c, (h_w, c_w)
 
+    def zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hid = self.writer.hidden_size
+        return x.new_zeros(len(x), hid), x.new_zeros(len(x), hid)
+
+    def primary_start(
+        self, x: torch.Tensor, known: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The starting canvas ``c`` (the learned bias) and, with the infinite mixture, the
+        primary policy ``p(z_0 | x~_0)``'s (mean, log-variance), and ``x~_0``."""
+        c = self.c_bias.expand(len(x), -1)
+        seen0 = blend(x, known, self.obs.canvas(c))
+        mu, lv = self.p0(torch.cat([seen0, *self.mask_input(known)], -1))
+        return c, (mu, lv), seen0
+
+    def primary_step(self, x, known, c, writer, reader):
+        """The reader LSTM (primary policy) reads ``[x~, x~ - guess, h_writer]`` at canvas
+        ``c``: returns ``p(z_t | state)``'s (mean, log-variance) and its new state."""
+        guess = self.obs.canvas(c)
+        seen = blend(x, known, guess)
+        reader = self.reader(
+            torch.cat([seen, seen - guess, writer[0], *self.mask_input(known)], -1), reader
+        )
+        mu, lv = split_gaussian(self.p_head(reader[0]))
+        return mu, lv, reader, guess
+
+    def mask_input(self, known: torch.Tensor) -> list[torch.Tensor]:
+        return [known] if self.see_mask else []
+
     def primary_logits(
         self, x: torch.Tensor, known: torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor:
         """The primary policy's roll-out (imputation): final logits ``c`` after the steps
         that ``noise`` holds (see :meth:`primary_noise`), a pure function of its inputs
         (fixed shapes, no host reads), so it can be compiled or captured as a CUDA graph."""
-        n, hid = len(x), self.writer.hidden_size
-        mask_in = [known] if self.see_mask else []
-        c = self.c_bias.expand(n, -1)
-        writer = (x.new_zeros(n, hid), x.new_zeros(n, hid))
+        c = self.c_bias.expand(len(x), -1)
+        writer = self.zero_state(x)
         if self.mixture:
-            seen0 = known * x + (1 - known) * self.obs.canvas(c)
-            mu_p, lv_p = self.p0(torch.cat([seen0, *mask_in], -1))
+            c, (mu_p, lv_p), _ = self.primary_start(x, known)
             h_w, c_w, c = self.start(reparameterise(mu_p, lv_p, noise[:, 0]), c)
             writer = (h_w, c_w)
-        reader = (x.new_zeros(n, hid), x.new_zeros(n, hid))
+        reader = self.zero_state(x)
         for t in range(int(self.mixture), noise.shape[1]):
-            guess = self.obs.canvas(c)
-            seen = known * x + (1 - known) * guess
-            reader = self.reader(torch.cat([seen, seen - guess, writer[0], *mask_in], -1), reader)
-            mu_p, lv_p = split_gaussian(self.p_head(reader[0]))
+            mu_p, lv_p, reader, _ = self.primary_step(x, known, c, writer, reader)
             c, writer = self.updated(c, reparameterise(mu_p, lv_p, noise[:, t]), writer)
         return c
 
     def rollout(
         self, x: torch.Tensor, known: torch.Tensor, avail: torch.Tensor, steps: int, guided: bool
     ) -> dict[str, torch.Tensor]:
-        n, hid = len(x), self.writer.hidden_size
-        zero = x.new_zeros(n)
         if not guided:
-            c = self.primary_logits(x, known, self.primary_noise(n, steps, x.device))
-            return {"c": c, "kl_qp": zero, "kl_pq": zero, "log_w": zero}
-        mask_in = [known] if self.see_mask else []
-        kl_qp, kl_pq, log_w = zero, zero, zero
-        c = self.c_bias.expand(n, -1)
-        writer = (x.new_zeros(n, hid), x.new_zeros(n, hid))
+            c = self.primary_logits(x, known, self.primary_noise(len(x), steps, x.device))
+            return GuidedSums(x).result(c)  # no guide: the sums stay zero
+        mask_in = self.mask_input(known)
+        sums = GuidedSums(x)
+        c = self.c_bias.expand(len(x), -1)
+        writer = self.zero_state(x)
         if self.mixture:
-            seen0 = known * x + (1 - known) * self.obs.canvas(c)
-            mu_p, lv_p = self.p0(torch.cat([seen0, *mask_in], -1))
-            mu_q, lv_q = self.q0(torch.cat([seen0, avail * x, *mask_in], -1))
-            z0 = reparameterise(mu_q, lv_q)
-            kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
-            kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
-            log_w = log_w + gaussian_log_prob(z0, mu_p, lv_p) - gaussian_log_prob(z0, mu_q, lv_q)
-            h_w, c_w, c = self.start(z0, c)
+            c, p0, seen0 = self.primary_start(x, known)
+            q0 = self.q0(torch.cat([seen0, avail * x, *mask_in], -1))
+            h_w, c_w, c = self.start(sums.draw(p0, q0), c)
             writer = (h_w, c_w)
-        reader = (x.new_zeros(n, hid), x.new_zeros(n, hid))
-        guide = (x.new_zeros(n, hid), x.new_zeros(n, hid))
+        reader, guide = self.zero_state(x), self.zero_state(x)
         for _ in range(steps):
-            guess = self.obs.canvas(c)
-            seen = known * x + (1 - known) * guess
-            reader = self.reader(torch.cat([seen, seen - guess, writer[0], *mask_in], -1), reader)
-            mu_p, lv_p = split_gaussian(self.p_head(reader[0]))
+            mu_p, lv_p, reader, guess = self.primary_step(x, known, c, writer, reader)
             g_in = torch.cat([avail * x, avail * (x - guess), writer[0], *mask_in], -1)
             guide = self.guide(g_in, guide)
-            mu_q, lv_q = split_gaussian(self.q_head(guide[0]))
-            z = reparameterise(mu_q, lv_q)
-            kl_qp = kl_qp + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
-            kl_pq = kl_pq + gaussian_kl(mu_p, lv_p, mu_q, lv_q)
-            log_w = log_w + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q)
-            c, writer = self.updated(c, z, writer)
-        return {"c": c, "kl_qp": kl_qp, "kl_pq": kl_pq, "log_w": log_w}
+            q = split_gaussian(self.q_head(guide[0]))
+            c, writer = self.updated(c, sums.draw((mu_p, lv_p), q), writer)
+        return sums.result(c)
 
 
-class LSTMTrainer(PolicyTrainer):
+class LSTMTrainer(GuidedPolicyTrainer):
     Config = LSTMConfig
     name = "lstm-gpsi"
+    small = {"hidden": 128, "z_dim": 32}
 
-    def __init__(self, config: LSTMConfig, info: DataInfo, device="cpu"):
-        super().__init__(config, info, device)
-        self.net = LSTMNet(self.dim, config, self.obs).to(self.device)
-        self.opt = self.adam(self.net.parameters())
-
-    @classmethod
-    def default_config(cls, info: DataInfo) -> LSTMConfig:
-        import math
-
-        if math.prod(info.shape) < 256:
-            return cls.Config(hidden=128, z_dim=32)
-        return cls.Config()
+    def build_net(self) -> LSTMNet:
+        return LSTMNet(self.dim, self.config, self.obs)
 
 
 @dataclasses.dataclass
@@ -212,6 +199,6 @@ class DrawGPSTrainer(LSTMTrainer):
         """``n`` unconditional samples (Bernoulli means), in dataset units."""
         self.train(False)
         nothing = torch.zeros(n, self.dim, device=self.device)
-        fast = Fast(options.compile, options.cuda_graph)
-        probs = self.complete(nothing, nothing, self.refine_steps, 1, fast)[0]
-        return self.state.from_unit(probs).reshape(n, *self.shape)
+        fast = {"compile": options.compile, "cuda_graph": options.cuda_graph}
+        probs = self.complete(nothing, nothing, self.refine_steps, 1, **fast)[0]
+        return self.scaler.from_unit(probs).reshape(n, *self.shape)

@@ -22,6 +22,12 @@ def mlp(n_in: int, hidden: int, layers: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
+def blend(x: torch.Tensor, known: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+    """``x~ = m*x + (1-m)*guess``: the known values of x, the current guess elsewhere (the
+    only view of x a primary policy or an imputation output may take)."""
+    return known * x + (1 - known) * guess
+
+
 def split_gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A head's ``(..., 2z)`` output -> (mean, bounded log-variance), in float32."""
     mu, raw = out.float().chunk(2, dim=-1)
@@ -75,3 +81,23 @@ def bernoulli_entropy(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The least Bernoulli NLL any model can give a value x (reached at p = x), summed."""
     x = x.double().clamp(1e-12, 1 - 1e-12)
     return (-(x * x.log() + (1 - x) * (1 - x).log()) * weight.double()).sum(-1)
+
+
+class GuidedSums:
+    """A guided roll-out's per-example sums over its steps: KL(q||p), KL(p||q) and
+    ``log_w = log p(z) - log q(z)`` of the z drawn from the guide q."""
+
+    def __init__(self, like: torch.Tensor):
+        zero = like.new_zeros(len(like))
+        self.kl_qp, self.kl_pq, self.log_w = zero, zero, zero
+
+    def draw(self, p: tuple[torch.Tensor, torch.Tensor], q: tuple[torch.Tensor, torch.Tensor]):
+        """z ~ q (p and q as (mean, log-variance)), adding this step's terms."""
+        z = reparameterise(*q)
+        self.kl_qp = self.kl_qp + gaussian_kl(*q, *p)
+        self.kl_pq = self.kl_pq + gaussian_kl(*p, *q)
+        self.log_w = self.log_w + gaussian_log_prob(z, *p) - gaussian_log_prob(z, *q)
+        return z
+
+    def result(self, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"c": c, "kl_qp": self.kl_qp, "kl_pq": self.kl_pq, "log_w": self.log_w}

@@ -23,62 +23,46 @@ def gm_trainers():
     ]
 
 
+# name, trainer, summary, config defaults: every model trains on vectors and images and
+# can sample, evaluate and impute
+_MODELS = (
+    ("gpsi-add", "gpsi", "GPSI, additive guess updates (6 steps)", {"update": "add"}),
+    ("gpsi-jump", "gpsi", "GPSI, jump guess updates (6 steps)", {"update": "jump"}),
+    ("lstm-add", "lstm-gpsi", "LSTM policies, additive updates (16 steps)", {"update": "add"}),
+    ("lstm-jump", "lstm-gpsi", "LSTM policies, jump updates (16 steps)", {"update": "jump"}),
+    (
+        "draw-gps",
+        "draw-gps",
+        "unconditional generator, learned per-step prior (paper section 2.5)",
+        {},
+    ),
+    (
+        "vae-imputer",
+        "vae-imputer",
+        "baseline: VAE, 15 clamped iterations (best step: oracular)",
+        {},
+    ),
+    (
+        "template-matching",
+        "template-matching",
+        "baseline: nearest training example (honest and oracle)",
+        {},
+    ),
+)
+
+
 @gm.hookimpl
 def gm_models():
     return [
         ModelSpec(
-            "gpsi-add",
-            summary="GPSI, additive guess updates (6 steps)",
-            trainer="gpsi",
-            defaults={"update": "add"},
+            name,
+            summary=summary,
+            trainer=trainer,
+            defaults=defaults,
             modalities=_M,
             capabilities=_CAN,
-        ),
-        ModelSpec(
-            "gpsi-jump",
-            summary="GPSI, jump guess updates (6 steps)",
-            trainer="gpsi",
-            defaults={"update": "jump"},
-            modalities=_M,
-            capabilities=_CAN,
-        ),
-        ModelSpec(
-            "lstm-add",
-            summary="LSTM policies, additive updates (16 steps)",
-            trainer="lstm-gpsi",
-            defaults={"update": "add"},
-            modalities=_M,
-            capabilities=_CAN,
-        ),
-        ModelSpec(
-            "lstm-jump",
-            summary="LSTM policies, jump updates (16 steps)",
-            trainer="lstm-gpsi",
-            defaults={"update": "jump"},
-            modalities=_M,
-            capabilities=_CAN,
-        ),
-        ModelSpec(
-            "draw-gps",
-            summary="unconditional generator, learned per-step prior (paper section 2.5)",
-            trainer="draw-gps",
-            modalities=_M,
-            capabilities=_CAN,
-        ),
-        ModelSpec(
-            "vae-imputer",
-            summary="baseline: VAE, 15 clamped iterations (best step: oracular)",
-            trainer="vae-imputer",
-            modalities=_M,
-            capabilities=_CAN,
-        ),
-        ModelSpec(
-            "template-matching",
-            summary="baseline: nearest training example (honest and oracle)",
-            trainer="template-matching",
-            modalities=_M,
-            capabilities=_CAN,
-        ),
+        )
+        for name, trainer, summary, defaults in _MODELS
     ]
 
 

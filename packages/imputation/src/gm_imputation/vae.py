@@ -18,10 +18,10 @@ import dataclasses
 import torch
 from torch import nn
 
-from gm.data import DataInfo
-from gm_imputation.base import ImputerConfig, ImputerTrainer
-from gm_imputation.nets import GaussianMLP, bernoulli_nll, gaussian_kl, mlp, reparameterise
+from gm_imputation.base import ImputerConfig, NetTrainer
+from gm_imputation.nets import GaussianMLP, bernoulli_nll, blend, gaussian_kl, mlp, reparameterise
 from gm_imputation.policy import repeat
+from gm_imputation.scores import Scores
 
 
 @dataclasses.dataclass
@@ -48,45 +48,33 @@ class VAENet(nn.Module):
 
     def chain(self, x: torch.Tensor, known: torch.Tensor, steps: int, start: torch.Tensor):
         """Yield the decoder logits after each clamped pass from missing values at ``start``."""
-        filled = known * x + (1 - known) * start
+        filled = blend(x, known, start)
         for _ in range(steps):
             mu, lv = self.encoder(filled)
             logits = self.decoder(reparameterise(mu, lv)).float()
-            filled = known * x + (1 - known) * torch.sigmoid(logits)
+            filled = blend(x, known, torch.sigmoid(logits))
             yield logits
 
 
-class VAEImputerTrainer(ImputerTrainer):
+class VAEImputerTrainer(NetTrainer):
     Config = VAEConfig
     name = "vae-imputer"
+    reports_best_pass = True  # the paper's figure: the best pass, chosen on the hidden values
 
-    def __init__(self, config: VAEConfig, info: DataInfo, device="cpu"):
-        super().__init__(config, info, device)
-        self.net = VAENet(self.dim, config).to(self.device)
-        self.opt = self.adam(self.net.parameters())
+    small = {"hidden": 256, "z_dim": 16}
 
-    @classmethod
-    def default_config(cls, info: DataInfo) -> VAEConfig:
-        import math
-
-        if math.prod(info.shape) < 256:
-            return cls.Config(hidden=256, z_dim=16)
-        return cls.Config()
-
-    def modules(self):
-        return {"data": self.state, "net": self.net}
-
-    def optimizers(self):
-        return {"net": self.opt}
+    def build_net(self) -> VAENet:
+        return VAENet(self.dim, self.config)
 
     @property
     def refine_steps(self) -> int:
         return self.config.iterations
 
-    def update(self, x, known, target):
+    def training_step(self, batch):
+        x, known, target = self.masked(batch)
         avail = known + target  # complete data: every observed value, whatever the mask
         with torch.no_grad():
-            self.net.total += (avail * self.state.from_unit(x)).sum(0)
+            self.net.total += (avail * self.scaler.from_unit(x)).sum(0)
             self.net.count += avail.sum(0)
         mu, lv = self.net.encoder(x)
         nll = bernoulli_nll(self.net.decoder(reparameterise(mu, lv)), x, avail)
@@ -100,41 +88,20 @@ class VAEImputerTrainer(ImputerTrainer):
         seen = self.net.count > 0
         return torch.where(
             seen,
-            self.state.to_unit(self.net.mean()),
+            self.scaler.to_unit(self.net.mean()),
             torch.full_like(seen, 0.5, dtype=self.net.total.dtype),
         )
 
-    def score_batch(self, x, known, target, steps, samples, fast=None):
+    def score_batch(self, x, known, target, steps, samples, **fast):
         xs, ks, ts = repeat(x, samples), repeat(known, samples), repeat(target, samples)
-        out = {}
-        for t, logits in enumerate(self.net.chain(xs, ks, steps, self.start()), 1):
-            out[f"step{t}_bound"] = bernoulli_nll(logits, xs, ts).view(samples, len(x)).mean(0)
+        passes = []
+        for logits in self.net.chain(xs, ks, steps, self.start()):
             guess = torch.sigmoid(logits).view(samples, *x.shape).mean(0)
-            out[f"step{t}_sq_err"] = (target * (guess - x) ** 2).sum(-1)
-        return out
+            bound = bernoulli_nll(logits, xs, ts).view(samples, len(x)).mean(0)
+            passes.append(Scores(bound=bound, sq_err=(target * (guess - x) ** 2).sum(-1)))
+        return passes
 
-    def summarise(self, totals, n_target, n, drop_rate):
-        per_step = super().summarise(totals, n_target, n, drop_rate)
-        steps = sorted({int(k[4:].split("_")[0]) for k in per_step if k.startswith("step")})
-        if not steps:
-            return {}
-        best = min(steps, key=lambda t: per_step[f"step{t}_nll_per_value"])
-        last = steps[-1]
-        out = {
-            k.replace(f"step{best}_", ""): v
-            for k, v in per_step.items()
-            if k.startswith(f"step{best}_")
-        }
-        out.update(
-            {
-                k.replace(f"step{last}_", "final_"): v
-                for k, v in per_step.items()
-                if k.startswith(f"step{last}_")
-            }
-        )
-        return {**out, "best_step": float(best), "oracular": 1.0}
-
-    def complete(self, x, known, steps, samples, fast=None, draw=False):
+    def complete(self, x, known, steps, samples, *, draw=False, **fast):
         passes = list(
             self.net.chain(repeat(x, samples), repeat(known, samples), steps, self.start())
         )

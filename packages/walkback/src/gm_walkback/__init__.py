@@ -6,7 +6,8 @@ torch: ``networks`` (MLP and conv networks with per-step normalisation), ``opera
 (Gaussian and Bernoulli transition operators), ``schedules`` (temperature schedules),
 ``chains`` (sampling chains and the likelihood estimators), ``shared`` (what the two
 trainers share: dequantisation, bits/dim, energy distance), ``walkback`` and ``diffusion``
-(the trainers), ``masks`` and ``commands`` (the ``gm inpaint`` verb).
+(the trainers), ``inpainting`` and ``commands`` (the ``gm inpaint`` verb; masks are core's
+``gm.masks``).
 """
 
 __version__ = "0.1.0"

@@ -32,7 +32,7 @@ def inpaint_run(
         raise GMError("-n must be at least 1.")
     if out.suffix not in (".png", ".npy"):
         raise GMError(f"cannot write to {out.name}; use a .png or .npy file.")
-    spec = masks.parse(mask)
+    spec = masks.parse(mask)  # a bad spec stops before the run is loaded
     opened = Run.read(run)
     opened.require("inpaint")
     record, trainer = opened.record, opened.load_trainer(distributed.choose_device(device)).trainer
@@ -47,15 +47,15 @@ def inpaint_run(
         len(raw),
         tuple(raw.shape[1:]),
         modality=trainer.info.modality,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(seed),  # the mask depends on the seed alone
+        device=trainer.device,
     )
-    known = (~missing).to(trainer.device)  # inpainting clamps the known entries
+    known = ~missing  # gm.masks marks what is missing; the chain clamps what is known
     x = data.decode(raw.to(trainer.device)).float()
     seed_everything(seed)
     with torch.no_grad(), progress.timed(f"inpainting {len(x)} examples"):
         filled = trainer.inpaint(x, known, extra_steps)
-    unknown = ~known
-    rmse = (filled - x)[unknown].pow(2).mean().sqrt().item() if unknown.any() else 0.0
+    rmse = (filled - x)[missing].pow(2).mean().sqrt().item() if missing.any() else 0.0
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, filled.float().cpu().numpy())

@@ -22,6 +22,8 @@ from gm.errors import GMError
 
 
 # One typer.Option per option: `duplicates` sees their declarations as alike by shape.
+# typer reads every option from the signature, so verbs spell out their options (and pass
+# them on by keyword) in parallel on purpose.
 def impute(
     ctx: typer.Context,
     target: Path = typer.Argument(

@@ -104,40 +104,31 @@ class MaskSpec:
         self.check(shape, modality)
         where = "cpu" if generator is not None else device
         image = modality == "image"
-        if not image:  # vectors: blocks and halves along the flattened entries
-            flat = self._vector(n, math.prod(shape), generator, where)
-            return flat.view(n, *shape).to(device)
-        # For images one decision per pixel, shared by the channels.
-        plane = (n, *shape[-2:]) if image else (n, *shape)
+        # Images: one decision per pixel, shared by the channels. Vectors: one per entry of
+        # the flattened example, where mar:K is a block and bottom-half the entries D//2...
+        plane = (n, *shape[-2:]) if image else (n, math.prod(shape))
         out = torch.zeros(plane, dtype=torch.bool, device=where)
         for t in self.terms:
             if t.kind == "mcar":
                 out |= torch.rand(plane, generator=generator, device=where) < t.value
             elif t.kind == "all":
                 out |= True
-            elif t.kind == "mar":
+            elif t.kind == "mar" and image:
                 out |= _squares(n, shape[-2], shape[-1], int(t.value), generator, where)
-            elif t.kind == "bottom-half":
-                out[:, shape[-2] // 2 :, :] = True
-        if image:
-            out = out.unsqueeze(1).expand(n, *shape).contiguous()
-        return out.to(device)
-
-    def _vector(self, n: int, d: int, generator, where) -> torch.Tensor:
-        out = torch.zeros(n, d, dtype=torch.bool, device=where)
-        cols = torch.arange(d, device=where).view(1, d)
-        for t in self.terms:
-            if t.kind == "mcar":
-                out |= torch.rand(n, d, generator=generator, device=where) < t.value
-            elif t.kind == "all":
-                out |= True
             elif t.kind == "mar":
-                k = int(t.value)
-                start = torch.randint(0, d - k + 1, (n, 1), generator=generator, device=where)
-                out |= (cols >= start) & (cols < start + k)
+                out |= _block(n, plane[1], int(t.value), generator, where)
             elif t.kind == "bottom-half":
-                out[:, d // 2 :] = True
-        return out
+                out[:, plane[1] // 2 :] = True
+        if image:
+            return out.unsqueeze(1).expand(n, *shape).contiguous().to(device)
+        return out.view(n, *shape).to(device)
+
+
+def _block(n: int, d: int, k: int, generator, device) -> torch.Tensor:
+    """One block of k consecutive entries per row, its start uniform in [0, d-k]."""
+    start = torch.randint(0, d - k + 1, (n, 1), generator=generator, device=device)
+    cols = torch.arange(d, device=device).view(1, d)
+    return (cols >= start) & (cols < start + k)
 
 
 def _squares(n: int, h: int, w: int, k: int, generator, device) -> torch.Tensor:

@@ -287,10 +287,11 @@ def component(kind: str, name: str) -> Any:
     (the contracts are in :mod:`gm.testing`)."""
     if kind not in COMPONENTS:
         raise ValueError(f"kind must be one of {COMPONENTS}, not {kind!r}")
-    cls = load(get(kind, name))
+    spec = get(kind, name)
+    cls = load(spec)
     if not callable(getattr(cls, "build", None)):
         raise GMError(
-            f"{kind[:-1].replace('_', ' ')} {name!r} from {get(kind, name).plugin} has no "
+            f"{kind[:-1].replace('_', ' ')} {name!r} from {spec.plugin} has no "
             "build(config, info, ...) classmethod; it cannot be used (fix or uninstall it)."
         )
     return cls

@@ -273,7 +273,7 @@ class _ComponentContract:
     """What every component contract checks; ``_make`` builds one component."""
 
     def _make(self) -> torch.nn.Module:
-        raise NotImplementedError
+        raise NotImplementedError("each component contract defines _make")
 
     def test_safetensors_round_trip(self, tmp_path):
         torch.manual_seed(0)
@@ -289,10 +289,10 @@ class TransitionOperatorContract(_ComponentContract):
         return self.make_operator()
 
     def make_operator(self) -> torch.nn.Module:
-        raise NotImplementedError
+        raise NotImplementedError("a contract subclass defines make_operator")
 
     def make_state(self, batch: int = 4) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError("a contract subclass defines make_state")
 
     def test_distribution_shapes_and_log_prob(self):
         torch.manual_seed(0)
@@ -321,10 +321,10 @@ class SequenceGeneratorContract(_ComponentContract):
         return self.make_generator()
 
     def make_generator(self) -> torch.nn.Module:
-        raise NotImplementedError
+        raise NotImplementedError("a contract subclass defines make_generator")
 
     def make_batch(self) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError("a contract subclass defines make_batch")
 
     def test_teacher_forced_and_free_running_behaviour(self):
         torch.manual_seed(0)
@@ -349,10 +349,10 @@ class DiscriminatorContract(_ComponentContract):
         return self.make_discriminator()
 
     def make_discriminator(self) -> torch.nn.Module:
-        raise NotImplementedError
+        raise NotImplementedError("a contract subclass defines make_discriminator")
 
     def make_behaviour(self) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError("a contract subclass defines make_behaviour")
 
     def test_one_finite_logit_per_sequence_with_gradient_to_behaviour(self):
         torch.manual_seed(0)

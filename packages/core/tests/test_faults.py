@@ -83,11 +83,11 @@ def kill_during_commit(run, at_step: int, k: int):
             setattr(os, name, wrap(name))
         real_save = checkpoint.save
 
-        def save(run, trainer, step, rngs=None):
+        def save(run, trainer, step, *rest):
             state["armed"] = step == at_step
             if state["armed"] and k == 0:
                 os.kill(os.getpid(), signal.SIGKILL)
-            real_save(run, trainer, step, rngs)
+            real_save(run, trainer, step, *rest)
             state["armed"] = False
 
         checkpoint.save = save
@@ -104,7 +104,7 @@ def count_commit_calls(tmp_path) -> int:
     try:
         for name in EVENTS:
             setattr(os, name, lambda *a, _n=name, **kw: (calls.append(_n), real[_n](*a, **kw))[1])
-        checkpoint.save(run, trainer, 2)
+        checkpoint.save(run, trainer, 2, None, checkpoint.read_record(run))
     finally:
         for name, fn in real.items():
             setattr(os, name, fn)

@@ -167,11 +167,12 @@ def check_out(run: Path) -> bool:
         raise GMError(f"--out {run} cannot be written: {existing} is not writable.")
     if existing != run:
         return True
-    if (run / checkpoint.CONFIG).exists():
+    if os.path.lexists(run / checkpoint.CONFIG):
         raise GMError(
             f"{run} already holds a run; continue it with --resume {run} or pick another --out."
         )
-    if any(run.iterdir()):
+    leftovers = checkpoint.start_leftovers(run)  # a start killed mid-commit: gm's, reused
+    if any(p not in leftovers for p in run.iterdir()):
         raise GMError(
             f"--out {run} is a folder with files in it and not a gm run; gm writes only into "
             "a new or empty folder, so pick another --out."
@@ -179,18 +180,62 @@ def check_out(run: Path) -> bool:
     return False
 
 
-def _remove_failed_start(run: Path, made_folder: bool) -> None:
+def _remove_failed_start(run: Path, made_folder: bool, lock: checkpoint.RunLock) -> None:
     """Remove what a failed start wrote (never a file gm did not write), so the same
-    ``--out`` works again."""
+    ``--out`` works again. The lock held, no other process writes there: all of gm's files
+    in the folder are this process's; then the lock goes, then the folder if it is empty."""
     for pattern in _WRITTEN_BY_GM:
         for path in run.glob(pattern):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+    lock.release()
     if made_folder:
         with contextlib.suppress(OSError):
             run.rmdir()  # only if empty
+
+
+def _claim(folder: Path, fresh: bool, start: int, world) -> checkpoint.RunLock | None:
+    """Rank 0 locks the run folder for this process's life (one writer per folder) and,
+    holding the lock, checks that nothing changed since the request was checked: a fresh
+    ``--out`` still holds no run (gm's leftovers of a start killed mid-commit are removed),
+    a resumed run is still at step ``start``. Every rank raises the same one line if not."""
+    lock, problem = None, ""
+    if world.is_main:
+        try:
+            if fresh:
+                _write(folder, lambda: folder.mkdir(parents=True, exist_ok=True), "create")
+            try:
+                lock = checkpoint.RunLock.acquire(folder)
+            except OSError as err:
+                raise GMError(f"cannot write to {folder}: {err.strerror or err}.") from None
+            try:
+                if fresh:
+                    check_out(folder)
+                    for stale in checkpoint.start_leftovers(folder):
+                        if stale.name != checkpoint.LOCK:
+                            stale.unlink(missing_ok=True)
+                else:
+                    checkpoint.finish_commit(folder)  # a commit a killed writer left pending
+                    now = checkpoint.committed_step(folder)
+                    if now != start:
+                        raise GMError(
+                            f"{folder} changed while this command started (another process "
+                            f"took it to step {now}); run the command again."
+                        )
+            except BaseException:
+                lock.release()
+                raise
+        except GMError as err:
+            problem = str(err)
+    if world.distributed:  # every rank stops alike, or none
+        holder = [problem]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        problem = holder[0]
+    if problem:
+        raise GMError(problem)
+    return lock
 
 
 def _resolved(request: TrainRequest) -> tuple[TrainRequest, dict[str, Any] | None]:
@@ -229,7 +274,7 @@ def _build_trainer(request: TrainRequest, record, info, device, world) -> Traine
     show.status(f"building {request.model} ({info.modality} data, shape {tuple(info.shape)})")
     seed_everything(request.seed)  # the same initial weights on every rank
     if record is not None:
-        trainer = checkpoint.build(record, device)
+        trainer = checkpoint.build(record, device, run=request.resume)
     else:
         cls, cfg = build_config(
             request.model, info, overrides=request.overrides, config_file=request.config_file
@@ -290,10 +335,9 @@ def _train(request: TrainRequest, world, device) -> Path:
     if world.distributed:  # every rank has checked before rank 0 writes
         torch.distributed.barrier()
     fresh, folder = request.resume is None, run.path
+    lock = _claim(folder, fresh, start, world)
     try:
         if world.is_main:
-            if fresh:
-                _write(folder, lambda: folder.mkdir(parents=True, exist_ok=True), "create")
             record = run.record
             _write(folder, lambda: checkpoint.write_json(folder / checkpoint.CONFIG, record), "write to")  # fmt: skip
         if fastpath.use(run.trainer.config.compile, "compile", run.trainer.device):
@@ -306,9 +350,12 @@ def _train(request: TrainRequest, world, device) -> Path:
             for logger in loggers:
                 logger.close()
     except BaseException:
-        if fresh and world.is_main and not checkpoint.has_checkpoint(folder):
-            _remove_failed_start(folder, must_make)
+        if lock is not None and fresh and not checkpoint.has_checkpoint(folder):
+            _remove_failed_start(folder, must_make, lock)
         raise
+    finally:
+        if lock is not None:
+            lock.release()
     return folder
 
 
@@ -509,8 +556,8 @@ class _TrainingLoop:
         if self.world.is_main:
             rngs = [checkpoint.decode_rng(b) for b in blobs]
             try:
-                checkpoint.save(self.run.path, self.trainer, self.step, rngs)
-            except OSError as err:
+                checkpoint.save(self.run.path, self.trainer, self.step, rngs, self.run.record)
+            except checkpoint.WRITE_ERRORS as err:
                 raise self.fault(f"write the checkpoint of step {self.step}", err) from None
         self.last_saved = self.step
 
@@ -591,7 +638,7 @@ class _TrainingLoop:
             f"checkpoint: {where}). Lower the learning rate (--set lr=...) and train again."
         )
 
-    def fault(self, what: str, err: OSError) -> TrainingStopped:
+    def fault(self, what: str, err: Exception) -> TrainingStopped:
         """A write that failed (a full disk, a folder gone): stop, the last checkpoint kept."""
         kept = (
             f"the last complete checkpoint (step {self.last_saved})"
@@ -599,7 +646,8 @@ class _TrainingLoop:
             else "nothing"
         )
         return TrainingStopped(
-            f"could not {what} in {self.run.path} ({err.strerror or err}); {kept} is intact "
+            f"could not {what} in {self.run.path} ({getattr(err, 'strerror', None) or err}); "
+            f"{kept} is intact "
             f"there. Free space or fix the folder, then {self.resume_hint}"
         )
 

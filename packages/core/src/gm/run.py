@@ -136,7 +136,7 @@ class Run:
         from gm import checkpoint, progress
 
         progress.status(f"loading {self.path}")  # also ends a Hub download's "fetching" line
-        self.trainer = checkpoint.build(self.record, device)
+        self.trainer = checkpoint.build(self.record, device, run=self.path)
         checkpoint.load_weights(self.path, self.trainer)
         self.trainer.train(False)
         progress.settle()  # loaded: the line ends before the verb's own output

@@ -398,7 +398,7 @@ def make_trainer(cls, config, info: DataInfo, device) -> Trainer:
 
 
 # --- reading checkpoint files ---------------------------------------------------------
-def _bad_file(path: Path, err: Exception) -> GMError:
+def _bad_file(path: Path, err: object) -> GMError:
     return GMError(
         f"{path} is not a valid safetensors file ({err}); gm never loads pickled checkpoints."
     )

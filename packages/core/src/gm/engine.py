@@ -26,6 +26,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from gm import checkpoint, distributed, fastpath, pictures, plugins
 from gm import config as configs
 from gm import progress as show
 from gm.data import Dataset, load_dataset
-from gm.errors import GMError, Interrupted, TrainingStopped, raise_interrupted
+from gm.errors import GMError, GMWarning, Interrupted, TrainingStopped, raise_interrupted
 from gm.run import Run, TrainRequest
 from gm.trainer import Trainer
 
@@ -566,10 +567,13 @@ class _TrainingLoop:
         if not self.world.is_main:
             return
         self.trainer.train(False)
-        row = {"step": self.step, **self.trainer.validate(self.data, self.run.path, self.step)}  # type: ignore[attr-defined]
+        try:
+            row = {"step": self.step, **self.trainer.validate(self.data, self.run.path, self.step)}  # type: ignore[attr-defined]
+            with (self.run.path / "validation.jsonl").open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        except checkpoint.WRITE_ERRORS as err:
+            raise self.fault(f"write the validation of step {self.step}", err) from None
         self.trainer.train(True)
-        with (self.run.path / "validation.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
 
     def write_samples(self, name: str) -> None:
         """A picture of 64 samples drawn with the run's seed, for a model that samples;
@@ -587,8 +591,15 @@ class _TrainingLoop:
                 with pictures.context(reference=pictures.reference_for(data), title=title):
                     samples = trainer.sample(64, opts)
                     write_atomically(self.run.path / name, trainer, samples, opts)
-            except OSError as err:
-                raise self.fault(f"write {name}", err) from None
+            except (GMError, *checkpoint.WRITE_ERRORS, ValueError, RuntimeError) as err:
+                # an extra: the weights are what the run is for, so it never fails the run
+                self.draws = False
+                warnings.warn(
+                    f"no {name} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                    f"the run goes on without sample pictures. Draw them with gm sample {self.run.path} --out S.npy.",
+                    GMWarning,
+                    stacklevel=2,
+                )
         trainer.train(True)
 
     # --- faults ------------------------------------------------------------------------
@@ -653,11 +664,16 @@ class _TrainingLoop:
 
     # --- the end ------------------------------------------------------------------------
     def interrupted_again(self, err: Interrupted) -> Interrupted:
-        kept = (
-            f"the last checkpoint (step {self.last_saved})" if self.last_saved else "no checkpoint"
-        )
+        # what is on disk, not what this loop last finished: the second Ctrl-C may land
+        # inside a save, after its commit point
+        try:
+            last = checkpoint.committed_step(self.run.path) if self.world.is_main else 0
+        except GMError:
+            last = self.last_saved
+        last = last or self.last_saved
+        kept = f"the last checkpoint (step {last})" if last else "no checkpoint"
         return Interrupted(
-            f"interrupted again at step {self.step}; not saved, {kept} is in {self.run.path}.",
+            f"interrupted again after step {self.step}; not saved, {kept} is in {self.run.path}.",
             err.signum,
         )
 

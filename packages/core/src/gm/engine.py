@@ -398,6 +398,10 @@ def _write(run: Path, do, what: str) -> None:
         raise GMError(f"cannot {what} {run}: {err.strerror or err}.") from None
 
 
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else ""
+
+
 def _every(step: int, every: int) -> bool:
     return bool(every) and step % every == 0
 
@@ -595,8 +599,8 @@ class _TrainingLoop:
                 # an extra: the weights are what the run is for, so it never fails the run
                 self.draws = False
                 warnings.warn(
-                    f"no {name} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                    f"the run goes on without sample pictures. Draw them with gm sample {self.run.path} --out S.npy.",
+                    f"no {name} ({type(err).__name__}: {_first_line(err)}); training "
+                    f"goes on without pictures (gm sample {self.run.path} --out S.npy draws).",
                     GMWarning,
                     stacklevel=2,
                 )

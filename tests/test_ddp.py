@@ -174,8 +174,11 @@ def test_sigterm_to_the_agent_of_gm_torchrun_is_one_line_and_143(tmp_path):
     """``python -m gm.torchrun`` is torchrun whose agent, stopped by a signal, leaves no
     traceback: rank 0's line (saved at step N) is the one gm line, and the exit is 143."""
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(TINY), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TINY), os.environ.get("PYTHONPATH", "")]),
+    }
     cmd = [sys.executable, "-m", "gm.torchrun", "--standalone", "--nproc-per-node=2", "-m", "gm",
            "train", "tiny", "--device", "cpu", "--dataset", "swiss-roll", "--steps", "100000",
            "--out", str(run), *(a for s in SETS for a in ("--set", s))]  # fmt: skip

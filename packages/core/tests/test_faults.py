@@ -576,3 +576,23 @@ def test_flipped_bytes_in_the_weights_are_found_by_their_digest(tmp_path, tiny_p
     del record["sha256"]  # a run from before digests loads as it did
     (run / "config.json").write_text(json.dumps(record))
     checkpoint.load(run)
+
+
+def test_every_installed_model_builds_on_the_meta_device():
+    """Loading compares a run's config with its weights on the meta device before building
+    for real; a model that cannot be built there would skip that check, silently."""
+    from gm.data import DataInfo
+    from gm.engine import build_config
+
+    infos = {
+        "vector": DataInfo("v", "vector", (3,)),
+        "image": DataInfo("i", "image", (1, 28, 28)),
+        "sequence": DataInfo("s", "sequence", (20,), 10),
+        "strokes": DataInfo("k", "strokes", (300, 3)),
+    }
+    for name, spec in plugins.registry("models").items():
+        info = infos[(spec.modalities or ("vector",))[0]]
+        cls, cfg = build_config(name, info)
+        with torch.device("meta"):
+            trainer = cls(cfg, info, torch.device("meta"))
+        assert all(v.is_meta for v in checkpoint._weights(trainer).values()), name

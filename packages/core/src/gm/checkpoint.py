@@ -374,8 +374,8 @@ def build(
     config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
     info = DataInfo.from_json(record["data"])
     if run is not None and has_checkpoint(run):
-        try:
-            with torch.device("meta"):
+        try:  # the RNG as it was: the real build draws the same initial weights
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
                 shell = cls(config, info, torch.device("meta"))
             shapes = {k: tuple(v.shape) for k, v in _weights(shell).items()}
         except Exception:  # noqa: BLE001 - a trainer that cannot be built on meta: load checks

@@ -229,7 +229,7 @@ class WalkbackTrainer(Trainer):
             )
         self.stats = Stats(self.shape).to(self.device)
         # drawn from the global generator, seeded by the run seed (the same on every rank)
-        self.stats.n_seed.fill_(int(torch.randint(0, 2**31 - 1, ())))
+        self.stats.n_seed.fill_(int(torch.randint(0, 2**31 - 1, (), device="cpu")))
         self.opt = self.adam(self.operator.parameters())
         # self.step (the engine's count of minibatches done) drives n and the Tmax refresh
         self._heat: int | None = None  # host copy of stats.heat

@@ -534,23 +534,35 @@ def huge_config(run, tmp):
     return dst
 
 
+def fifo_metrics(run, tmp):
+    import shutil
+
+    dst = tmp / "metrics"
+    shutil.copytree(run, dst)
+    (dst / "metrics.jsonl").unlink()
+    os.mkfifo(dst / "metrics.jsonl")
+    return dst
+
+
 @pytest.mark.parametrize(
-    ("make", "words"),
+    ("make", "words", "verbs"),
     [
-        (lambda r, t: fifo_weights(r, t, link=False), ["not a regular file"]),
-        (lambda r, t: fifo_weights(r, t, link=True), ["not a regular file"]),
-        (huge_config, ["does not match its config.json", "100000"]),
+        (lambda r, t: fifo_weights(r, t, link=False), ["not a regular file"], ("sample", "resume")),
+        (lambda r, t: fifo_weights(r, t, link=True), ["not a regular file"], ("sample", "resume")),
+        (huge_config, ["does not match its config.json", "100000"], ("sample", "resume")),
+        (fifo_metrics, ["metrics.jsonl is not a regular file"], ("resume",)),
     ],
-    ids=["fifo", "symlink-to-fifo", "oversized-config"],
+    ids=["fifo", "symlink-to-fifo", "oversized-config", "fifo-metrics"],
 )
-def test_a_hostile_run_folder_is_refused_with_one_line(tmp_path, tiny_plugin, make, words):
+def test_a_hostile_run_folder_is_refused_with_one_line(tmp_path, tiny_plugin, make, words, verbs):
     from conftest import gm_run
 
     run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW)
     bad = make(run, tmp_path)
     before = listing(bad)
-    for args in (["sample", str(bad), "--out", str(tmp_path / "s.npy")],
-                 [*TRAIN, "--resume", str(bad), "--steps", "4"]):  # fmt: skip
+    commands = {"sample": ["sample", str(bad), "--out", str(tmp_path / "s.npy")],
+                "resume": [*TRAIN, "--resume", str(bad), "--steps", "4"]}  # fmt: skip
+    for args in (commands[v] for v in verbs):
         out = gm_run(*args, timeout=120)  # a FIFO opened blocking would hang here
         lines = said(out.stderr)
         assert out.returncode == 2 and len(lines) == 1, out.stderr

@@ -608,3 +608,88 @@ def test_every_installed_model_builds_on_the_meta_device():
         with torch.device("meta"):
             trainer = cls(cfg, info, torch.device("meta"))
         assert all(v.is_meta for v in checkpoint._weights(trainer).values()), name
+
+
+# --- the same guards, in-process and fast (the mutation check of checkpoint.py runs these) ---
+def test_a_lock_is_one_holders_until_released(tmp_path):
+    from gm.errors import GMError
+
+    lock = checkpoint.RunLock.acquire(tmp_path)
+    assert (tmp_path / checkpoint.LOCK).read_text() == f"{os.getpid()}\n"
+    with pytest.raises(GMError, match=rf"another gm process \(pid {os.getpid()}\)"):
+        checkpoint.RunLock.acquire(tmp_path)  # a second open file: flock refuses it too
+    lock.release()
+    lock.release()  # twice is harmless
+    assert not (tmp_path / checkpoint.LOCK).exists()
+    again = checkpoint.RunLock.acquire(tmp_path)
+    again.release()
+
+
+def test_a_lock_taken_on_a_removed_file_is_taken_again(tmp_path, monkeypatch):
+    """A waiter that opened the lock file before its holder removed it must not believe it
+    holds the folder: it locks the file that is there now."""
+    import fcntl
+
+    real = fcntl.flock
+    calls = []
+
+    def flock(fd, op):
+        calls.append(fd)
+        if len(calls) == 1:  # the holder finishes between our open and our flock
+            (tmp_path / checkpoint.LOCK).unlink()
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    lock = checkpoint.RunLock.acquire(tmp_path)
+    assert len(calls) == 2 and (tmp_path / checkpoint.LOCK).exists()
+    assert os.fstat(lock.fd).st_ino == (tmp_path / checkpoint.LOCK).stat().st_ino
+    lock.release()
+
+
+def test_a_weights_header_must_describe_the_file_exactly(tmp_path):
+    from safetensors.torch import save_file
+
+    from gm.errors import GMError
+
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.zeros(3, 2), "b": torch.ones(4)}, str(path), metadata={"step": "7"})
+    size, header = checkpoint._header(path, {"a": (3, 2), "b": (4,)})
+    assert size == path.stat().st_size and header["__metadata__"] == {"step": "7"}
+    with pytest.raises(GMError, match=r"a is \(3, 2\) in the file but \(2, 3\)"):
+        checkpoint._header(path, {"a": (2, 3), "b": (4,)})
+    with pytest.raises(GMError, match=r"missing \['c'\]"):
+        checkpoint._header(path, {"a": (3, 2), "b": (4,), "c": (1,)})
+    with pytest.raises(GMError, match=r"unexpected \['b'\]"):
+        checkpoint._header(path, {"a": (3, 2)})
+    with pytest.raises(GMError, match="sha256 differs"):
+        checkpoint._header(path, None, "0" * 64)
+    checkpoint._header(path, None, checkpoint.sha256(path))
+    blob = path.read_bytes()
+    for bad in (blob[:-1], blob + b"\0", blob[:4], (10**9).to_bytes(8, "little") + blob[8:]):
+        path.write_bytes(bad)
+        with pytest.raises(GMError, match="not a valid safetensors file"):
+            checkpoint._header(path)
+
+
+def test_run_files_are_read_only_from_regular_files_of_a_sane_size(tmp_path):
+    from gm.errors import GMError
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(GMError, match="not a regular file"):
+        checkpoint.read_regular(tmp_path / "fifo")
+    (tmp_path / "f").write_bytes(b"x" * 10)
+    assert checkpoint.read_regular(tmp_path / "f", limit=10) == b"x" * 10
+    with pytest.raises(GMError, match="11 bytes, more than"):
+        (tmp_path / "f").write_bytes(b"x" * 11)
+        checkpoint.read_regular(tmp_path / "f", limit=10)
+
+
+def test_the_committed_step_is_read_from_the_newest_checkpoint(tmp_path, tiny_plugin):
+    run = train("tiny", "swiss-roll", steps=4, out=tmp_path / "run", overrides=SETS, **KW)
+    assert checkpoint.committed_step(run) == 4
+    assert checkpoint.committed_step(tmp_path) == 0
+    pending = run / checkpoint.PENDING
+    pending.mkdir()
+    trainer = checkpoint.build(checkpoint.read_record(run))
+    checkpoint.save_weights(pending, trainer, 9)  # a commit killed before its moves
+    assert checkpoint.committed_step(run) == 9

@@ -312,6 +312,7 @@ def said(stderr: str) -> list[str]:
 TRAIN = ["train", "tiny", "--device", "cpu"]
 
 
+@pytest.mark.slow  # real gm processes (several seconds each)
 def test_two_writers_racing_for_one_folder_one_wins_the_other_says_so(tmp_path, tiny_plugin):
     run = tmp_path / "run"
     args = [*TRAIN, "-d", "swiss-roll", "--steps", "6", "--out", str(run), "--set",
@@ -328,6 +329,7 @@ def test_two_writers_racing_for_one_folder_one_wins_the_other_says_so(tmp_path, 
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.slow  # real gm processes (several seconds each)
 def test_a_folder_another_process_writes_is_refused_naming_it(tmp_path, tiny_plugin):
     """The lock held by this test process: `--resume` and `--out` are refused with one line
     naming this pid, exit 2, and nothing in the folder changes (the holder's lock stays)."""
@@ -351,6 +353,7 @@ def test_a_folder_another_process_writes_is_refused_naming_it(tmp_path, tiny_plu
     assert saved_step(run) == 2 and [p.name for p in empty.iterdir()] == []
 
 
+@pytest.mark.slow  # real gm processes (several seconds each)
 def test_two_resumes_at_once_the_second_names_the_first(tmp_path, tiny_plugin):
     import time
 
@@ -544,6 +547,7 @@ def fifo_metrics(run, tmp):
     return dst
 
 
+@pytest.mark.slow  # real gm processes (several seconds each)
 @pytest.mark.parametrize(
     ("make", "words", "verbs"),
     [

@@ -5,11 +5,13 @@ compiles, shows progress, logs ``metrics.jsonl``, writes samples and checkpoints
 exactly, and runs data-parallel under torchrun (only rank 0 writes).
 
 Faults: nothing is written until the whole request has been checked (the run folder, the
-data, the config, the first batch); SIGINT and SIGTERM only raise a flag, and the loop
-saves the last whole step and exits 130 (143) at the next step boundary (every rank at
-the same one); a NaN/Inf loss, a full disk or a lost peer stop the run (exit 1) with
-the last complete checkpoint intact; a run that fails before its first checkpoint removes
-what it wrote, so the same ``--out`` works again.
+data, the config, the first batch); then rank 0 locks the folder for the run's life (one
+writer per folder: :class:`~gm.checkpoint.RunLock`) and checks it again under the lock;
+SIGINT and SIGTERM only raise a flag, and the loop saves the last whole step and exits
+130 (143) at the next step boundary (every rank at the same one); a NaN/Inf loss, a full
+disk or a lost peer stop the run (exit 1) with the last complete checkpoint intact; a run
+that fails before its first checkpoint removes what it wrote, so the same ``--out`` works
+again; sample pictures that cannot be drawn are warnings, never a failed run.
 
 :func:`execute` carries out a :class:`~gm.run.TrainRequest` (what ``gm train`` and
 ``gm.train`` build); :class:`_TrainingLoop` is the loop, one small method per thing it does.

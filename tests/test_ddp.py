@@ -168,3 +168,28 @@ def test_torchrun_fault_then_exact_resume(tmp_path, reference, fault):
     weights, _ = tensors(run)
     for k, v in reference.items():
         assert torch.equal(v, weights[k]), (fault, step, k)
+
+
+def test_sigterm_to_the_agent_of_gm_torchrun_is_one_line_and_143(tmp_path):
+    """``python -m gm.torchrun`` is torchrun whose agent, stopped by a signal, leaves no
+    traceback: rank 0's line (saved at step N) is the one gm line, and the exit is 143."""
+    run = tmp_path / "run"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TINY), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [sys.executable, "-m", "gm.torchrun", "--standalone", "--nproc-per-node=2", "-m", "gm",
+           "train", "tiny", "--device", "cpu", "--dataset", "swiss-roll", "--steps", "100000",
+           "--out", str(run), *(a for s in SETS for a in ("--set", s))]  # fmt: skip
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "model.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and "Traceback" not in err, err[-3000:]
+    gm_lines = [ln for ln in err.splitlines() if ln.startswith("gm:")]
+    assert len(gm_lines) == 1 and "saved to" in gm_lines[0], err[-3000:]
+    step = json.loads((run / "trainer_state.json").read_text())["step"]
+    assert f"after step {step};" in gm_lines[0]

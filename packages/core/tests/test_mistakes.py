@@ -91,7 +91,8 @@ def nan_csv(tmp):
 
 T = ["train", "tiny", "--device", "cpu"]
 G = ["train", "gaussian", "--device", "cpu", "--steps", "20"]
-# id -> (args(run, tmp) -> argv, exit code, words the line must hold, dataset plugin needed)
+# id -> (args(run, tmp) -> argv, exit code, words the line must hold, dataset(s) or model(s)
+# that must be installed)
 CASES = {
     # --out
     "out-is-a-file": (lambda r, t: [*T, "-d", "circle", "--out", str(touch(t / "f"))], 2, ["is a file"], None),
@@ -134,7 +135,28 @@ CASES = {
     "gaussian-on-nan-data": (lambda r, t: [*G, "-d", nan_csv(t), "--out", str(t / "o")], 1, ["NaN"], "array"),
     "csv-field-too-long": (lambda r, t: [*G, "-d", csv_with(t, "a,b\n1," + "9" * 140_000 + "\n")], 2, ["field larger"], "array"),
     "decompression-bomb": (lambda r, t: [*G, "-d", bomb(t)], 2, ["DecompressionBomb"], "images"),
+    # the third reliability round (items 6 and 7 of its issue)
+    "heat-factor-zero": (lambda r, t: ["train", "walkback", "-d", "swiss-roll", "--set", "heat_factor=0"], 2, ["'heat_factor'", "greater than 0"], "walkback"),
+    "weights-bytes-flipped": (lambda r, t: ["sample", str(flipped(r, t)), "--out", str(t / "s.npy")], 2, ["model.safetensors", "sha256"], None),
+    "text-a-binary-file": (lambda r, t: ["train", "professor-forcing", "-d", f"text:{binary(t)}"], 2, ["does not look like text"], ("text", "professor-forcing")),
 }  # fmt: skip
+
+
+def flipped(run, tmp):
+    """The run with one bit of its weights flipped: a valid file, caught by its digest."""
+    dst = copy_run(run, tmp)
+    blob = bytearray((dst / "model.safetensors").read_bytes())
+    blob[-5] ^= 0x01
+    (dst / "model.safetensors").write_bytes(bytes(blob))
+    return dst
+
+
+def binary(tmp):
+    """Random bytes below 128: valid UTF-8, not text."""
+    import random
+
+    rng = random.Random(0)
+    return write(tmp / "blob.bin", bytes(rng.randrange(128) for _ in range(20_000)))
 
 
 def touch(path):
@@ -202,8 +224,10 @@ def gm_main(*args):
 @pytest.mark.parametrize("case", list(CASES))
 def test_mistake(case, trained, tmp_path, tiny_plugin):
     argv, code, words, needs = CASES[case]
-    if needs and needs not in plugins.registry("datasets"):
-        pytest.skip(f"dataset {needs!r} is not installed")
+    installed = {*plugins.registry("datasets"), *plugins.registry("models")}
+    for name in (needs,) if isinstance(needs, str) else needs or ():
+        if name not in installed:
+            pytest.skip(f"{name!r} is not installed")
     args = argv(trained, tmp_path)
     before = snapshot(tmp_path, trained)
     got, lines = gm_main(*args)
@@ -213,3 +237,101 @@ def test_mistake(case, trained, tmp_path, tiny_plugin):
         assert w in lines[0], lines[0]
     assert "--index-url" not in lines[0]
     assert snapshot(tmp_path, trained) == before  # nothing written, nothing left behind
+
+
+# --- what must not fail a command: a warning naming the cause, and the command's work done ---
+NOT_TYPER = """
+import gm
+from gm.specs import CommandSpec
+
+@gm.hookimpl
+def gm_commands():
+    return [CommandSpec("loads", "json:loads", "any callable")]
+"""
+SLOW = "import time\n\ntime.sleep(2.2)\n"
+NO_PICTURE = """
+import gm
+from gm.specs import ModelSpec, TrainerSpec
+
+
+def __getattr__(name):  # the trainer on first use: the plugin imports fast, as plugins should
+    from gm_tiny.model import TinyTrainer
+
+    class NoPicture(TinyTrainer):
+        name = "nopicture"
+
+        def write_samples(self, samples, path, options):
+            raise ValueError("this model draws nothing")
+
+    return NoPicture
+
+
+@gm.hookimpl
+def gm_trainers():
+    return [TrainerSpec("nopicture", "gm_nopicture:NoPicture", "x")]
+
+
+@gm.hookimpl
+def gm_models():
+    return [ModelSpec("nopicture", summary="x", trainer="nopicture", capabilities=("sample",))]
+"""
+
+
+def v3_csv(tmp):
+    rows = "\n".join(f"{i % 7},{i % 5 - 2},{(i * 37) % 11 / 3}" for i in range(300))
+    return csv_with(tmp, "a,b,c\n" + rows + "\n")
+
+
+# id -> (plugin (dist, entry, module, source) or None, argv(tmp), exit code, words of the
+# warning (None: no warning), what must exist in tmp afterwards, dataset needed)
+WARNED = {
+    "command-not-typer": (("gm-loads", "loads", "gm_loads", NOT_TYPER), lambda t: ["--help"], 0, ["'loads'", "gm-loads", "not a typer.Typer"], None, None),
+    "plugin-slow-to-import": (("gm-slow", "slow", "gm_slow", SLOW), lambda t: ["list-models"], 0, ["'slow'", "gm-slow", "to import"], None, None),
+    "end-picture-fails": (("gm-nopicture", "nopicture", "gm_nopicture", NO_PICTURE), lambda t: ["train", "nopicture", "-d", "circle", "--steps", "3", "--out", str(t / "r"), "--device", "cpu"], 0, ["no samples.png", "this model draws nothing"], "r/model.safetensors", None),
+    "vectors-of-width-3": (None, lambda t: ["train", "gaussian", "-d", v3_csv(t), "--steps", "5", "--set", "batch_size=64", "--out", str(t / "x"), "--device", "cpu"], 0, None, "x/samples.png", "array"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(WARNED))
+def test_warned_not_failed(case, tmp_path, tiny_plugin):
+    from conftest import TINY, gm_run, make_dist
+
+    plugin, argv, code, words, made, needs = WARNED[case]
+    if needs and needs not in plugins.registry("datasets"):
+        pytest.skip(f"dataset {needs!r} is not installed")
+    paths = (TINY, make_dist(tmp_path / "plugin", *plugin)) if plugin else (TINY,)
+    out = gm_run(*argv(tmp_path), paths=paths, timeout=180)
+    assert out.returncode == code and "Traceback" not in out.stderr, out.stderr
+    warned = [ln for ln in out.stderr.splitlines() if ln.startswith("gm: warning:")]
+    if words is None:
+        assert warned == [], warned
+    else:
+        assert len(warned) == 1 and all(w in warned[0] for w in words), warned
+    if made:
+        assert (tmp_path / made).is_file()
+
+
+def test_vectors_of_any_width_train_from_python_with_a_picture(tmp_path, tiny_plugin):
+    import torch
+
+    import gm
+
+    for width in (1, 3, 7):
+        run = gm.train("gaussian", torch.randn(500, width), steps=3, out=tmp_path / f"w{width}",
+                       device="cpu", progress=False)  # fmt: skip
+        assert (run.path / "samples.png").is_file() and (run.path / "model.safetensors").is_file()
+
+
+def test_push_without_a_network_is_one_line_and_exit_1(tmp_path, tiny_plugin):
+    pytest.importorskip("huggingface_hub")
+    from conftest import gm_run
+
+    from gm.engine import train
+
+    run = train("tiny", "circle", steps=2, out=tmp_path / "run", device="cpu", progress=False)
+    for env in ({"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}):
+        out = gm_run("push", str(run), "someone/model", env={**env, "HF_TOKEN": "hf_x"})
+        lines = [ln for ln in out.stderr.splitlines() if ln.startswith("gm: ")]
+        assert out.returncode == 1 and len(lines) == 1, out.stderr
+        assert "could not push to the Hub model someone/model" in lines[0]
+        assert "Traceback" not in out.stderr

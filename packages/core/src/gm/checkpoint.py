@@ -1,21 +1,29 @@
 """Run folders: ``config.json``, ``model.safetensors``, ``trainer_state.{safetensors,json}``.
 
 Never pickle: weights, optimiser tensors and RNG states are safetensors; everything else
-is JSON. A checkpoint is committed as a whole: its three files are written and flushed in
+is JSON. A checkpoint is committed as a whole: its files (the weights, the resume state and
+``config.json`` with the weights' sha256 digests) are written and flushed in
 a private staging folder, which is then renamed to ``.checkpoint`` in one atomic step (the
 commit point), and only then are the files moved over the previous ones. A kill before
 the commit point leaves the previous checkpoint untouched; a kill after it leaves a
 complete ``.checkpoint`` folder, whose files readers prefer and the next writer finishes
 moving into place. So every reader sees one whole checkpoint, the newest complete one.
+
+One process writes a run folder at a time (:class:`RunLock`). Readers trust nothing in a
+folder: they read only regular files, check a safetensors header against the file's size
+and the config's shapes before reading a tensor, and check the recorded digest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import re
 import shutil
+import stat
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,9 +44,60 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 STATE = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
-FILES = (STATE_JSON, STATE, WEIGHTS)
+DIGESTS = "sha256"  # record key: weights file name -> sha256 hex digest of its bytes
+FILES = (STATE_JSON, STATE, WEIGHTS, CONFIG)  # one checkpoint, moved into place in this order
+LOCK = ".lock"  # held (flock) by the one process writing the folder; holds its pid
 PENDING = ".checkpoint"  # a complete checkpoint whose files are still being moved into place
 STAGING = ".staging-"  # prefix of a checkpoint being written (incomplete until renamed)
+# config.json staged by write_json (mkstemp's 8 random characters): a start killed mid-commit
+STAGED_CONFIG = re.compile(r"\.config\.json\.[a-z0-9_]{8}\.tmp")
+WRITE_ERRORS = (OSError, SafetensorError)  # what a write into a run folder raises
+MAX_JSON = 64 * 2**20  # config.json and trainer_state.json are far smaller; bigger is hostile
+
+
+# --- one writer per run folder ----------------------------------------------------------
+class RunLock:
+    """An exclusive ``flock`` on ``RUN/.lock`` for as long as a process writes the run; the
+    kernel releases it when the process dies however it dies, so it never goes stale. The
+    holder removes the file when done; a waiter that locked a removed file locks again."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def acquire(cls, folder: Path) -> RunLock:
+        import fcntl
+
+        path = Path(folder) / LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise GMError(
+                    f"{folder} is being written by another gm process (pid {pid}); wait for "
+                    "it to finish, or give another folder."
+                ) from None
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed it as it finished: lock the file there now
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Remove the lock file, then unlock (a process waiting on it locks afresh)."""
+        if self.fd < 0:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+        self.fd = -1
 
 
 # --- atomic writes ------------------------------------------------------------------
@@ -117,6 +176,38 @@ def has_checkpoint(run: Path) -> bool:
     return _newest_copy(Path(run), WEIGHTS).exists()
 
 
+def committed_step(run: Path) -> int:
+    """The step of the newest committed checkpoint (0 for none), from its header only."""
+    path = _newest_copy(Path(run), WEIGHTS)
+    if not path.exists():
+        return 0
+    return _int(_header(path)[1].get("__metadata__", {}).get("step"), path)
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_regular(path: Path, limit: int = MAX_JSON) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes: a FIFO,
+    a device or a symlink to one is refused without blocking, a huge file unread."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise GMError(f"{path} is not a regular file; gm reads run files only from files.")
+        if st.st_size > limit:
+            raise GMError(
+                f"{path} is {st.st_size} bytes, more than such a file can be ({limit}); "
+                "it is not a gm file."
+            )
+        return f.read(limit + 1)
+
+
 # --- the run record -----------------------------------------------------------------
 def run_record(
     model: str, dataset: str, trainer: Trainer, *, seed: int, data_options: dict[str, Any]
@@ -135,6 +226,13 @@ def run_record(
     }
 
 
+def _is_digests(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(d, str) and re.fullmatch(r"[0-9a-f]{64}", d)
+        for k, d in v.items()
+    )
+
+
 # field -> (check, what it must be); a record that fails any is refused with one line
 _RECORD = {
     "gm_model": (lambda v: isinstance(v, str) and v != "", "a model name"),
@@ -143,6 +241,7 @@ _RECORD = {
     "dataset": (lambda v: isinstance(v, str), "a dataset name"),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "data_options": (lambda v: isinstance(v, dict), "an object of dataset options"),
+    DIGESTS: (_is_digests, "an object of file name -> sha256 hex digest"),
 }
 _DATA = {
     "name": (lambda v: isinstance(v, str), "a string"),
@@ -174,18 +273,58 @@ def read_record(run: str | Path) -> dict[str, Any]:
             f"{run} is a file, not a gm run folder (a folder with config.json and "
             f"model.safetensors).{hint}"
         )
-    path = run / CONFIG
-    if not path.is_file():
-        raise GMError(f"{run} is not a gm run folder: it has no {CONFIG}.")
+    path = _newest_copy(run, CONFIG)
+    if not os.path.lexists(path):
+        staged = _staged_record(run)
+        if staged is not None:
+            return staged
+        raise GMError(
+            f"{run} is not a gm run folder: it has no {CONFIG}."
+            + (
+                " It holds the start of a run killed before its config was written; "
+                f"start that run again with gm train MODEL --out {run}."
+                if start_leftovers(run)
+                else ""
+            )
+        )
+    return _check_record(path, _parse_json(path))
+
+
+def _parse_json(path: Path) -> Any:
     try:
-        record = json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(read_regular(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise GMError(
             f"{path} is corrupt ({type(err).__name__}: {err}); the run cannot be loaded."
         ) from None
+
+
+def start_leftovers(run: Path) -> list[Path]:
+    """What a start killed during its first commit leaves: the lock, a staged config."""
+    if not run.is_dir():
+        return []
+    return [p for p in run.iterdir() if p.name == LOCK or STAGED_CONFIG.fullmatch(p.name)]
+
+
+def _staged_record(run: Path) -> dict[str, Any] | None:
+    """The record of a run killed while committing its first config.json, if what was staged
+    is whole (``--resume`` then recovers it; the engine writes it in place)."""
+    for path in sorted(
+        (p for p in start_leftovers(run) if p.name != LOCK),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    ):
+        try:
+            return _check_record(path, _parse_json(path))
+        except GMError:
+            continue
+    return None
+
+
+def _check_record(path: Path, record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise GMError(f"{path} is corrupt (not a JSON object); the run cannot be loaded.")
-    optional = {"dataset": "", "seed": 0, "data_options": {}}
+    optional = {"dataset": "", "seed": 0, "data_options": {}, DIGESTS: {}}
     for table, obj, where in ((_RECORD, record, ""), (_DATA, record.get("data"), "data.")):
         if not isinstance(obj, dict):
             break  # reported by the "data" check above
@@ -221,14 +360,29 @@ def model_spec(record: dict[str, Any]):
         ) from None
 
 
-def build(record: dict[str, Any], device: torch.device | str = "cpu") -> Trainer:
-    """A freshly initialised trainer for a run record (no weights loaded)."""
+def build(
+    record: dict[str, Any], device: torch.device | str = "cpu", *, run: Path | None = None
+) -> Trainer:
+    """A freshly initialised trainer for a run record (no weights loaded). With the ``run``
+    folder, the weights file's header is first compared with the shapes of the trainer
+    built on the meta device (no memory), so a config edited to a huge size is one line,
+    never a huge allocation."""
     name = record["gm_model"]
     spec = model_spec(record)
     compat.check_record(record, f"the {name!r} run")
     cls = plugins.load(spec)
     config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
-    return make_trainer(cls, config, DataInfo.from_json(record["data"]), device)
+    info = DataInfo.from_json(record["data"])
+    if run is not None and has_checkpoint(run):
+        try:  # the RNG as it was: the real build draws the same initial weights
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                shell = cls(config, info, torch.device("meta"))
+            shapes = {k: tuple(v.shape) for k, v in _weights(shell).items()}
+        except Exception:  # noqa: BLE001 - a trainer that cannot be built on meta: load checks
+            shapes = None
+        if shapes is not None:
+            _header(_newest_copy(Path(run), WEIGHTS), shapes)
+    return make_trainer(cls, config, info, device)
 
 
 def make_trainer(cls, config, info: DataInfo, device) -> Trainer:
@@ -244,41 +398,82 @@ def make_trainer(cls, config, info: DataInfo, device) -> Trainer:
 
 
 # --- reading checkpoint files ---------------------------------------------------------
-def _bad_file(path: Path, err: Exception) -> GMError:
+def _bad_file(path: Path, err: object) -> GMError:
     return GMError(
         f"{path} is not a valid safetensors file ({err}); gm never loads pickled checkpoints."
     )
 
 
-def _open(path: Path):
-    if not path.exists():
+MAX_HEADER = 100 * 2**20  # the safetensors format's own limit
+
+
+def _header(path: Path, expected: dict[str, tuple[int, ...]] | None = None, digest: str = ""):
+    """Check a safetensors file before a tensor of it is read: a regular file (opened
+    without blocking: a FIFO never hangs), a header that describes exactly the file's size,
+    with ``expected`` (name -> shape) exactly those tensors, and with ``digest`` those bytes.
+    Returns (size, header)."""
+    if not os.path.lexists(path):
         raise GMError(
             f"{path.parent} has no {path.name}; the run stopped before its first checkpoint."
         )
     try:
-        return safe_open(str(path), "pt")
-    except (SafetensorError, OSError, ValueError) as err:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
         raise _bad_file(path, err) from None
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GMError(
+                f"{path} is not a regular file (a FIFO, device or link to one); gm reads "
+                "weights only from files."
+            )
+        try:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if not 0 < n <= min(MAX_HEADER, size - 8):
+                raise ValueError(f"a header of {n} bytes in a file of {size}")
+            header = json.loads(f.read(n))
+            spans = [v["data_offsets"] for k, v in header.items() if k != "__metadata__"]
+            end = max((int(e) for _, e in spans), default=0)
+            shapes = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+        except (struct.error, ValueError, TypeError, KeyError, AttributeError) as err:
+            raise _bad_file(path, err) from None
+        if 8 + n + end != size:
+            raise _bad_file(path, f"its header describes {8 + n + end} bytes, the file has {size}")
+        if expected is not None:
+            _check_layout(path, set(shapes), shapes, expected)
+        if digest and sha256(path) != digest:
+            raise GMError(
+                f"{path} is not the file its run recorded (its sha256 differs from the one "
+                f"in {CONFIG}): it was changed or damaged after it was saved; restore it, or "
+                "train again."
+            )
+    return size, header
+
+
+def _digest(path: Path) -> str:
+    """The sha256 the run recorded for this weights file ('' for a run from before digests)."""
+    try:
+        record = json.loads(read_regular(_newest_copy(path.parent, CONFIG)))
+        return str(record.get(DIGESTS, {}).get(path.name, ""))
+    except (OSError, GMError, ValueError, AttributeError):
+        return ""
 
 
 def _read(path: Path, expected: dict[str, tuple[int, ...]] | None = None):
-    """The tensors and metadata of a safetensors file. With ``expected`` (name -> shape),
-    the header is checked first, so a file with other tensors is refused before any is read."""
+    """The tensors and metadata of a safetensors file, read only after :func:`_header`
+    (with ``expected``, the file's tensors must be exactly those) and its digest agree."""
+    _header(path, expected, _digest(path))
     try:
-        with _open(path) as f:
+        with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
-            keys = set(f.keys())
-            if expected is not None:
-                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys & set(expected)}
-                _check_layout(path, keys, shapes, expected)
-            return {k: f.get_tensor(k) for k in sorted(keys)}, metadata
+            return {k: f.get_tensor(k) for k in sorted(f.keys())}, metadata
     except (SafetensorError, OSError, ValueError) as err:
         raise _bad_file(path, err) from None
 
 
 def _check_layout(path, keys, shapes, expected) -> None:
     missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
-    wrong = [k for k in shapes if shapes[k] != tuple(expected[k])]
+    wrong = [k for k in shapes if k in expected and shapes[k] != tuple(expected[k])]
     if missing or unexpected or wrong:
         detail = (
             f"missing {missing[:3]}"
@@ -305,11 +500,23 @@ def save_weights(folder: Path, trainer: Trainer, step: int) -> None:
     :func:`load` reads it as a run (a trainer's best-so-far checkpoint under validation)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    parent = folder.parent / CONFIG
-    if parent.exists():
-        write_text(folder / CONFIG, parent.read_text())
+    record = _own_record(folder.parent)
+    if record is not None:  # no digest while the weights change, then theirs
+        write_json(folder / CONFIG, {**record, DIGESTS: {}})
     tmp = _stage(folder / WEIGHTS, _tensor_writer(_weights(trainer), {"step": str(step)}))
+    digest = sha256(tmp)
     os.replace(tmp, folder / WEIGHTS)
+    if record is not None:
+        write_json(folder / CONFIG, {**record, DIGESTS: {WEIGHTS: digest}})
+
+
+def _own_record(run: Path) -> dict[str, Any] | None:
+    """The run's config.json as it is (None if it has none that parses)."""
+    try:
+        record = json.loads(read_regular(_newest_copy(Path(run), CONFIG)))
+    except (OSError, GMError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def load_weights(run: Path, trainer: Trainer) -> int:
@@ -391,11 +598,20 @@ def _rng_prefix(rank: int) -> str:
     return "rng." if rank == 0 else f"rng.rank{rank}."
 
 
-def save(run: Path, trainer: Trainer, step: int, rngs: list[dict[str, Any]] | None = None) -> None:
-    """Commit weights and resume state for ``step`` (call on rank 0). ``rngs`` holds every
-    rank's :func:`rng_state` under torchrun (default: this process's only)."""
+def save(
+    run: Path,
+    trainer: Trainer,
+    step: int,
+    rngs: list[dict[str, Any]] | None = None,
+    record: dict[str, Any] | None = None,
+) -> None:
+    """Commit weights and resume state for ``step`` (call on rank 0), with the run's
+    ``record`` (default: its config.json as it is) and the weights' digests in it. ``rngs``
+    holds every rank's :func:`rng_state` under torchrun (default: this process's only)."""
     run = Path(run)
     finish_commit(run)
+    if record is None:
+        record = _own_record(run)
     rngs = rngs or [rng_state()]
     tensors: dict[str, torch.Tensor] = {}
     for rank, r in enumerate(rngs):
@@ -426,13 +642,21 @@ def save(run: Path, trainer: Trainer, step: int, rngs: list[dict[str, Any]] | No
     staging = Path(tempfile.mkdtemp(dir=run, prefix=STAGING))
     os.chmod(staging, umask_mode(directory=True))
     try:
+        digests: dict[str, str] = {}
         writers = {
             STATE_JSON: lambda p: Path(p).write_text(json.dumps(state, indent=2)),
             STATE: _tensor_writer(tensors, meta),
             WEIGHTS: _tensor_writer(_weights(trainer), meta),
+            CONFIG: lambda p: Path(p).write_text(
+                json.dumps({**(record or {}), DIGESTS: digests}, indent=2) + "\n"
+            ),
         }
         for name in FILES:
+            if name == CONFIG and record is None:
+                continue  # a bare folder (tests, tools): weights without a record
             writers[name](staging / name)
+            if name in (STATE, WEIGHTS):
+                digests[name] = sha256(staging / name)
             os.chmod(staging / name, umask_mode())  # safetensors writes 0600
             with open(staging / name, "rb+") as f:
                 os.fsync(f.fileno())
@@ -454,7 +678,7 @@ def load_state(run: Path, trainer: Trainer, *, rank: int = 0, world_size: int = 
     path = _newest_copy(run, STATE)
     # Optimiser moments are a few copies of the weights; a far bigger file is refused unread.
     limit = 8 * sum(v.numel() * v.element_size() for v in _weights(trainer).values()) + 2**24
-    if path.exists() and path.stat().st_size > limit:
+    if os.path.lexists(path) and path.stat().st_size > limit:
         raise GMError(
             f"{path} is {path.stat().st_size} bytes, far more than the resume state of this "
             "model can be; it is not this run's file, so the run cannot be resumed."
@@ -462,9 +686,9 @@ def load_state(run: Path, trainer: Trainer, *, rank: int = 0, world_size: int = 
     tensors, meta = _read(path)
     path = _newest_copy(run, STATE_JSON)
     try:
-        state = json.loads(path.read_text())
+        state = json.loads(read_regular(path))
         saved_step, saved_world = state["step"], int(state.get("world_size", 1))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise GMError(f"{path} is missing or corrupt ({err}); cannot resume.") from None
     if not (_int(meta.get("step"), _newest_copy(run, STATE)) == saved_step == step):
         raise GMError(

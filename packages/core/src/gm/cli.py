@@ -8,6 +8,7 @@ User mistakes print one line and exit 2; a fault (a stopped training, a full dis
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import json
@@ -467,7 +468,7 @@ def _reference(run) -> Any:
     from gm import pictures
 
     data = run.record["data"]
-    if data["modality"] != "vector" or data["shape"] != [2]:
+    if data["modality"] != "vector" or len(data["shape"]) != 1:
         return None
     try:
         return pictures.reference_for(run.dataset())
@@ -637,7 +638,7 @@ def build_app() -> typer.Typer:
             target = spec.load()
             if isinstance(target, typer.Typer):
                 app.add_typer(target, name=spec.name, help=spec.summary, rich_help_panel="Plugins")
-            elif callable(target):
+            elif _is_command(target):
                 app.command(
                     spec.name,
                     help=spec.summary or None,
@@ -645,7 +646,10 @@ def build_app() -> typer.Typer:
                     context_settings=EXTRA,
                 )(target)
             else:
-                raise TypeError(f"{spec.target} is a {type(target).__name__}, not a function")
+                raise TypeError(
+                    f"{spec.target} is a {type(target).__name__}, not a typer.Typer or a "
+                    "function whose parameters are all annotated"
+                )
         except (Exception, SystemExit) as err:  # noqa: BLE001 - a broken verb must not break gm
             _skip(spec, err)
 
@@ -663,6 +667,24 @@ def build_app() -> typer.Typer:
         pass
 
     return app
+
+
+def _is_command(target: Any) -> bool:
+    """A function typer can make a verb of: every parameter annotated or a typer option
+    (a plugin naming some other callable, ``json:loads`` say, is refused)."""
+    import inspect
+
+    if not inspect.isfunction(target):
+        return False
+    params = inspect.signature(target).parameters.values()
+    return all(
+        p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and (
+            p.annotation is not p.empty
+            or isinstance(p.default, (typer.models.OptionInfo, typer.models.ArgumentInfo))
+        )
+        for p in params
+    )
 
 
 def _skip(spec, err: BaseException) -> None:
@@ -696,7 +718,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_showwarning = __import__("warnings").showwarning
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def _main(argv: Optional[list[str]] = None) -> None:
     import signal
     import threading
     import warnings
@@ -739,6 +761,61 @@ def main(argv: Optional[list[str]] = None) -> None:
         _fail("out of memory; use a smaller -n, batch or model.", 1)
     if isinstance(code, int) and code:  # typer returns, not raises, an exit code
         sys.exit(code)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The ``gm`` command line. As the program (no ``argv``) it leaves through :func:`_exit`,
+    so a signal at any moment until the process ends is 130/143 and one line."""
+    if argv is not None:
+        _main(argv)
+        return
+    try:
+        try:
+            _main(None)
+            code = 0
+        except SystemExit as err:
+            code = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+        _exit(code)
+    except Interrupted as err:  # landed after the verb's own handling, before _exit's
+        _late_signal(err.signum, None)
+
+
+def _late_signal(signum: int, frame: Any) -> None:
+    """A signal once the command is over (in atexit, say): one line, exit 128 + signum."""
+    import signal
+
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    name = signal.Signals(signum).name
+    os.write(2, f"gm: interrupted ({name}) while exiting; the command had finished.\n".encode())
+    os._exit(128 + signum)
+
+
+def _exit(code: int) -> None:
+    """End the process: other threads joined, stdio flushed and atexit callbacks run with
+    :func:`_late_signal` as the handler, then ``os._exit``. Python's own finalisation would
+    restore the default handlers (death with no line) or drop a signal that lands in it
+    (exit 0 after "Exception ignored in atexit callback")."""
+    import atexit
+    import signal
+    import threading
+
+    caught = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        for sig in caught:
+            signal.signal(sig, _late_signal)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, caught)  # from here a signal waits ...
+    pending = sorted(set(caught) & signal.sigpending())
+    if pending:  # ... and is said
+        _late_signal(pending[0], None)
+    os._exit(code)
 
 
 if __name__ == "__main__":

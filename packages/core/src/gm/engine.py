@@ -5,11 +5,13 @@ compiles, shows progress, logs ``metrics.jsonl``, writes samples and checkpoints
 exactly, and runs data-parallel under torchrun (only rank 0 writes).
 
 Faults: nothing is written until the whole request has been checked (the run folder, the
-data, the config, the first batch); SIGINT and SIGTERM only raise a flag, and the loop
-saves the last whole step and exits 130 (143) at the next step boundary (every rank at
-the same one); a NaN/Inf loss, a full disk or a lost peer stop the run (exit 1) with
-the last complete checkpoint intact; a run that fails before its first checkpoint removes
-what it wrote, so the same ``--out`` works again.
+data, the config, the first batch); then rank 0 locks the folder for the run's life (one
+writer per folder: :class:`~gm.checkpoint.RunLock`) and checks it again under the lock;
+SIGINT and SIGTERM only raise a flag, and the loop saves the last whole step and exits
+130 (143) at the next step boundary (every rank at the same one); a NaN/Inf loss, a full
+disk or a lost peer stop the run (exit 1) with the last complete checkpoint intact; a run
+that fails before its first checkpoint removes what it wrote, so the same ``--out`` works
+again; sample pictures that cannot be drawn are warnings, never a failed run.
 
 :func:`execute` carries out a :class:`~gm.run.TrainRequest` (what ``gm train`` and
 ``gm.train`` build); :class:`_TrainingLoop` is the loop, one small method per thing it does.
@@ -26,6 +28,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ from gm import checkpoint, distributed, fastpath, pictures, plugins
 from gm import config as configs
 from gm import progress as show
 from gm.data import Dataset, load_dataset
-from gm.errors import GMError, Interrupted, TrainingStopped, raise_interrupted
+from gm.errors import GMError, GMWarning, Interrupted, TrainingStopped, raise_interrupted
 from gm.run import Run, TrainRequest
 from gm.trainer import Trainer
 
@@ -167,11 +170,12 @@ def check_out(run: Path) -> bool:
         raise GMError(f"--out {run} cannot be written: {existing} is not writable.")
     if existing != run:
         return True
-    if (run / checkpoint.CONFIG).exists():
+    if os.path.lexists(run / checkpoint.CONFIG):
         raise GMError(
             f"{run} already holds a run; continue it with --resume {run} or pick another --out."
         )
-    if any(run.iterdir()):
+    leftovers = checkpoint.start_leftovers(run)  # a start killed mid-commit: gm's, reused
+    if any(p not in leftovers for p in run.iterdir()):
         raise GMError(
             f"--out {run} is a folder with files in it and not a gm run; gm writes only into "
             "a new or empty folder, so pick another --out."
@@ -179,18 +183,62 @@ def check_out(run: Path) -> bool:
     return False
 
 
-def _remove_failed_start(run: Path, made_folder: bool) -> None:
+def _remove_failed_start(run: Path, made_folder: bool, lock: checkpoint.RunLock) -> None:
     """Remove what a failed start wrote (never a file gm did not write), so the same
-    ``--out`` works again."""
+    ``--out`` works again. The lock held, no other process writes there: all of gm's files
+    in the folder are this process's; then the lock goes, then the folder if it is empty."""
     for pattern in _WRITTEN_BY_GM:
         for path in run.glob(pattern):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+    lock.release()
     if made_folder:
         with contextlib.suppress(OSError):
             run.rmdir()  # only if empty
+
+
+def _claim(folder: Path, fresh: bool, start: int, world) -> checkpoint.RunLock | None:
+    """Rank 0 locks the run folder for this process's life (one writer per folder) and,
+    holding the lock, checks that nothing changed since the request was checked: a fresh
+    ``--out`` still holds no run (gm's leftovers of a start killed mid-commit are removed),
+    a resumed run is still at step ``start``. Every rank raises the same one line if not."""
+    lock, problem = None, ""
+    if world.is_main:
+        try:
+            if fresh:
+                _write(folder, lambda: folder.mkdir(parents=True, exist_ok=True), "create")
+            try:
+                lock = checkpoint.RunLock.acquire(folder)
+            except OSError as err:
+                raise GMError(f"cannot write to {folder}: {err.strerror or err}.") from None
+            try:
+                if fresh:
+                    check_out(folder)
+                    for stale in checkpoint.start_leftovers(folder):
+                        if stale.name != checkpoint.LOCK:
+                            stale.unlink(missing_ok=True)
+                else:
+                    checkpoint.finish_commit(folder)  # a commit a killed writer left pending
+                    now = checkpoint.committed_step(folder)
+                    if now != start:
+                        raise GMError(
+                            f"{folder} changed while this command started (another process "
+                            f"took it to step {now}); run the command again."
+                        )
+            except BaseException:
+                lock.release()
+                raise
+        except GMError as err:
+            problem = str(err)
+    if world.distributed:  # every rank stops alike, or none
+        holder = [problem]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        problem = holder[0]
+    if problem:
+        raise GMError(problem)
+    return lock
 
 
 def _resolved(request: TrainRequest) -> tuple[TrainRequest, dict[str, Any] | None]:
@@ -229,7 +277,7 @@ def _build_trainer(request: TrainRequest, record, info, device, world) -> Traine
     show.status(f"building {request.model} ({info.modality} data, shape {tuple(info.shape)})")
     seed_everything(request.seed)  # the same initial weights on every rank
     if record is not None:
-        trainer = checkpoint.build(record, device)
+        trainer = checkpoint.build(record, device, run=request.resume)
     else:
         cls, cfg = build_config(
             request.model, info, overrides=request.overrides, config_file=request.config_file
@@ -290,10 +338,9 @@ def _train(request: TrainRequest, world, device) -> Path:
     if world.distributed:  # every rank has checked before rank 0 writes
         torch.distributed.barrier()
     fresh, folder = request.resume is None, run.path
+    lock = _claim(folder, fresh, start, world)
     try:
         if world.is_main:
-            if fresh:
-                _write(folder, lambda: folder.mkdir(parents=True, exist_ok=True), "create")
             record = run.record
             _write(folder, lambda: checkpoint.write_json(folder / checkpoint.CONFIG, record), "write to")  # fmt: skip
         if fastpath.use(run.trainer.config.compile, "compile", run.trainer.device):
@@ -306,9 +353,12 @@ def _train(request: TrainRequest, world, device) -> Path:
             for logger in loggers:
                 logger.close()
     except BaseException:
-        if fresh and world.is_main and not checkpoint.has_checkpoint(folder):
-            _remove_failed_start(folder, must_make)
+        if lock is not None and fresh and not checkpoint.has_checkpoint(folder):
+            _remove_failed_start(folder, must_make, lock)
         raise
+    finally:
+        if lock is not None:
+            lock.release()
     return folder
 
 
@@ -348,6 +398,10 @@ def _write(run: Path, do, what: str) -> None:
         do()
     except OSError as err:
         raise GMError(f"cannot {what} {run}: {err.strerror or err}.") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else ""
 
 
 def _every(step: int, every: int) -> bool:
@@ -509,8 +563,8 @@ class _TrainingLoop:
         if self.world.is_main:
             rngs = [checkpoint.decode_rng(b) for b in blobs]
             try:
-                checkpoint.save(self.run.path, self.trainer, self.step, rngs)
-            except OSError as err:
+                checkpoint.save(self.run.path, self.trainer, self.step, rngs, self.run.record)
+            except checkpoint.WRITE_ERRORS as err:
                 raise self.fault(f"write the checkpoint of step {self.step}", err) from None
         self.last_saved = self.step
 
@@ -519,10 +573,13 @@ class _TrainingLoop:
         if not self.world.is_main:
             return
         self.trainer.train(False)
-        row = {"step": self.step, **self.trainer.validate(self.data, self.run.path, self.step)}  # type: ignore[attr-defined]
+        try:
+            row = {"step": self.step, **self.trainer.validate(self.data, self.run.path, self.step)}  # type: ignore[attr-defined]
+            with (self.run.path / "validation.jsonl").open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        except checkpoint.WRITE_ERRORS as err:
+            raise self.fault(f"write the validation of step {self.step}", err) from None
         self.trainer.train(True)
-        with (self.run.path / "validation.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
 
     def write_samples(self, name: str) -> None:
         """A picture of 64 samples drawn with the run's seed, for a model that samples;
@@ -540,8 +597,15 @@ class _TrainingLoop:
                 with pictures.context(reference=pictures.reference_for(data), title=title):
                     samples = trainer.sample(64, opts)
                     write_atomically(self.run.path / name, trainer, samples, opts)
-            except OSError as err:
-                raise self.fault(f"write {name}", err) from None
+            except (GMError, *checkpoint.WRITE_ERRORS, ValueError, RuntimeError) as err:
+                # an extra: the weights are what the run is for, so it never fails the run
+                self.draws = False
+                warnings.warn(
+                    f"no {name} ({type(err).__name__}: {_first_line(err)}); training "
+                    f"goes on without pictures (gm sample {self.run.path} --out S.npy draws).",
+                    GMWarning,
+                    stacklevel=2,
+                )
         trainer.train(True)
 
     # --- faults ------------------------------------------------------------------------
@@ -591,7 +655,7 @@ class _TrainingLoop:
             f"checkpoint: {where}). Lower the learning rate (--set lr=...) and train again."
         )
 
-    def fault(self, what: str, err: OSError) -> TrainingStopped:
+    def fault(self, what: str, err: Exception) -> TrainingStopped:
         """A write that failed (a full disk, a folder gone): stop, the last checkpoint kept."""
         kept = (
             f"the last complete checkpoint (step {self.last_saved})"
@@ -599,17 +663,23 @@ class _TrainingLoop:
             else "nothing"
         )
         return TrainingStopped(
-            f"could not {what} in {self.run.path} ({err.strerror or err}); {kept} is intact "
+            f"could not {what} in {self.run.path} ({getattr(err, 'strerror', None) or err}); "
+            f"{kept} is intact "
             f"there. Free space or fix the folder, then {self.resume_hint}"
         )
 
     # --- the end ------------------------------------------------------------------------
     def interrupted_again(self, err: Interrupted) -> Interrupted:
-        kept = (
-            f"the last checkpoint (step {self.last_saved})" if self.last_saved else "no checkpoint"
-        )
+        # what is on disk, not what this loop last finished: the second Ctrl-C may land
+        # inside a save, after its commit point
+        try:
+            last = checkpoint.committed_step(self.run.path) if self.world.is_main else 0
+        except GMError:
+            last = self.last_saved
+        last = last or self.last_saved
+        kept = f"the last checkpoint (step {last})" if last else "no checkpoint"
         return Interrupted(
-            f"interrupted again at step {self.step}; not saved, {kept} is in {self.run.path}.",
+            f"interrupted again after step {self.step}; not saved, {kept} is in {self.run.path}.",
             err.signum,
         )
 

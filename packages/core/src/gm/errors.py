@@ -9,6 +9,12 @@ class GMError(Exception):
     exit_code = 2
 
 
+class GMFault(GMError):
+    """Something outside the user's command failed (the network, a remote server); exit 1."""
+
+    exit_code = 1
+
+
 class GMWarning(UserWarning):
     """Something the user should know that does not stop gm; the CLI prints it as one line."""
 

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from gm.errors import GMError
+from gm.errors import GMError, GMFault
 
 PREFIX = "hf://"
 CARD = "README.md"
@@ -53,7 +53,7 @@ def download(repo: str) -> Path:
         raise GMError(f"{repo!r} is not a Hub repo id; it looks like OWNER/NAME.")
     _need_hub()
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     from gm import progress
 
@@ -65,7 +65,7 @@ def download(repo: str) -> Path:
             f"{repo} is not a local run folder, and the Hub model {repo} is not in the cache "
             "and cannot be downloaded now (offline?); check the name, or unset HF_HUB_OFFLINE."
         ) from None
-    except (HfHubHTTPError, OSError) as err:
+    except network_errors() as err:
         raise GMError(
             f"{repo} is not a local run folder, and the Hub model {repo} could not be fetched "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})."
@@ -207,8 +207,24 @@ def push(
     with tempfile.TemporaryDirectory() as tmp:
         files = prepare(run, repo, Path(tmp), license=license)
         api = HfApi()
-        api.create_repo(repo, private=private, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo, folder_path=tmp, commit_message=f"gm push {Path(run).name}"
-        )
+        try:
+            api.create_repo(repo, private=private, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo, folder_path=tmp, commit_message=f"gm push {Path(run).name}"
+            )
+        except network_errors() as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise GMFault(
+                f"could not push to the Hub model {repo} ({type(err).__name__}: {first}); "
+                "check the network and your token (hf auth login), then push again."
+            ) from None
     return str(getattr(info, "commit_url", f"https://huggingface.co/{repo}")), files
+
+
+def network_errors() -> tuple[type[Exception], ...]:
+    """What the Hub client raises when the network or the server fails: OSError, and the
+    base error of the HTTP library under it (the parent of its HfHubHTTPError)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    base = [c for c in HfHubHTTPError.__mro__[1:] if c.__name__ == "HTTPError"]
+    return (OSError, *base)

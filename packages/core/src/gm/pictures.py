@@ -1,4 +1,5 @@
-"""Pictures a person would rather look at than read: image grids and 2-D scatter plots.
+"""Pictures a person would rather look at than read: image grids, 2-D scatter plots, and
+pair plots (the first dimensions against each other) for vectors of any other width.
 
 Plain Pillow, so ``gm sample`` needs no plotting stack. A scatter shows the data in grey
 under the samples, with a frame, the axis range and a legend; grids of small images are
@@ -27,7 +28,7 @@ TILE = 96  # small images are upscaled (nearest neighbour) to about this many pi
 
 @contextlib.contextmanager
 def context(*, reference: torch.Tensor | None = None, title: str | None = None) -> Iterator[None]:
-    """Data to draw under 2-D samples and a title, for pictures drawn inside this block."""
+    """Data to draw under vector samples and a title, for pictures drawn inside this block."""
     token = _CONTEXT.set({"reference": reference, "title": title})
     try:
         yield
@@ -184,24 +185,128 @@ def scatter(
     return img
 
 
+def histogram(
+    values: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    size: int = 160,
+    bounds: tuple[float, float] | None = None,
+    bins: int = 30,
+) -> Image.Image:
+    """One dimension's values as a histogram (blue) over the data's (grey outline), each
+    scaled to its own peak, a ``size`` square without a frame."""
+    v = values.detach().float().cpu().reshape(-1).numpy()
+    ref = None if reference is None else reference.detach().float().cpu().reshape(-1).numpy()
+    both = np.concatenate([v, ref]) if ref is not None else v
+    both = both[np.isfinite(both)]
+    if bounds is None:
+        lo, hi = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
+        pad = (hi - lo) * 0.05 + 1e-6
+        bounds = (float(lo - pad), float(hi + pad))
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    for data, fill, outline in ((v, (31, 90, 200), None), (ref, None, (150, 150, 150))):
+        if data is None:
+            continue
+        counts, _ = np.histogram(data[np.isfinite(data)], bins=bins, range=bounds)
+        peak = max(int(counts.max()), 1)
+        w = size / bins
+        for i, c in enumerate(counts):
+            top = size - 2 - (size - 8) * c / peak
+            if fill is not None and c:
+                draw.rectangle((i * w, top, (i + 1) * w - 1, size - 2), fill=fill)
+            elif outline is not None and c:
+                draw.line((i * w, top, (i + 1) * w, top), fill=outline, width=2)
+    return img
+
+
+def pair_plot(
+    points: torch.Tensor, reference: torch.Tensor | None = None, dims: int = 4, cell: int = 160
+) -> Image.Image:
+    """Samples of any width drawn as a person would look at them: the first ``dims``
+    dimensions against each other (scatters off the diagonal, histograms on it), the data
+    (from the argument or the :func:`context`, when it has the samples' width) in grey."""
+    p = points.detach().float().cpu().reshape(len(points), -1)
+    if reference is None:
+        reference = _CONTEXT.get().get("reference")
+    if reference is not None and tuple(reference.shape[1:]) != tuple(p.shape[1:]):
+        reference = None
+    ref = (
+        None if reference is None else reference.detach().float().cpu().reshape(len(reference), -1)
+    )
+    k = min(dims, p.shape[1])
+    both = torch.cat([p, ref]) if ref is not None else p
+    lims = []
+    for d in range(k):
+        col = both[:, d][torch.isfinite(both[:, d])].numpy()
+        lo, hi = np.percentile(col, [0.5, 99.5]) if len(col) else (0.0, 1.0)
+        pad = (hi - lo) * 0.05 + 1e-6
+        lims.append((float(lo - pad), float(hi + pad)))
+    gap, left, top = 4, 28, 30
+    side = left + k * cell + (k - 1) * gap + gap
+    img = Image.new("RGB", (side, top + k * cell + (k - 1) * gap + 24), "white")
+    draw = ImageDraw.Draw(img)
+    font = _font(12)
+    for i in range(k):  # row: the y dimension
+        for j in range(k):  # column: the x dimension
+            if i == j:
+                tile = histogram(p[:, i], None if ref is None else ref[:, i], cell, lims[i])
+            else:
+                tile = scatter(
+                    p[:, [j, i]],
+                    None if ref is None else ref[:, [j, i]],
+                    size=cell,
+                    bounds=(*lims[j], *lims[i]),
+                    frame=False,
+                )
+            x, y = left + j * (cell + gap), top + i * (cell + gap)
+            img.paste(tile, (x, y))
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), outline=(120, 120, 120))
+        name = f"x{i + 1}"
+        draw.text(
+            (left - 6, top + i * (cell + gap) + cell / 2),
+            name,
+            fill="black",
+            font=font,
+            anchor="rm",
+        )
+        draw.text(
+            (left + i * (cell + gap) + cell / 2, img.height - 20),
+            name,
+            fill="black",
+            font=font,
+            anchor="ma",
+        )
+    title = _CONTEXT.get().get("title") or f"{len(p)} samples"
+    shown = f"{title}; dimensions 1-{k} of {p.shape[1]}" if k < p.shape[1] else title
+    if ref is not None:
+        shown += " (grey: data)"
+    draw.text((side / 2, 8), shown, fill="black", font=_font(14), anchor="ma")
+    return img
+
+
 def reference_for(data: Any, n: int = 2000) -> torch.Tensor | None:
-    """Up to ``n`` points of 2-D vector data (test split first) to draw under samples."""
-    if data is None or data.info.modality != "vector" or tuple(data.info.shape) != (2,):
+    """Up to ``n`` points of vector data (test split first) to draw under samples."""
+    if data is None or data.info.modality != "vector" or len(data.info.shape) != 1:
         return None
     split = "test" if "test" in data.splits else next(iter(data.splits))
     return data.tensor(split, "cpu")[:n]
 
 
 def auto(samples: torch.Tensor, info: DataInfo) -> Image.Image:
-    """The natural picture of samples of this data: a grid for images, a scatter for 2-D."""
+    """The natural picture of samples of this data: a grid for images (and for vectors of
+    a square width from 16 up: flattened images), a scatter for 2-D vectors, a histogram
+    for 1-D, and for vectors of any other width a pair plot of their first dimensions."""
     title = _CONTEXT.get().get("title")
+    width = samples.shape[-1] if samples.ndim == 2 else 0
     if info.modality == "image":
         return image_grid(samples, scale=scale_for(samples.shape[-1]), title=title)
-    if info.modality == "vector" and samples.shape[-1] == 2:
+    if info.modality == "vector" and width == 2:
         return scatter(samples)
-    if info.modality == "vector" and int(math.isqrt(samples.shape[-1])) ** 2 == samples.shape[-1]:
-        side = math.isqrt(samples.shape[-1])
+    side = math.isqrt(width)
+    if info.modality == "vector" and side >= 4 and side * side == width:
         return image_grid(samples.reshape(-1, 1, side, side), scale=scale_for(side), title=title)
+    if info.modality == "vector" and width >= 1:
+        return pair_plot(samples)
     from gm.errors import GMError
 
     raise GMError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import time
 import typing
 import warnings
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from gm.errors import GMError, GMWarning
 from gm.specs import CAPABILITIES, ModelSpec, Spec
 
 BUILTIN = "gm-core"
+SLOW_IMPORT_S = 2.0  # a plugin importing slower than this gets a warning
 
 KINDS = {
     "models": "gm_models",
@@ -109,8 +111,17 @@ def manager() -> pluggy.PluginManager:
             )
             continue
         module_name = ep.value.partition(":")[0]
+        began = time.perf_counter()
         try:
             module = importlib.import_module(module_name)
+            took = time.perf_counter() - began
+            if took > SLOW_IMPORT_S:  # every gm command, --help too, waits for it
+                _DISTRIBUTIONS[ep.name] = (dist, version)
+                _problem(
+                    ep.name,
+                    f"took {took:.1f} s to import, which every gm command waits for; "
+                    "ask its authors to import heavy modules lazily",
+                )
         except (Exception, SystemExit) as err:  # noqa: BLE001 - a plugin must not break gm
             _FAILED[ep.name] = (dist, module_name)
             what = (

@@ -21,6 +21,7 @@ from gm import hub
 from gm.errors import GMError
 
 METRICS = "metrics.jsonl"
+MAX_METRICS = 2**30  # a run logging a row a step for a million steps writes ~200 MB
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,16 @@ class MetricsFile:
     def __init__(self, path: Path):
         self.path = Path(path)
 
+    def _text(self) -> str:
+        """The file's text ('' if there is none), read only from a regular file."""
+        from gm import checkpoint
+
+        if not os.path.lexists(self.path):
+            return ""
+        return checkpoint.read_regular(self.path, MAX_METRICS).decode("utf-8", "replace")
+
     def rows(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
+        return [json.loads(x) for x in self._text().splitlines() if x.strip()]
 
     def append(self, row: dict[str, Any]) -> None:
         with self.path.open("a") as f:
@@ -77,10 +84,10 @@ class MetricsFile:
         line (a write cut short); replaced atomically, so a kill here loses nothing."""
         from gm import checkpoint
 
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return
         keep = []
-        for line in self.path.read_bytes().decode("utf-8", "replace").splitlines():
+        for line in self._text().splitlines():
             try:
                 row = json.loads(line)
             except ValueError:
@@ -91,7 +98,7 @@ class MetricsFile:
 
     def elapsed(self) -> float:
         """The wall time the rows so far took (earlier sessions of a resumed run)."""
-        rows = self.path.read_text().splitlines() if self.path.exists() else []
+        rows = self._text().splitlines()
         return float(json.loads(rows[-1]).get("time", 0.0)) if rows else 0.0
 
 
@@ -136,7 +143,7 @@ class Run:
         from gm import checkpoint, progress
 
         progress.status(f"loading {self.path}")  # also ends a Hub download's "fetching" line
-        self.trainer = checkpoint.build(self.record, device)
+        self.trainer = checkpoint.build(self.record, device, run=self.path)
         checkpoint.load_weights(self.path, self.trainer)
         self.trainer.train(False)
         progress.settle()  # loaded: the line ends before the verb's own output

@@ -167,6 +167,13 @@ def text_file(
         raise GMError(f"could not read {f} ({type(err).__name__}: {err}).") from None
     if not text:
         raise GMError(f"{f} is empty.")
+    # a binary file can decode as UTF-8 (all bytes < 128); text has almost no control codes
+    control = sum(text.count(c) for c in set(text) if ord(c) < 32 and c not in "\t\n\r\f")
+    if "\0" in text or control > len(text) // 100:
+        raise GMError(
+            f"{f} does not look like text ({control} of its {len(text)} characters are "
+            "control codes); text:FILE takes a UTF-8 text file."
+        )
     alphabet = "".join(sorted(set(text)))
     codes = encode(text, alphabet)
     cut = int(round(len(codes) * (1 - test_fraction)))

@@ -24,14 +24,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import distributions as D
 from torch import nn
 
 from gm import checkpoint, distributed, plugins
-from gm.config import TrainConfig
+from gm.config import Range, TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.fastpath import Switch
@@ -94,6 +94,9 @@ class WalkbackConfig(TrainConfig):
     # "valid" split, else the last ones of "test"); the best weights go to <run>/best
     validate_every: int = 0
     validate_examples: int = 200
+
+    # T_t = heat_factor^t: 0 or less gives no temperature (a NaN loss), so it is refused
+    BOUNDS: ClassVar[dict[str, Range]] = {"heat_factor": Range(0, open_lo=True)}
 
 
 @dataclasses.dataclass
@@ -226,7 +229,7 @@ class WalkbackTrainer(Trainer):
             )
         self.stats = Stats(self.shape).to(self.device)
         # drawn from the global generator, seeded by the run seed (the same on every rank)
-        self.stats.n_seed.fill_(int(torch.randint(0, 2**31 - 1, ())))
+        self.stats.n_seed.fill_(int(torch.randint(0, 2**31 - 1, (), device="cpu")))
         self.opt = self.adam(self.operator.parameters())
         # self.step (the engine's count of minibatches done) drives n and the Tmax refresh
         self._heat: int | None = None  # host copy of stats.heat

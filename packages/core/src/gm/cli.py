@@ -302,12 +302,24 @@ def _train_command(spec) -> Any:
         report_to: list[str] = typer.Option(
             [],
             "--report-to",
-            help="Also send metrics to this logger: tensorboard, or one a plugin adds (repeatable).",
+            help="Also send metrics to this logger: tensorboard, mlflow, or one a plugin adds "
+            "(repeatable).",
+        ),
+        max_time: Optional[str] = typer.Option(
+            None,
+            "--max-time",
+            help="Stop after this much training (90s, 10m, 1h30m) at a step boundary, saved.",
         ),
     ) -> None:
         from gm import config as configs
 
+        # every argument is checked before torch is imported or anything is built
         set_threads(threads)
+        seconds = None if max_time is None else configs.parse_duration(max_time)
+        if steps is not None:
+            configs.check_values(
+                configs.TrainConfig, {"steps": steps}, source="--steps", what="option"
+            )
         # Unknown --key value options are config overrides too: --mask X is --set mask=X.
         overrides = {**extra_options(ctx.args), **configs.parse_assignments(set_)}
         from gm import describe  # keys checked here, before torch is imported
@@ -390,6 +402,7 @@ def _train_command(spec) -> Any:
                 data_dir=data_dir,
                 data_options=data_options,
                 report_to=tuple(report_to),
+                max_time=seconds,
             )
         )
         from gm import distributed

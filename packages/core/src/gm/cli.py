@@ -187,13 +187,30 @@ def cmd_list_models(
         for s in entries.values()
         if _match(s.name, pattern)
     ]
-    _out(
-        rows,
-        as_json,
-        ["name", "plugin", "modalities", "summary"],
-        "gm models",
-        names=("name", "plugin", "modalities"),
-    )
+    if as_json:
+        _out(rows, True, [], "")
+        return
+    _one_line_each(rows, "gm list-models NAME: a model's data, config and options")
+
+
+def _one_line_each(rows: list[dict[str, Any]], footer: str) -> None:
+    """One line per model at the terminal's width (80 in a pipe): its name, the data it
+    takes and the first sentence of its summary, cut with an ellipsis to fit."""
+    import shutil
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    kinds = [", ".join(r["modalities"]) or "any" for r in rows]
+    nw = max([len("model")] + [len(r["name"]) for r in rows])
+    kw = max([len("data")] + [len(k) for k in kinds])
+    room = max(width - nw - kw - 4, 12)
+    print(f"{'model':<{nw}}  {'data':<{kw}}  summary")
+    for r, kind in zip(rows, kinds, strict=True):
+        text = " ".join(r["summary"].split())
+        first = text.split(". ")[0].rstrip(".")
+        if len(first) > room:
+            first = first[: room - 1].rstrip() + "…"
+        print(f"{r['name']:<{nw}}  {kind:<{kw}}  {first}".rstrip())
+    print(footer)
 
 
 def _available(spec, data_dir: Optional[str]) -> bool:

@@ -439,7 +439,8 @@ def cmd_sample(
         None,
         "--out",
         "-o",
-        help=".png picture or .npy array (some models: .txt); default RUN/samples-seedS.png.",
+        help=".png picture or .npy array (token models: .txt); default: text models print "
+        "on stdout, others write RUN/samples-seedS.png.",
     ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -459,9 +460,11 @@ def cmd_sample(
     if n < 1:
         raise GMError("-n must be at least 1.")
     opened = Run.read(run)  # a wrong RUN is the first thing said, before --out
+    as_text = out is None and _sample_form(opened) == "text"  # printed on stdout
     out = out or hub.default_out(run, f"samples-seed{seed}.png")
     set_threads(threads)
-    _check_output(out)
+    if not as_text:
+        _check_output(out)
     with show.enabled():
         trainer = opened.load_trainer(distributed.choose_device(device)).trainer
     most = max(1, min(MAX_SAMPLES, MAX_VALUES // max(1, math.prod(trainer.info.shape))))
@@ -482,6 +485,13 @@ def cmd_sample(
 
     with show.enabled(), show.timed(f"sampling {n} from {trainer.name}"), torch.no_grad():
         samples = trainer.sample(n, options)
+    if as_text:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer.write_samples(samples, Path(tmp) / "samples.txt", options)
+            sys.stdout.write((Path(tmp) / "samples.txt").read_text())
+        return
     if out.suffix == ".npy":  # numbers in the data's own units; pictures stay in the model's
         samples = to_data_units(samples, trainer.info)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -490,6 +500,15 @@ def cmd_sample(
     with pictures.context(reference=_reference(opened), title=f"{trainer.name}: {n} samples"):
         write_atomically(out, trainer, samples, options)
     typer.echo(f"wrote {out}")
+
+
+def _sample_form(run) -> str:
+    """The model's own form of its samples ("text" or "picture"; see Trainer.sample_form)."""
+    from gm import checkpoint
+    from gm.data import DataInfo
+
+    cls = plugins.load(checkpoint.model_spec(run.record))
+    return cls.sample_form(DataInfo.from_json(run.record["data"]))
 
 
 def _reference(run) -> Any:

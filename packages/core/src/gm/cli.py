@@ -556,9 +556,10 @@ def cmd_evaluate(
         None, help="Folder of local dataset copies (or GM_DATA_DIR)."
     ),
 ) -> None:
-    """Measure a trained model on a dataset split. Model options follow as --name value."""
+    """Measure a trained model on a dataset split (on the run's own dataset, also kept in
+    RUN/evaluation.json for its model card). Model options follow as --name value."""
     from gm import config as configs
-    from gm import distributed
+    from gm import distributed, hub
     from gm import progress as show
     from gm.data import in_data_units
     from gm.engine import seed_everything
@@ -583,6 +584,20 @@ def cmd_evaluate(
         metrics = in_data_units(
             trainer.evaluate(data, split, options), data.info, trainer.DENSITY_METRICS
         )
+    if dataset is None and hub.repo_id(run) is None:  # the run's own measure, for its card
+        from gm.checkpoint import write_json
+
+        found = {"dataset": data.info.name, "split": split, "seed": seed, "metrics": metrics}
+        try:
+            write_json(Path(run) / hub.EVALUATION, found)
+        except OSError as err:  # a read-only run folder: the numbers are still printed
+            import warnings
+
+            from gm.errors import GMWarning
+
+            warnings.warn(
+                f"could not keep {hub.EVALUATION} in {run}: {err}", GMWarning, stacklevel=1
+            )
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -637,8 +652,11 @@ def cmd_push(
     run: Path = typer.Argument(..., help="Run folder written by gm train."),
     repo: str = typer.Argument(..., help="Hub model repo: OWNER/NAME."),
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
-    license: str = typer.Option(
-        "other", "--license", help="Licence of the weights for the card (e.g. mit, cc-by-4.0)."
+    license: Optional[str] = typer.Option(
+        None,
+        "--license",
+        help="Licence of the weights for the card (e.g. mit, cc-by-4.0; default: the "
+        "dataset's; needed for your own data).",
     ),
     dry_run: Optional[Path] = typer.Option(
         None, "--dry-run", help="Write the files to this folder and upload nothing."

@@ -78,6 +78,10 @@ class ModelSpec(Spec):
     defaults: dict[str, Any] = field(default_factory=dict)
     modalities: tuple[str, ...] = ()  # data modalities it trains on; () means any
     capabilities: tuple[str, ...] = ()
+    # For model cards (gm push): the BibTeX of the paper the model implements, and one
+    # line of what the plugin's own results page found (its weaknesses first).
+    citation: str = ""
+    verdict: str = ""
 
     def load(self) -> Any:
         """The trainer class, from the trainers registry."""

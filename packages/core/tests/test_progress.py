@@ -185,6 +185,40 @@ def test_tensorboard_logger_gets_every_row(tmp_path):
     assert logged == [(r["step"], pytest.approx(r["loss"])) for r in rows(run)]
 
 
+def test_mlflow_logger_gets_the_config_and_every_row_in_a_local_file_store(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "store").as_uri()  # file:/...: offline, in tmp_path
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "newcomer")
+    run = engine.train("gaussian", "swiss-roll", steps=10, out=tmp_path / "r", device="cpu",
+                       progress=False, overrides={"log_every": 5}, report_to=("mlflow",))  # fmt: skip
+    client = MlflowClient(tracking_uri=uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("newcomer").experiment_id])
+    assert found.info.status == "FINISHED" and found.data.tags["gm.model"] == "gaussian"
+    assert found.data.params["lr"] == "0.02" and found.data.params["steps"] == "10"
+    history = client.get_metric_history(found.info.run_id, "loss")
+    logged = sorted((m.step, m.value) for m in history)
+    assert logged == [(r["step"], pytest.approx(r["loss"])) for r in rows(run)]
+    # a resume logs on into the same MLflow run: one curve
+    engine.train("gaussian", "", resume=run, steps=15, device="cpu", progress=False,
+                 report_to=("mlflow",))  # fmt: skip
+    (again,) = client.search_runs([found.info.experiment_id])
+    steps = sorted(m.step for m in client.get_metric_history(again.info.run_id, "loss"))
+    assert again.info.run_id == found.info.run_id and steps == [r["step"] for r in rows(run)]
+    assert steps[-1] == 15
+
+
+def test_without_a_tracking_uri_mlflow_writes_inside_the_run_folder(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    run = engine.train("gaussian", "swiss-roll", steps=3, out=tmp_path / "r", device="cpu",
+                       progress=False, report_to=("mlflow",))  # fmt: skip
+    assert (run / "mlruns").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
 def test_unknown_logger_is_one_line_with_close_names():
     out = gm_run("train", "gaussian", "--dataset", "swiss-roll", "--report-to", "tensorbord")
     assert out.returncode == 2 and "Did you mean 'tensorboard'?" in out.stderr

@@ -224,12 +224,26 @@ def _available(spec, data_dir: Optional[str]) -> bool:
         return False
 
 
+def _cached(spec, data_dir: Optional[str]) -> Optional[str]:
+    """What the cached copy of a dataset holds (None: none, or the plugin cannot say)."""
+    if not getattr(spec, "cached", ""):
+        return None
+    from gm.specs import resolve
+
+    try:
+        text = resolve(spec.cached)(data_dir)
+    except Exception:  # noqa: BLE001 - a broken description must not break the listing
+        return None
+    return str(text) if text else None
+
+
 def cmd_list_datasets(
     pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     data_dir: Optional[str] = typer.Option(None, help="Local data folder."),
 ) -> None:
-    """Datasets: name, modality, shape, splits, licence, and whether usable offline now."""
+    """Datasets: name, modality, shape, splits, licence, whether usable offline now, and
+    what each cached copy holds (source, examples, date)."""
     data_dir = data_dir or os.environ.get("GM_DATA_DIR")
     rows = [
         {
@@ -242,6 +256,7 @@ def cmd_list_datasets(
             "licence": s.licence,
             "offline": _available(s, data_dir),
             "summary": s.summary,
+            "cached": _cached(s, data_dir),
         }
         for s in plugins.registry("datasets").values()
         if _match(s.name, pattern)
@@ -253,6 +268,10 @@ def cmd_list_datasets(
         "gm datasets",
         names=("name", "modality", "shape", "offline"),
     )
+    if not as_json:  # a cached copy says what it is: gm train would use exactly it
+        for row in rows:
+            if row["cached"]:
+                typer.echo(f"{row['name']}: {row['cached']}")
 
 
 RUN_HELP = "Run folder written by gm train, or a Hub model: hf://OWNER/NAME or OWNER/NAME."

@@ -110,6 +110,9 @@ class DatasetSpec(Spec):
     source: str = ""
     licence: str = ""
     available: str = ""  # "module:attr" of the check; empty means always available
+    # "module:attr" of a torch-free ``(data_dir) -> str | None``: what the cached copy a
+    # load would read holds (source, example count, date), None when none is cached
+    cached: str = ""
 
 
 @dataclass(frozen=True)

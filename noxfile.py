@@ -65,9 +65,13 @@ def integration(session):
     session.install(*PIN, "pytest", *(_with_test_extra(p) for p in ["core", *PLUGINS]))
     session.install(*PIN, "./packages/datasets[mnist-5k]")  # the real digits' test runs here
     env = {"OMP_NUM_THREADS": "2"}
-    session.run("pytest", "tests", "--ignore=tests/test_ddp.py", *session.posargs, env=env)
+    session.run("pytest", "tests", "--ignore=tests/test_ddp.py",
+                "--ignore=tests/test_tutorial.py", *session.posargs, env=env)  # fmt: skip
     for package in ["core", *PLUGINS]:
         session.run("pytest", f"packages/{package}/tests", *session.posargs, env=env)
+    # docs/tutorial.md's one script, --quick: every command on the page runs, the page
+    # it makes names its commit (regenerate the published page: python docs/make_tutorial.py)
+    session.run("pytest", "tests/test_tutorial.py", *session.posargs, env=env)
 
 
 @nox.session

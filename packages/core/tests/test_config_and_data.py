@@ -38,8 +38,12 @@ def test_override_coerces_cli_strings():
 
 
 def test_override_errors_name_the_key_and_the_fix():
-    with pytest.raises(GMError, match="Valid: .*batch_size"):
+    with pytest.raises(GMError, match="'hiden' in --set. Did you mean 'hidden'\\?$"):
         configs.override(Cfg(), {"hiden": "3"})
+    with pytest.raises(
+        GMError, match=r"No valid key is close; gm list-models MODEL lists all \d+\.$"
+    ):
+        configs.override(Cfg(), {"nonexistent": "3"})
     with pytest.raises(GMError, match="'mode' expects one of 'add', 'jump'"):
         configs.override(Cfg(), {"mode": "skip"})
     with pytest.raises(GMError, match="'steps' expects an integer"):

@@ -4,6 +4,7 @@ cut names."""
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -61,6 +62,14 @@ def test_set_typo_gets_the_closest_key_before_torch():
     assert extra.returncode == 2 and "'log_every'" in extra.stderr
 
 
+def test_a_key_with_no_close_name_points_at_help_instead_of_listing_every_key():
+    out = gm_run("train", "gaussian", "--dataset", "swiss-roll", "--set", "nonexistent=1")
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("gm: error: unknown config key 'nonexistent' for model 'gaussian'")
+    assert re.search(r"No valid key is close; gm train gaussian --help lists all \d+\.$", line)
+
+
 def test_list_models_name_shows_options_and_data():
     out = gm_run("list-models", "gaussian")
     assert out.returncode == 0, out.stderr
@@ -106,10 +115,26 @@ def test_tables_keep_their_right_edge_and_wrap_prose_at_the_width(long_named_plu
     out = gm_run("list-datasets", paths=(long_named_plugin,), env={"COLUMNS": "80"})
     rows = [ln.rstrip() for ln in out.stdout.splitlines()[1:] if ln.strip()]
     assert rows and all(ln[-1] in "┓┃┩│┘" for ln in rows), rows  # nothing cropped
-    models = gm_run("list-models", env={"COLUMNS": "100"}).stdout.splitlines()
-    assert max(map(len, models)) <= 100  # a long summary wraps instead of widening the table
     listed = gm_run("plugins").stdout
     assert "gm-core" in listed and " any " not in listed  # no problems: "none"
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_list_models_is_one_line_per_model_at_the_terminal_width(columns):
+    from gm import plugins
+
+    out = gm_run("list-models", env={"COLUMNS": str(columns)})
+    assert out.returncode == 0, out.stderr
+    head, *lines, foot = out.stdout.splitlines()
+    assert max(map(len, out.stdout.splitlines())) <= columns
+    names = sorted(m["name"] for m in json.loads(gm_run("list-models", "--json").stdout))
+    assert sorted(ln.split()[0] for ln in lines) == names  # one line each, nothing else
+    assert head.split() == ["model", "data", "summary"] and "gm list-models NAME" in foot
+    by_name = {ln.split()[0]: ln for ln in lines}
+    assert "vector, image" in by_name["gaussian"]  # the data it takes
+    wide = gm_run("list-models", env={"COLUMNS": "400"}).stdout
+    summary = plugins.get("models", "gaussian").summary.split(". ")[0]
+    assert summary.rstrip(".") in wide and "…" not in wide  # cut only when it must be
 
 
 def test_fast_path_switches_show_their_three_values():

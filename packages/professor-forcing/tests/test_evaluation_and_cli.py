@@ -145,6 +145,34 @@ def test_sample_writes_text_png_npy_far_past_the_training_length(run, tmp_path):
     assert cli("sample", str(run), "--out", str(tmp_path / "x.gif"), "--device", "cpu") == 2
 
 
+def test_token_samples_print_as_text_on_stdout_by_default(run, tmp_path, capsys):
+    """No --out: the text itself on stdout (no picture written); the same as --out F.txt."""
+    before = sorted(p.name for p in run.iterdir())
+    assert cli("sample", str(run), "-n", "4", "--steps", "30", "--device", "cpu") == 0
+    shown = capsys.readouterr().out
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written
+    assert cli("sample", str(run), "-n", "4", "--steps", "30", "--device", "cpu",
+               "--out", str(tmp_path / "s.txt")) == 0  # fmt: skip
+    assert shown == (tmp_path / "s.txt").read_text()
+    rows = shown.splitlines()
+    assert len(rows) == 4 and all(len(r.split()) == 30 for r in rows)
+
+
+@pytest.mark.parametrize(
+    "modality,shape,meta,form",
+    [
+        ("sequence", (12,), {"alphabet": "ab \n"}, "text"),
+        ("sequence", (16,), {}, "text"),
+        ("sequence", (64,), {"image_shape": [8, 8]}, "picture"),
+        ("strokes", (20, 3), {}, "picture"),
+    ],
+)
+def test_the_sample_form_follows_the_modality(modality, shape, meta, form):
+    vocab = 4 if modality == "sequence" else None
+    info = DataInfo("d", modality, shape, vocab_size=vocab, meta=meta)
+    assert TeacherForcingTrainer.sample_form(info) == form
+
+
 def test_sample_options_reach_the_sampler(run, tmp_path):
     """``gm sample --compile on`` compiles the sampling step (dynamo counts a compiled
     frame) and draws, for a seed, the tokens of the default eager sampler on CPU (the

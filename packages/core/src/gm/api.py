@@ -157,11 +157,14 @@ def train(
     progress: bool = True,
     report_to: tuple[str, ...] = (),
     data_options: dict[str, Any] | None = None,
+    max_time: float | str | None = None,
     **config: Any,
 ) -> Run:
     """Train ``model`` (a name from ``gm list-models``) on ``data`` (a dataset name, a
     ``images:DIR``-style source, a :class:`gm.data.Dataset`, a tensor or a dict of split
-    tensors); ``config`` keys override the model's config (``lr=1e-3``). Returns the run."""
+    tensors); ``config`` keys override the model's config (``lr=1e-3``). ``max_time``
+    (seconds, or ``"10m"``, ``"1h30m"``) stops at the first step boundary after that much
+    training, with that step saved. Returns the run."""
     from gm import describe, engine, plugins
     from gm.run import TrainRequest
 
@@ -179,5 +182,6 @@ def train(
         data_options=data_options or {},
         progress=progress,
         report_to=tuple(report_to),
+        max_time=max_time,
     )
     return Run(engine.execute(request))

@@ -188,13 +188,30 @@ def cmd_list_models(
         for s in entries.values()
         if _match(s.name, pattern)
     ]
-    _out(
-        rows,
-        as_json,
-        ["name", "plugin", "modalities", "summary"],
-        "gm models",
-        names=("name", "plugin", "modalities"),
-    )
+    if as_json:
+        _out(rows, True, [], "")
+        return
+    _one_line_each(rows, "gm list-models NAME: a model's data, config and options")
+
+
+def _one_line_each(rows: list[dict[str, Any]], footer: str) -> None:
+    """One line per model at the terminal's width (80 in a pipe): its name, the data it
+    takes and the first sentence of its summary, cut with an ellipsis to fit."""
+    import shutil
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    kinds = [", ".join(r["modalities"]) or "any" for r in rows]
+    nw = max([len("model")] + [len(r["name"]) for r in rows])
+    kw = max([len("data")] + [len(k) for k in kinds])
+    room = max(width - nw - kw - 4, 12)
+    print(f"{'model':<{nw}}  {'data':<{kw}}  summary")
+    for r, kind in zip(rows, kinds, strict=True):
+        text = " ".join(r["summary"].split())
+        first = text.split(". ")[0].rstrip(".")
+        if len(first) > room:
+            first = first[: room - 1].rstrip() + "…"
+        print(f"{r['name']:<{nw}}  {kind:<{kw}}  {first}".rstrip())
+    print(footer)
 
 
 def _available(spec, data_dir: Optional[str]) -> bool:
@@ -208,12 +225,26 @@ def _available(spec, data_dir: Optional[str]) -> bool:
         return False
 
 
+def _cached(spec, data_dir: Optional[str]) -> Optional[str]:
+    """What the cached copy of a dataset holds (None: none, or the plugin cannot say)."""
+    if not getattr(spec, "cached", ""):
+        return None
+    from gm.specs import resolve
+
+    try:
+        text = resolve(spec.cached)(data_dir)
+    except Exception:  # noqa: BLE001 - a broken description must not break the listing
+        return None
+    return str(text) if text else None
+
+
 def cmd_list_datasets(
     pattern: Optional[str] = typer.Argument(None, help="Substring or glob."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     data_dir: Optional[str] = typer.Option(None, help="Local data folder."),
 ) -> None:
-    """Datasets: name, modality, shape, splits, licence, and whether usable offline now."""
+    """Datasets: name, modality, shape, splits, licence, whether usable offline now, and
+    what each cached copy holds (source, examples, date)."""
     data_dir = data_dir or os.environ.get("GM_DATA_DIR")
     rows = [
         {
@@ -226,6 +257,7 @@ def cmd_list_datasets(
             "licence": s.licence,
             "offline": _available(s, data_dir),
             "summary": s.summary,
+            "cached": _cached(s, data_dir),
         }
         for s in plugins.registry("datasets").values()
         if _match(s.name, pattern)
@@ -237,6 +269,10 @@ def cmd_list_datasets(
         "gm datasets",
         names=("name", "modality", "shape", "offline"),
     )
+    if not as_json:  # a cached copy says what it is: gm train would use exactly it
+        for row in rows:
+            if row["cached"]:
+                typer.echo(f"{row['name']}: {row['cached']}")
 
 
 RUN_HELP = "Run folder written by gm train, or a Hub model: hf://OWNER/NAME or OWNER/NAME."
@@ -303,12 +339,24 @@ def _train_command(spec) -> Any:
         report_to: list[str] = typer.Option(
             [],
             "--report-to",
-            help="Also send metrics to this logger: tensorboard, or one a plugin adds (repeatable).",
+            help="Also send metrics to this logger: tensorboard, mlflow, or one a plugin adds "
+            "(repeatable).",
+        ),
+        max_time: Optional[str] = typer.Option(
+            None,
+            "--max-time",
+            help="Stop after this much training (90s, 10m, 1h30m) at a step boundary, saved.",
         ),
     ) -> None:
         from gm import config as configs
 
+        # every argument is checked before torch is imported or anything is built
         set_threads(threads)
+        seconds = None if max_time is None else configs.parse_duration(max_time)
+        if steps is not None:
+            configs.check_values(
+                configs.TrainConfig, {"steps": steps}, source="--steps", what="option"
+            )
         # Unknown --key value options are config overrides too: --mask X is --set mask=X.
         overrides = {**extra_options(ctx.args), **configs.parse_assignments(set_)}
         from gm import describe  # keys checked here, before torch is imported
@@ -391,6 +439,7 @@ def _train_command(spec) -> Any:
                 data_dir=data_dir,
                 data_options=data_options,
                 report_to=tuple(report_to),
+                max_time=seconds,
             )
         )
         from gm import distributed
@@ -410,7 +459,8 @@ def cmd_sample(
         None,
         "--out",
         "-o",
-        help=".png picture or .npy array (some models: .txt); default RUN/samples-seedS.png.",
+        help=".png picture or .npy array (token models: .txt); default: text models print "
+        "on stdout, others write RUN/samples-seedS.png.",
     ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -430,9 +480,11 @@ def cmd_sample(
     if n < 1:
         raise GMError("-n must be at least 1.")
     opened = Run.read(run)  # a wrong RUN is the first thing said, before --out
+    as_text = out is None and _sample_form(opened) == "text"  # printed on stdout
     out = out or hub.default_out(run, f"samples-seed{seed}.png")
     set_threads(threads)
-    _check_output(out)
+    if not as_text:
+        _check_output(out)
     with show.enabled():
         trainer = opened.load_trainer(distributed.choose_device(device)).trainer
     most = max(1, min(MAX_SAMPLES, MAX_VALUES // max(1, math.prod(trainer.info.shape))))
@@ -453,6 +505,13 @@ def cmd_sample(
 
     with show.enabled(), show.timed(f"sampling {n} from {trainer.name}"), torch.no_grad():
         samples = trainer.sample(n, options)
+    if as_text:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer.write_samples(samples, Path(tmp) / "samples.txt", options)
+            sys.stdout.write((Path(tmp) / "samples.txt").read_text())
+        return
     if out.suffix == ".npy":  # numbers in the data's own units; pictures stay in the model's
         samples = to_data_units(samples, trainer.info)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -461,6 +520,15 @@ def cmd_sample(
     with pictures.context(reference=_reference(opened), title=f"{trainer.name}: {n} samples"):
         write_atomically(out, trainer, samples, options)
     typer.echo(f"wrote {out}")
+
+
+def _sample_form(run) -> str:
+    """The model's own form of its samples ("text" or "picture"; see Trainer.sample_form)."""
+    from gm import checkpoint
+    from gm.data import DataInfo
+
+    cls = plugins.load(checkpoint.model_spec(run.record))
+    return cls.sample_form(DataInfo.from_json(run.record["data"]))
 
 
 def _reference(run) -> Any:
@@ -508,9 +576,10 @@ def cmd_evaluate(
         None, help="Folder of local dataset copies (or GM_DATA_DIR)."
     ),
 ) -> None:
-    """Measure a trained model on a dataset split. Model options follow as --name value."""
+    """Measure a trained model on a dataset split (on the run's own dataset, also kept in
+    RUN/evaluation.json for its model card). Model options follow as --name value."""
     from gm import config as configs
-    from gm import distributed
+    from gm import distributed, hub
     from gm import progress as show
     from gm.data import in_data_units
     from gm.engine import seed_everything
@@ -535,6 +604,20 @@ def cmd_evaluate(
         metrics = in_data_units(
             trainer.evaluate(data, split, options), data.info, trainer.DENSITY_METRICS
         )
+    if dataset is None and hub.repo_id(run) is None:  # the run's own measure, for its card
+        from gm.checkpoint import write_json
+
+        found = {"dataset": data.info.name, "split": split, "seed": seed, "metrics": metrics}
+        try:
+            write_json(Path(run) / hub.EVALUATION, found)
+        except OSError as err:  # a read-only run folder: the numbers are still printed
+            import warnings
+
+            from gm.errors import GMWarning
+
+            warnings.warn(
+                f"could not keep {hub.EVALUATION} in {run}: {err}", GMWarning, stacklevel=1
+            )
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -589,8 +672,11 @@ def cmd_push(
     run: Path = typer.Argument(..., help="Run folder written by gm train."),
     repo: str = typer.Argument(..., help="Hub model repo: OWNER/NAME."),
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
-    license: str = typer.Option(
-        "other", "--license", help="Licence of the weights for the card (e.g. mit, cc-by-4.0)."
+    license: Optional[str] = typer.Option(
+        None,
+        "--license",
+        help="Licence of the weights for the card (e.g. mit, cc-by-4.0; default: the "
+        "dataset's; needed for your own data).",
     ),
     dry_run: Optional[Path] = typer.Option(
         None, "--dry-run", help="Write the files to this folder and upload nothing."

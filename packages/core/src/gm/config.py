@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -71,7 +72,7 @@ class TrainConfig:
     sample_every: int = 0  # write a sample picture every N steps (0: only at the end)
 
     BOUNDS: ClassVar[dict[str, Range]] = {
-        "steps": Range(1),
+        "steps": Range(1, 10**12),  # more is a typo (1e30), not a plan
         "batch_size": Range(1),
         "lr": Range(0),  # 0 freezes the weights (tests and probes use it)
         "log_every": Range(1),
@@ -146,22 +147,24 @@ def coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def override(
-    config: C, values: Mapping[str, Any], *, source: str = "--set", what: str = "config key"
-) -> C:
-    """A copy of ``config`` with ``values`` applied, each checked against the field's type."""
-    hints = _hints(type(config))
-    fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
-    limits = bounds(type(config))
+def check_values(
+    cls: type,
+    values: Mapping[str, Any],
+    *,
+    source: str = "--set",
+    what: str = "config key",
+    listed: str = "gm list-models MODEL",
+) -> dict[str, Any]:
+    """``values`` converted to the types of the dataclass ``cls``'s fields, each checked
+    (a known key, its type, finite, in its declared range) without building a config, so a
+    bad value is refused before any data is loaded or any model built."""
+    hints = _hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    limits = bounds(cls)
     changes = {}
     for key, raw in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
-            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise GMError(
-                f"unknown {what} {key!r} in {source}.{hint} "
-                f"Valid: {', '.join(sorted(fields)) or 'none'}."
-            )
+            raise GMError(f"unknown {what} {key!r} in {source}.{closest(key, fields, listed)}")
         try:
             value = changes[key] = coerce(raw, hints[key])
         except (ValueError, TypeError, OverflowError):
@@ -172,6 +175,25 @@ def override(
             raise GMError(f"{what} {key!r} must be a finite number, got {value} (in {source}).")
         if key in limits and isinstance(value, (int, float)) and value not in limits[key]:
             raise GMError(f"{what} {key!r} must be {limits[key]}, got {_show(raw)} (in {source}).")
+    return changes
+
+
+def closest(key: str, valid: Any, listed: str) -> str:
+    """The close names of a mistyped key, or that none is close and which command lists
+    them all with their types (never a list of forty keys in one line)."""
+    close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
+    if close:
+        return f" Did you mean {' or '.join(map(repr, close))}?"
+    if not valid:
+        return " There are none."
+    return f" No valid key is close; {listed} lists all {len(valid)}."
+
+
+def override(
+    config: C, values: Mapping[str, Any], *, source: str = "--set", what: str = "config key"
+) -> C:
+    """A copy of ``config`` with ``values`` applied, each checked against the field's type."""
+    changes = check_values(type(config), values, source=source, what=what)
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
 
@@ -189,6 +211,28 @@ def parse_assignments(items: list[str], *, source: str = "--set") -> dict[str, s
             raise GMError(f"{source} expects key=value, got {item!r}.")
         out[key.strip()] = value.strip()
     return out
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([dhms])")
+_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any, *, source: str = "--max-time") -> float:
+    """Seconds from ``90`` (seconds), ``"90s"``, ``"10m"``, ``"1h30m"`` or ``"1.5h"``; a
+    :class:`GMError` for anything else or a duration that is not positive."""
+    text = str(value).strip().lower().replace(" ", "")
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise GMError(
+                f"{source} expects a duration such as 90s, 10m or 1h30m, got {_show(value)}."
+            ) from None
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise GMError(f"{source} must be a positive duration such as 10m, got {_show(value)}.")
+    return seconds
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -6,23 +6,17 @@ NAME`` and a mistyped ``--set`` key answer before torch is imported.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
 from gm import plugins, schema
+from gm.config import closest
 from gm.errors import GMError
 
 DATA_DEPENDENT = (
     "Defaults are the config class's; some models choose data-dependent values at train "
     "time (gm train MODEL --dataset NAME --show-config prints the resolved config)."
 )
-
-
-def close_names(name: str, valid: Iterable[str]) -> str:
-    """`` Did you mean 'steps'?`` or an empty string."""
-    close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.6)
-    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def check_keys(spec: Any, keys: Iterable[str], *, source: str, attr: str = "Config") -> None:
@@ -35,7 +29,7 @@ def check_keys(spec: Any, keys: Iterable[str], *, source: str, attr: str = "Conf
         if key not in valid:
             raise GMError(
                 f"unknown config key {key!r} for model {spec.name!r} in {source}."
-                f"{close_names(key, valid)} Valid: {', '.join(sorted(valid))}."
+                + closest(key, valid, f"gm train {spec.name} --help")
             )
 
 

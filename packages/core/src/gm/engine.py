@@ -94,11 +94,13 @@ def train(
     data_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     report_to: tuple[str, ...] = (),
+    max_time: float | str | None = None,
 ) -> Path:
     """Train ``model`` on ``dataset`` (a registered name, ``images:DIR``, ... or a
     :class:`~gm.data.Dataset`), or continue the run in ``resume``; returns the run folder.
-    ``report_to`` names loggers (``"tensorboard"``) that get every metrics row. The same as
-    ``execute(TrainRequest(model, dataset, ...))``."""
+    ``report_to`` names loggers (``"tensorboard"``) that get every metrics row; ``max_time``
+    (seconds or ``"1h30m"``) stops training at the first step boundary after that long.
+    The same as ``execute(TrainRequest(model, dataset, ...))``."""
     return execute(
         TrainRequest(
             model,
@@ -114,6 +116,7 @@ def train(
             data_options=dict(data_options or {}),
             progress=progress,
             report_to=tuple(report_to),
+            max_time=max_time,
         )
     )
 
@@ -261,6 +264,19 @@ def _resolved(request: TrainRequest) -> tuple[TrainRequest, dict[str, Any] | Non
     return dataclasses.replace(request, **own), record
 
 
+def _check_values(request: TrainRequest) -> None:
+    """Every config value of the request (``--config``, ``--set``, ``--steps``) checked
+    against the model's config class before any data is loaded or any model built."""
+    cls: type[Trainer] = plugins.load(plugins.get("models", request.model))
+    listed = f"gm train {request.model} --help"
+    if request.config_file:
+        toml = configs.read_toml(request.config_file)
+        configs.check_values(cls.Config, toml, source=request.config_file, listed=listed)
+    configs.check_values(cls.Config, request.overrides, listed=listed)
+    if request.steps is not None:
+        configs.check_values(cls.Config, {"steps": request.steps}, source="--steps", what="option")
+
+
 def _new_folder(request: TrainRequest, world) -> tuple[Path, bool]:
     """The checked ``--out`` of a fresh run (the same on every rank); True if it must be made."""
     name = request.dataset.info.name if isinstance(request.dataset, Dataset) else request.dataset
@@ -297,6 +313,7 @@ def _prepare(request: TrainRequest, world, device) -> tuple[Run, Any, int, bool]
     device), its batches from the step it starts at, that step, and whether ``--out``
     must be made."""
     request, record = _resolved(request)
+    _check_values(request)
     if record is None:
         folder, must_make = _new_folder(request, world)
     else:
@@ -348,7 +365,8 @@ def _train(request: TrainRequest, world, device) -> Path:
                 run.trainer.compile()
         loggers = _loggers(request.report_to, run) if world.is_main and request.report_to else []
         try:
-            _loop(run.trainer, batches, run, world=world, start=start, loggers=loggers)
+            _loop(run.trainer, batches, run, world=world, start=start, loggers=loggers,
+                  max_time=request.max_time)  # fmt: skip
         finally:
             for logger in loggers:
                 logger.close()
@@ -404,6 +422,11 @@ def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else ""
 
 
+# The stop flag of a session that reached --max-time: below every signal number, so a
+# signal on any rank wins the vote (the run then ends as interrupted, exit 130/143).
+TIME_UP = 1
+
+
 def _every(step: int, every: int) -> bool:
     return bool(every) and step % every == 0
 
@@ -444,7 +467,7 @@ class _TrainingLoop:
     in them must match), and only rank 0 writes."""
 
     def __init__(self, trainer: Trainer, batches, run: Run, *, world, start: int,
-                 loggers: list | None = None):  # fmt: skip
+                 loggers: list | None = None, max_time: float | None = None):  # fmt: skip
         self.trainer, self.batches, self.run, self.world = trainer, batches, run, world
         self.cfg, self.device = trainer.config, trainer.device
         self.model, self.seed = run.model, run.record["seed"]
@@ -464,6 +487,7 @@ class _TrainingLoop:
         # only: ranks' clocks differ, and every rank must log at the same steps)
         self.timed_row = not world.distributed
         self.best: tuple[str, float, int] | None = None
+        self.max_time = max_time  # seconds of this session's loop, or None
         self.draws = world.is_main and "sample" in run.capabilities
         self.bar: Any = None
         self.resume_hint = f"continue with: gm train {self.model} --resume {run.path}"
@@ -474,7 +498,9 @@ class _TrainingLoop:
         self.trainer.train(True)
         with (
             _Signals(single=not self.world.distributed) as signals,
-            show.bar(cfg.steps, "train", start=self.start, unit="steps") as self.bar,
+            show.bar(
+                cfg.steps, "train", start=self.start, unit="steps", live=self.live
+            ) as self.bar,
         ):
             try:
                 while self.step < cfg.steps:
@@ -489,13 +515,15 @@ class _TrainingLoop:
                         self.validate()
                     if _every(self.step, cfg.sample_every):
                         self.write_samples(f"samples-{self.step:07d}.png")
-                    stopped = vote(signals.signum)
+                    stopped = vote(signals.signum or self.time_up())
                     if stopped:
                         break
                 vote.close()
+                if stopped and self.count:  # the steps since the last row: else never logged
+                    self.log_row()
                 if stopped and self.step > self.last_saved:
                     self.save()
-                elif not stopped:
+                if stopped in (0, TIME_UP):
                     self.write_samples("samples.png")
             except Interrupted as err:  # a second SIGINT (one process), wherever it landed
                 raise self.interrupted_again(err) from None
@@ -515,6 +543,20 @@ class _TrainingLoop:
             v = v.detach().float()
             self.sums[k] = self.sums[k] + v if k in self.sums else v
             self.nonfinite = torch.maximum(self.nonfinite, (~torch.isfinite(v)).float())
+
+    def time_up(self) -> int:
+        """:data:`TIME_UP` once this session has trained for ``max_time`` seconds."""
+        late = self.max_time is not None and time.perf_counter() - self.began >= self.max_time
+        return TIME_UP if late else 0
+
+    def live(self) -> str | None:
+        """The running mean of the first metrics since the last row, for the progress line
+        (called only when it redraws: one device read per redraw, none per step)."""
+        if not self.count:
+            return None
+        keys = list(self.sums)[:3]
+        means = (torch.stack([self.sums[k] for k in keys]) / self.count).tolist()
+        return "  ".join(f"{k} {v:.4g}" for k, v in zip(keys, means, strict=True))
 
     def row_due(self) -> bool:
         """A row every ``log_every`` steps and at the last; besides, one at step 1 and (one
@@ -686,7 +728,7 @@ class _TrainingLoop:
     def finish(self, stopped: int, signum: int) -> None:
         """The one closing line: the summary of a complete session, or the interrupt's."""
         done, path = self.step - self.start, self.run.path
-        if stopped:
+        if stopped and stopped != TIME_UP:
             raise Interrupted(
                 f"interrupted ({signal.Signals(stopped).name}) after step {self.step}; saved to "
                 f"{path}. To go on, {self.resume_hint}",
@@ -699,6 +741,11 @@ class _TrainingLoop:
             f"gm: trained {done} steps in {spent:.1f} s "
             f"({done / max(spent, 1e-9):.3g} steps/s){best_text}; run folder {path}"
         )
+        if stopped == TIME_UP and self.step < self.cfg.steps:
+            show.line(
+                f"gm: stopped at --max-time ({self.max_time:g} s) after step {self.step} of "
+                f"{self.cfg.steps}; saved. To go on, {self.resume_hint}"
+            )
         if signum:
             raise Interrupted(
                 f"interrupted ({signal.Signals(signum).name}) at the end; the run in {path} "

@@ -20,7 +20,8 @@ from gm.errors import GMError, GMFault
 PREFIX = "hf://"
 CARD = "README.md"
 # What a model repo holds: enough to load, sample and plot; never the resume state.
-FILES = ("config.json", "model.safetensors", "metrics.jsonl", "samples.png")
+EVALUATION = "evaluation.json"  # what gm evaluate measured on the run's own data
+FILES = ("config.json", "model.safetensors", "metrics.jsonl", "samples.png", EVALUATION)
 _REPO = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 
@@ -94,31 +95,101 @@ def _rows(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _dataset_facts(name: str) -> tuple[str, str]:
-    """(licence, Hub dataset id or '') of a registered dataset; ('', '') if unknown."""
+USER_DATA = "the user's own"  # the licence a dataset record gives the user's own files
+
+
+def _dataset_facts(record: dict[str, Any]) -> tuple[str, str]:
+    """(licence, Hub dataset id or '') of the run's dataset from its registered record
+    (a derived dataset's licence is its source's); ('', '') if it is not registered."""
     from gm import plugins
 
+    name = record["dataset"]
     try:
         spec = plugins.get("datasets", name.partition(":")[0])
     except GMError:
         return "", ""
+    licence = spec.licence
+    source = record.get("data_options", {}).get("source")
+    if licence.startswith("as its source") and source:
+        return _dataset_facts({**record, "dataset": str(source), "data_options": {}})
     found = re.search(r"Hub ([\w.-]+/[\w.-]+)", spec.source)
-    return spec.licence, found.group(1) if found else ""
+    return licence, found.group(1) if found else ""
 
 
-def card(run: str | Path, repo: str, *, license: str = "other") -> str:
-    """The model card (``README.md``) for a run pushed to ``repo``."""
+def hub_licence(text: str) -> str:
+    """A dataset record's licence as a Hub licence id: ``CC BY-SA 3.0`` -> ``cc-by-sa-3.0``,
+    ``public domain`` -> ``cc0-1.0``; ``other`` when the Hub has no id for it."""
+    found = re.match(r"\s*CC ((?:BY|NC|SA|ND|-)+) (\d\.\d)", text, re.IGNORECASE)
+    if found:
+        return f"cc-{found.group(1).lower()}-{found.group(2)}"
+    return "cc0-1.0" if text.strip().lower() == "public domain" else "other"
+
+
+def _install(plugin: str, version: str) -> list[str]:
+    """Install lines that work while the packages are on no index: pip from the source
+    repository named in gm-core's metadata (``Source`` project URL), else from a clone."""
+    from importlib import metadata
+
+    extra = [plugin] if plugin and plugin != "gm-core" else []
+    folders = [("gm-core[hub]", "core"), *((p, p.removeprefix("gm-")) for p in extra)]
+    try:
+        urls = metadata.metadata("gm-core").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    source = next((u.split(",", 1)[1].strip() for u in urls if u.lower().startswith("source,")), "")
+    if source:
+        return [
+            "pip install "
+            + " ".join(f'"{d} @ git+{source}#subdirectory=packages/{f}"' for d, f in folders)
+        ]
+    paths = [f'"./packages/{f}[hub]"' if d.endswith("[hub]") else f"./packages/{f}" for d, f in folders]  # fmt: skip
+    return [
+        f"# not on PyPI yet: from a clone of the gm source ({version}), in its root folder",
+        "pip install -c constraints.txt " + " ".join(paths),
+    ]
+
+
+def _evaluation(run: Path) -> dict[str, Any]:
+    """The run's own ``evaluation.json`` (what gm evaluate wrote there), or {}."""
+    try:
+        found = json.loads((run / EVALUATION).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) and isinstance(found.get("metrics"), dict) else {}
+
+
+def _model_spec(model: str) -> Any:
+    from gm import plugins
+
+    try:
+        return plugins.get("models", model)
+    except GMError:
+        return None
+
+
+def card(run: str | Path, repo: str, *, license: str | None = None) -> str:
+    """The model card (``README.md``) for a run pushed to ``repo``. The licence is the
+    dataset record's (``license`` overrides it; a run on the user's own data needs it)."""
     run = Path(run)
     record = json.loads((run / "config.json").read_text())
     model, dataset = record["gm_model"], record["dataset"]
-    data_licence, data_repo = _dataset_facts(dataset)
+    data_licence, data_repo = _dataset_facts(record)
+    if license is None:
+        if not data_licence or data_licence == USER_DATA:
+            raise GMError(
+                f"{run} was trained on {dataset!r}, data whose licence gm does not know; "
+                "say the licence of the weights with --license (e.g. mit, cc-by-4.0, other)."
+            )
+        license = hub_licence(data_licence)
     rows = _rows(run)
     last = rows[-1] if rows else {}
     plugin = record.get("plugin", "")
+    spec = _model_spec(model)
     front = [
         "---",
         "library_name: gm",
         f"license: {license}",
+        *([f"license_name: {_slug(data_licence)}"] if license == "other" and data_licence else []),
         "tags:",
         "- gm",
         f"- {model}",
@@ -129,8 +200,6 @@ def card(run: str | Path, repo: str, *, license: str = "other") -> str:
     versions = f"gm-core {record.get('gm_core_version', '?')}"
     if plugin and plugin != "gm-core":
         versions += f", {plugin} {record.get('plugin_version', '?')}"
-    # the hub extra: loading hf://OWNER/NAME needs huggingface_hub
-    install = "'gm-core[hub]'" + (f" {plugin}" if plugin and plugin != "gm-core" else "")
     lines = [
         *front,
         "",
@@ -143,7 +212,7 @@ def card(run: str | Path, repo: str, *, license: str = "other") -> str:
         "## Use",
         "",
         "```bash",
-        f"pip install {install}",
+        *_install(plugin, versions),
         f"gm sample hf://{repo} -n 64 --out samples.png",
         "```",
         "",
@@ -154,6 +223,7 @@ def card(run: str | Path, repo: str, *, license: str = "other") -> str:
         "samples = model.sample(16)",
         "```",
         "",
+        *_limitations(run, record, rows, spec, data_licence),
     ]
     if (run / "samples.png").exists():
         lines += ["## Samples", "", "![samples](samples.png)", ""]
@@ -177,26 +247,62 @@ def card(run: str | Path, repo: str, *, license: str = "other") -> str:
         "The gm code is MIT-licensed.",
         "",
     ]
+    if spec is not None and spec.citation:
+        lines += ["## Citation", "", "```bibtex", spec.citation.strip(), "```", ""]
     return "\n".join(lines)
 
 
-def prepare(run: str | Path, repo: str, folder: Path, *, license: str = "other") -> list[str]:
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:64] or "other"
+
+
+def _limitations(
+    run: Path, record: dict[str, Any], rows: list, spec: Any, licence: str
+) -> list[str]:
+    """What a user of these weights should know first: how far it was trained, what its
+    own evaluation measured (or that there is none), and what the results page found."""
+    out = ["## Limitations", ""]
+    planned = record.get("config", {}).get("steps")
+    done = rows[-1].get("step") if rows else None
+    if isinstance(planned, int) and isinstance(done, int) and done < planned:
+        out.append(f"- Trained {done} of its {planned} configured steps (stopped early).")
+    found = _evaluation(run)
+    if found:
+        measured = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in found["metrics"].items()
+        )
+        out.append(
+            f"- Its own evaluation (gm evaluate, {found.get('dataset', '?')} "
+            f"{found.get('split', '?')} split): {measured}."
+        )
+    else:
+        out.append("- Not evaluated: no evaluation.json in the run (gm evaluate RUN writes it).")
+    if spec is not None and spec.verdict:
+        out.append(f"- The gm project's own results for `{spec.name}`: {spec.verdict}")
+    if licence and any(w in licence.lower() for w in ("non-commercial", "research", "agreement")):
+        out.append(f"- The training data's licence limits use: {licence}.")
+    return [*out, ""]
+
+
+def prepare(run: str | Path, repo: str, folder: Path, *, license: str | None = None) -> list[str]:
     """Write what a push uploads into ``folder``; returns the file names (sorted)."""
     run = Path(run)
     if not (run / "config.json").exists() or not (run / "model.safetensors").exists():
         raise GMError(f"{run} is not a trained run folder (config.json and model.safetensors).")
     if not _REPO.match(repo):
         raise GMError(f"{repo!r} is not a Hub repo id; give OWNER/NAME.")
+    text = card(run, repo, license=license)  # a missing licence is said before any copy
     folder.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         if (run / name).exists():
             shutil.copy2(run / name, folder / name)
-    (folder / CARD).write_text(card(run, repo, license=license))
+    (folder / CARD).write_text(text)
     return sorted(p.name for p in folder.iterdir())
 
 
 def push(
-    run: str | Path, repo: str, *, private: bool = False, license: str = "other"
+    run: str | Path, repo: str, *, private: bool = False, license: str | None = None
 ) -> tuple[str, list[str]]:
     """Create (or reuse) the model repo and upload the run; returns (url, files)."""
     import tempfile

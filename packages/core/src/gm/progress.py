@@ -6,8 +6,9 @@ Plugins call the same two functions from their own loops (sampling chains, roll-
 decoding): a line or two each. Output goes to stderr, so stdout stays the verb's result.
 
 It is silent in library use until a verb turns it on (:func:`enabled`), and off rank 0
-under torchrun. Updating a bar never touches the device: callers pass numbers they
-already hold on the host (the engine reads the loss only every ``log_every`` steps).
+under torchrun. Updating a bar never touches the device by itself: callers pass numbers
+they already hold on the host, or a ``live`` function the bar calls only when it redraws
+(the engine's running mean of the loss: one read per redraw, never one per step).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -154,9 +155,17 @@ _bars: list[Bar] = []  # the bar being drawn
 class Bar:
     """A bar of ``total`` steps. ``advance`` is cheap (no redraw more often than 20/s)."""
 
-    def __init__(self, total: int, desc: str, *, start: int = 0, unit: str = "it"):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        *,
+        start: int = 0,
+        unit: str = "it",
+        live: Callable[[], str | None] | None = None,
+    ):
         settle()  # the bar is what the user sees next
-        self.total, self.desc, self.unit = total, desc, unit
+        self.total, self.desc, self.unit, self.live = total, desc, unit, live
         self.done, self.start_done, self.info, self.info_at = start, start, "", start
         self.plain_done = -1  # the count the last plain line showed
         # one bar at a time: a loop inside a bar's step (validation inside training) is silent
@@ -229,7 +238,8 @@ class Bar:
         self.goto(self.done + n)
 
     def goto(self, done: int, info: str | None = None) -> None:
-        """Set the count (and the text beside it); ``info`` given also prints a plain line."""
+        """Set the count (and the text beside it); ``info`` given also prints a plain line.
+        Without ``info``, a redraw shows what ``live()`` says now (when the bar has one)."""
         self.done = done
         if info is not None:
             self.info, self.info_at = info, done
@@ -238,10 +248,19 @@ class Bar:
         now = time.perf_counter()
         if self._rich is not None:
             if info is not None or now - self.last_draw >= REDRAW_S or done >= self.total:
+                self._refresh(info)
                 self._rich.update(self._task, completed=done, info=self._info())
                 self.last_draw = now
         elif info is not None or now - self.last_line >= HEARTBEAT_S:
+            self._refresh(info)
             self._plain()
+
+    def _refresh(self, info: str | None) -> None:
+        """The live numbers, read now (only at a redraw: the read may wait for the device)."""
+        if info is None and self.live is not None:
+            fresh = self.live()
+            if fresh is not None:
+                self.info, self.info_at = fresh, self.done
 
 
 def bar(total: int, desc: str, **kw: Any) -> Bar:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gm import hub
+from gm.config import parse_duration
 from gm.errors import GMError
 
 METRICS = "metrics.jsonl"
@@ -43,6 +44,7 @@ class TrainRequest:
     data_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     report_to: tuple[str, ...] = ()
+    max_time: float | str | None = None  # seconds, or "90s" / "10m" / "1h30m"
 
     def __post_init__(self) -> None:
         # one normal form whoever built it (paths as Path, plain dicts and tuples)
@@ -53,6 +55,7 @@ class TrainRequest:
             "overrides": dict(self.overrides or {}),
             "data_options": dict(self.data_options or {}),
             "report_to": tuple(self.report_to or ()),
+            "max_time": None if self.max_time is None else parse_duration(self.max_time),
         }
         for name, value in fix.items():
             object.__setattr__(self, name, value)

@@ -78,6 +78,10 @@ class ModelSpec(Spec):
     defaults: dict[str, Any] = field(default_factory=dict)
     modalities: tuple[str, ...] = ()  # data modalities it trains on; () means any
     capabilities: tuple[str, ...] = ()
+    # For model cards (gm push): the BibTeX of the paper the model implements, and one
+    # line of what the plugin's own results page found (its weaknesses first).
+    citation: str = ""
+    verdict: str = ""
 
     def load(self) -> Any:
         """The trainer class, from the trainers registry."""
@@ -106,6 +110,9 @@ class DatasetSpec(Spec):
     source: str = ""
     licence: str = ""
     available: str = ""  # "module:attr" of the check; empty means always available
+    # "module:attr" of a torch-free ``(data_dir) -> str | None``: what the cached copy a
+    # load would read holds (source, example count, date), None when none is cached
+    cached: str = ""
 
 
 @dataclass(frozen=True)

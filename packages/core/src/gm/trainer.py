@@ -82,6 +82,13 @@ class Trainer:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
+    @classmethod
+    def sample_form(cls, info: DataInfo) -> str:
+        """How ``gm sample`` shows samples when no ``--out`` is given: ``"picture"`` (a
+        ``.png`` in the run folder: an image grid, strokes, a scatter) or ``"text"`` (what
+        :meth:`write_samples` writes to a ``.txt`` file, printed on stdout)."""
+        return "picture"
+
     def write_samples(self, samples: Any, path: Path, options: Any) -> None:
         """Write what :meth:`sample` returned: ``.npy`` raw, ``.png`` a picture."""
         from gm import pictures

@@ -11,6 +11,7 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
+from gm_datasets import cache
 from gm_datasets.cache import is_cached
 from gm_datasets.sources import PREP, SOURCES, celeba_prep, data_root, local
 
@@ -35,6 +36,24 @@ def _check(name: str, prep: dict | None = None) -> Callable[[str | None], bool]:
     check.__name__ = check.__qualname__ = name.replace("-", "_")
     return check
 
+
+def _cached(name: str, prep: dict | None = None) -> Callable[[str | None], str | None]:
+    """The ``cached`` description of one cached source (a DatasetSpec names it)."""
+
+    def describe(data_dir: str | None = None) -> str | None:
+        return cache.describe(name, data_dir, prep)
+
+    describe.__name__ = describe.__qualname__ = name.replace("-", "_") + "_cache"
+    return describe
+
+
+mnist_cache = _cached("mnist")
+cifar10_cache = _cached("cifar10")
+svhn_cache = _cached("svhn")
+celeba_cache = _cached("celeba", celeba_prep(64))
+binarized_mnist_cache = _cached("binarized-mnist")
+ptb_char_cache = _cached("ptb-char")
+iam_ondb_cache = _cached("iam-ondb")
 
 mnist = _check("mnist")
 cifar10 = _check("cifar10")

@@ -173,6 +173,94 @@ def cached(
     return arrays, {**meta, "cache": {"folder": str(folder), "hit": False}}
 
 
+def in_use(
+    name: str, data_dir: str | None, preprocessing: dict[str, Any] | None = None
+) -> Path | None:
+    """The complete entry a load of ``name`` would read now, decoding nothing: the one of
+    the local source files, or with none found, the newest (None: it would decode)."""
+    from gm.errors import GMError
+    from gm_datasets.sources import PREP, SOURCES, local
+
+    source = SOURCES[name]
+    prep = PREP[name] if preprocessing is None else preprocessing
+    try:
+        found = local(source, data_dir)
+    except (GMError, OSError):
+        found = None
+    if found is None:
+        return latest(name, source.version, prep)
+    folder = entry(name, source.version, prep, identity(found[1], found[0]))
+    return folder if (folder / META).is_file() else None
+
+
+WHERE = {
+    "from": "--from",
+    "data-dir": "the data dir",
+    "hub-cache": "the Hub cache",
+    "hub": "a Hub download",
+}
+
+
+def provenance(meta: dict[str, Any]) -> dict[str, Any]:
+    """Where a cached dataset came from, for ``info.meta["provenance"]`` (saved with a run,
+    printed by ``gm datasets prepare``), from the metadata this module returns."""
+    src, where = meta.get("source", {}), meta.get("cache", {})
+    ident = src.get("identity", {})
+    return {
+        "found": src.get("found"),
+        "folder": src.get("folder"),
+        "files": ident.get("files"),
+        "bytes": ident.get("bytes"),
+        "identity": ident.get("hash"),
+        "cache": where.get("folder"),
+        "decoded_now": not where.get("hit", False),
+        **({"source_found_now": False} if where.get("source_found") is False else {}),
+    }
+
+
+def source_words(prov: dict[str, Any]) -> str:
+    """Where a :func:`provenance` came from: 'the data dir /d/mnist (2 files, 1.2 MB)'."""
+    size = prov.get("bytes")
+    amount = f"{size / 1e6:.1f} MB" if size and size >= 1e5 else f"{size or 0:,} bytes"
+    files = prov.get("files")
+    what = f" ({files} file{'s' if files != 1 else ''}, {amount})" if files is not None else ""
+    return (
+        f"{WHERE.get(prov.get('found'), prov.get('found') or 'a file')} {prov.get('folder')}{what}"
+    )
+
+
+def summary(meta: dict[str, Any]) -> str:
+    """What a cache entry holds, from its ``meta.json`` alone: '64 examples (train 54,
+    test 10), decoded 2026-12-06 from the data dir /d/mnist (2 files, 1.2 MB)'."""
+    counts = {
+        a: d["shape"][0] for a, d in meta.get("arrays", {}).items() if "." not in a and d["shape"]
+    }
+    order = ["train", "valid", "test"]  # the usual order, whatever meta.json's is
+    ranked = sorted(
+        counts.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 3, kv[0])
+    )
+    splits = ", ".join(f"{k} {v:,}" for k, v in ranked)
+    created = str(meta.get("created", "?"))[:10]
+    return (
+        f"{sum(counts.values()):,} examples ({splits}), decoded {created} from "
+        f"{source_words(provenance(meta))}"
+    )
+
+
+def describe(
+    name: str, data_dir: str | None, preprocessing: dict[str, Any] | None = None
+) -> str | None:
+    """:func:`summary` of the entry :func:`in_use` finds, with its folder; None if none."""
+    folder = in_use(name, data_dir, preprocessing)
+    if folder is None:
+        return None
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError):
+        return None
+    return f"{summary(meta)}; cached in {folder}"
+
+
 def cached_source(
     name: str,
     build: Callable[[Path, list[Path], str], tuple[dict[str, Any], dict[str, Any]]],
@@ -196,13 +284,28 @@ def cached_source(
         old = latest(name, version, preprocessing)
         if old is not None and (got := read(old)) is not None:
             got[1]["cache"]["source_found"] = False
-            return got
+            return _said(name, got)
         found = locate(name, data_dir, source_dir)
     folder, files, where = found
-    return cached(
+    return _said(
         name,
-        version,
-        preprocessing,
-        lambda: build(folder, files, where),
-        source=identity(files, folder),
+        cached(
+            name,
+            version,
+            preprocessing,
+            lambda: build(folder, files, where),
+            source=identity(files, folder),
+        ),
     )
+
+
+def _said(
+    name: str, got: tuple[dict[str, Any], dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A copy read from the cache says what it is (the progress line of gm train)."""
+    from gm import progress
+
+    meta = got[1]
+    if meta["cache"]["hit"]:
+        progress.line(f"gm: dataset {name} from the cache: {summary(meta)}")
+    return got

@@ -9,6 +9,9 @@ import torch
 
 from gm.data import DataInfo, Dataset
 from gm.plugins import PluginWarning
+from gm_datasets.cache import WHERE, provenance, source_words
+
+__all__ = ["WHERE", "DataWarning", "LabelledDataset", "describe", "make_dataset", "provenance"]
 
 
 class DataWarning(PluginWarning):
@@ -43,41 +46,12 @@ class LabelledDataset(Dataset):
         )
 
 
-WHERE = {
-    "from": "--from",
-    "data-dir": "the data dir",
-    "hub-cache": "the Hub cache",
-    "hub": "a Hub download",
-}
-
-
-def provenance(meta: dict[str, Any]) -> dict[str, Any]:
-    """Where a cached dataset came from, for ``info.meta["provenance"]`` (saved with a run,
-    printed by ``gm datasets prepare``), from the metadata :mod:`gm_datasets.cache` returns."""
-    src, where = meta.get("source", {}), meta.get("cache", {})
-    ident = src.get("identity", {})
-    return {
-        "found": src.get("found"),
-        "folder": src.get("folder"),
-        "files": ident.get("files"),
-        "bytes": ident.get("bytes"),
-        "identity": ident.get("hash"),
-        "cache": where.get("folder"),
-        "decoded_now": not where.get("hit", False),
-        **({"source_found_now": False} if where.get("source_found") is False else {}),
-    }
-
-
 def describe(prov: dict[str, Any]) -> str:
     """``provenance`` in words: 'the data dir /d/mnist (2 files, 1.2 MB), decoded now'."""
-    size = prov.get("bytes")
-    amount = f"{size / 1e6:.1f} MB" if size and size >= 1e5 else f"{size or 0:,} bytes"
-    files = prov.get("files")
-    what = f" ({files} file{'s' if files != 1 else ''}, {amount})" if files is not None else ""
     how = "decoded now" if prov.get("decoded_now") else "read from the cache"
     if prov.get("source_found_now") is False:
         how += " (its source files are not found now)"
-    return f"{WHERE.get(prov.get('found'), prov.get('found') or 'a file')} {prov.get('folder')}{what}, {how}"
+    return f"{source_words(prov)}, {how}"
 
 
 def make_dataset(

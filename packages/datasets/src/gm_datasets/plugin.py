@@ -8,7 +8,12 @@ _NC = "non-commercial research only"
 _USER = "the user's own"
 
 
+# the sources decoded into gm's cache: their specs also name a description of the copy
+_CACHED = {"mnist", "cifar10", "svhn", "celeba", "binarized_mnist", "ptb_char", "iam_ondb"}
+
+
 def _spec(name, target, summary, modality, shape, splits, source, licence, available=""):
+    own = available in _CACHED and available == name.replace("-", "_")
     return DatasetSpec(
         name,
         f"gm_datasets.{target}",
@@ -19,6 +24,7 @@ def _spec(name, target, summary, modality, shape, splits, source, licence, avail
         source=source,
         licence=licence,
         available=_A + available if available else "",
+        cached=f"{_A}{available}_cache" if own else "",
     )
 
 

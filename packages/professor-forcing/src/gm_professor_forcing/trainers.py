@@ -258,6 +258,15 @@ class SequenceTrainer(Trainer):
             cuda_graph=options.cuda_graph,
         )
 
+    @classmethod
+    def sample_form(cls, info: DataInfo) -> str:
+        """Token sequences are text (pixel sequences and strokes are pictures)."""
+        from gm_professor_forcing import drawing
+
+        tokens = info.modality == "sequence" and bool(info.vocab_size)
+        pixels = tokens and drawing.image_shape(info, int(info.shape[0] or 0)) is not None
+        return "text" if tokens and not pixels else "picture"
+
     def write_samples(self, samples: Any, path: Path, options: Any) -> None:
         from gm_professor_forcing import drawing
 

@@ -78,5 +78,10 @@ def gm_loggers():
     return [
         LoggerSpec(
             "tensorboard", "gm.loggers:TensorBoard", "TensorBoard scalars under RUN/tensorboard"
-        )
+        ),
+        LoggerSpec(
+            "mlflow",
+            "gm.loggers:MLflow",
+            "MLflow params and metrics (MLFLOW_TRACKING_URI, else a file store in RUN/mlruns)",
+        ),
     ]

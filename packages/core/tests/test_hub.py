@@ -216,3 +216,27 @@ def test_a_card_says_when_the_run_stopped_early(tmp_path):
     assert f"- Trained {done} of its 1000000 configured steps (stopped early)." in hub.card(
         run, REPO
     )
+
+
+def test_limitations_say_what_a_user_of_the_weights_should_know_first(tmp_path):
+    from gm.specs import ModelSpec
+
+    spec = ModelSpec("m", verdict="it lost to the baseline.")
+    done = [{"step": 5}]
+    assert hub._limitations(tmp_path, {"config": {"steps": 5}}, done, None, "CC BY 4.0") == [
+        "## Limitations",
+        "",
+        "- Not evaluated: no evaluation.json in the run (gm evaluate RUN writes it).",
+        "",
+    ]
+    (tmp_path / "evaluation.json").write_text(
+        json.dumps({"dataset": "d", "split": "test", "metrics": {"nll": 1.23456, "n": 3}})
+    )
+    lines = hub._limitations(tmp_path, {"config": {"steps": 6}}, done, spec,
+                             "non-commercial research only")  # fmt: skip
+    assert lines[2:-1] == [
+        "- Trained 5 of its 6 configured steps (stopped early).",
+        "- Its own evaluation (gm evaluate, d test split): nll 1.235, n 3.",
+        "- The gm project's own results for `m`: it lost to the baseline.",
+        "- The training data's licence limits use: non-commercial research only.",
+    ]

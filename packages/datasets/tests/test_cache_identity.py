@@ -144,3 +144,17 @@ def test_a_cache_summary_counts_examples_not_labels():
         "8 examples (train 5, test 3), decoded 2026-01-02 from the data dir /d/mnist "
         "(2 files, 2.0 MB)"
     )
+
+
+def test_a_cache_summary_orders_splits_and_sizes_as_people_read_them():
+    def said(bytes_, splits):
+        meta = {"arrays": {s: {"shape": [n, 2]} for s, n in splits.items()},
+                "source": {"found": "from", "folder": "/f",
+                           "identity": {"files": 1, "bytes": bytes_}}}  # fmt: skip
+        return cache.summary(meta)
+
+    text = said(99_999, {"zz": 1, "test": 2, "aa": 3, "valid": 4, "train": 5})
+    assert text.startswith("15 examples (train 5, valid 4, test 2, aa 3, zz 1), decoded ?")
+    assert text.endswith("from --from /f (1 file, 99,999 bytes)")
+    assert said(100_000, {"train": 1}).endswith("(1 file, 0.1 MB)")
+    assert said(0, {"train": 1}).endswith("(1 file, 0 bytes)")

@@ -177,6 +177,7 @@ def test_the_card_licence_is_the_datasets_and_the_users_own_data_needs_one(run, 
     assert out.returncode == 0 and "\nlicense: mit\n" in (tmp_path / "d" / "README.md").read_text()
 
 
+@pytest.mark.slow  # five gm commands in subprocesses
 def test_the_card_cites_the_paper_and_lists_limitations_from_the_runs_evaluation(tmp_path):
     run = tmp_path / "r"
     out = gm_run("train", "tiny", "--dataset", "swiss-roll", "--out", str(run),

@@ -393,6 +393,18 @@ def test_the_progress_loss_is_a_running_mean_fresh_at_each_redraw(tmp_path):
     assert [r["step"] for r in logged][:: len(logged) - 1] == [1, steps]
 
 
+def test_the_live_numbers_are_the_mean_of_the_steps_since_the_last_row():
+    import torch
+
+    loop = engine._TrainingLoop.__new__(engine._TrainingLoop)  # only its sums and count
+    loop.sums, loop.count = {}, 0
+    assert loop.live() is None  # just after a row: the row's numbers stay
+    loop.sums = {k: torch.tensor(v) for k, v in
+                 {"loss": 6.0, "nll": 3.0, "kl": 1.5, "extra": 9.0}.items()}  # fmt: skip
+    loop.count = 3
+    assert loop.live() == "loss 2  nll 1  kl 0.5"  # the first three, each / 3 steps
+
+
 def test_max_time_stops_at_a_step_boundary_saved_and_resumable(tmp_path, tiny_plugin):
     from gm import api
 

@@ -1,0 +1,231 @@
+"""Two sources where a free-running model's errors can compound, each with its law stated
+exactly (issue 23): ``oscillator`` (real-valued) and ``shared-regimes`` (tokens).
+
+``oscillator``: a noisy nonlinear oscillator, one real value per step. It runs in cycles;
+cycle k has an integer period P_k ~ Uniform{p_min .. p_max} and an amplitude
+A_k ~ Uniform[a_min, a_max], independent of each other and of every other cycle. Step j of
+the cycle (j = 0 .. P_k - 1) emits
+
+    x = A_k * w(2 pi (j + 1/2) / P_k) + sigma * e,   w(phi) = sin(phi + b sin phi),  e ~ N(0, 1)
+
+(b = ``skew``: the rise is steeper than the fall; w's extremes are exactly +-1). The
+stationary law: complete cycles' periods are i.i.d. uniform on p_min .. p_max and their
+amplitudes i.i.d. uniform on [a_min, a_max]; on the sampling grid a cycle's half range
+(max - min) / 2 is A_k m(P_k) with m(P) = (max_j w - min_j w) / 2 (:func:`grid_range`), known
+exactly. Rows start at stationarity (a renewal process: the first cycle's period is
+size-biased, P(P_0 = p) proportional to p, and the row starts at a uniform step of it). The
+NLL floor is not known in closed form; it is at least the noise's entropy
+0.5 log(2 pi e sigma^2) per step (``meta["noise_entropy"]``).
+
+``shared-regimes``: the regime-switch source (regimes.py: K regimes, durations uniform on
+d_min .. d_max, then a different regime, uniform over the K - 1 others) with one SHARED
+alphabet of m symbols: each regime has its own emission law over all m symbols, so the
+regime is hidden and a model must infer it from the tokens so far; one unlikely token
+moves that belief and misleads what follows. The exact NLL of a row under the source is the
+forward algorithm over (regime, age of its block) (:func:`forward_nll`); the data's
+``true_nll`` is its mean over the test rows (the source's own score of those very rows, a
+Monte Carlo estimate of H(X_1..X_L) with ``meta["true_nll_se"]``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from gm.data import DataInfo, Dataset
+from gm_professor_forcing import regimes as R
+
+TEST_SEED_OFFSET = R.TEST_SEED_OFFSET
+
+
+# --- the oscillator ------------------------------------------------------------------------
+def wave(phi: np.ndarray, skew: float) -> np.ndarray:
+    return np.sin(phi + skew * np.sin(phi))
+
+
+def grid_range(period: int, skew: float) -> float:
+    """m(P): half the range of w on a cycle's P grid points (a cycle's half range / A)."""
+    w = wave(2 * np.pi * (np.arange(period) + 0.5) / period, skew)
+    return float((w.max() - w.min()) / 2)
+
+
+def oscillator_streams(
+    rng: np.random.Generator,
+    count: int,
+    steps: int,
+    p_min: int,
+    p_max: int,
+    a_min: float,
+    a_max: float,
+    skew: float,
+    sigma: float,
+) -> np.ndarray:
+    """``count`` stationary streams of ``steps`` values, float32 (count, steps)."""
+    periods = np.arange(p_min, p_max + 1)
+    out = np.empty((count, steps), dtype=np.float32)
+    for i in range(count):
+        p0 = rng.choice(periods, p=periods / periods.sum())  # size-biased first cycle
+        parts, total = [], 0
+        start = int(rng.integers(p0))
+        p = p0
+        while total < steps + start:
+            a = rng.uniform(a_min, a_max)
+            parts.append(a * wave(2 * np.pi * (np.arange(p) + 0.5) / p, skew))
+            total += p
+            p = int(rng.integers(p_min, p_max + 1))
+        clean = np.concatenate(parts)[start : start + steps]
+        out[i] = clean + sigma * rng.standard_normal(steps)
+    return out
+
+
+def cycles(x: np.ndarray, hysteresis: float) -> tuple[np.ndarray, np.ndarray]:
+    """(periods, half ranges) of the complete cycles in each row of x: a cycle runs from one
+    upward zero crossing to the next, a crossing counting only once the signal has been
+    below -``hysteresis`` since the last one (noise near zero makes no extra cycles)."""
+    periods, ranges = [], []
+    for row in np.asarray(x, dtype=np.float64).reshape(len(x), -1):
+        armed, last = False, -1
+        for t in range(1, len(row)):
+            if row[t] < -hysteresis:
+                armed = True
+            elif armed and row[t - 1] <= 0 < row[t]:
+                if last >= 0:
+                    periods.append(t - last)
+                    seg = row[last:t]
+                    ranges.append((seg.max() - seg.min()) / 2)
+                last, armed = t, False
+    return np.asarray(periods, dtype=np.int64), np.asarray(ranges, dtype=np.float64)
+
+
+def oscillator(
+    n: int = 2048,
+    length: int = 64,
+    p_min: int = 10,
+    p_max: int = 30,
+    a_min: float = 0.5,
+    a_max: float = 1.5,
+    skew: float = 0.6,
+    sigma: float = 0.05,
+    stream_rows: int = 4,
+    seed: int = 0,
+) -> Dataset:
+    """``n`` training windows of ``length`` steps (n/4 test windows), in groups of
+    ``stream_rows`` consecutive windows of one stationary stream."""
+    if not (2 <= p_min <= p_max and 0 < a_min <= a_max and sigma > 0 and length >= 2):
+        raise ValueError(
+            "oscillator needs 2 <= p_min <= p_max, 0 < a_min <= a_max, sigma > 0, length >= 2."
+        )
+
+    def split(count: int, rng_seed: int) -> torch.Tensor:
+        streams = max(1, math.ceil(count / stream_rows))
+        rows = oscillator_streams(
+            np.random.default_rng(rng_seed),
+            streams,
+            stream_rows * length,
+            p_min,
+            p_max,
+            a_min,
+            a_max,
+            skew,
+            sigma,
+        )
+        return torch.from_numpy(rows.reshape(streams * stream_rows, length, 1)[:count])
+
+    n = stream_rows * max(1, n // stream_rows)
+    test = stream_rows * max(1, n // (4 * stream_rows))
+    info = DataInfo(
+        "oscillator",
+        "sequence",
+        (length, 1),
+        meta={
+            "p_min": p_min,
+            "p_max": p_max,
+            "a_min": a_min,
+            "a_max": a_max,
+            "skew": skew,
+            "sigma": sigma,
+            "noise_entropy": 0.5 * math.log(2 * math.pi * math.e * sigma**2),
+            "stream_rows": stream_rows,
+            "seed": seed,
+        },
+    )
+    return Dataset(
+        info, {"train": split(n, seed + 1), "test": split(test, seed + TEST_SEED_OFFSET)}
+    )
+
+
+# --- shared-regimes -----------------------------------------------------------------------
+def forward_nll(tokens, emit: np.ndarray, d_min: int, d_max: int) -> np.ndarray:
+    """-log p(row) in nats under the shared-alphabet source (stationary start), per row: the
+    forward algorithm over (regime, age of the current block)."""
+    x = np.asarray(tokens)
+    regimes = emit.shape[0]
+    S = R.survival(d_min, d_max)
+    ages = np.arange(1, d_max + 1)
+    stay = np.divide(S[ages + 1], S[ages], out=np.zeros(d_max), where=S[ages] > 0)
+    start = S[1 : d_max + 1] / S[1 : d_max + 1].sum()  # the age law at a stationary start
+    alpha = np.broadcast_to(start / regimes, (len(x), regimes, d_max)).copy()
+    out = np.zeros(len(x))
+    for t in range(x.shape[1]):
+        if t:
+            kept = np.zeros_like(alpha)
+            kept[:, :, 1:] = alpha[:, :, :-1] * stay[:-1]
+            ended = (alpha * (1 - stay)).sum(-1)  # (rows, regimes): blocks that end now
+            kept[:, :, 0] = (ended.sum(-1, keepdims=True) - ended) / (regimes - 1)
+            alpha = kept
+        alpha = alpha * emit[:, x[:, t]].T[:, :, None]
+        norm = alpha.sum((1, 2))
+        out -= np.log(norm)
+        alpha /= norm[:, None, None]
+    return out
+
+
+def shared_regimes(
+    n: int = 2048,
+    length: int = 64,
+    regimes: int = 4,
+    symbols: int = 6,
+    d_min: int = 8,
+    d_max: int = 24,
+    concentration: float = 0.3,
+    stream_rows: int = 4,
+    seed: int = 0,
+) -> Dataset:
+    """``n`` training windows of ``length`` tokens over ``symbols`` shared symbols (n/4 test
+    windows), in groups of ``stream_rows`` consecutive windows of one stationary stream."""
+    if regimes < 2 or symbols < 2 or not 1 <= d_min <= d_max or length < 2 or stream_rows < 1:
+        raise ValueError(
+            "shared-regimes needs regimes >= 2, symbols >= 2, 1 <= d_min <= d_max, length >= 2."
+        )
+    emit = R.emissions(regimes, symbols, seed, concentration)
+
+    def split(count: int, rng_seed: int) -> torch.Tensor:
+        streams = max(1, math.ceil(count / stream_rows))
+        rng = np.random.default_rng(rng_seed)
+        rows = R.draw_streams(rng, streams, stream_rows * length, emit, d_min, d_max)
+        return torch.from_numpy(rows.reshape(streams * stream_rows, length)[:count] % symbols)
+
+    n = stream_rows * max(1, n // stream_rows)
+    test = stream_rows * max(1, n // (4 * stream_rows))
+    splits = {"train": split(n, seed + 1), "test": split(test, seed + TEST_SEED_OFFSET)}
+    scores = forward_nll(splits["test"].numpy(), emit, d_min, d_max)
+    info = DataInfo(
+        "shared-regimes",
+        "sequence",
+        (length,),
+        vocab_size=symbols,
+        meta={
+            "true_nll": float(scores.mean()),  # nats per window: the source's own score
+            "true_nll_se": float(scores.std() / math.sqrt(len(scores))),
+            "regimes": regimes,
+            "symbols": symbols,
+            "d_min": d_min,
+            "d_max": d_max,
+            "concentration": concentration,
+            "stream_rows": stream_rows,
+            "seed": seed,
+        },
+    )
+    return Dataset(info, splits)

@@ -149,6 +149,9 @@ class EvaluateOptions:
     temperature: float = 1.0
     points: int = 4096  # at most this many states per cloud
     plot: str = ""  # write a 2-D projection of the teacher-forced and free-running clouds
+    # the drift check: free runs' statistics within L and at steps H - L .. H (0: H = 16 L)
+    drift_runs: int = 128
+    drift_horizon: int = 0
 
 
 # --- building blocks ---------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_a_stationary_model_reads_no_drift_and_a_drifting_one_does(vocab):
     assert max(still["drift_past"], still["drift_within"]) < 5 * still["drift_floor"]
     moving = _drifting(_trainer(info), 1.0).evaluate(data, "test", options)
     assert moving["drift"] > 5
-    assert moving["drift_past"] > 50 * moving["drift_floor"]
+    assert moving["drift_past"] > 20 * moving["drift_floor"]
 
 
 def test_drift_horizon_must_leave_room_past_the_training_length():

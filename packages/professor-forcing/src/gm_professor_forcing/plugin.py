@@ -104,8 +104,8 @@ def gm_datasets():
         DatasetSpec(
             "oscillator",
             f"{_P}.sources:oscillator",
-            "a noisy nonlinear oscillator: per cycle a period uniform on 10..30 steps and an "
-            "amplitude uniform on [0.5, 1.5] (an exactly known stationary law), real-valued",
+            "a noisy nonlinear oscillator: per cycle a period uniform on 10..30 steps, a "
+            "slowly wandering log-normal amplitude (AR(1) over cycles): an exact stationary law",
             modality="sequence",
             shape=(64, 1),
             source="synthetic (gm-professor-forcing)",

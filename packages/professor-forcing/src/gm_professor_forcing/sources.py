@@ -2,17 +2,24 @@
 exactly (issue 23): ``oscillator`` (real-valued) and ``shared-regimes`` (tokens).
 
 ``oscillator``: a noisy nonlinear oscillator, one real value per step. It runs in cycles;
-cycle k has an integer period P_k ~ Uniform{p_min .. p_max} and an amplitude
-A_k ~ Uniform[a_min, a_max], independent of each other and of every other cycle. Step j of
-the cycle (j = 0 .. P_k - 1) emits
+cycle k has an integer period P_k ~ Uniform{p_min .. p_max}, independent of everything else,
+and an amplitude A_k whose logarithm is a stationary AR(1) over cycles,
+
+    log A_k = mu + rho (log A_{k-1} - mu) + sqrt(1 - rho^2) s xi_k,   xi_k ~ N(0, 1)
+
+(mu = log ``amp_median``, s = ``amp_sd``): every cycle's amplitude is log-normal
+(log A ~ N(mu, s^2)) and consecutive cycles' log amplitudes correlate by rho. With rho near 1
+the amplitude wanders slowly: a window of L steps shows little of its pull back to mu, which
+a free-running model then has to have learnt to stay on the law far past L. Step j of the
+cycle (j = 0 .. P_k - 1) emits
 
     x = A_k * w(2 pi (j + 1/2) / P_k) + sigma * e,   w(phi) = sin(phi + b sin phi),  e ~ N(0, 1)
 
 (b = ``skew``: the rise is steeper than the fall; w's extremes are exactly +-1). The
-stationary law: complete cycles' periods are i.i.d. uniform on p_min .. p_max and their
-amplitudes i.i.d. uniform on [a_min, a_max]; on the sampling grid a cycle's half range
-(max - min) / 2 is A_k m(P_k) with m(P) = (max_j w - min_j w) / 2 (:func:`grid_range`), known
-exactly. Rows start at stationarity (a renewal process: the first cycle's period is
+stationary law: complete cycles' periods are i.i.d. uniform on p_min .. p_max and their log
+amplitudes N(mu, s^2) with lag-one correlation rho; on the sampling grid a cycle's half
+range (max - min) / 2 is A_k m(P_k) with m(P) = (max_j w - min_j w) / 2 (:func:`grid_range`),
+known exactly. Rows start at stationarity (a renewal process: the first cycle's period is
 size-biased, P(P_0 = p) proportional to p, and the row starts at a uniform step of it). The
 NLL floor is not known in closed form; it is at least the noise's entropy
 0.5 log(2 pi e sigma^2) per step (``meta["noise_entropy"]``).
@@ -57,24 +64,27 @@ def oscillator_streams(
     steps: int,
     p_min: int,
     p_max: int,
-    a_min: float,
-    a_max: float,
+    amp_median: float,
+    amp_sd: float,
+    rho: float,
     skew: float,
     sigma: float,
 ) -> np.ndarray:
     """``count`` stationary streams of ``steps`` values, float32 (count, steps)."""
     periods = np.arange(p_min, p_max + 1)
     out = np.empty((count, steps), dtype=np.float32)
+    mu, innovation = math.log(amp_median), math.sqrt(1 - rho**2) * amp_sd
     for i in range(count):
         p0 = rng.choice(periods, p=periods / periods.sum())  # size-biased first cycle
         parts, total = [], 0
         start = int(rng.integers(p0))
         p = p0
+        log_a = mu + amp_sd * rng.standard_normal()  # the stationary law
         while total < steps + start:
-            a = rng.uniform(a_min, a_max)
-            parts.append(a * wave(2 * np.pi * (np.arange(p) + 0.5) / p, skew))
+            parts.append(math.exp(log_a) * wave(2 * np.pi * (np.arange(p) + 0.5) / p, skew))
             total += p
             p = int(rng.integers(p_min, p_max + 1))
+            log_a = mu + rho * (log_a - mu) + innovation * rng.standard_normal()
         clean = np.concatenate(parts)[start : start + steps]
         out[i] = clean + sigma * rng.standard_normal(steps)
     return out
@@ -104,8 +114,9 @@ def oscillator(
     length: int = 64,
     p_min: int = 10,
     p_max: int = 30,
-    a_min: float = 0.5,
-    a_max: float = 1.5,
+    amp_median: float = 1.0,
+    amp_sd: float = 0.4,
+    rho: float = 0.95,
     skew: float = 0.6,
     sigma: float = 0.05,
     stream_rows: int = 4,
@@ -113,10 +124,12 @@ def oscillator(
 ) -> Dataset:
     """``n`` training windows of ``length`` steps (n/4 test windows), in groups of
     ``stream_rows`` consecutive windows of one stationary stream."""
-    if not (2 <= p_min <= p_max and 0 < a_min <= a_max and sigma > 0 and length >= 2):
+    if not (2 <= p_min <= p_max and amp_median > 0 and amp_sd >= 0 and -1 < rho < 1):
         raise ValueError(
-            "oscillator needs 2 <= p_min <= p_max, 0 < a_min <= a_max, sigma > 0, length >= 2."
+            "oscillator needs 2 <= p_min <= p_max, amp_median > 0, amp_sd >= 0, -1 < rho < 1."
         )
+    if not (sigma > 0 and length >= 2):
+        raise ValueError("oscillator needs sigma > 0 and length >= 2.")
 
     def split(count: int, rng_seed: int) -> torch.Tensor:
         streams = max(1, math.ceil(count / stream_rows))
@@ -126,8 +139,9 @@ def oscillator(
             stream_rows * length,
             p_min,
             p_max,
-            a_min,
-            a_max,
+            amp_median,
+            amp_sd,
+            rho,
             skew,
             sigma,
         )
@@ -142,8 +156,9 @@ def oscillator(
         meta={
             "p_min": p_min,
             "p_max": p_max,
-            "a_min": a_min,
-            "a_max": a_max,
+            "amp_median": amp_median,
+            "amp_sd": amp_sd,
+            "rho": rho,
             "skew": skew,
             "sigma": sigma,
             "noise_entropy": 0.5 * math.log(2 * math.pi * math.e * sigma**2),

@@ -32,9 +32,7 @@ def test_oscillator_cycles_follow_the_stated_law():
     # consecutive complete cycles of one row: lag-one correlation rho
     per_row = [S.cycles(row[None], 0.05) for row in x]
     pairs = [
-        (np.log(r / [S.grid_range(int(q), m["skew"]) for q in p]))
-        for p, r in per_row
-        if len(p) > 1
+        (np.log(r / [S.grid_range(int(q), m["skew"]) for q in p])) for p, r in per_row if len(p) > 1
     ]
     a = np.concatenate([v[:-1] for v in pairs])
     b = np.concatenate([v[1:] for v in pairs])
@@ -73,13 +71,35 @@ def test_forward_nll_is_a_normalised_law_on_a_shared_alphabet():
     assert not np.allclose(p2[:, 0] / p2.sum(1), p2[0, 0] / p2[0].sum())
 
 
-def test_shared_regimes_floor_is_the_source_score_of_the_test_rows():
-    data = load_dataset("shared-regimes", options={"n": 256, "length": 32, "seed": 1})
+def test_ring_switches_are_a_normalised_law_and_the_drawn_streams_follow_them():
+    emit = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7], [1 / 3, 1 / 3, 1 / 3]])
+    ring = S.switch_matrix(4, "ring")
+    rows = np.array(list(itertools.product([0, 1, 2], repeat=6)))
+    p = np.exp(-S.forward_nll(rows, emit, 1, 2, ring))
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    # Monte Carlo: the drawn rows' frequencies are those probabilities
+    drawn = S.draw_regime_streams(np.random.default_rng(0), 40_000, 6, emit, 1, 2, ring)
+    index = (drawn * 3 ** np.arange(5, -1, -1)).sum(1)
+    freq = np.bincount(index, minlength=len(rows)) / len(drawn)
+    assert np.abs(freq - p).max() < 5 * np.sqrt(p.max() / len(drawn))
+    chi2 = len(drawn) * ((freq - p) ** 2 / p).sum()  # ~ chi-square with 728 dof
+    dof = len(rows) - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof)
+
+
+@pytest.mark.parametrize("switch", ["uniform", "ring"])
+def test_shared_regimes_floor_is_the_source_score_of_the_test_rows(switch):
+    data = load_dataset(
+        "shared-regimes", options={"n": 256, "length": 32, "seed": 1, "switch": switch}
+    )
     m = data.info.meta
     emit = R.emissions(m["regimes"], m["symbols"], m["seed"], m["concentration"])
     x = data.raw("test").numpy()
     assert x.max() < m["symbols"]
-    assert S.forward_nll(x, emit, m["d_min"], m["d_max"]).mean() == pytest.approx(m["true_nll"])
+    moves = S.switch_matrix(m["regimes"], switch)
+    assert S.forward_nll(x, emit, m["d_min"], m["d_max"], moves).mean() == pytest.approx(
+        m["true_nll"]
+    )
     # the source beats any order-0 model: per token it is below the unigram entropy
     freq = np.bincount(x.ravel(), minlength=m["symbols"]) / x.size
     unigram = -(freq[freq > 0] * np.log(freq[freq > 0])).sum()

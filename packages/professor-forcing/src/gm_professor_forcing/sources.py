@@ -25,8 +25,10 @@ NLL floor is not known in closed form; it is at least the noise's entropy
 0.5 log(2 pi e sigma^2) per step (``meta["noise_entropy"]``).
 
 ``shared-regimes``: the regime-switch source (regimes.py: K regimes, durations uniform on
-d_min .. d_max, then a different regime, uniform over the K - 1 others) with one SHARED
-alphabet of m symbols: each regime has its own emission law over all m symbols, so the
+d_min .. d_max, then a different regime: uniform over the K - 1 others, or with
+``switch="ring"`` a neighbour on a ring of K, k -> k +- 1 mod K with probability 1/2 each,
+so the regime wanders slowly; the stationary regime law is uniform either way) with one
+SHARED alphabet of m symbols: each regime has its own emission law over all m symbols, so the
 regime is hidden and a model must infer it from the tokens so far; one unlikely token
 moves that belief and misleads what follows. The exact NLL of a row under the source is the
 forward algorithm over (regime, age of its block) (:func:`forward_nll`); the data's
@@ -172,11 +174,62 @@ def oscillator(
 
 
 # --- shared-regimes -----------------------------------------------------------------------
-def forward_nll(tokens, emit: np.ndarray, d_min: int, d_max: int) -> np.ndarray:
+def switch_matrix(regimes: int, switch: str) -> np.ndarray:
+    """P(next regime | the block of this one ended): zero diagonal, rows sum to 1."""
+    if switch == "uniform":
+        m = np.full((regimes, regimes), 1 / (regimes - 1))
+        np.fill_diagonal(m, 0)
+        return m
+    if switch == "ring":
+        m = np.zeros((regimes, regimes))
+        for k in range(regimes):
+            m[k, (k + 1) % regimes] += 0.5
+            m[k, (k - 1) % regimes] += 0.5
+        return m
+    raise ValueError(f"switch must be uniform or ring, not {switch!r}.")
+
+
+def draw_regime_streams(
+    rng: np.random.Generator,
+    count: int,
+    steps: int,
+    emit: np.ndarray,
+    d_min: int,
+    d_max: int,
+    switch: np.ndarray,
+) -> np.ndarray:
+    """``count`` stationary streams of ``steps`` symbols (regimes.draw_streams's law with the
+    switch matrix ``switch``; the emitted symbol only, not the regime)."""
+    regimes, symbols = emit.shape
+    S = R.survival(d_min, d_max)
+    age_law = S[1 : d_max + 1] / S[1 : d_max + 1].sum()
+    regime = rng.integers(regimes, size=count)
+    age = rng.choice(np.arange(1, d_max + 1), size=count, p=age_law)
+    low = np.maximum(age, d_min)
+    dur = low + (rng.random(count) * (d_max - low + 1)).astype(np.int64)
+    emit_cdf, switch_cdf = np.cumsum(emit, 1), np.cumsum(switch, 1)
+    out = np.empty((count, steps), dtype=np.int64)
+    for t in range(steps):
+        u = rng.random(count)[:, None]
+        out[:, t] = np.minimum((u > emit_cdf[regime]).sum(1), symbols - 1)
+        ended = age >= dur
+        v = rng.random(count)[:, None]
+        nxt = np.minimum((v > switch_cdf[regime]).sum(1), regimes - 1)
+        regime = np.where(ended, nxt, regime)
+        dur = np.where(ended, rng.integers(d_min, d_max + 1, size=count), dur)
+        age = np.where(ended, 1, age + 1)
+    return out
+
+
+def forward_nll(
+    tokens, emit: np.ndarray, d_min: int, d_max: int, switch: np.ndarray | None = None
+) -> np.ndarray:
     """-log p(row) in nats under the shared-alphabet source (stationary start), per row: the
-    forward algorithm over (regime, age of the current block)."""
+    forward algorithm over (regime, age of the current block); ``switch`` the switch
+    matrix (default: uniform over the other regimes)."""
     x = np.asarray(tokens)
     regimes = emit.shape[0]
+    switch = switch_matrix(regimes, "uniform") if switch is None else switch
     S = R.survival(d_min, d_max)
     ages = np.arange(1, d_max + 1)
     stay = np.divide(S[ages + 1], S[ages], out=np.zeros(d_max), where=S[ages] > 0)
@@ -188,7 +241,7 @@ def forward_nll(tokens, emit: np.ndarray, d_min: int, d_max: int) -> np.ndarray:
             kept = np.zeros_like(alpha)
             kept[:, :, 1:] = alpha[:, :, :-1] * stay[:-1]
             ended = (alpha * (1 - stay)).sum(-1)  # (rows, regimes): blocks that end now
-            kept[:, :, 0] = (ended.sum(-1, keepdims=True) - ended) / (regimes - 1)
+            kept[:, :, 0] = ended @ switch
             alpha = kept
         alpha = alpha * emit[:, x[:, t]].T[:, :, None]
         norm = alpha.sum((1, 2))
@@ -205,6 +258,7 @@ def shared_regimes(
     d_min: int = 8,
     d_max: int = 24,
     concentration: float = 0.3,
+    switch: str = "uniform",
     stream_rows: int = 4,
     seed: int = 0,
 ) -> Dataset:
@@ -215,17 +269,18 @@ def shared_regimes(
             "shared-regimes needs regimes >= 2, symbols >= 2, 1 <= d_min <= d_max, length >= 2."
         )
     emit = R.emissions(regimes, symbols, seed, concentration)
+    moves = switch_matrix(regimes, switch)
 
     def split(count: int, rng_seed: int) -> torch.Tensor:
         streams = max(1, math.ceil(count / stream_rows))
         rng = np.random.default_rng(rng_seed)
-        rows = R.draw_streams(rng, streams, stream_rows * length, emit, d_min, d_max)
-        return torch.from_numpy(rows.reshape(streams * stream_rows, length)[:count] % symbols)
+        rows = draw_regime_streams(rng, streams, stream_rows * length, emit, d_min, d_max, moves)
+        return torch.from_numpy(rows.reshape(streams * stream_rows, length)[:count])
 
     n = stream_rows * max(1, n // stream_rows)
     test = stream_rows * max(1, n // (4 * stream_rows))
     splits = {"train": split(n, seed + 1), "test": split(test, seed + TEST_SEED_OFFSET)}
-    scores = forward_nll(splits["test"].numpy(), emit, d_min, d_max)
+    scores = forward_nll(splits["test"].numpy(), emit, d_min, d_max, moves)
     info = DataInfo(
         "shared-regimes",
         "sequence",
@@ -239,6 +294,7 @@ def shared_regimes(
             "d_min": d_min,
             "d_max": d_max,
             "concentration": concentration,
+            "switch": switch,
             "stream_rows": stream_rows,
             "seed": seed,
         },

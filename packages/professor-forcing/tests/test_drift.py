@@ -32,6 +32,18 @@ def test_statistic_error_of_real_windows_counts_values_and_increments():
     assert E.statistic_error(walk, ref, None) > 0.5
 
 
+def test_statistic_error_is_in_units_of_the_data_and_2grams_for_tokens():
+    g = torch.Generator().manual_seed(2)
+    ref = torch.randn(2000, 16, 2, generator=g)
+    other = torch.randn(2000, 16, 2, generator=g) * 1.3 + 0.2
+    base = E.statistic_error(other, ref, None)
+    assert E.statistic_error(7 * other, 7 * ref, None) == pytest.approx(base, rel=1e-6)
+    assert base > 0.2  # two features' shifts and spreads add up
+    tokens = torch.randint(0, 3, (200, 10), generator=g)
+    more = torch.randint(0, 3, (200, 10), generator=g)
+    assert E.statistic_error(tokens, more, 3) == E.ngram_js(tokens, more, 2, 3)
+
+
 def _drifting(trainer, strength: float):
     """The GRU's state rises from 0 towards 1 (h_t = 1 - 0.97^t, whatever the input); the
     readout turns that into a law that changes with time, ``strength`` 0: none."""

@@ -23,7 +23,7 @@ def data():
     return markov_chain(n=64, length=12)
 
 
-@pytest.mark.parametrize("cap", [0.0, 0.5])
+@pytest.mark.parametrize("cap", [0.0, 0.5, 1e6])  # off, binding, far above the ratio
 def test_ratio_cosine_and_cap_on_known_gradients(data, cap):
     """NLL = a . w and the adversarial term = b . w on one weight: the gradients are a and
     b exactly, so the ratio is scale |b| / |a|, the cosine a.b / |a||b|, and the surrogate's
@@ -79,6 +79,14 @@ def test_diagnosed_steps_make_the_same_update_as_plain_ones(data):
     assert m_every[1]["grad_ratio"] != m_every[0]["grad_ratio"]
     assert all(m["grad_ratio"] > 0 and -1 <= m["grad_cosine"] <= 1 for m in m_every)
     assert m_every[-1]["g_gate_ever_open"] == 1
+
+
+def test_diagnostics_with_the_teacher_term(data):
+    """C_t shares the teacher-forced graph with the NLL: both gradients taken apart."""
+    seed_everything(6)
+    tr = _pf(data, gate_g=0.0, teacher_term=True, log_every=1, steps=2)
+    m = _steps(tr, data, 2)
+    assert all("c_t" in r and r["grad_ratio"] > 0 for r in m)
 
 
 def test_the_cap_bounds_the_applied_adversarial_gradient(data):

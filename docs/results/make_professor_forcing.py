@@ -16,7 +16,7 @@ Issue 23's test of the thesis's claim, in order:
    (a hidden regime wandering on a ring, one shared alphabet), ``regime-switch`` (disjoint
    alphabets: the issue's "train short" case).
 2. Where drift exists (the first such source; the oscillator if none, and then the page says
-   the comparison can show cost only): from each seed's near-floor teacher-forced model,
+   the comparison can show cost only): from each seed's teacher-forced model of step 1,
    the same number of further updates of teacher forcing, scheduled sampling, professor
    forcing (the thesis's weighting) and professor forcing with ``adversarial_cap``; teacher
    forcing again for as long (wall-clock) as professor forcing took. NLL over the floor,
@@ -661,6 +661,19 @@ run): `professor-forcing/mnist-samples.png`.
 """
 
 
+def rerendered(commit: str) -> str:
+    """Where the text was re-rendered (``--page-only``) by a later script than the numbers'."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    if not head or head == commit:
+        return ""
+    return (
+        f" The text was re-rendered from these numbers (`--page-only`) at commit {head}: "
+        "the reading rules changed, not the numbers."
+    )
+
+
 def render(data: dict) -> str:
     meta, s = data["meta"], data["settings"]
     checks = data["checks"]
@@ -675,7 +688,8 @@ def render(data: dict) -> str:
         f"Made at commit {meta['commit']} on CPU only, {meta['threads']} thread, torch {meta['torch']}, "
         f"in {meta['minutes']:.0f} minutes, on a machine shared with several other jobs (load "
         f"average at start {meta['load'][0]}, at the end {meta['load'][1]}): times are noisy."
-        + (" **PF_QUICK smoke run: not a result.**" if meta["quick"] else ""),
+        + (" **PF_QUICK smoke run: not a result.**" if meta["quick"] else "")
+        + rerendered(meta["commit"]),
         "",
         "**What did not work, first.**",
         "",
@@ -721,7 +735,7 @@ def render(data: dict) -> str:
         f"- The thesis's claim (professor forcing reduces drift past L at no more than +1% NLL) "
         f"{'**holds** for at least one professor-forcing variant here' if holds_any else '**does not hold here**'} "
         f"(section 2, `{data['target']}`, {len(s['seeds'])} paired seeds, {s['more']} updates "
-        "from a near-floor teacher-forced model)."
+        "from section 1's teacher-forced models)."
     )
     first.append(
         f"- Small models and short training only (GRU 32, {min(s['pretrain'].values())}-"

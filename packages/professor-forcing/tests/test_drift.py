@@ -93,3 +93,8 @@ def test_drift_horizon_must_leave_room_past_the_training_length():
     data = Dataset(info, {"test": torch.randint(0, 3, (16, 8))})
     with pytest.raises(GMError, match="drift-horizon"):
         _trainer(info).evaluate(data, "test", EvaluateOptions(n=4, drift_horizon=15))
+    with pytest.raises(GMError, match="drift-runs"):
+        _trainer(info).evaluate(data, "test", EvaluateOptions(n=4, drift_runs=0))
+    # the smallest allowed: 2 L steps, one run
+    m = _trainer(info).evaluate(data, "test", EvaluateOptions(n=4, drift_horizon=16, drift_runs=1))
+    assert m["drift_horizon"] == 16

@@ -1,6 +1,7 @@
 """The oscillator and shared-regimes sources against their stated laws."""
 
 import itertools
+import statistics
 
 import numpy as np
 import pytest
@@ -16,7 +17,15 @@ def test_oscillator_cycles_follow_the_stated_law():
     law is exact)."""
     data = load_dataset(
         "oscillator",
-        options={"n": 512, "length": 64, "sigma": 1e-4, "p_min": 6, "p_max": 11, "rho": 0.8},
+        options={
+            "n": 512,
+            "length": 64,
+            "sigma": 1e-4,
+            "p_min": 6,
+            "p_max": 11,
+            "rho": 0.8,
+            "amp_median": 1.5,
+        },
     )
     m = data.info.meta
     x = data.raw("train").numpy().reshape(-1, 64 * m["stream_rows"])
@@ -42,6 +51,12 @@ def test_oscillator_cycles_follow_the_stated_law():
 def test_oscillator_rows_start_at_stationarity_and_carry_noise():
     data = load_dataset("oscillator", options={"n": 1024, "length": 32, "seed": 2})
     x = data.raw("train").numpy()[:, :, 0]
+    sigma = data.info.meta["sigma"]  # the floor's bound: the noise's differential entropy,
+    normal = statistics.NormalDist(0, sigma)  # here by quadrature of -p log p
+    grid = np.linspace(-8 * sigma, 8 * sigma, 2001)
+    dens = np.array([normal.pdf(float(v)) for v in grid])
+    entropy = -(dens * np.log(dens)).sum() * (grid[1] - grid[0])
+    assert data.info.meta["noise_entropy"] == pytest.approx(entropy, abs=1e-3)
     # stationary: the first step's law equals a middle step's
     assert abs(x[:, 0].mean() - x[:, 16].mean()) < 0.06
     assert abs(x[:, 0].std() - x[:, 16].std()) < 0.06
@@ -59,6 +74,14 @@ def test_forward_nll_is_the_regime_switch_exact_nll_on_disjoint_alphabets():
     np.testing.assert_allclose(
         S.forward_nll(tokens, wide, 4, 9), R.exact_nll(tokens, emit, 4, 9), rtol=1e-10
     )
+
+
+def test_switch_matrices():
+    ring = S.switch_matrix(4, "ring")
+    expected = np.array([[0, 0.5, 0, 0.5], [0.5, 0, 0.5, 0], [0, 0.5, 0, 0.5], [0.5, 0, 0.5, 0]])
+    np.testing.assert_array_equal(ring, expected)
+    uniform = S.switch_matrix(3, "uniform")
+    np.testing.assert_allclose(uniform, (np.ones((3, 3)) - np.eye(3)) / 2)
 
 
 def test_forward_nll_is_a_normalised_law_on_a_shared_alphabet():
@@ -97,9 +120,9 @@ def test_shared_regimes_floor_is_the_source_score_of_the_test_rows(switch):
     x = data.raw("test").numpy()
     assert x.max() < m["symbols"]
     moves = S.switch_matrix(m["regimes"], switch)
-    assert S.forward_nll(x, emit, m["d_min"], m["d_max"], moves).mean() == pytest.approx(
-        m["true_nll"]
-    )
+    scores = S.forward_nll(x, emit, m["d_min"], m["d_max"], moves)
+    assert scores.mean() == pytest.approx(m["true_nll"])
+    assert m["true_nll_se"] == pytest.approx(scores.std() / np.sqrt(len(scores)))
     # the source beats any order-0 model: per token it is below the unigram entropy
     freq = np.bincount(x.ravel(), minlength=m["symbols"]) / x.size
     unigram = -(freq[freq > 0] * np.log(freq[freq > 0])).sum()

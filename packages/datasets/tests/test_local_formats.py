@@ -83,6 +83,30 @@ def test_sequential_mnist_from_digits_with_permutation():
     assert torch.equal(grey.raw("train"), images.raw("train").reshape(-1, 64).long())
 
 
+def test_sequential_mnist_stochastic_binarisation_is_fixed_and_follows_the_grey_levels():
+    opts = {"source": "digits", "pixels": "stochastic", "binarize_seed": "3"}
+    a, b = (
+        load_dataset("sequential-mnist", options=opts),
+        load_dataset("sequential-mnist", options=opts),
+    )
+    assert a.info.vocab_size == 2 and a.info.meta["binarize_seed"] == 3
+    assert torch.equal(a.raw("train"), b.raw("train"))  # one fixed draw, not per load
+    other = load_dataset("sequential-mnist", options={**opts, "binarize_seed": "4"})
+    assert not torch.equal(a.raw("train"), other.raw("train"))
+    grey = load_dataset("digits").raw("train").reshape(-1, 64).double() / 255
+    x = a.raw("train").double()
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    assert not (x[grey == 0]).any() and x[grey == 1].all()  # black stays 0, white stays 1
+    # P(1) = grey / 255: the counts of ones over all pixels match their expectation
+    mid = (grey > 0) & (grey < 1)
+    expected, var = grey[mid].sum(), (grey[mid] * (1 - grey[mid])).sum()
+    assert abs(x[mid].sum() - expected) < 4 * var.sqrt()
+    with pytest.raises(GMError, match="no grey levels"):
+        load_dataset(
+            "sequential-mnist", options={"source": "binarized-mnist", "pixels": "stochastic"}
+        )
+
+
 def test_sequential_mnist_over_mnist(tmp_path):
     fixtures.write_mnist(tmp_path / "mnist", n_train=6, n_test=3)
     data = load_dataset("sequential-mnist", str(tmp_path))

@@ -20,6 +20,13 @@
   old comparison against teacher-forced states from the start (``*_vs_start``). ``--plot``
   draws the clouds by PCA and by t-SNE (scikit-learn, as the thesis) and adds
   ``tsne_centroid_distance``.
+- The drift check (exposure bias made visible, or visibly absent): ``drift_runs`` free runs
+  of ``drift_horizon`` steps (default 16 L) from the model's start; the error of their
+  per-step statistics against the split's windows (:func:`statistic_error`) within the
+  training length (steps 0..L: ``drift_within``) and far past it (the last L steps:
+  ``drift_past``), and ``drift`` = past / within. Both windows hold as many steps, so a model
+  whose free run is stationary reads about 1 (sampling noise: ``drift_floor`` is the error of
+  as many real training windows); a model whose errors compound reads well above 1.
 - For tokens, ``js_2gram`` / ``js_3gram``: Jensen-Shannon divergence (bits) between the
   n-gram frequencies of the free-running draws past the training length and of the split,
   with the floor of as many training tokens against the split (``*_floor``).
@@ -34,6 +41,7 @@ import torch
 
 from gm.data import Dataset
 from gm.errors import GMError
+from gm_professor_forcing import sampling
 
 if TYPE_CHECKING:
     from gm_professor_forcing.trainers import EvaluateOptions, SequenceTrainer
@@ -106,6 +114,65 @@ def ngram_js(a: torch.Tensor, b: torch.Tensor, n: int, vocab: int) -> float:
         return (u[keep] * (u[keep] / m[keep]).log2()).sum()
 
     return (0.5 * kl(p) + 0.5 * kl(q)).item()
+
+
+def quantile_w1(a: torch.Tensor, b: torch.Tensor, levels: int = 256) -> float:
+    """1-Wasserstein distance between the empirical laws of two 1-D samples (the mean
+    absolute difference of their quantiles on a midpoint grid)."""
+    q = (torch.arange(levels, dtype=torch.float64, device=a.device) + 0.5) / levels
+    return (torch.quantile(a.double(), q) - torch.quantile(b.double(), q)).abs().mean().item()
+
+
+def statistic_error(windows: torch.Tensor, reference: torch.Tensor, vocab: int | None) -> float:
+    """How far the per-step statistics of ``windows`` are from the ``reference`` windows'
+    (both prepared rows). Tokens: the Jensen-Shannon divergence (bits) of their 2-gram
+    frequencies. Real values: per feature, the 1-Wasserstein distance of the values and of the
+    one-step increments, each divided by the reference's standard deviation, summed."""
+    if vocab:
+        return ngram_js(windows, reference, 2, vocab)
+    total = 0.0
+    for d in range(windows.shape[-1]):
+        for f in (lambda v: v, lambda v: v.diff(dim=1)):
+            a, b = f(windows[..., d]).flatten(), f(reference[..., d]).flatten()
+            total += quantile_w1(a, b) / max(b.double().std().item(), 1e-12)
+    return total
+
+
+@torch.no_grad()
+def drift_study(
+    trainer: SequenceTrainer, x: torch.Tensor, reference: torch.Tensor | None, options
+) -> dict[str, float]:
+    """The drift check (module docstring): free runs' statistics within L and far past it
+    against the split ``x``; ``reference`` (training windows) gives the noise floor."""
+    length, vocab = trainer.length, trainer.info.vocab_size
+    horizon = options.drift_horizon or 16 * length
+    if horizon < 2 * length or options.drift_runs < 1:
+        raise GMError(
+            f"--drift-horizon must be at least twice the training length ({2 * length}) and "
+            f"--drift-runs positive; got {horizon} and {options.drift_runs}."
+        )
+    runs = options.drift_runs
+    draws = torch.cat(
+        [
+            sampling.sample(
+                trainer.generator, min(options.batch_size, runs - i), horizon, options.temperature
+            )  # fmt: skip
+            for i in range(0, runs, options.batch_size)
+        ]
+    )
+    draws = trainer.prepare(draws)
+    within = statistic_error(draws[:, :length], x, vocab)
+    past = statistic_error(draws[:, horizon - length :], x, vocab)
+    out = {
+        "drift_horizon": float(horizon),
+        "drift_within": within,
+        "drift_past": past,
+        "drift": past / max(within, 1e-300),
+    }
+    if reference is not None:
+        rows = reference[torch.randperm(len(reference), device=reference.device)[:runs]]
+        out["drift_floor"] = statistic_error(rows, x, vocab)
+    return out
 
 
 def real_long_sequences(x: torch.Tensor, count: int, rows: int, stream_rows: int):
@@ -262,11 +329,15 @@ def evaluate(
         study, samples, clouds = hidden_state_study(trainer, x, options, stream_rows)
         metrics.update(study)
         length = trainer.length
+        reference = (
+            trainer.prepare(data.tensor("train", trainer.device))
+            if "train" in data.splits
+            else None
+        )
+        if info.modality == "sequence":
+            metrics.update(drift_study(trainer, x, reference, options))
         if info.vocab_size and samples.shape[1] > length + 3 and info.modality == "sequence":
             past = samples[:, length:]
-            reference = (
-                data.tensor("train", trainer.device).long() if "train" in data.splits else None
-            )
             for n in (2, 3):
                 metrics[f"js_{n}gram"] = ngram_js(past, x, n, info.vocab_size)
                 if reference is not None:

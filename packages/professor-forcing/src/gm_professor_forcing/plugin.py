@@ -141,5 +141,25 @@ def gm_datasets():
             shape=(256,),
             source="synthetic (gm-professor-forcing)",
             licence="public domain",
-        )
+        ),
+        DatasetSpec(
+            "oscillator",
+            f"{_P}.sources:oscillator",
+            "a noisy nonlinear oscillator: per cycle a period uniform on 10..30 steps, a "
+            "slowly wandering log-normal amplitude (AR(1) over cycles): an exact stationary law",
+            modality="sequence",
+            shape=(64, 1),
+            source="synthetic (gm-professor-forcing)",
+            licence="public domain",
+        ),
+        DatasetSpec(
+            "shared-regimes",
+            f"{_P}.sources:shared_regimes",
+            "regime-switch over one shared 6-symbol alphabet: the regime is hidden, a wrong "
+            "token misleads what follows; exact forward-algorithm NLL of the rows",
+            modality="sequence",
+            shape=(64,),
+            source="synthetic (gm-professor-forcing)",
+            licence="public domain",
+        ),
     ]

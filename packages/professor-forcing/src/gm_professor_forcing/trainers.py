@@ -19,6 +19,14 @@ minibatch x:
    ``NLL/token + (C_f + C_t) / L`` (``weighting="sequence"``, the default);
    ``weighting="token"`` adds C_f to the per-token NLL (L times the thesis's weight).
 
+Diagnostics (issue 23), in every metrics row: ``grad_ratio`` = |w grad C_f| / |grad NLL| (w
+the weight C_f gets beside the per-token NLL, whether or not the gate lets it through: the
+pressure the gate holds) and ``grad_cosine`` between the two, measured on the first step of
+each ``log_every`` window (two gradients instead of one: not every step) and held through
+it (every step's under the cap, which needs them anyway); ``d_accuracy``, the gates, and ``g_gate_ever_open``. A run whose D->G gate never opened
+was teacher forcing, and its last step says so. ``adversarial_cap`` (a named option beyond
+the thesis) scales the adversarial gradient down to at most ``cap`` times the NLL's.
+
 Both gates are device tensors, so a step never waits for the host: a closed D->G gate
 selects a zero (``torch.where``, whose gradient to the closed branch is exactly zero) and a
 closed D gate is :meth:`gm.trainer.Trainer.optimizer_step`'s ``enabled`` (fused Adam's
@@ -118,6 +126,10 @@ class ProfessorForcingConfig(SequenceConfig):
     gate_g: float = 0.75  # D -> G gradient only when D's smoothed accuracy exceeds this
     gate_d: float = 0.99  # D's update skipped when its smoothed accuracy exceeds this
     gate_momentum: float = 0.9  # EMA momentum of the accuracy (0: this batch's accuracy)
+    # beyond the thesis (issue 23): the adversarial gradient's norm at most this many times
+    # the NLL gradient's, per step (0: off, the thesis). C_f's gradient otherwise grows
+    # with D's confidence until it outweighs and opposes the likelihood's.
+    adversarial_cap: float = 0.0
     # fast paths: D's GRU as fused.GRULayer ("auto": on CPU); a closed D->G gate skips the
     # adversarial graph it would zero, read on the host ("auto": on CPU, where reading a
     # tensor is no device sync; elsewhere the gate stays a device tensor in torch.where)
@@ -149,6 +161,15 @@ class EvaluateOptions:
     temperature: float = 1.0
     points: int = 4096  # at most this many states per cloud
     plot: str = ""  # write a 2-D projection of the teacher-forced and free-running clouds
+    # the drift check: free runs' statistics within L and at steps H - L .. H (0: H = 16 L)
+    drift_runs: int = 128
+    drift_horizon: int = 0
+
+
+NEVER_OPENED = (
+    "gm: professor forcing never opened its gate (D's smoothed accuracy never exceeded "
+    "gate_g = {gate:g}): this run was teacher forcing."
+)
 
 
 # --- building blocks ---------------------------------------------------------------------
@@ -367,6 +388,12 @@ class ProfessorForcingTrainer(SequenceTrainer):
             self.discriminator.parameters(), config.d_lr, betas=(config.d_beta1, 0.999)
         )
         self.gate = GateState().to(self.device)
+        if config.adversarial_cap < 0:
+            raise GMError(
+                f"adversarial_cap must be at least 0 (0: off); got {config.adversarial_cap}."
+            )
+        self.open_steps = torch.zeros((), device=self.device)  # steps the D->G gate was open
+        self.diagnostics: dict[str, torch.Tensor] = {}  # held through a log_every window
 
     @classmethod
     def default_config(cls, info: DataInfo) -> ProfessorForcingConfig:
@@ -424,6 +451,43 @@ class ProfessorForcingTrainer(SequenceTrainer):
         per = 1.0 / self.length if self.config.weighting == "sequence" else 1.0
         return self.config.adversarial_weight * per
 
+    def extra_state(self) -> dict[str, Any]:
+        return {"gate_open_steps": int(self.open_steps.item())}  # at checkpoints only
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.open_steps.fill_(float(state.get("gate_open_steps", 0)))
+
+    def generator_gradient(self, nll, adversarial, g_open):
+        """The generator's gradient, NLL's and the (weighted) adversarial term's apart: a
+        surrogate loss with exactly that gradient (so :meth:`optimizer_step` reduces,
+        clips and steps as usual), the capped scale applied, and the diagnostics."""
+        params = [p for p in self.generator.parameters() if p.requires_grad]
+
+        def grads(loss, keep):
+            g = torch.autograd.grad(loss, params, retain_graph=keep, allow_unused=True)
+            return [torch.zeros_like(p) if q is None else q for p, q in zip(params, g, strict=True)]
+
+        g_nll = grads(nll, True)
+        g_adv = grads(self.adversarial_scale() * adversarial, False)
+        n_nll = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in g_nll]))
+        n_adv = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in g_adv]))
+        dot = sum((a * b).sum() for a, b in zip(g_nll, g_adv, strict=True))
+        tiny = torch.finfo(n_nll.dtype).tiny
+        ratio = n_adv / n_nll.clamp_min(tiny)
+        factor = g_open.float()
+        if self.config.adversarial_cap:
+            factor = factor * (self.config.adversarial_cap / ratio.clamp_min(tiny)).clamp(max=1)
+        surrogate = sum(
+            (p * (a + factor * b).detach()).sum()
+            for p, a, b in zip(params, g_nll, g_adv, strict=True)
+        )
+        diagnostics = {
+            "grad_ratio": ratio.detach(),
+            "grad_cosine": (dot / (n_nll * n_adv).clamp_min(tiny)).detach(),
+            "adversarial_factor": factor.detach(),
+        }
+        return surrogate, diagnostics
+
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.config
         x = self.prepare(batch)
@@ -445,18 +509,35 @@ class ProfessorForcingTrainer(SequenceTrainer):
         moved = torch.stack([(a != p.detach()).any() for a, p in zip(before, after, strict=True)])
         moved = moved.any()
 
-        # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate;
-        # read on the host (no device sync on CPU) a closed gate builds no adversarial graph
-        if fastpath.use(cfg.skip_closed_gates, "host_gates", g_open.device) and not bool(g_open):
-            with torch.no_grad():  # C_f, C_t for the metrics only
-                c_f, c_t = self.adversarial_costs(f_tf, f_free)
-            gated = torch.zeros_like(c_f)
-        else:
+        # 2. the generator: NLL + C_f (+ C_t), D frozen, adversarial part behind the gate.
+        # The gradients apart (diagnostics on the first step of a log window; every step
+        # under the cap); else read on the host (no device sync on CPU) a closed gate builds
+        # no adversarial graph
+        self.open_steps += g_open.float()
+        diagnose = self.step % cfg.log_every == 0 or not self.diagnostics
+        if diagnose or cfg.adversarial_cap:
             c_f, c_t = self.adversarial_costs(f_tf, f_free)
             adversarial = c_f if c_t is None else c_f + c_t
-            gated = torch.where(g_open, adversarial, torch.zeros_like(adversarial))
-        loss = nll + self.adversarial_scale() * gated
-        self.optimizer_step(loss, self.opt_g, clip=self.clip)
+            surrogate, diagnostics = self.generator_gradient(nll, adversarial, g_open)
+            self.diagnostics = diagnostics  # under the cap: every step's
+            applied = self.adversarial_scale() * diagnostics["adversarial_factor"] * adversarial
+            loss = nll + applied.detach()
+            self.optimizer_step(surrogate, self.opt_g, clip=self.clip)
+        else:
+            if fastpath.use(cfg.skip_closed_gates, "host_gates", g_open.device) and not bool(
+                g_open
+            ):
+                with torch.no_grad():  # C_f, C_t for the metrics only
+                    c_f, c_t = self.adversarial_costs(f_tf, f_free)
+                gated = torch.zeros_like(c_f)
+            else:
+                c_f, c_t = self.adversarial_costs(f_tf, f_free)
+                adversarial = c_f if c_t is None else c_f + c_t
+                gated = torch.where(g_open, adversarial, torch.zeros_like(adversarial))
+            loss = nll + self.adversarial_scale() * gated
+            self.optimizer_step(loss, self.opt_g, clip=self.clip)
+        if self.step == cfg.steps - 1:
+            self.say_if_never_opened()
         metrics = {
             "loss": loss.detach(),
             "nll": nll.detach(),
@@ -466,7 +547,18 @@ class ProfessorForcingTrainer(SequenceTrainer):
             "d_accuracy_ema": smoothed,
             "d_updated": moved.float(),
             "g_gate_open": g_open.float(),
+            "g_gate_ever_open": (self.open_steps > 0).float(),
+            **{k: v for k, v in self.diagnostics.items() if k != "adversarial_factor"},
         }
+        if cfg.adversarial_cap:
+            metrics["adversarial_factor"] = diagnostics["adversarial_factor"]
         if c_t is not None:
             metrics["c_t"] = c_t.detach()
         return metrics
+
+    def say_if_never_opened(self) -> None:
+        """The run's last step: one host read, and one plain line if C_f never reached G."""
+        from gm import progress
+
+        if float(self.open_steps) == 0:
+            progress.line(NEVER_OPENED.format(gate=self.config.gate_g))

@@ -69,11 +69,12 @@ def _posterior_tables(betas):
 class ExactReverse(nn.Module):
     """The network whose ddpm reverse is the true reverse q(z_{t-1} | z_t) of data
     z_0 ~ N(mu, var): its x0 prediction is E[z_0 | z_t], and v puts the variance at
-    beta~_t + c0_t^2 Var[z_0 | z_t] (the law of total variance)."""
+    beta~_t + c0_t^2 Var[z_0 | z_t] (the law of total variance). For predict="x0", F is
+    the correction to the skip of a Gaussian with mean ``skip[0]`` and variance ``skip[1]``."""
 
-    def __init__(self, betas, mu, var, predict):
+    def __init__(self, betas, mu, var, predict, skip=(0.0, 1.0)):
         super().__init__()
-        self.mu, self.var, self.predict = mu, var, predict
+        self.mu, self.var, self.predict, self.skip = mu, var, predict, skip
         self.betas = betas.double()
         self.ab, self.post_var, self.c0 = _posterior_tables(self.betas)
 
@@ -86,27 +87,36 @@ class ExactReverse(nn.Module):
         x0_var = self.var * (1 - ab) / (ab * self.var + 1 - ab)
         true_var = self.post_var[t].view(-1, 1) + self.c0[t].view(-1, 1) ** 2 * x0_var
         clipped = torch.cat([self.post_var[1:2], self.post_var[1:]])[t].view(-1, 1)
-        v = (true_var.log() - clipped.log()) / (b.log() - clipped.log())
+        top = b  # v = 1: beta_t for eps, the skip Gaussian's reverse variance for x0
         if self.predict == "x0":
-            f = (x0 - ab.sqrt() * z) / (1 - ab).sqrt()
+            m, sv = self.skip
+            denom = ab * sv + 1 - ab
+            skip_var = sv * (1 - ab) / denom
+            top = self.post_var[t].view(-1, 1) + self.c0[t].view(-1, 1) ** 2 * skip_var
+            skip = m + ab.sqrt() * sv / denom * (z - ab.sqrt() * m)
+            f = (x0 - skip) / skip_var.sqrt()
         else:
             f = (z - ab.sqrt() * x0) / (1 - ab).sqrt()
+        v = (true_var.log() - clipped.log()) / (top.log() - clipped.log())
         return [f.float(), (2 * v - 1).float()]
 
 
-@pytest.mark.parametrize("predict", ["x0", "eps"])
-def test_the_bound_of_the_exact_reverse_is_the_exact_log_likelihood(predict):
+@pytest.mark.parametrize("predict, exact_skip", [("x0", False), ("x0", True), ("eps", False)])
+def test_the_bound_of_the_exact_reverse_is_the_exact_log_likelihood(predict, exact_skip):
     """With p(z_{t-1}|z_t) the true reverse of Gaussian data and q(z_T) ~ N(0, 1), the model's
     joint is q's, so the ELBO gap KL(q(z_1:T|x) || p(z_1:T|x)) is 0: ``evaluate``'s bound
     (every term, the decoder, the prior KL and the standardisation's Jacobian) is the exact
     mean log-density, and the reverse chain's samples are the data's law."""
     T = 100
     tr = trainer(diffusion_steps=T, predict=predict)
-    shift, scale, m, s = 1.0, 0.5, 1.5, 0.7
+    shift, scale, m, s = 1.0, 3.5, 1.5, 0.7  # z_0 ~ N(1/7, 0.04): far from unit variance
     tr.standard.shift.fill_(shift)
     tr.standard.scale.fill_(scale)
     mu, var = (m - shift) / scale, (s / scale) ** 2
-    tr.ema.net = ExactReverse(ddpm.cosine_betas(T), mu, var, predict)
+    skip = (mu, var) if exact_skip else (0.0, 1.0)  # the data's moments: F = 0 is exact
+    tr.ema.skip_mean.fill_(skip[0])
+    tr.ema.skip_var.fill_(skip[1])
+    tr.ema.net = ExactReverse(ddpm.cosine_betas(T), mu, var, predict, skip)
     torch.manual_seed(0)
     x = torch.randn(20_000, 1) * s + m
     data = Dataset(LINE, {"train": x, "test": x})
@@ -115,11 +125,14 @@ def test_the_bound_of_the_exact_reverse_is_the_exact_log_likelihood(predict):
     exact = torch.distributions.Normal(m, s).log_prob(x).mean().item()
     assert out["lower_bound"] == pytest.approx(exact, abs=0.02), (out, exact)
     # a model one step off (the reverse of data with twice the variance) is clearly below
-    tr.ema.net = ExactReverse(ddpm.cosine_betas(T), mu, 2 * var, predict)
+    tr.ema.net = ExactReverse(ddpm.cosine_betas(T), mu, 2 * var, predict, skip)
     worse = tr.evaluate(data, "test", ddpm.DDPMEvaluateOptions(examples=4000, samples=16))
     assert worse["lower_bound"] < exact - 0.05
     # the exact reverse's samples are N(m, s^2)
-    tr.ema.net = ExactReverse(ddpm.cosine_betas(T), mu, var, predict)
+    tr.ema.net = ExactReverse(ddpm.cosine_betas(T), mu, var, predict, skip)
+    if exact_skip:  # the Gaussian's exact reverse is F = 0, v = 1
+        f, f_v = tr.ema.outputs(torch.randn(5, 1), 7)
+        assert f.abs().max() < 1e-5 and (f_v - 1).abs().max() < 1e-4
     torch.manual_seed(2)
     with torch.no_grad():
         samples = tr.sample(20_000, tr.SampleOptions()).double()
@@ -132,7 +145,7 @@ def test_the_kl_terms_vanish_where_the_reverse_is_the_posterior():
     KL term (t >= 2) is 0, and so is the prior term up to abar_T (its closed form)."""
     T = 50
     rev = ddpm.DDPMReverse(
-        ExactReverse(ddpm.cosine_betas(T), 0.8, 0.0, "x0"), ddpm.cosine_betas(T), 1
+        ExactReverse(ddpm.cosine_betas(T), 0.8, 0.0, "x0"), ddpm.cosine_betas(T), (1,)
     )
     z0 = torch.full((64, 1), 0.8)
     torch.manual_seed(0)
@@ -145,15 +158,20 @@ def test_the_kl_terms_vanish_where_the_reverse_is_the_posterior():
     assert ddpm.prior_kl(rev, z0)[0].item() == pytest.approx(want, abs=1e-7)
 
 
-@pytest.mark.parametrize("predict", ["x0", "eps"])
-def test_the_target_is_what_makes_the_x0_prediction_exact(predict):
-    tr = trainer(diffusion_steps=20, predict=predict)
+@pytest.mark.parametrize("predict, skip", [("x0", "full"), ("x0", "diagonal"), ("eps", "none")])
+def test_the_target_is_what_makes_the_x0_prediction_exact(predict, skip):
+    info = DataInfo("three", "vector", (3,))
+    tr = trainer(info, diffusion_steps=20, predict=predict, skip=skip)
     torch.manual_seed(0)
-    z0, noise = torch.randn(32, 1), torch.randn(32, 1)
+    z0, noise = torch.randn(32, 3) @ torch.randn(3, 3), torch.randn(32, 3)
+    training_steps(tr, iter([z0] * 3), 3)  # sets the skip's Gaussian
+    z0 = tr.standardize(z0)  # the model's space
     t = torch.randint(0, 20, (32,))
     rev = tr.model
     z = rev.sample_z(z0, noise, t)
-    torch.testing.assert_close(rev.x0(z, t, rev.target(z0, noise, t)), z0, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(rev.x0(z, t, rev.target(z0, noise, t)), z0, atol=1e-3, rtol=1e-3)
+    if skip != "none":  # under its own Gaussian the target has unit variance
+        assert 0.5 < rev.target(z0, noise, t).var().item() < 2.0
 
 
 def test_the_hybrid_loss_learns_the_mean_from_l_simple_only():
@@ -195,6 +213,49 @@ def test_the_vlb_term_at_t_1_is_the_decoder_nll_and_in_bits():
                     torch.distributions.Normal(mean, (0.5 * log_var).exp()),
                 )
         torch.testing.assert_close(vlb.detach(), want[:, 0] / math.log(2), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("skip", ["diagonal", "full"])
+def test_the_skip_is_the_gaussian_of_all_the_data_seen(skip):
+    """The x0 skip's Gaussian: the mean and (diagonal or full) covariance of every
+    standardised batch so far, in the reverse and its EMA; the full one after its warm-up
+    on the diagonal (fewer rows than 2 D)."""
+    tr = trainer(DataInfo("two", "vector", (2,)), diffusion_steps=10, lr=0.0, skip=skip)
+    assert tr.skip_warmup == 1  # 2 D = 4 rows: the first batch
+    torch.manual_seed(0)
+    mix = torch.tensor([[1.0, 0.0], [2.0, 3.0]])
+    a, b = torch.randn(64, 2) @ mix, torch.randn(32, 2) + 2
+    training_steps(tr, iter([a, b]), 2)
+    z = tr.standardize(torch.cat([a, b])).double()
+    cov = torch.cov(z.T, correction=0)
+    for rev in (tr.model, tr.ema):
+        torch.testing.assert_close(rev.skip_mean.double(), z.mean(0))
+        if skip == "full":
+            u, lam = rev.skip_axes.double(), rev.skip_var.double()
+            torch.testing.assert_close(u @ torch.diag(lam) @ u.T, cov, rtol=1e-4, atol=1e-6)
+        else:
+            torch.testing.assert_close(rev.skip_var.double(), cov.diagonal(), rtol=1e-4, atol=1e-6)
+
+
+def test_the_full_skip_is_the_gaussians_posterior_mean():
+    """With F = 0 the x0 prediction is E[z_0 | z_t] of the full-covariance Gaussian G:
+    mu + sqrt(abar) S (abar S + (1 - abar) I)^-1 (z_t - sqrt(abar) mu)."""
+    rev = ddpm.DDPMReverse(nn.Identity(), ddpm.cosine_betas(20), (2,), "x0", "full")
+    mu, cov = torch.tensor([0.5, -1.0]), torch.tensor([[2.0, 1.2], [1.2, 1.0]])
+    lam, axes = torch.linalg.eigh(cov)
+    rev.skip_mean.copy_(mu)
+    rev.skip_var.copy_(lam)
+    rev.skip_axes.copy_(axes)
+    z = torch.randn(6, 2)
+    for i in (0, 7, 19):
+        ab = rev.alpha_bar[i]
+        gain = ab.sqrt() * cov @ torch.linalg.inv(ab * cov + (1 - ab) * torch.eye(2))
+        want = mu + (z - ab.sqrt() * mu) @ gain.T
+        torch.testing.assert_close(rev.x0(z, i, torch.zeros_like(z)), want, rtol=1e-5, atol=1e-5)
+        # v = 1's variance: the diagonal of G's reverse covariance beta~ + c0^2 Cov[z_0|z_t]
+        post = cov - gain @ (ab * cov + (1 - ab) * torch.eye(2)) @ gain.T
+        top = rev.post_var[i] + rev.post_c0[i] ** 2 * post.diagonal()
+        torch.testing.assert_close(rev.log_var_top(z, i)[0], top.log(), rtol=1e-4, atol=1e-5)
 
 
 def test_ema_follows_the_weights_with_the_warmed_up_decay():

@@ -8,9 +8,14 @@ Ho, Jain & Abbeel 2020 (DDPM) with Nichol & Dhariwal 2021 (improved DDPM):
   and scale measured on the first batch (as NET), so unit variance.
 - Reverse: ``p(z_{t-1} | z_t) = N(mu, Sigma)`` with ``mu`` the forward posterior mean at the
   predicted ``x0``, from the network's first head: ``predict="eps"`` (Ho et al.:
-  ``x0 = (z_t - sqrt(1 - abar) F) / sqrt(abar)``) or ``predict="x0"`` with the analytic
-  skip of unit-variance data (``x0 = sqrt(abar) z_t + sqrt(1 - abar) F``, the linear
-  Gaussian posterior mean plus a learned correction scaled by its posterior std);
+  ``x0 = (z_t - sqrt(1 - abar) F) / sqrt(abar)``) or ``predict="x0"`` with an analytic
+  skip: ``x0 = E_G[z_0 | z_t] + sd_G[z_0 | z_t] F``, the posterior mean and std of z_0 were
+  the data a diagonal Gaussian G with the per-dimension mean and variance of the training
+  data (accumulated over every batch seen, saved with the model). F = 0 is then G's exact
+  reverse, and F learns what G misses. (With mean 0 and variance 1 this is
+  ``sqrt(abar) z_t + sqrt(1 - abar) F``, v-prediction; that scalar skip leaves an MLP to
+  carry every pixel through its hidden layer, which a 256-wide one cannot: on MNIST it
+  stayed at 7.95 bits/dim after 500 updates);
   ``log Sigma = v log beta_t + (1 - v) log beta~_t`` with ``v = (F_v + 1) / 2`` from the
   second head (Nichol & Dhariwal's learned interpolation; beta~_1 clipped to beta~_2).
 - Loss: the hybrid ``L_simple + lambda L_vlb`` (lambda = 0.001), ``L_simple`` the mean
@@ -63,6 +68,9 @@ class DDPMConfig(TrainConfig):
     diffusion_steps: int = 1000
     cosine_s: float = 0.008  # the cosine schedule's offset s
     predict: Literal["x0", "eps"] = "x0"  # x0 with the analytic skip, or Ho et al.'s eps
+    # the x0 skip's Gaussian: full covariance (auto: up to FULL_SKIP_DIMS dimensions),
+    # diagonal, or none (mean 0, variance 1: v-prediction)
+    skip: Literal["auto", "full", "diagonal", "none"] = "auto"
     vlb_weight: float = 0.001  # lambda of the hybrid loss
     ema_decay: float = 0.999
     # the reverse: a registered transition operator ("ddpm-mlp", "unet", ...)
@@ -95,6 +103,16 @@ class DDPMEvaluateOptions:
     trajectories: int = 1  # ELBO draws (dequantisation and z_t) averaged per example
     chunk: int = 1000  # examples per network call
     samples: int = 2000  # samples for the energy distance (vector data)
+
+
+FULL_SKIP_DIMS = 4096  # skip="auto" keeps a full covariance up to this many dimensions
+SKIP_REFRESH = 100  # the full skip's eigendecomposition is refreshed every this many steps
+
+
+def skip_kind(cfg: DDPMConfig, dims: int) -> str:
+    if cfg.skip == "auto":
+        return "full" if dims <= FULL_SKIP_DIMS else "diagonal"
+    return cfg.skip
 
 
 # --- the schedule ---------------------------------------------------------------------------
@@ -141,25 +159,34 @@ class DDPMReverse(nn.Module):
     def build(cls, cfg: DDPMConfig, info: DataInfo) -> DDPMReverse:
         """The default reverse: around the MLP the other models use (NET's reverse net)."""
         shape = tuple(info.shape)
-        return cls.from_config(reverse_network("mlp", cfg, shape), cfg, len(shape))
+        return cls.from_config(reverse_network("mlp", cfg, shape), cfg, shape)
 
     @classmethod
-    def from_config(cls, net: nn.Module, cfg: DDPMConfig, event_dims: int) -> DDPMReverse:
+    def from_config(cls, net: nn.Module, cfg: DDPMConfig, shape: tuple[int, ...]) -> DDPMReverse:
         betas = cosine_betas(cfg.diffusion_steps, cfg.cosine_s)
-        return cls(net, betas, event_dims, cfg.predict)
+        return cls(net, betas, shape, cfg.predict, skip_kind(cfg, math.prod(shape)))
 
     def __init__(
         self,
         net: nn.Module,
         betas: torch.Tensor,
-        event_dims: int,
+        shape: tuple[int, ...],
         predict: str = "x0",
+        skip: str = "diagonal",
         timesteps: torch.Tensor | None = None,
     ):
         super().__init__()
         if predict not in ("x0", "eps"):
             raise GMError(f"predict must be 'x0' or 'eps', not {predict!r}.")
-        self.net, self.event_dims, self.predict = net, event_dims, predict
+        self.net, self.shape, self.predict = net, tuple(shape), predict
+        self.event_dims, self.skip = len(self.shape), skip
+        # the skip Gaussian (predict="x0"; set by the trainer): its mean, its variances along
+        # its axes, and the axes (full covariance only; else the data's own coordinates)
+        dims = math.prod(self.shape)
+        self.register_buffer("skip_mean", torch.zeros(self.shape))
+        self.register_buffer("skip_var", torch.ones(dims))
+        if skip == "full":
+            self.register_buffer("skip_axes", torch.eye(dims))
         b = betas.double()
         ab = torch.cumprod(1 - b, 0)
         ab_prev = torch.cat([ab.new_ones(1), ab[:-1]])
@@ -177,6 +204,13 @@ class DDPMReverse(nn.Module):
         }
         for name, value in tables.items():
             self.register_buffer(name, value.float(), persistent=False)
+        heads = getattr(net, "heads", None)
+        if isinstance(heads, nn.ModuleList) and len(heads) == 2 and timesteps is None:
+            with torch.no_grad():  # start at F = 0, v = 1: the skip Gaussian's exact reverse
+                for head, bias in zip(heads, (0.0, 1.0), strict=True):
+                    for p in head.parameters():
+                        p.zero_()
+                    head.bias.fill_(bias)
         if timesteps is None:
             timesteps = torch.arange(len(b))
         self.register_buffer("timesteps", timesteps.long(), persistent=False)
@@ -188,9 +222,14 @@ class DDPMReverse(nn.Module):
             return self
         ts = strided(steps, k)
         full = self.betas.double()
-        return DDPMReverse(
-            self.net, respaced_betas(full, ts), self.event_dims, self.predict, ts.to(full.device)
-        ).to(full.device)
+        rev = DDPMReverse(
+            self.net, respaced_betas(full, ts), self.shape, self.predict, self.skip, ts
+        )
+        rev = rev.to(full.device)
+        for name, value in self.named_buffers():
+            if name.startswith("skip_"):
+                getattr(rev, name).copy_(value)
+        return rev
 
     # --- the network's outputs -------------------------------------------------------------
     def outputs(self, z: torch.Tensor, step) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,18 +237,35 @@ class DDPMReverse(nn.Module):
         f, f_v = self.net(z, take(self.timesteps, step))
         return f.float(), f_v.float()
 
+    # the skip Gaussian G works along its axes, where it is a diagonal Gaussian
+    def _rot(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *shape) -> (B, D): coordinates along G's axes."""
+        x = x.flatten(1)
+        return x @ self.skip_axes if self.skip == "full" else x
+
+    def _unrot(self, y: torch.Tensor) -> torch.Tensor:
+        y = y @ self.skip_axes.T if self.skip == "full" else y
+        return y.view(-1, *self.shape)
+
     def x0(self, z: torch.Tensor, step, f: torch.Tensor) -> torch.Tensor:
-        ab = at(self.alpha_bar, step, z)
         if self.predict == "eps":
+            ab = at(self.alpha_bar, step, z)
             return (z - (1 - ab).sqrt() * f) / ab.sqrt()
-        return ab.sqrt() * z + (1 - ab).sqrt() * f
+        y = self._rot(z - at(self.alpha_bar, step, z).sqrt() * self.skip_mean)
+        ab, lam = at(self.alpha_bar, step, y), self.skip_var
+        denom = ab * lam + 1 - ab
+        gain, sd = ab.sqrt() * lam / denom, (lam * (1 - ab) / denom).sqrt()
+        return self.skip_mean + self._unrot(gain * y + sd * self._rot(f))
 
     def target(self, z0: torch.Tensor, noise: torch.Tensor, step) -> torch.Tensor:
-        """What F should output at z_t = sqrt(abar) z0 + sqrt(1 - abar) noise."""
+        """What F should output at z_t = sqrt(abar) z0 + sqrt(1 - abar) noise (for x0:
+        ``(z0 - E_G[z0|z_t]) / sd_G[z0|z_t]`` along G's axes, without the cancellation)."""
         if self.predict == "eps":
             return noise
-        ab = at(self.alpha_bar, step, z0)
-        return (1 - ab).sqrt() * z0 - ab.sqrt() * noise  # (z0 - sqrt(abar) z_t) / sqrt(1 - abar)
+        y0, n = self._rot(z0 - self.skip_mean), self._rot(noise)
+        ab, lam = at(self.alpha_bar, step, y0), self.skip_var
+        root = (ab * lam + 1 - ab).sqrt()
+        return self._unrot(((1 - ab) / lam).sqrt() / root * y0 - (ab * lam).sqrt() / root * n)
 
     def posterior(self, z0: torch.Tensor, z: torch.Tensor, step) -> tuple[torch.Tensor, ...]:
         """Mean and variance of q(z_{t-1} | z_t, z_0)."""
@@ -222,8 +278,22 @@ class DDPMReverse(nn.Module):
         """p(z_{t-1} | z_t)'s mean and log-variance from the network's outputs."""
         mean = self.posterior(self.x0(z, step, f), z, step)[0]
         v = (f_v + 1) / 2
-        log_var = v * at(self.log_beta, step, z) + (1 - v) * at(self.log_post_var, step, z)
-        return mean, log_var
+        return mean, v * self.log_var_top(z, step) + (1 - v) * at(self.log_post_var, step, z)
+
+    def log_var_top(self, z: torch.Tensor, step) -> torch.Tensor:
+        """The upper end (v = 1) of the learned log-variance: log beta_t (Nichol & Dhariwal)
+        for eps; for x0 the skip Gaussian's own reverse variance per dimension, beta~_t +
+        c0_t^2 Var_G[z_0 | z_t] (the law of total variance), which is beta_t for unit-variance
+        data and makes F = 0, v = 1 a diagonal G's exact reverse."""
+        if self.predict == "eps":
+            return at(self.log_beta, step, z)
+        lam = self.skip_var
+        ab = at(self.alpha_bar, step, lam[None])
+        x0_var = lam * (1 - ab) / (ab * lam + 1 - ab)  # along G's axes
+        if self.skip == "full":  # the diagonal of U diag(x0_var) U^T
+            x0_var = x0_var @ self.skip_axes.pow(2).T
+        x0_var = x0_var.view(-1, *self.shape)
+        return (at(self.post_var, step, z) + at(self.post_c0, step, z) ** 2 * x0_var).log()
 
     def sample_z(self, z0: torch.Tensor, noise: torch.Tensor, step) -> torch.Tensor:
         ab = at(self.alpha_bar, step, z0)
@@ -297,6 +367,37 @@ def hybrid_terms(
     return simple, vlb
 
 
+class Moments(nn.Module):
+    """Sums of the standardised training data seen so far (float64): per dimension, and its
+    outer products where the skip Gaussian has a full covariance."""
+
+    def __init__(self, dims: int, full: bool):
+        super().__init__()
+        self.full = full
+        self.register_buffer("sum", torch.zeros(dims, dtype=torch.float64))
+        self.register_buffer("sum2", torch.zeros((dims, dims) if full else dims).double())
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    def add(self, z: torch.Tensor) -> None:
+        z = z.flatten(1).double()
+        self.sum.add_(z.sum(0))
+        self.sum2.add_(z.T @ z if self.full else z.pow(2).sum(0))
+        self.count.add_(len(z))
+
+    def gaussian(self, full: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(mean, variances along the axes, axes or None: the data's own) of everything added,
+        float32, the variances floored at 1e-6 of their mean; ``full``: the covariance's
+        eigendecomposition, else its diagonal."""
+        mean = self.sum / self.count
+        if not full:
+            second = self.sum2.diagonal() if self.full else self.sum2
+            var = second / self.count - mean.pow(2)
+            return mean.float(), var.clamp_min(1e-6 * var.mean()).float(), None
+        cov = self.sum2 / self.count - torch.outer(mean, mean)
+        lam, axes = torch.linalg.eigh(cov)
+        return mean.float(), lam.clamp_min(1e-6 * lam.mean()).float(), axes.float()
+
+
 class DDPMTrainer(Trainer):
     """Improved DDPM: cosine schedule, learned variance by the hybrid loss, EMA weights."""
 
@@ -333,10 +434,23 @@ class DDPMTrainer(Trainer):
         self.model = model.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.standard = Standardizer().to(self.device)
+        skip = self.model.skip if config.predict == "x0" else "none"
+        dims = math.prod(self.shape)
+        self.moments = Moments(dims, skip == "full").to(self.device)
+        self.skip = skip
+        # the full skip: its diagonal until 2 D examples are in (a covariance from fewer
+        # rows than dimensions has directions of no variance, where the next batch's
+        # targets explode), then its eigendecomposition every SKIP_REFRESH steps
+        self.skip_warmup = math.ceil(2 * dims / config.batch_size)
         self.opt = self.adam(self.model.parameters())
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"reverse": self.model, "ema": self.ema, "standard": self.standard}
+        return {
+            "reverse": self.model,
+            "ema": self.ema,
+            "standard": self.standard,
+            "moments": self.moments,
+        }
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"reverse": self.opt}
@@ -355,6 +469,14 @@ class DDPMTrainer(Trainer):
 
     def unstandardize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.standard.scale + self.standard.shift
+
+    def set_skip(self, mean: torch.Tensor, var: torch.Tensor, axes: torch.Tensor | None) -> None:
+        """Set the skip Gaussian of the reverse (the EMA copies it with the buffers)."""
+        rev = self.model
+        rev.skip_mean.copy_(mean.view(self.shape))
+        rev.skip_var.copy_(var)
+        if rev.skip == "full":
+            rev.skip_axes.copy_(torch.eye(len(var), device=var.device) if axes is None else axes)
 
     def ema_decay(self) -> float:
         """The EMA decay after ``self.step`` updates (warmed up so early weights fade fast)."""
@@ -375,6 +497,14 @@ class DDPMTrainer(Trainer):
                 self.standard.shift.copy_(x.mean())
                 self.standard.scale.copy_(x.std().clamp_min(1e-6))
         z0 = self.standardize(x)
+        if self.skip != "none":
+            with torch.no_grad():  # the skip's Gaussian follows all the data seen so far
+                self.moments.add(z0)
+                warm = self.step >= self.skip_warmup
+                if self.skip == "diagonal" or not warm:
+                    self.set_skip(*self.moments.gaussian(full=False))
+                elif self.step == self.skip_warmup or self.step % SKIP_REFRESH == 0:
+                    self.set_skip(*self.moments.gaussian(full=True))
         T = self.config.diffusion_steps
         t = torch.randint(0, T, (len(x),), device=self.device)
         simple, vlb = hybrid_terms(self.model, z0, t, torch.randn_like(z0))

@@ -158,5 +158,5 @@ class UNetOperator:
         if isinstance(cfg, diffusion.DiffusionConfig):
             return diffusion.NETReverse(net, diffusion.schedule_betas(cfg), len(shape))
         if isinstance(cfg, ddpm.DDPMConfig):
-            return ddpm.DDPMReverse.from_config(net, cfg, len(shape))
+            return ddpm.DDPMReverse.from_config(net, cfg, shape)
         raise GMError(f"operator 'unet' does not know the config {type(cfg).__name__}.")

@@ -410,8 +410,11 @@ class DDPMTrainer(Trainer):
     def default_config(cls, info: DataInfo) -> DDPMConfig:
         if info.modality not in ("vector", "image"):
             raise GMError(f"ddpm models vector or image data, not {info.modality} data.")
-        if info.modality == "image":  # the measured CPU recipe (EVALUATION.md's anchor)
-            return DDPMConfig(steps=2000, checkpoint_every=500)
+        if info.modality == "image":
+            # 100 steps, as EVALUATION.md's anchor: on mnist-5k they beat 1000 at 500 updates
+            # (5.80 against 5.86 bits/dim) and evaluate 10x faster; diffusion_steps=1000 is
+            # Ho et al.'s
+            return DDPMConfig(steps=2000, checkpoint_every=500, diffusion_steps=100)
         return DDPMConfig()
 
     def __init__(self, config: DDPMConfig, info: DataInfo, device="cpu"):

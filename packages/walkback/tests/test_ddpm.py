@@ -341,3 +341,21 @@ class TestDDPMImagesUNet(TrainerContract):
     model = "ddpm"
     dataset = "wb-tiny-images"
     overrides = {"operator": "unet", "unet_width": 8, "batch_size": 16, "diffusion_steps": 10}
+
+
+def test_the_skip_keeps_float32_under_bf16_autocast():
+    """The engine trains under bf16 autocast on GPUs; the skip's rotations must not drop to
+    bf16 (its noise at t = 1 is ~0.006, below bf16's resolution of values near 1)."""
+    rev = ddpm.DDPMReverse(nn.Identity(), ddpm.cosine_betas(20), (16,), "x0", "full")
+    torch.manual_seed(0)
+    axes, _ = torch.linalg.qr(torch.randn(16, 16))
+    rev.skip_axes.copy_(axes)
+    rev.skip_var.copy_(torch.rand(16) + 0.1)
+    z, f = torch.randn(4, 16), torch.randn(4, 16)
+    want = rev.x0(z, 0, f)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = rev.x0(z, 0, f)
+        top = rev.log_var_top(z, 0)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(top, rev.log_var_top(z, 0), rtol=1e-6, atol=1e-6)

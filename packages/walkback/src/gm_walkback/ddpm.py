@@ -164,7 +164,8 @@ class DDPMReverse(nn.Module):
     @classmethod
     def from_config(cls, net: nn.Module, cfg: DDPMConfig, shape: tuple[int, ...]) -> DDPMReverse:
         betas = cosine_betas(cfg.diffusion_steps, cfg.cosine_s)
-        return cls(net, betas, shape, cfg.predict, skip_kind(cfg, math.prod(shape)))
+        skip = skip_kind(cfg, math.prod(shape)) if cfg.predict == "x0" else "none"
+        return cls(net, betas, shape, cfg.predict, skip)
 
     def __init__(
         self,
@@ -241,10 +242,10 @@ class DDPMReverse(nn.Module):
     def _rot(self, x: torch.Tensor) -> torch.Tensor:
         """(B, *shape) -> (B, D): coordinates along G's axes."""
         x = x.flatten(1)
-        return x @ self.skip_axes if self.skip == "full" else x
+        return fp32_matmul(x, self.skip_axes) if self.skip == "full" else x
 
     def _unrot(self, y: torch.Tensor) -> torch.Tensor:
-        y = y @ self.skip_axes.T if self.skip == "full" else y
+        y = fp32_matmul(y, self.skip_axes.T) if self.skip == "full" else y
         return y.view(-1, *self.shape)
 
     def x0(self, z: torch.Tensor, step, f: torch.Tensor) -> torch.Tensor:
@@ -291,7 +292,7 @@ class DDPMReverse(nn.Module):
         ab = at(self.alpha_bar, step, lam[None])
         x0_var = lam * (1 - ab) / (ab * lam + 1 - ab)  # along G's axes
         if self.skip == "full":  # the diagonal of U diag(x0_var) U^T
-            x0_var = x0_var @ self.skip_axes.pow(2).T
+            x0_var = fp32_matmul(x0_var, self.skip_axes.pow(2).T)
         x0_var = x0_var.view(-1, *self.shape)
         return (at(self.post_var, step, z) + at(self.post_c0, step, z) ** 2 * x0_var).log()
 
@@ -312,6 +313,14 @@ class DDPMReverse(nn.Module):
 
     def distribution(self, z: torch.Tensor, temperature, step) -> D.Distribution:
         return self.from_heads(self.heads(z, step))
+
+
+def fp32_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` in (at least) float32 also under bf16 autocast: the skip resolves noise of
+    std sqrt(beta_1) ~ 0.006, far below bf16's precision."""
+    with torch.autocast(a.device.type, enabled=False):
+        dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+        return a.to(dtype) @ b.to(dtype)
 
 
 def gaussian_kl(m1, lv1, m2, lv2) -> torch.Tensor:
@@ -381,7 +390,7 @@ class Moments(nn.Module):
     def add(self, z: torch.Tensor) -> None:
         z = z.flatten(1).double()
         self.sum.add_(z.sum(0))
-        self.sum2.add_(z.T @ z if self.full else z.pow(2).sum(0))
+        self.sum2.add_(fp32_matmul(z.T, z) if self.full else z.pow(2).sum(0))
         self.count.add_(len(z))
 
     def gaussian(self, full: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -437,10 +446,8 @@ class DDPMTrainer(Trainer):
         self.model = model.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.standard = Standardizer().to(self.device)
-        skip = self.model.skip if config.predict == "x0" else "none"
-        dims = math.prod(self.shape)
-        self.moments = Moments(dims, skip == "full").to(self.device)
-        self.skip = skip
+        dims, self.skip = math.prod(self.shape), self.model.skip
+        self.moments = Moments(dims, self.skip == "full").to(self.device)
         # the full skip: its diagonal until 2 D examples are in (a covariance from fewer
         # rows than dimensions has directions of no variance, where the next batch's
         # targets explode), then its eigendecomposition every SKIP_REFRESH steps

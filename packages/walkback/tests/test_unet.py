@@ -9,7 +9,7 @@ from gm.engine import build_config, seed_everything
 from gm.errors import GMError
 from gm.testing import TransitionOperatorContract
 from gm_walkback import ddpm, diffusion, operators, shared, walkback
-from gm_walkback.unet import UNet, UNetOperator
+from gm_walkback.unet import ResBlock, UNet, UNetOperator, step_embedding
 
 IMAGES = DataInfo("t", "image", (1, 8, 8))
 
@@ -115,3 +115,37 @@ def test_the_papers_mlp_width_is_one_setting():
         trainer = cls(cfg, info, "cpu")
         op = trainer.operator if model == "walkback" else trainer.model
         assert [lin.out_features for lin in op.net.linears] == [1200, 1200], model
+
+
+def test_the_step_embedding_is_the_sinusoids_of_known_frequencies():
+    """dim 8: frequencies 10000^(-k/4) = 1, 0.1, 0.01, 0.001; cosines then sines."""
+    e = step_embedding(torch.tensor([0, 5]), 2, 8, torch.device("cpu"))
+    f = torch.tensor([1.0, 0.1, 0.01, 0.001])
+    torch.testing.assert_close(e[0], torch.cat([torch.ones(4), torch.zeros(4)]))
+    torch.testing.assert_close(e[1], torch.cat([torch.cos(5 * f), torch.sin(5 * f)]))
+    one = step_embedding(3, 2, 8, torch.device("cpu"))  # an int: the same for every row
+    torch.testing.assert_close(one, torch.cat([torch.cos(3 * f), torch.sin(3 * f)]).expand(2, 8))
+
+
+def test_a_residual_block_scales_and_shifts_by_the_step():
+    """x + conv2(SiLU(GN(conv1(SiLU(GN(x)))) (1 + scale) + shift)), scale and shift from the
+    step's embedding (here the FiLM layer's bias alone)."""
+    torch.manual_seed(0)
+    block = ResBlock(4, 4, emb=3, groups=2)
+    scale, shift = torch.tensor([0.5, -0.2, 1.0, 0.0]), torch.tensor([0.1, 0.0, -0.3, 0.2])
+    with torch.no_grad():
+        block.film.bias.copy_(torch.cat([scale, shift]))
+        x, emb = torch.randn(2, 4, 5, 5), torch.randn(2, 3)
+        h = block.conv1(torch.nn.functional.silu(block.norm1(x)))
+        h = block.norm2(h) * (1 + scale[:, None, None]) + shift[:, None, None]
+        want = x + block.conv2(torch.nn.functional.silu(h))
+        torch.testing.assert_close(block(x, emb), want)
+
+
+def test_nets_unet_reverse_starts_at_variance_beta():
+    """NET's reverse around the UNet starts as NET's does: F_sigma ~ 0, so var = beta_t."""
+    cfg = diffusion.DiffusionConfig(operator="unet", unet_width=8, diffusion_steps=5)
+    op = UNetOperator.build(cfg, IMAGES).eval()
+    with torch.no_grad():
+        std = op.heads(torch.rand(4, 1, 8, 8), torch.full((4,), 2))[1]
+    assert std.pow(2).mean().item() == pytest.approx(op.betas[2].item(), rel=0.05)

@@ -66,6 +66,16 @@ def gm_transition_operators():
             "gm_walkback.diffusion:NETReverseConv",
             "NET's learned Gaussian reverse p(z_{t-1}|z_t), conv network (diffusion, images)",
         ),
+        TransitionOperatorSpec(
+            "ddpm-mlp",
+            "gm_walkback.ddpm:DDPMReverse",
+            "ddpm's reverse p(z_{t-1}|z_t): eps / x0 and learned variance, MLP network",
+        ),
+        TransitionOperatorSpec(
+            "unet",
+            "gm_walkback.unet:UNetOperator",
+            "A step-conditioned UNet inside any model's operator (walkback, diffusion, ddpm)",
+        ),
     ]
 
 
@@ -79,6 +89,11 @@ def gm_trainers():
             "diffusion",
             "gm_walkback.diffusion:DiffusionTrainer",
             "NET: fixed forward diffusion, learned reverse",
+        ),
+        TrainerSpec(
+            "ddpm",
+            "gm_walkback.ddpm:DDPMTrainer",
+            "Improved DDPM: cosine schedule, learned variance (hybrid loss), EMA",
         ),
     ]
 
@@ -104,6 +119,13 @@ def gm_models():
             citation=NET_BIB,
             verdict="the walkback page's baseline, measured in a short CPU pilot only "
             "(docs/results/walkback.md).",
+        ),
+        ModelSpec(
+            "ddpm",
+            summary="Improved DDPM (Ho et al. 2020; Nichol & Dhariwal 2021): the modern baseline",
+            trainer="ddpm",
+            modalities=("vector", "image"),
+            capabilities=("sample", "evaluate"),
         ),
     ]
 

@@ -7,6 +7,7 @@ One place for each, so the two models are measured by the same code.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -24,6 +25,22 @@ GPU_HIDDEN = 4096  # the paper's 2-D toy width
 def default_hidden(device: torch.device) -> int:
     """The MLP width ``hidden = 0`` stands for: the paper's 4096 on a GPU, 256 on CPU."""
     return GPU_HIDDEN if device.type == "cuda" else CPU_HIDDEN
+
+
+CPU_UNET_WIDTH = 32  # the UNet operator's base width on CPU-only runs when unet_width = 0
+GPU_UNET_WIDTH = 128
+
+
+def resolve_widths(config, device: torch.device):
+    """``config`` with its "auto" widths (``hidden = 0``, ``unet_width = 0``) made the device's:
+    the MLP 4096 / 256 wide and the UNet 128 / 32 wide on a GPU / on CPU."""
+    gpu = device.type == "cuda"
+    changes = {}
+    if getattr(config, "hidden", None) == 0:
+        changes["hidden"] = default_hidden(device)
+    if getattr(config, "unet_width", None) == 0:
+        changes["unet_width"] = GPU_UNET_WIDTH if gpu else CPU_UNET_WIDTH
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 def dequantise(x: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ class WalkbackConfig(TrainConfig):
     clip: float = 0.0  # gradient-norm clipping per update (0: off)
     # the paper's recipe (gm_walkback.recipes): "algorithm1", "appendix" or "custom"; it
     # fills in schedule, K, heating, loss and the table's architecture unless --set
-    recipe: Literal["algorithm1", "appendix", "custom"] = "custom"
+    recipe: Literal["algorithm1", "appendix", "cpu", "custom"] = "custom"
     # the transition operator: a registered one (gm_walkback.plugin: gaussian-mlp, ...; or a
     # third party's), or a family, "gaussian" / "bernoulli", whose network is `network`
     # (the recipe's table architecture): operator=gaussian, network=conv is gaussian-conv
@@ -182,6 +182,7 @@ class WalkbackTrainer(Trainer):
     # The image recipe each dataset gets by default: measured on mnist-5k by
     # docs/results/make_walkback.py (see docs/results/walkback.md and the README).
     IMAGE_RECIPE = "algorithm1"
+    CPU_STEPS = 3000  # minibatches of the cpu recipe: about 10 minutes on a 2-core CPU
 
     @classmethod
     def default_config(cls, info: DataInfo) -> WalkbackConfig:
@@ -197,12 +198,14 @@ class WalkbackTrainer(Trainer):
         if info.modality != "image":
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
         binary = is_binary(info)
+        # the paper's setup where a CUDA device is, else the CPU recipe (recipes.CPU_IMAGE)
+        gpu = shared.cuda_available()
         base = WalkbackConfig(
-            recipe=cls.IMAGE_RECIPE,
+            recipe=cls.IMAGE_RECIPE if gpu else "cpu",
             operator="bernoulli" if binary else "gaussian",
             lr=1e-4,
             batch_size=100,
-            steps=100_000,
+            steps=100_000 if gpu else cls.CPU_STEPS,
             per_step_norm=True,
             init_std=0.05,
             checkpoint_every=2000,

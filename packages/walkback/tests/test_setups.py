@@ -130,14 +130,21 @@ def test_the_documented_defaults():
     assert image.reconstruction_noise == 1e-5
 
 
-def test_a_cpu_machine_gets_the_cpu_recipe_and_the_paper_is_one_flag_away(monkeypatch):
+def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_two_flags_away(monkeypatch):
     monkeypatch.setattr(shared, "cuda_available", lambda: False)
     cls, cfg = build_config("walkback", MNIST)
-    assert cfg.recipe == "cpu" and cfg.steps == WalkbackTrainer.CPU_STEPS
+    assert cfg.recipe == "algorithm1" and cfg.steps == WalkbackTrainer.CPU_STEPS
     assert (cfg.network, cfg.hidden, cfg.norm, cfg.lr) == ("mlp", 256, "batch", 1e-3)
     assert (cfg.schedule, cfg.loss) == ("doubling", "walkback")
-    # --set recipe=algorithm1 on the CPU: the paper's Table 2 net and Adam rate again
-    cls, paper = build_config("walkback", MNIST, overrides={"recipe": "algorithm1"})
+    # every image recipe runs on the CPU setup there, an explicit --set of it kept
+    for recipe in ("algorithm1", "appendix"):
+        over = {"recipe": recipe, "network": "mlp", "hidden": 256}
+        cls, mine = build_config("walkback", MNIST, overrides=over)
+        t = cls(mine, MNIST, "cpu")
+        assert (t.config.network, t.config.hidden, t.config.lr) == ("mlp", 256, 1e-3)
+        assert t.config.schedule == ("appendix" if recipe == "appendix" else "doubling")
+    # --set network=conv --set lr=1e-4: the paper's Table 2 setup on the CPU
+    cls, paper = build_config("walkback", MNIST, overrides={"network": "conv", "lr": 1e-4})
     t = cls(paper, MNIST, "cpu")
     assert _arch(t.config) == ("conv", (16, 32), 5, 1024, "batch", "layer")
     assert (t.config.lr, t.config.noise, t.config.ema) == (1e-4, "network", 0.0)

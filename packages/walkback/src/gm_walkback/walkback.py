@@ -53,7 +53,7 @@ class WalkbackConfig(TrainConfig):
     clip: float = 0.0  # gradient-norm clipping per update (0: off)
     # the paper's recipe (gm_walkback.recipes): "algorithm1", "appendix" or "custom"; it
     # fills in schedule, K, heating, loss and the table's architecture unless --set
-    recipe: Literal["algorithm1", "appendix", "cpu", "custom"] = "custom"
+    recipe: Literal["algorithm1", "appendix", "custom"] = "custom"
     # the transition operator: a registered one (gm_walkback.plugin: gaussian-mlp, ...; or a
     # third party's), or a family, "gaussian" / "bernoulli", whose network is `network`
     # (the recipe's table architecture): operator=gaussian, network=conv is gaussian-conv
@@ -182,7 +182,7 @@ class WalkbackTrainer(Trainer):
     # The image recipe each dataset gets by default: measured on mnist-5k by
     # docs/results/make_walkback.py (see docs/results/walkback.md and the README).
     IMAGE_RECIPE = "algorithm1"
-    CPU_STEPS = 3000  # minibatches of the cpu recipe: about 10 minutes on a 2-core CPU
+    CPU_STEPS = 3000  # image minibatches without CUDA: about 10 minutes on a 2-core CPU
 
     @classmethod
     def default_config(cls, info: DataInfo) -> WalkbackConfig:
@@ -198,10 +198,11 @@ class WalkbackTrainer(Trainer):
         if info.modality != "image":
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
         binary = is_binary(info)
-        # the paper's setup where a CUDA device is, else the CPU recipe (recipes.CPU_IMAGE)
+        # the paper's setup where a CUDA device is, else the recipe on the CPU setup
+        # (recipes.CPU_IMAGE: a narrow MLP, Adam 1e-3, CPU_STEPS minibatches)
         gpu = shared.cuda_available()
         base = WalkbackConfig(
-            recipe=cls.IMAGE_RECIPE if gpu else "cpu",
+            recipe=cls.IMAGE_RECIPE,
             operator="bernoulli" if binary else "gaussian",
             lr=1e-4,
             batch_size=100,
@@ -210,7 +211,7 @@ class WalkbackTrainer(Trainer):
             init_std=0.05,
             checkpoint_every=2000,
         )
-        return recipes.resolve(base, WalkbackConfig(), info.name, tuple(info.shape))
+        return recipes.resolve(base, WalkbackConfig(), info.name, tuple(info.shape), not gpu)
 
     def __init__(self, config: WalkbackConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
@@ -218,7 +219,8 @@ class WalkbackTrainer(Trainer):
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
         if config.recipe != "custom":  # a recipe named with --set fills in its fields
             default = type(self).default_config(info)
-            config = recipes.resolve(config, default, info.name, tuple(info.shape))
+            cpu = not shared.cuda_available()
+            config = recipes.resolve(config, default, info.name, tuple(info.shape), cpu)
         if config.hidden == 0:
             config = dataclasses.replace(config, hidden=shared.default_hidden(self.device))
         self.config = config

@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "results" / "walkback"
 PAGE = ROOT / "docs" / "results" / "walkback.md"
 TOYS = ("swiss-roll", "circle", "mog-grid")
-TOY_SEEDS = (0, 1, 2)
 MASKS = ("bottom-half", "mar:14", "mcar:0.5")
 
 
@@ -48,30 +47,34 @@ def settings(quick: bool) -> dict:
     s = {
         "hidden": 256,  # MNIST MLP width (the paper's likelihood MLP is 2 x 1200: hidden=1200)
         "batch": 100,
-        "curve": (250, 500, 1000, 2000),  # parameter updates at which the curves are measured
-        "seeds": (0, 1, 2),  # seeds at the final point (MLP rows)
-        "unet_curve": (100, 250, 500),
-        "fault_updates": 1000,  # each fault's ablation run
+        "curve": (250, 500, 1000),  # parameter updates at which the curves are measured
+        "seeds": (0, 1, 2),  # seeds at the final point
+        "seeded": ("algorithm1", "appendix", "net30"),  # the rows that get them (budget)
+        "unet_curve": (50, 100, 200),
+        "fault_updates": 500,  # each fault's ablation run (a curve point: rows are shared)
         "eval_examples": 30,  # test examples for IS / bound (the first ones of the split)
         "slow_examples": 5,  # NET-1000 / ddpm: 1000 steps per trajectory
-        "unet_examples": 10,
+        "slow_trajectories": 20,
+        "unet_examples": 5,
         "trajectories": 50,
         "samples": 200,  # samples for the classifier measures
         "long_chains": 32,
         "long_steps": 5000,
         "inpaint_examples": 100,
+        "toy_seeds": (0, 1),
         "toy_hidden": 128,
-        "toy_minibatches": 60,  # x 30 online updates
+        "toy_minibatches": 40,  # x 30 online updates
         "toy_samples": 500,
     }
     if quick:
         s.update(
-            curve=(50, 100),
+            curve=(25, 50),
             seeds=(0, 1),
             unet_curve=(10, 20),
-            fault_updates=60,
+            fault_updates=50,
             eval_examples=5,
             slow_examples=2,
+            slow_trajectories=3,
             unet_examples=2,
             trajectories=5,
             samples=100,
@@ -79,6 +82,7 @@ def settings(quick: bool) -> dict:
             long_steps=50,
             inpaint_examples=20,
             toy_minibatches=5,
+            toy_seeds=(0,),
             toy_samples=200,
         )
     return s
@@ -163,8 +167,13 @@ def curve_rows(s: dict, operator: str) -> dict[str, dict]:
     return rows
 
 
+# the fault table's rows that are curve rows (read off their curves at s["fault_updates"])
+SHARED_FAULTS = {"lr 1e-3": "algorithm1", "NET-30, cosine schedule, lr 1e-3": "net30"}
+
+
 def fault_rows(s: dict) -> dict[str, dict]:
-    """The recipe faults of issue 22, one change each (one seed, s["fault_updates"] updates)."""
+    """The recipe faults of issue 22, one change each (one seed, s["fault_updates"] updates);
+    the rows of :data:`SHARED_FAULTS` come from the curves."""
     mlp = {"network": "mlp", "hidden": s["hidden"], "depth": 2, "norm": "batch"}
     vw = {**mlp, "batch_size": s["batch"], "recipe": "algorithm1", "log_every": 5}
     net = {"network": "mlp", "hidden": s["hidden"], "norm": "layer", "batch_size": s["batch"]}
@@ -172,7 +181,6 @@ def fault_rows(s: dict) -> dict[str, dict]:
     fast = {**vw, "lr": 1e-3}
     rows = {
         "paper lr 1e-4": ("walkback", {**vw, "lr": 1e-4}),
-        "lr 1e-3": ("walkback", fast),
         "lr 1e-3, T = 1 noise capped at 0.1": ("walkback", {**fast, "max_std": 0.1}),
         "lr 1e-3, noise learned per dimension (cannot cancel heating)": (
             "walkback",
@@ -180,21 +188,9 @@ def fault_rows(s: dict) -> dict[str, dict]:
         ),
         "lr 1e-3, noise fixed at 0.05": ("walkback", {**fast, "noise": "fixed"}),
         "lr 1e-3, EMA 0.999": ("walkback", {**fast, "ema": 0.999}),
-        "lr 1e-3, appendix schedule with the walk-back loss": (
-            "walkback",
-            {**fast, "recipe": "appendix", "loss": "walkback"},
-        ),
-        "NET-30, NET's schedule, lr 1e-4": (
-            "diffusion",
-            {**net, "beta_schedule": "net", "lr": 1e-4},
-        ),
         "NET-30, NET's schedule, lr 1e-3": (
             "diffusion",
             {**net, "beta_schedule": "net", "lr": 1e-3},
-        ),
-        "NET-30, cosine schedule, lr 1e-3": (
-            "diffusion",
-            {**net, "beta_schedule": "cosine", "lr": 1e-3},
         ),
     }
     out = {}
@@ -342,7 +338,9 @@ def evaluate_options(trainer, trajectories: int, examples: int):
     return dataclasses.replace(opts, **{k: v for k, v in want.items() if hasattr(opts, k)})
 
 
-def measure(trainer, model: str, s: dict, shared: dict, n_eval: int, tag: str, grid: bool) -> dict:
+def measure(
+    trainer, model: str, s: dict, shared: dict, n_eval: int, m: int, tag: str, grid: bool
+) -> dict:
     """Held-out bits/dim (IS and bound) and the classifier measures of one trained model."""
     import torch
 
@@ -351,9 +349,7 @@ def measure(trainer, model: str, s: dict, shared: dict, n_eval: int, tag: str, g
     trainer.train(False)
     torch.manual_seed(1)
     with torch.no_grad():
-        ev = trainer.evaluate(
-            shared["data"], "test", evaluate_options(trainer, s["trajectories"], n_eval)
-        )
+        ev = trainer.evaluate(shared["data"], "test", evaluate_options(trainer, m, n_eval))
     out = {k: ev[k] for k in ("bits_per_dim", "bound_bits_per_dim") if k in ev}
     out["eval_examples"] = n_eval
     torch.manual_seed(2)
@@ -377,7 +373,16 @@ def walk_updates(run: Path, minibatches: int, per_minibatch: float) -> tuple[int
 
 
 def curve_job(
-    tag: str, row: dict, s: dict, tmp: Path, shared: dict, *, seed: int, points, n_eval: int
+    tag: str,
+    row: dict,
+    s: dict,
+    tmp: Path,
+    shared: dict,
+    *,
+    seed: int,
+    points,
+    n_eval: int,
+    trajectories: int,
 ):
     """Train one row, measured at each of ``points`` parameter updates (resumed between them;
     wall-clock counts training only). Returns (the points, the run folder)."""
@@ -412,11 +417,14 @@ def curve_job(
         train_s += time.perf_counter() - t0
         trainer = checkpoint.load(run)
         last = i == len(points) - 1
-        point = measure(trainer, row["model"], s, shared, n_eval, tag, grid=last)
+        point = measure(trainer, row["model"], s, shared, n_eval, trajectories, tag, grid=last)
+        if row["model"] == "walkback":
+            point["noise"] = noise_per_level(trainer, shared["data"])
         point["updates"], point["walk_steps_mean"] = walk_updates(
             run, minibatches, row["per_minibatch"]
         )
-        point.update(minibatches=minibatches, train_s=train_s, seed=seed)
+        point.update(minibatches=minibatches, train_s=train_s, seed=seed, target=updates)
+        point["trajectories"] = trajectories
         curve.append(point)
         print(
             f"{tag} @{point['updates']}: train {train_s:.0f}s bpd {point.get('bits_per_dim', math.nan):.3f} "
@@ -845,10 +853,11 @@ def write_page(r: dict) -> None:
     add("## 1. The recipe faults, each measured")
     add("")
     add(
-        f"One change per row from the row above it (first row: Algorithm 1 as the paper states "
-        f"it on the {s['hidden']}-wide MLP with batch norm and per-step parameters), one seed, "
+        f"VW rows: Algorithm 1 on the {s['hidden']}-wide MLP with batch norm and per-step "
+        "parameters, at the paper's Adam rate and at 1e-3, then one change each from the 1e-3 "
+        "row; NET rows: 30 steps on the cosine schedule (gm's default) and on NET's. One seed, "
         f"~{s['fault_updates']:,} parameter updates each, IS with M = {s['trajectories']} on the "
-        f"first {s['eval_examples']} test images; FD etc. as in section 2. Noise: the median "
+        f"first {s['eval_examples']} test images; FD etc. as in section 4. Noise: the median "
         "injected std on the ink pixels (> 0.3) of 100 test images at T = 1 (level 0) and at "
         "the walk's hottest level, against sqrt(T) times the T = 1 value (what heating that "
         "survives training gives)."
@@ -906,10 +915,17 @@ def write_page(r: dict) -> None:
             + "; ".join(f"{LABELS[n]}: {NOTES[n]}" for n in rows)
             + f". IS with M = {s['trajectories']} on the first "
             + (
-                f"{s['eval_examples']} test images ({s['slow_examples']} for NET-1000 and ddpm, "
-                "whose every trajectory is 1000 steps)."
+                f"{s['eval_examples']} test images (NET-1000 and ddpm, whose every trajectory is "
+                f"1000 steps: M = {s['slow_trajectories']} on {s['slow_examples']})."
                 if g == "mlp"
-                else f"{s['unet_examples']} test images."
+                else f"{s['unet_examples']} test images, M = {s['slow_trajectories']}."
+            )
+            + (
+                f" Seeds {tuple(s['seeds'])} at the final point for "
+                + ", ".join(LABELS[n] for n in s["seeded"] if n in rows)
+                + "; one seed for the others (budget)."
+                if g == "mlp"
+                else " One seed."
             )
         )
         add("")
@@ -1078,7 +1094,7 @@ def write_page(r: dict) -> None:
     add(
         f"The toy recipe (appendix C/I): 30 steps heated by 1.1 per step, per-step parameters, MLP "
         f"2-{s['toy_hidden']}-{s['toy_hidden']} [4096], {s['toy_minibatches']} minibatches x 30 "
-        f"online updates, seeds {TOY_SEEDS}. Energy distance of {s['toy_samples']} samples to "
+        f"online updates, seeds {s['toy_seeds']}. Energy distance of {s['toy_samples']} samples to "
         "held-out points (mean ± sd over seeds)."
     )
     add("")
@@ -1168,23 +1184,7 @@ def main() -> None:
     slow = ("net1000", "ddpm")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # 1. the faults, one seed each
-        faults = {}
-        for i, (name, row) in enumerate(fault_rows(s).items()):
-            curve, run = curve_job(
-                f"fault{i}",
-                row,
-                s,
-                tmp,
-                shared,
-                seed=0,
-                points=(s["fault_updates"],),
-                n_eval=s["eval_examples"],
-            )
-            faults[name] = curve[-1]
-            if row["model"] == "walkback":
-                faults[name]["noise"] = noise_per_level(checkpoint.load(run), data)
-        # 2. learning curves (seed 0), then the other seeds at the final point (MLP)
+        # learning curves (seed 0), then the other seeds at the final point (MLP)
         groups: dict[str, dict] = {"mlp": {}}
         if unet:
             groups["unet"] = {}
@@ -1192,17 +1192,20 @@ def main() -> None:
         for g in groups:
             pts = s["curve"] if g == "mlp" else s["unet_curve"]
             for name, row in curve_rows(s, "mlp" if g == "mlp" else "unet").items():
-                n_eval = (
-                    s["unet_examples"]
+                n_eval, m = (
+                    (s["unet_examples"], s["slow_trajectories"])
                     if g == "unet"
-                    else (s["slow_examples"] if name in slow else s["eval_examples"])
+                    else (s["slow_examples"], s["slow_trajectories"])
+                    if name in slow
+                    else (s["eval_examples"], s["trajectories"])
                 )
+                size = {"n_eval": n_eval, "trajectories": m}
                 curve, run = curve_job(
-                    f"{g}-{name}-s0", row, s, tmp, shared, seed=0, points=pts, n_eval=n_eval
+                    f"{g}-{name}-s0", row, s, tmp, shared, seed=0, points=pts, **size
                 )
                 runs[(g, name)] = run
                 finals = [curve[-1]]
-                for seed in s["seeds"][1:] if g == "mlp" else ():
+                for seed in s["seeds"][1:] if g == "mlp" and name in s["seeded"] else ():
                     more, _ = curve_job(
                         f"{g}-{name}-s{seed}",
                         row,
@@ -1211,17 +1214,44 @@ def main() -> None:
                         shared,
                         seed=seed,
                         points=(pts[-1],),
-                        n_eval=n_eval,
+                        **size,
                     )
                     finals.append(more[-1])
-                steps = checkpoint.load(run)
+                trainer = checkpoint.load(run)
                 steps = (
-                    len(steps.generation_walk())
+                    len(trainer.generation_walk())
                     if row["model"] == "walkback"
-                    else getattr(steps.config, "diffusion_steps", None)
-                    or getattr(steps.config, "sample_steps", "–")
+                    else getattr(trainer.config, "diffusion_steps", "–")
                 )
                 groups[g][name] = {"curve": curve, "finals": finals, "steps": steps}
+        # the faults, one seed each (the rows that are curve rows read off their curves)
+        faults = {}
+        for name, curve_name in SHARED_FAULTS.items():
+            pts = groups["mlp"][curve_name]["curve"]
+            faults[name] = next(p for p in pts if p["target"] == s["fault_updates"])
+        for i, (name, row) in enumerate(fault_rows(s).items()):
+            curve, _ = curve_job(
+                f"fault{i}",
+                row,
+                s,
+                tmp,
+                shared,
+                seed=0,
+                points=(s["fault_updates"],),
+                n_eval=s["eval_examples"],
+                trajectories=s["trajectories"],
+            )
+            faults[name] = curve[-1]
+        vw_first = sorted(
+            faults,
+            key=lambda k: (
+                k.startswith("NET"),
+                "cosine" not in k,
+                k != "paper lr 1e-4",
+                k != "lr 1e-3",
+            ),
+        )
+        faults = {k: faults[k] for k in vw_first}
         # equal wall-clock, read off the curves: the fastest row's time to its last point
         budgets, wallclock = {}, {}
         for g, rows in groups.items():
@@ -1246,7 +1276,7 @@ def main() -> None:
                 inpaint = {"name": name, "tag": f"mlp-{name}-s0", "rmse": extra.pop("inpaint")}
             long[name] = extra
         print(f"mnist done [{(time.perf_counter() - wall0) / 60:.1f} min]", flush=True)
-        toys = [toy_job(ds, seed, s, tmp) for ds in TOYS for seed in TOY_SEEDS]
+        toys = [toy_job(ds, seed, s, tmp) for ds in TOYS for seed in s["toy_seeds"]]
     tbase = {ds: toy_baselines(ds, s["toy_samples"]) for ds in TOYS}
     toy_figure(toys, tbase)
     wall = time.perf_counter() - wall0

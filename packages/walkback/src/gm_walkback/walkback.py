@@ -124,9 +124,9 @@ class WalkbackEvaluateOptions:
     trajectories: int = shared.EVALUATE_TRAJECTORIES
     examples: int = shared.EVALUATE_EXAMPLES
     chunk: int = 8192  # states per batched network call
-    chains: int = 256  # chains for the reversibility measure
-    burn_in: int = 100  # steps at T = 1 before measuring reversibility
-    chain_steps: int = 500  # steps at T = 1 that are measured
+    chains: int = 64  # chains for the reversibility measure
+    burn_in: int = 50  # steps at T = 1 before measuring reversibility (appendix H: 50)
+    chain_steps: int = 200  # steps at T = 1 that are measured (appendix H: 1000)
     samples: int = 2000  # samples for the energy distance (vector data)
 
 
@@ -174,7 +174,9 @@ class WalkbackTrainer(Trainer):
     SampleOptions = WalkbackSampleOptions
     EvaluateOptions = WalkbackEvaluateOptions
     name = "walkback"
-    EVALUATE_HINT = shared.EVALUATE_HINT
+    EVALUATE_HINT = (
+        shared.EVALUATE_HINT + " Reversibility over appendix H's 1000 steps: --chain-steps 1000."
+    )
 
     def metric_notes(self, metrics: dict[str, float]) -> dict[str, str]:
         return shared.likelihood_notes(metrics, self.info.modality == "image")

@@ -113,6 +113,8 @@ def test_fixed_noise_is_init_std_and_untrained():
 def test_weight_average_is_the_warmed_up_exponential_average():
     net = torch.nn.Linear(1, 1, bias=False)
     avg = shared.WeightAverage(net, 0.9)
+    # the average is never trained: no autograd state or gradients for it, ever
+    assert not any(p.requires_grad for p in avg.module.parameters())
     expect = net.weight.item()
     for n, value in enumerate([1.0, 2.0, 4.0, -3.0, 0.5] * 4):
         with torch.no_grad():

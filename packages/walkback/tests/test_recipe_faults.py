@@ -2,6 +2,7 @@
 a T = 1 noise that grows without bound, heating that per-step parameters cancel, the weight
 average, NET's schedules at known points, and ``gm evaluate`` naming its estimator."""
 
+import dataclasses
 import math
 
 import pytest
@@ -190,3 +191,17 @@ def test_thirty_step_net_is_not_the_one_bit_handicap():
 def test_operator_refuses_an_unknown_noise():
     with pytest.raises(Exception, match="noise must be one of"):
         GaussianMLP((4,), hidden=8, noise="free")
+
+
+def test_the_unet_operator_takes_the_noise_options():
+    """--set operator=unet gets the same T = 1 noise options as the built-in operators."""
+    from gm import plugins
+
+    info = tiny_images().info
+    cfg = WalkbackConfig(operator="unet", unet_width=8, noise="learned", max_std=0.08)
+    cfg = dataclasses.replace(cfg, init_std=0.05)
+    op = plugins.component("transition_operators", "unet").build(cfg, info).eval()
+    with torch.no_grad():
+        std = op.heads(torch.rand(2, 1, 8, 8), 0)[1]
+    assert op.noise == "learned" and op.max_std == 0.08
+    torch.testing.assert_close(std, torch.full_like(std, 0.05 + cfg.min_std))

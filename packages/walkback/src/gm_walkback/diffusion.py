@@ -65,6 +65,7 @@ class DiffusionConfig(TrainConfig):
     operator: str = "net"
     network: Literal["mlp", "conv"] = "mlp"
     hidden: int = 0  # 0: 4096 on a GPU, 256 on CPU-only runs (as walkback)
+    unet_width: int = 0  # operator=unet's base width; 0: 128 on a GPU, 32 on CPU-only runs
     depth: int = 2
     conv_channels: tuple[int, ...] = (64, 128, 256)
     fc_layers: int = 5
@@ -272,10 +273,7 @@ class DiffusionTrainer(Trainer):
         super().__init__(config, info, device)
         if info.modality not in ("vector", "image"):
             raise GMError(f"diffusion models vector or image data, not {info.modality} data.")
-        if config.hidden == 0:
-            config = self.config = dataclasses.replace(
-                config, hidden=shared.default_hidden(self.device)
-            )
+        config = self.config = shared.resolve_widths(config, self.device)
         if config.diffusion_steps < 1:
             raise GMError("diffusion_steps must be at least 1.")
         if config.network == "conv" and info.modality != "image":

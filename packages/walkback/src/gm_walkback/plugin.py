@@ -47,6 +47,16 @@ def gm_transition_operators():
             "gm_walkback.diffusion:NETReverseConv",
             "NET's learned Gaussian reverse p(z_{t-1}|z_t), conv network (diffusion, images)",
         ),
+        TransitionOperatorSpec(
+            "ddpm-mlp",
+            "gm_walkback.ddpm:DDPMReverse",
+            "ddpm's reverse p(z_{t-1}|z_t): eps / x0 and learned variance, MLP network",
+        ),
+        TransitionOperatorSpec(
+            "unet",
+            "gm_walkback.unet:UNetOperator",
+            "A step-conditioned UNet inside any model's operator (walkback, diffusion, ddpm)",
+        ),
     ]
 
 
@@ -60,6 +70,11 @@ def gm_trainers():
             "diffusion",
             "gm_walkback.diffusion:DiffusionTrainer",
             "NET: fixed forward diffusion, learned reverse",
+        ),
+        TrainerSpec(
+            "ddpm",
+            "gm_walkback.ddpm:DDPMTrainer",
+            "Improved DDPM: cosine schedule, learned variance (hybrid loss), EMA",
         ),
     ]
 
@@ -78,6 +93,13 @@ def gm_models():
             "diffusion",
             summary="NET diffusion baseline (Sohl-Dickstein et al. 2015): 1000 fixed forward steps",
             trainer="diffusion",
+            modalities=("vector", "image"),
+            capabilities=("sample", "evaluate"),
+        ),
+        ModelSpec(
+            "ddpm",
+            summary="Improved DDPM (Ho et al. 2020; Nichol & Dhariwal 2021): the modern baseline",
+            trainer="ddpm",
             modalities=("vector", "image"),
             capabilities=("sample", "evaluate"),
         ),

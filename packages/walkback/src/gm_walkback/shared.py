@@ -8,6 +8,7 @@ One place for each, so the two models are measured by the same code.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -31,6 +32,22 @@ def cuda_available() -> bool:
 def default_hidden(device: torch.device) -> int:
     """The MLP width ``hidden = 0`` stands for: the paper's 4096 on a GPU, 256 on CPU."""
     return GPU_HIDDEN if device.type == "cuda" else CPU_HIDDEN
+
+
+CPU_UNET_WIDTH = 32  # the UNet operator's base width on CPU-only runs when unet_width = 0
+GPU_UNET_WIDTH = 128
+
+
+def resolve_widths(config, device: torch.device):
+    """``config`` with its "auto" widths (``hidden = 0``, ``unet_width = 0``) made the device's:
+    the MLP 4096 / 256 wide and the UNet 128 / 32 wide on a GPU / on CPU."""
+    gpu = device.type == "cuda"
+    changes = {}
+    if getattr(config, "hidden", None) == 0:
+        changes["hidden"] = default_hidden(device)
+    if getattr(config, "unet_width", None) == 0:
+        changes["unet_width"] = GPU_UNET_WIDTH if gpu else CPU_UNET_WIDTH
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 class WeightAverage(nn.Module):
@@ -116,11 +133,10 @@ def likelihood_notes(metrics: dict[str, float], image: bool) -> dict[str, str]:
     m, n = int(metrics["trajectories"]), int(metrics["examples"])
     size = f"{n} {'images' if image else 'examples'}"
     is_ = f"importance sampling (Eq. 10), M = {m} trajectories, {size}"
-    bound = f"variational bound (Eq. 5), mean over M = {m} trajectories, {size}"
-    notes = {"log_likelihood": is_, "lower_bound": bound}
-    if "bits_per_dim" in metrics:
-        notes.update(bits_per_dim=is_, bound_bits_per_dim=bound)
-    return notes
+    bound = f"variational bound (ELBO), mean over M = {m} trajectories, {size}"
+    notes = {"log_likelihood": is_, "lower_bound": bound, "bits_per_dim": is_}
+    notes["bound_bits_per_dim"] = bound
+    return {k: v for k, v in notes.items() if k in metrics}
 
 
 def evaluation_batch(trainer, data: Dataset, split: str, options) -> torch.Tensor:

@@ -60,6 +60,7 @@ class WalkbackConfig(TrainConfig):
     operator: str = "gaussian"
     network: Literal["mlp", "conv", "linear"] = "mlp"  # linear: N(a s + b, T v) (closed forms)
     hidden: int = 0  # MLP width; 0: 4096 (the paper's toy net) on a GPU, 256 on CPU-only runs
+    unet_width: int = 0  # operator=unet's base width; 0: 128 on a GPU, 32 on CPU-only runs
     depth: int = 2
     conv_channels: tuple[int, ...] = (64, 128, 256)
     fc_layers: int = 5
@@ -223,9 +224,7 @@ class WalkbackTrainer(Trainer):
             default = type(self).default_config(info)
             cpu = not shared.cuda_available()
             config = recipes.resolve(config, default, info.name, tuple(info.shape), cpu)
-        if config.hidden == 0:
-            config = dataclasses.replace(config, hidden=shared.default_hidden(self.device))
-        self.config = config
+        self.config = config = shared.resolve_widths(config, self.device)
         if config.network == "conv" and info.modality != "image":
             raise GMError("network 'conv' needs image data; use --set network=mlp.")
         if config.n_max < 0 or config.max_levels < 1 or config.walk_steps < 1:

@@ -135,7 +135,7 @@ def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_two_flags_away(monkey
     cls, cfg = build_config("walkback", MNIST)
     assert cfg.recipe == "algorithm1" and cfg.steps == WalkbackTrainer.CPU_STEPS
     assert (cfg.network, cfg.hidden, cfg.norm, cfg.lr) == ("mlp", 256, "batch", 1e-3)
-    assert (cfg.schedule, cfg.loss) == ("doubling", "walkback")
+    assert (cfg.schedule, cfg.loss, cfg.ema) == ("doubling", "walkback", 0.999)
     # every image recipe runs on the CPU setup there, an explicit --set of it kept
     for recipe in ("algorithm1", "appendix"):
         over = {"recipe": recipe, "network": "mlp", "hidden": 256}
@@ -147,7 +147,7 @@ def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_two_flags_away(monkey
     cls, paper = build_config("walkback", MNIST, overrides={"network": "conv", "lr": 1e-4})
     t = cls(paper, MNIST, "cpu")
     assert _arch(t.config) == ("conv", (16, 32), 5, 1024, "batch", "layer")
-    assert (t.config.lr, t.config.noise, t.config.ema) == (1e-4, "network", 0.0)
+    assert (t.config.lr, t.config.noise) == (1e-4, "network")
     # the toys keep their appendix setup on any machine
     toy = WalkbackTrainer.default_config(DataInfo("swiss-roll", "vector", (2,)))
     assert toy.recipe == "appendix" and toy.lr == 1e-4

@@ -205,5 +205,5 @@ def test_evaluate_defaults_name_the_estimator_and_sample_size(image_run, capsys,
     out = capsys.readouterr().out
     rows = {line.split()[1]: line for line in out.splitlines() if "_per_dim" in line}
     assert "importance sampling (Eq. 10), M = 20 trajectories, 64 images" in rows["bits_per_dim"]
-    assert "variational bound (Eq. 5)" in rows["bound_bits_per_dim"]
+    assert "variational bound (ELBO), mean over M = 20" in rows["bound_bits_per_dim"]
     assert "--trajectories 100 --examples 0" in out

@@ -740,7 +740,8 @@ def trend(curve: list[dict], get, target: float) -> str:
 def table_line(label: str, rs: list[dict], steps) -> str:
     return (
         f"| {label} | {len(rs)} | {steps} | {stat(rs, lambda x: x['updates'], ',.0f')} | "
-        f"{stat(rs, lambda x: x['train_s'], '.0f')} | {stat(rs, is_bpd)} | "
+        f"{stat(rs, lambda x: x['train_s'], '.0f')} | "
+        f"{stat(rs, is_bpd) if any('bits_per_dim' in x for x in rs) else '–'} | "
         f"{stat(rs, lambda x: x.get('bound_bits_per_dim', math.nan))} | {stat(rs, fd, '.2f')} | "
         f"{stat(rs, lambda x: x['samples']['kid'], '.4f')} | "
         f"{stat(rs, lambda x: x['samples']['max_prob'])} | "
@@ -830,7 +831,8 @@ def write_page(r: dict) -> None:
             )
     else:
         miss.append(
-            "- **Best model on the UNet <= 4.0 bits/dim**: not measured (no UNet operator)."
+            "- **Best model on the UNet <= 4.0 bits/dim**: not measured (the UNet rows were not "
+            "run on this CPU: see above)."
         )
     for g, rows in groups.items():
         for name, row in rows.items():

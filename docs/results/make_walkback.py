@@ -2,20 +2,22 @@
 
     python docs/results/make_walkback.py [--quick]
 
-A pilot sized for ~20 minutes on one CPU thread (~40 on the shared 2-core machine; no GPU):
+Sized for about an hour on one CPU thread of the shared 2-core machine (no GPU):
 
-1. Real MNIST (`mnist-5k`: 4,000 train / 1,000 test), the MLP of appendix E.1 (narrowed):
-   the paper's appendix recipe (`--set recipe=appendix`) and Algorithm 1 as written
-   (`recipe=algorithm1`) against NET with 30 and with 1000 steps, at equal parameter updates
-   (3 seeds; NET-1000 one) and at equal training wall-clock (one seed). Held-out bits/dim
-   (IS, M = 100, and the bound) beside diagonal and full-covariance Gaussians; sample quality
-   through a small classifier trained on the train split (Frechet distance and KID in its
-   feature space against the test split, mean max-probability, classes covered); sample
-   grids; +5000-step chains with the same measures; the reversibility measure; inpainting
-   RMSE against KNNImputer (bottom half, a 14x14 square, MCAR 0.5) with pictures.
-2. The paper's Table 2 conv net (the shipped MNIST default) under both recipes: a short pilot.
-3. 2-D toys: the appendix toy recipe (30 steps heated by 1.1, per-step parameters), 3 seeds;
-   energy distance after cooling and after +5000 steps at T = 1 beside a Gaussian fit.
+1. Real MNIST (`mnist-5k`: 4,000 train / 1,000 test). **The recipe faults, each measured**
+   (one seed, a short run each): Algorithm 1 at the paper's Adam rate and at 1e-3, with the
+   T = 1 noise capped, learned per dimension (heating that per-step parameters cannot undo)
+   or fixed, with weight averaging; NET with 30 steps on NET's schedule and on the cosine
+   schedule; the operator's noise per heated level after training.
+2. **Learning curves** of every model on the MLP (VW Algorithm 1, VW's appendix recipe,
+   NET-30, NET-1000 and, where gm-walkback has it, ddpm) and, where the `unet` operator is
+   registered, on the UNet (scaled down): held-out bits/dim (IS and bound) and the classifier
+   measures (FD, KID, max-probability, classes) against updates and against training
+   wall-clock; tables at equal updates (3 seeds at the final point for the MLP rows) and at
+   equal wall-clock (read off the curves); sample grids of every model; +5000-step chains;
+   inpainting with the best VW model against KNNImputer.
+3. 2-D toys: the appendix toy recipe, 3 seeds; energy distance after cooling and after +5000
+   steps at T = 1 beside a Gaussian fit.
 
 Every number on the page is computed by this script at the commit it names.
 """
@@ -23,6 +25,7 @@ Every number on the page is computed by this script at the commit it names.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import subprocess
@@ -37,109 +40,166 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "results" / "walkback"
 PAGE = ROOT / "docs" / "results" / "walkback.md"
 TOYS = ("swiss-roll", "circle", "mog-grid")
-TOY_SEEDS = (0, 1, 2)
 MASKS = ("bottom-half", "mar:14", "mcar:0.5")
-MLP_ROWS = ("appendix", "algorithm1", "net30", "net1000")
 
 
 def settings(quick: bool) -> dict:
     s = {
-        "updates": 2_000,  # parameter updates per MNIST MLP model (equal for every row)
-        "seeds": (0, 1, 2),  # seeds of the equal-updates rows (NET-1000: the first only)
-        "hidden": 256,  # MNIST MLP width (the paper's likelihood MLP is 2 x 1200)
+        "hidden": 256,  # MNIST MLP width (the paper's likelihood MLP is 2 x 1200: hidden=1200)
         "batch": 100,
+        "curve": (250, 500, 1000),  # parameter updates at which the curves are measured
+        "seeds": (0, 1, 2),  # seeds at the final point
+        "seeded": ("algorithm1", "appendix", "net30", "ddpm"),  # the rows that get them
+        "unet_curve": (50, 100, 200),
+        "fault_updates": 500,  # each fault's ablation run (a curve point: rows are shared)
         "eval_examples": 30,  # test examples for IS / bound (the first ones of the split)
-        "net1000_examples": 5,  # NET-1000's IS costs 1000 steps x M per example
-        "trajectories": 100,
+        "slow_examples": 5,  # NET-1000 / ddpm: 1000 steps per trajectory
+        "slow_trajectories": 20,
+        "unet_examples": 5,
+        "trajectories": 50,
         "samples": 200,  # samples for the classifier measures
         "long_chains": 32,
         "long_steps": 5000,
         "inpaint_examples": 100,
-        "conv_updates": 120,  # the Table 2 conv pilot (~0.4-1 s per update on this CPU)
-        "conv_eval_examples": 10,
+        "toy_seeds": (0, 1),
         "toy_hidden": 128,
-        "toy_minibatches": 60,  # x 30 online updates
+        "toy_minibatches": 40,  # x 30 online updates
         "toy_samples": 500,
-        "validate_every": 25,
     }
     if quick:
         s.update(
-            updates=300,
+            curve=(25, 50),
             seeds=(0, 1),
+            unet_curve=(10, 20),
+            fault_updates=50,
             eval_examples=5,
-            net1000_examples=2,
-            trajectories=10,
+            slow_examples=2,
+            slow_trajectories=3,
+            unet_examples=2,
+            trajectories=5,
             samples=100,
             long_chains=20,
             long_steps=50,
             inpaint_examples=20,
-            conv_updates=60,
-            conv_eval_examples=3,
-            toy_minibatches=10,
+            toy_minibatches=5,
+            toy_seeds=(0,),
             toy_samples=200,
-            validate_every=5,
         )
     return s
 
 
 # --- MNIST models -----------------------------------------------------------------------------
 K_ALG1 = 7.5  # mean K of Algorithm 1 (H ~ 5 + n, n ~ U{0..5}); the measured K is reported
+# the fixes that measured best in the fault table (section 1), used by the curve rows: Adam at
+# 1e-3 (the paper's 1e-4 is slower at equal updates); the noise stays F's variance head
+# (capping, learning per dimension or fixing it measured worse at these sizes)
+VW_FIXES = {"lr": 1e-3}
 
 LABELS = {
-    "appendix": "VW, appendix recipe (K = N = 30, T_t = sqrt(2)^t, reconstruction loss)",
-    "algorithm1": "VW, Algorithm 1 (doubling, K = ceil(log2 Tmax) + n, walk-back loss)",
+    "algorithm1": "VW, Algorithm 1",
+    "appendix": "VW, appendix recipe",
     "net30": "NET, 30 steps",
     "net1000": "NET, 1000 steps",
+    "ddpm": "ddpm",
+}
+NOTES = {
+    "algorithm1": "doubling schedule K = ceil(log2 Tmax) + n, walk-back loss, Adam 1e-3",
+    "appendix": "K = N = 30, T_t = sqrt(2)^t, the reconstruction loss of the authors' code, "
+    "Adam 1e-3",
+    "net30": "cosine schedule (gm's default under 100 steps), NET's reverse, Adam 1e-3",
+    "net1000": "NET's schedule, NET's reverse, Adam 1e-3",
+    "ddpm": "gm-walkback's ddpm with its image defaults: 100 steps, cosine schedule, x0 "
+    "prediction around the data Gaussian's posterior mean, learned variance (hybrid loss), "
+    "EMA 0.999, Adam 1e-3; batch 100 here",
 }
 
 
-def mnist_rows(s: dict) -> dict[str, dict]:
-    """name -> {model, overrides, minibatches, label}: the MLP rows at equal updates."""
-    mlp = {"network": "mlp", "hidden": s["hidden"], "depth": 2, "norm": "batch"}
-    vw = {**mlp, "batch_size": s["batch"], "validate_every": s["validate_every"]}
-    net = {"network": "mlp", "hidden": s["hidden"], "norm": "layer", "batch_size": s["batch"]}
-    net["lr"] = 1e-4
-    return {
-        "appendix": {
-            "model": "walkback",
-            "overrides": {**vw, "recipe": "appendix"},
-            "minibatches": s["updates"] // 30,
-        },
+def registered(kind: str, name: str) -> bool:
+    from gm import plugins
+
+    try:
+        plugins.get(kind, name)
+    except Exception:
+        return False
+    return True
+
+
+def curve_rows(s: dict, operator: str) -> dict[str, dict]:
+    """name -> {model, overrides, per_minibatch}: the curve rows on one network ("mlp" or a
+    registered operator such as "unet"), every row at the same parameter-update counts."""
+    mlp = operator == "mlp"
+    vw = {"batch_size": s["batch"], "log_every": 5, "ema": 0.0, **VW_FIXES}
+    vw.update(
+        {"network": "mlp", "hidden": s["hidden"], "depth": 2, "norm": "batch"}
+        if mlp
+        else {"operator": operator}
+    )
+    net = {"batch_size": s["batch"], "lr": 1e-3, "log_every": 5}
+    net.update(
+        {"network": "mlp", "hidden": s["hidden"], "norm": "layer"}
+        if mlp
+        else {"operator": operator}
+    )
+    rows = {
         "algorithm1": {
             "model": "walkback",
             "overrides": {**vw, "recipe": "algorithm1"},
-            "minibatches": int(s["updates"] / K_ALG1),
+            "per_minibatch": K_ALG1,
+        },
+        "appendix": {
+            "model": "walkback",
+            "overrides": {**vw, "recipe": "appendix"},
+            "per_minibatch": 30,
         },
         "net30": {
             "model": "diffusion",
             "overrides": {**net, "diffusion_steps": 30},
-            "minibatches": s["updates"],
+            "per_minibatch": 1,
         },
         "net1000": {
             "model": "diffusion",
             "overrides": {**net, "diffusion_steps": 1000},
-            "minibatches": s["updates"],
+            "per_minibatch": 1,
         },
     }
-
-
-def conv_rows(s: dict) -> dict[str, dict]:
-    """The shipped MNIST default network (Table 2's conv net, per-step norm) under each recipe:
-    only the recipe, batch size and validation cadence are set."""
-    rows = {}
-    for recipe, k in (("algorithm1", K_ALG1), ("appendix", 30)):
-        mb = max(2, int(s["conv_updates"] / k))
-        rows[f"conv-{recipe}"] = {
-            "model": "walkback",
-            "overrides": {
-                "recipe": recipe,
-                "batch_size": s["batch"],
-                "validate_every": max(1, mb // 2),
-            },
-            "minibatches": mb,
-            "label": f"VW, Table 2 conv net, {recipe} recipe",
-        }
+    if registered("models", "ddpm"):
+        ddpm = {"batch_size": s["batch"], "log_every": 5}
+        ddpm.update({"hidden": s["hidden"]} if mlp else {"operator": operator})
+        rows["ddpm"] = {"model": "ddpm", "overrides": ddpm, "per_minibatch": 1}
     return rows
+
+
+# the fault table's rows that are curve rows (read off their curves at s["fault_updates"])
+SHARED_FAULTS = {"lr 1e-3": "algorithm1", "NET-30, cosine schedule, lr 1e-3": "net30"}
+
+
+def fault_rows(s: dict) -> dict[str, dict]:
+    """The recipe faults of issue 22, one change each (one seed, s["fault_updates"] updates);
+    the rows of :data:`SHARED_FAULTS` come from the curves."""
+    mlp = {"network": "mlp", "hidden": s["hidden"], "depth": 2, "norm": "batch"}
+    vw = {**mlp, "batch_size": s["batch"], "recipe": "algorithm1", "log_every": 5, "ema": 0.0}
+    net = {"network": "mlp", "hidden": s["hidden"], "norm": "layer", "batch_size": s["batch"]}
+    net.update(diffusion_steps=30, log_every=5)
+    fast = {**vw, "lr": 1e-3}
+    rows = {
+        "paper lr 1e-4": ("walkback", {**vw, "lr": 1e-4}),
+        "lr 1e-3, T = 1 noise capped at 0.1": ("walkback", {**fast, "max_std": 0.1}),
+        "lr 1e-3, noise learned per dimension (cannot cancel heating)": (
+            "walkback",
+            {**fast, "noise": "learned"},
+        ),
+        "lr 1e-3, noise fixed at 0.05": ("walkback", {**fast, "noise": "fixed"}),
+        "lr 1e-3, EMA 0.999": ("walkback", {**fast, "ema": 0.999}),
+        "NET-30, NET's schedule, lr 1e-3": (
+            "diffusion",
+            {**net, "beta_schedule": "net", "lr": 1e-3},
+        ),
+    }
+    out = {}
+    for name, (model, over) in rows.items():
+        per = 1 if model == "diffusion" else (30 if over["recipe"] == "appendix" else K_ALG1)
+        out[name] = {"model": model, "overrides": over, "per_minibatch": per}
+    return out
 
 
 def classifier(data, seed: int = 0):
@@ -243,156 +303,244 @@ def gaussian_baselines(data, n_eval: int) -> dict:
 
 def cooled_and_long(trainer, model: str, n: int, long_steps: int):
     """(end-of-cooling samples, the same chains after +long_steps at T = 1), each the mean of
-    its last step (what the grids and the classifier see)."""
+    its last step (what the grids and the classifier see); a diffusion has no long chain."""
     import torch
 
     from gm_walkback import chains, schedules
 
-    if model == "diffusion":
-        from gm_walkback.diffusion import DiffusionSampleOptions
-
-        return trainer.sample(n, DiffusionSampleOptions(mean=True)), None
-    op = trainer.operator
+    if model != "walkback":
+        opts = trainer.SampleOptions()
+        if hasattr(opts, "mean"):
+            opts = dataclasses.replace(opts, mean=True)
+        return trainer.sample(n, opts), None
+    op = trainer.sampler
     walk = trainer.generation_walk()
     s, _ = trainer.generate(n, walk)  # draws through the whole cooling walk
     with torch.no_grad():
         cooled = op.distribution(s, 1.0, 0).mean  # one more T = 1 step's mean
-        more = schedules.Walk((1.0,) * long_steps, (0,) * long_steps)
-        s_long, _ = chains.run_chain(op, s, more)
-        long = op.distribution(s_long, 1.0, 0).mean
-    return trainer.postprocess(cooled), trainer.postprocess(long)
+        long = None
+        if long_steps:
+            more = schedules.Walk((1.0,) * long_steps, (0,) * long_steps)
+            s_long, _ = chains.run_chain(op, s, more)
+            long = trainer.postprocess(op.distribution(s_long, 1.0, 0).mean)
+    return trainer.postprocess(cooled), long
 
 
-def mnist_job(
-    tag: str, row: dict, s: dict, tmp: Path, shared: dict, *, seed: int, full: bool, n_eval: int
+def evaluate_options(trainer, trajectories: int, examples: int):
+    """The trainer's evaluate options at this page's IS size (reversibility chains kept short:
+    they are not this page's measure)."""
+    want = {
+        "trajectories": trajectories,
+        "examples": examples,
+        "chains": 16,
+        "burn_in": 10,
+        "chain_steps": 10,
+    }
+    opts = trainer.EvaluateOptions()
+    return dataclasses.replace(opts, **{k: v for k, v in want.items() if hasattr(opts, k)})
+
+
+def measure(
+    trainer, model: str, s: dict, shared: dict, n_eval: int, m: int, tag: str, grid: bool
 ) -> dict:
-    """Train one row and measure it. ``full``: also the sample grid, +5000-step chains and
-    inpainting (the first seed); every row gets bits/dim, reversibility and classifier measures."""
+    """Held-out bits/dim (IS and bound) and the classifier measures of one trained model."""
     import torch
 
-    from gm import checkpoint, masks, pictures
-    from gm.data import load_dataset
-    from gm.engine import train
-    from gm_walkback.diffusion import DiffusionEvaluateOptions
-    from gm_walkback.walkback import WalkbackEvaluateOptions
+    from gm import pictures
 
-    data = load_dataset("mnist-5k")
-    start = time.perf_counter()
-    run = train(
-        row["model"],
-        "mnist-5k",
-        steps=row["minibatches"],
-        out=tmp / tag,
-        overrides=row["overrides"],
-        device="cpu",
-        seed=seed,
-        progress=False,
-    )
-    train_s = time.perf_counter() - start
-    # equal wall-clock rows: the rate guess can miss when the machine's load changes, so the
-    # run is resumed for the seconds still missing until it has trained for its budget
-    minibatches = row["minibatches"]
-    while row.get("seconds") and train_s < 0.97 * row["seconds"]:
-        more = max(1, round((row["seconds"] - train_s) * minibatches / train_s))
-        minibatches += more
-        t0 = time.perf_counter()
-        train(
-            row["model"],
-            "mnist-5k",
-            steps=minibatches,
-            resume=run,
-            device="cpu",
-            seed=seed,
-            progress=False,
-        )
-        train_s += time.perf_counter() - t0
-    out = {
-        "name": row["name"],
-        "tag": tag,
-        "seed": seed,
-        "model": row["model"],
-        "label": row["label"],
-        "train_s": train_s,
-        "minibatches": minibatches,
-    }
-    metrics = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    is_vw = row["model"] == "walkback"
-    if is_vw:
-        final = checkpoint.load(run)
-        out["walk_steps_mean"] = float(np.mean([m["walk_steps"] for m in metrics]))
-        out["updates"] = int(round(out["walk_steps_mean"] * minibatches))
-        out["heat_trace"] = [int(m["heat"]) for m in metrics]
-        out["noise_std"] = [metrics[0]["noise_std"], metrics[-1]["noise_std"]]
-        val = [json.loads(ln) for ln in (run / "validation.jsonl").read_text().splitlines()]
-        best = max(val, key=lambda r: r["validation_bound"])
-        out["best_step"] = best["step"]
-        # Algorithm 1's early stopping: the best validation bound's weights (with their p*)
-        trainer = checkpoint.load(run / "best") if (run / "best").exists() else final
-        cfg = trainer.config
-        out["config"] = {
-            k: getattr(cfg, k) for k in ("schedule", "walk_steps", "heat_factor", "loss", "recipe")
-        }
-        out["sampling_steps"] = len(trainer.generation_walk())
-    else:
-        trainer = checkpoint.load(run)
-        out["updates"] = minibatches
-        out["sampling_steps"] = trainer.config.diffusion_steps
     trainer.train(False)
     torch.manual_seed(1)
     with torch.no_grad():
-        if is_vw:
-            opts = WalkbackEvaluateOptions(
-                trajectories=s["trajectories"],
-                examples=n_eval,
-                chains=64,
-                burn_in=50,
-                chain_steps=100,
-            )
-        else:
-            opts = DiffusionEvaluateOptions(trajectories=s["trajectories"], examples=n_eval)
-        ev = trainer.evaluate(data, "test", opts)
+        ev = trainer.evaluate(shared["data"], "test", evaluate_options(trainer, m, n_eval))
+    out = {k: ev[k] for k in ("bits_per_dim", "bound_bits_per_dim") if k in ev}
     out["eval_examples"] = n_eval
-    for k in ("bits_per_dim", "bound_bits_per_dim", "reversibility", "entropy_production"):
-        if k in ev:
-            out[k] = ev[k]
-    if "step_entropy" in ev:
-        out["step_entropy"] = ev["step_entropy"]
     torch.manual_seed(2)
     t0 = time.perf_counter()
     with torch.no_grad():
-        cooled, long = cooled_and_long(trainer, row["model"], s["samples"], 0)
+        cooled, _ = cooled_and_long(trainer, model, s["samples"], 0)
     out["sample_s"] = time.perf_counter() - t0
-    body, head, ref = shared["body"], shared["head"], shared["ref_feats"]
-    out["samples"] = sample_measures(cooled, ref, body, head)
-    if full or row.get("grid"):
+    out["samples"] = sample_measures(cooled, shared["ref_feats"], shared["body"], shared["head"])
+    if grid:
         pictures.image_grid(cooled[:64], nrow=16, scale=2).save(OUT / f"mnist-samples-{tag}.png")
-    if is_vw and full:
-        torch.manual_seed(3)
-        with torch.no_grad():
-            cooled_l, long = cooled_and_long(trainer, "walkback", s["long_chains"], s["long_steps"])
-        out["long_start"] = sample_measures(cooled_l, ref, body, head)
-        out["long"] = sample_measures(long, ref, body, head)
-        pictures.image_grid(torch.cat([cooled_l[:16], long[:16]]), nrow=16, scale=2).save(
-            OUT / f"mnist-long-{tag}.png"
-        )
-        # inpainting: clamp the known pixels at every step; RMSE on the unknown pixels
-        test = data.decode(data.raw("test"))[: s["inpaint_examples"]]
-        out["inpaint"] = {}
-        for spec in MASKS:
-            known = ~masks.parse(spec).sample(
-                len(test), (1, 28, 28), modality="image", generator=torch.Generator().manual_seed(0)
-            )
-            torch.manual_seed(4)
-            with torch.no_grad():
-                filled = trainer.inpaint(test, known)
-            miss = ~known
-            out["inpaint"][spec] = (filled - test)[miss].pow(2).mean().sqrt().item()
-            shown = torch.where(known, test, torch.full_like(test, 0.5))[:12]
-            grid = torch.cat([shown, filled[:12], test[:12]])
-            pictures.image_grid(grid, nrow=12, scale=2).save(
-                OUT / f"mnist-inpaint-{tag}-{spec.replace(':', '')}.png"
-            )
     return out
+
+
+def walk_updates(run: Path, minibatches: int, per_minibatch: float) -> tuple[int, float]:
+    """(parameter updates, mean K) so far: VW makes K online updates per minibatch (the
+    logged walk lengths), NET and ddpm one."""
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    ks = [r["walk_steps"] for r in rows if "walk_steps" in r]
+    k = float(np.mean(ks)) if ks else per_minibatch
+    return int(round(k * minibatches)), k
+
+
+def curve_job(
+    tag: str,
+    row: dict,
+    s: dict,
+    tmp: Path,
+    shared: dict,
+    *,
+    seed: int,
+    points,
+    n_eval: int,
+    trajectories: int,
+):
+    """Train one row, measured at each of ``points`` parameter updates (resumed between them;
+    wall-clock counts training only). Returns (the points, the run folder)."""
+    from gm import checkpoint
+    from gm.engine import train
+
+    run, train_s, curve = tmp / tag, 0.0, []
+    for i, updates in enumerate(points):
+        minibatches = max(1, round(updates / row["per_minibatch"]))
+        t0 = time.perf_counter()
+        if i == 0:
+            train(
+                row["model"],
+                "mnist-5k",
+                steps=minibatches,
+                out=run,
+                overrides=row["overrides"],
+                device="cpu",
+                seed=seed,
+                progress=False,
+            )
+        else:
+            train(
+                row["model"],
+                "mnist-5k",
+                steps=minibatches,
+                resume=run,
+                device="cpu",
+                seed=seed,
+                progress=False,
+            )
+        train_s += time.perf_counter() - t0
+        trainer = checkpoint.load(run)
+        last = i == len(points) - 1
+        point = measure(trainer, row["model"], s, shared, n_eval, trajectories, tag, grid=last)
+        if row["model"] == "walkback":
+            point["noise"] = noise_per_level(trainer, shared["data"])
+        point["updates"], point["walk_steps_mean"] = walk_updates(
+            run, minibatches, row["per_minibatch"]
+        )
+        point.update(minibatches=minibatches, train_s=train_s, seed=seed, target=updates)
+        point["trajectories"] = trajectories
+        curve.append(point)
+        print(
+            f"{tag} @{point['updates']}: train {train_s:.0f}s bpd {point.get('bits_per_dim', math.nan):.3f} "
+            f"fd {point['samples']['fd']:.2f} [{(time.perf_counter() - shared['wall0']) / 60:.1f} min]",
+            flush=True,
+        )
+    return curve, run
+
+
+def unet_step_seconds(batch: int) -> dict:
+    """Seconds per NET-30 training step on the UNet and on the MLP (batch of MNIST-size
+    images): why the UNet rows are left out on a CPU."""
+    import torch
+
+    from gm.data import DataInfo
+    from gm.engine import build_config
+
+    if not registered("transition_operators", "unet"):
+        return {}
+    info, out = DataInfo("mnist-5k", "image", (1, 28, 28)), {}
+    x = torch.rand(batch, 1, 28, 28)
+    for name, over in (("unet", {"operator": "unet"}), ("mlp", {"network": "mlp"})):
+        cls, cfg = build_config("diffusion", info, overrides={**over, "diffusion_steps": 30})
+        trainer = cls(cfg, info, "cpu")
+        trainer.training_step(x)  # warm-up
+        t0 = time.perf_counter()
+        for i in range(2):
+            trainer.step = i + 1
+            trainer.training_step(x)
+        out[name] = (time.perf_counter() - t0) / 2
+    return out
+
+
+def noise_per_level(trainer, data) -> dict:
+    """The operator's injected noise std at each level of its walk, at its temperature, on
+    the ink pixels (> 0.3) of 100 test images: heating that survives training rises as sqrt(T)."""
+    import torch
+
+    x = data.decode(data.raw("test"))[:100].float()
+    s = trainer.prepare(x)
+    ink = x > 0.3
+    op = trainer.sampler
+    walk = trainer.walk(0)
+    with torch.no_grad():
+        stds = [
+            op.distribution(s, t, lv).stddev[ink].median().item()
+            for t, lv in zip(walk.temperatures, walk.levels, strict=True)
+        ]
+    return {"temperatures": list(walk.temperatures), "std": stds}
+
+
+def long_chains_and_inpainting(trainer, s: dict, shared: dict, tag: str, inpaint: bool) -> dict:
+    """+long_steps chains at T = 1 (FD at the end of cooling and after) and, for the chosen
+    model, inpainting RMSE on three masks with pictures."""
+    import torch
+
+    from gm import masks, pictures
+
+    body, head, ref = shared["body"], shared["head"], shared["ref_feats"]
+    out = {}
+    torch.manual_seed(3)
+    with torch.no_grad():
+        cooled, long = cooled_and_long(trainer, "walkback", s["long_chains"], s["long_steps"])
+    out["long_start"] = sample_measures(cooled, ref, body, head)
+    out["long"] = sample_measures(long, ref, body, head)
+    pictures.image_grid(torch.cat([cooled[:16], long[:16]]), nrow=16, scale=2).save(
+        OUT / f"mnist-long-{tag}.png"
+    )
+    if not inpaint:
+        return out
+    test = shared["data"].decode(shared["data"].raw("test"))[: s["inpaint_examples"]]
+    out["inpaint"] = {}
+    for spec in MASKS:
+        known = ~masks.parse(spec).sample(
+            len(test), (1, 28, 28), modality="image", generator=torch.Generator().manual_seed(0)
+        )
+        torch.manual_seed(4)
+        with torch.no_grad():
+            filled = trainer.inpaint(test, known)
+        out["inpaint"][spec] = (filled - test)[~known].pow(2).mean().sqrt().item()
+        shown = torch.where(known, test, torch.full_like(test, 0.5))[:12]
+        grid = torch.cat([shown, filled[:12], test[:12]])
+        pictures.image_grid(grid, nrow=12, scale=2).save(
+            OUT / f"mnist-inpaint-{tag}-{spec.replace(':', '')}.png"
+        )
+    return out
+
+
+def curve_figures(group: str, curves: dict[str, list[dict]]) -> list[str]:
+    """Learning-curve pictures of one group (bits/dim IS, bound, FD against updates and
+    against training seconds); returns their file names."""
+    from gm import plotting
+
+    names = []
+    for metric, get in (
+        ("bits/dim (IS)", lambda p: p.get("bits_per_dim")),
+        ("bits/dim (bound)", lambda p: p.get("bound_bits_per_dim")),
+        ("FD", lambda p: p["samples"]["fd"]),
+    ):
+        for x, xl in (("updates", "parameter updates"), ("train_s", "training seconds")):
+            series = []
+            for name, pts in curves.items():
+                rows = [{xl: p[x], metric: get(p)} for p in pts if get(p) is not None]
+                rows = [r for r in rows if math.isfinite(r[metric]) and abs(r[metric]) < 1e3]
+                if rows:
+                    series.append((LABELS[name], rows))
+            if not series:
+                continue
+            img = plotting.curves(series, metric, x=xl, title=f"{group}: {metric} against {xl}")
+            slug = metric.split()[0].replace("/", "") + ("-bound" if "bound" in metric else "")
+            fname = f"curve-{group}-{slug}-{x}.png"
+            img.save(OUT / fname)
+            names.append(fname)
+    return names
 
 
 def knn_inpainting(data, n: int) -> dict:
@@ -455,7 +603,7 @@ def toy_job(dataset: str, seed: int, s: dict, tmp: Path) -> dict:
         x, _ = trainer.generate(s["toy_samples"], trainer.generation_walk())
         ed30 = shared.energy_distance(x, test)
         more = schedules.Walk((1.0,) * 5000, (0,) * 5000)
-        y, _ = chains.run_chain(trainer.operator, x, more)
+        y, _ = chains.run_chain(trainer.sampler, x, more)
         ed_long = shared.energy_distance(y, test)
     out = {"dataset": dataset, "seed": seed, "train_s": train_s, "ed30": ed30, "ed5000": ed_long}
     if seed == 0:
@@ -550,294 +698,451 @@ def separated(a: list[dict], b: list[dict], get) -> str | None:
     return None
 
 
-def write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, quick, budget) -> None:
+def bpd(r: dict) -> float:
+    """Held-out bits/dim: the IS estimate, else (ddpm, which has none) the bound."""
+    return r.get("bits_per_dim", r.get("bound_bits_per_dim", math.nan))
+
+
+def is_bpd(r: dict) -> float:
+    return r.get("bits_per_dim", math.nan)
+
+
+def fd(r: dict) -> float:
+    return r["samples"]["fd"]
+
+
+def trend(curve: list[dict], get, target: float) -> str:
+    """What the learning curve says about a missed target: the change over the last doubling
+    of updates and, if it is falling, how many more doublings at that rate would reach it."""
+    if len(curve) < 2:
+        return "one point only: the curve says nothing"
+    a, b = get(curve[-2]), get(curve[-1])
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return "not finite on the curve"
+    drop = a - b
+    ratio = curve[-1]["updates"] / max(curve[-2]["updates"], 1)
+    span = f"over the last {ratio:.1f}x of updates ({curve[-2]['updates']:,} -> {curve[-1]['updates']:,})"
+    if drop <= 0:
+        return (
+            f"the curve is flat or rising ({-drop:.3f} higher {span}): more compute on this "
+            "recipe would not close it"
+        )
+    need = (b - target) / drop
+    if need > 20:
+        return f"falling slowly ({drop:.3f} lower {span}): over 20 more such steps at that rate"
+    return (
+        f"still falling ({drop:.3f} lower {span}); at that rate about {need:.1f} more such "
+        f"steps (~{curve[-1]['updates'] * ratio**need:,.0f} updates) would reach {target:g}, "
+        "if the fall did not slow"
+    )
+
+
+def table_line(label: str, rs: list[dict], steps) -> str:
+    return (
+        f"| {label} | {len(rs)} | {steps} | {stat(rs, lambda x: x['updates'], ',.0f')} | "
+        f"{stat(rs, lambda x: x['train_s'], '.0f')} | "
+        f"{stat(rs, is_bpd) if any('bits_per_dim' in x for x in rs) else '–'} | "
+        f"{stat(rs, lambda x: x.get('bound_bits_per_dim', math.nan))} | {stat(rs, fd, '.2f')} | "
+        f"{stat(rs, lambda x: x['samples']['kid'], '.4f')} | "
+        f"{stat(rs, lambda x: x['samples']['max_prob'])} | "
+        f"{stat(rs, lambda x: x['samples']['classes'], '.2g')} |"
+    )
+
+
+HEAD = (
+    "| model | seeds | sampling steps | updates | train s | bits/dim (IS) | bits/dim (bound) "
+    "| FD | KID | mean max-prob | classes |"
+)
+SEP = "|---|---|---|---|---|---|---|---|---|---|---|"
+
+
+def write_page(r: dict) -> None:
     from gm_walkback.walkback import WalkbackTrainer
 
-    upd = {n: [r for r in rows if r["group"] == "updates" and r["name"] == n] for n in MLP_ROWS}
-    wallc = [r for r in rows if r["group"] == "wallclock"]
-    conv = [r for r in rows if r["group"] == "conv"]
-    first = {n: v[0] for n, v in upd.items()}
-    vw_names = ("appendix", "algorithm1")
-    full = gauss["full_eval"]
-    n_seeds = len(s["seeds"])
-    bpd = lambda r: r["bits_per_dim"]  # noqa: E731
-    fd = lambda r: r["samples"]["fd"]  # noqa: E731
-    L = []
+    s, gauss, full = r["settings"], r["gauss"], r["gauss"]["full_eval"]
+    faults = r["faults"]
+    groups = r["groups"]  # group -> {name -> {"curve": [...], "finals": [...], "steps": int}}
+    L: list[str] = []
     add = L.append
-    add("# Variational Walkback on real MNIST (`mnist-5k`): a CPU pilot")
+    add("# Variational Walkback on real MNIST (`mnist-5k`): the recipe faults and learning curves")
     add("")
     add(
-        f"Made by `python docs/results/make_walkback.py{' --quick' if quick else ''}` at commit "
-        f"`{commit}` in {wall / 60:.1f} min on one CPU thread of a shared 2-core machine. "
-        "**No GPU was available in this task**: there are no GPU figures (the CelebA-size "
-        "training step, the 10,000-step chain and bf16 MFU were not measured). This is a "
-        f"pilot: every MNIST model gets ~{s['updates']:,} parameter updates; the paper trains "
-        "for days on a GPU with the full-width networks (1200-unit MLP, Table 2's conv net)."
+        f"Made by `python docs/results/make_walkback.py{' --quick' if r['quick'] else ''}` at "
+        f"commit `{r['commit']}` in {r['wall'] / 60:.1f} min on one CPU thread of a shared 2-core "
+        f"machine; load average {r['load'][0]} at the start and {r['load'][1]} at the end (other "
+        "engineers' jobs: every time on this page is inflated by them, unevenly, so wall-clock "
+        "comparisons are rough). **No GPU was available in this task**: no GPU figures (the "
+        "CelebA-size step, the 10,000-step chain, the UNet ddpm's throughput) were measured. "
+        f"Sizes are a CPU pilot's: the MLP is {s['hidden']} wide (the paper's 1200 is "
+        "`--set hidden=1200`), at most "
+        f"{s['curve'][-1]:,} parameter updates per model."
     )
     add("")
+    if not r["unet"]:
+        t = r["unet_timing"]
+        add(
+            "**No UNet rows.** "
+            + (
+                f"The `unet` operator (32 wide on a CPU) took {t['unet']:.1f} s per NET-30 "
+                f"training step of {s['batch']} images on this machine when the page ran, the "
+                f"MLP {t['mlp']:.2f} s ({t['unet'] / t['mlp']:.0f}x); a UNet curve of "
+                f"{s['unet_curve'][-1]} updates per model, and sampling {s['samples']} images "
+                "through each model's steps at every point, does not fit this page's hour on "
+                "one thread of a loaded CPU. The UNet targets (best UNet model <= 4.0 bits/dim) "
+                "wait for a GPU."
+                if t
+                else "The `unet` operator is not registered in this checkout."
+            )
+        )
+        add("")
+
+    # --- targets ---------------------------------------------------------------------------
     add("## Targets missed, first")
     add("")
     miss = []
-    for n in vw_names:
-        rs, lab = upd[n], LABELS[n]
-        m = float(np.mean([bpd(r) for r in rs]))
-        if not m < full:
+    for g, rows in groups.items():
+        for name, row in rows.items():
+            m = float(np.nanmean([bpd(x) for x in row["finals"]]))
+            if not m < full:
+                miss.append(
+                    f"- **{LABELS[name]} ({g})**: {m:.3f} bits/dim (IS, mean of {len(row['finals'])} "
+                    f"seed(s), {row['finals'][0]['updates']:,} updates), not below the "
+                    f"full-covariance Gaussian's {full:.3f}; {trend(row['curve'], bpd, full)}."
+                )
+    vw_mlp = {n: groups["mlp"][n] for n in ("algorithm1", "appendix") if n in groups["mlp"]}
+    best_vw = min(vw_mlp, key=lambda n: np.nanmean([bpd(x) for x in vw_mlp[n]["finals"]]))
+    bv = float(np.nanmean([bpd(x) for x in vw_mlp[best_vw]["finals"]]))
+    if not bv <= 5.80:
+        miss.append(
+            f"- **Best VW on the {s['hidden']}-wide MLP** ({LABELS[best_vw]}): {bv:.3f} bits/dim at "
+            f"{vw_mlp[best_vw]['finals'][0]['updates']:,} updates, not at or below the independent "
+            f"minimal diffusion's 5.80 on the same network at 2,000 updates (issue 22); "
+            f"{trend(vw_mlp[best_vw]['curve'], bpd, 5.80)}."
+        )
+    if r["unet"]:
+        ug = groups["unet"]
+        best_u = min(ug, key=lambda n: np.nanmean([bpd(x) for x in ug[n]["finals"]]))
+        bu = float(np.nanmean([bpd(x) for x in ug[best_u]["finals"]]))
+        if not bu <= 4.0:
             miss.append(
-                f"- **{lab}**: held-out {m:.3f} bits/dim (IS, mean of {len(rs)} seeds), not below "
-                f"the full-covariance Gaussian's {full:.3f} on the same images."
+                f"- **Best model on the UNet** ({LABELS[best_u]}): {bu:.3f} bits/dim at "
+                f"{ug[best_u]['finals'][0]['updates']:,} updates, not at or below 4.0; "
+                f"{trend(ug[best_u]['curve'], bpd, 4.0)}."
             )
-        mp = float(np.mean([r["samples"]["max_prob"] for r in rs]))
-        cl = min(r["samples"]["classes"] for r in rs)
-        if mp < 0.9 or cl < 10:
+    else:
+        miss.append(
+            "- **Best model on the UNet <= 4.0 bits/dim**: not measured (the UNet rows were not "
+            "run on this CPU: see above)."
+        )
+    for g, rows in groups.items():
+        for name, row in rows.items():
+            mp = float(np.mean([x["samples"]["max_prob"] for x in row["finals"]]))
+            cl = min(x["samples"]["classes"] for x in row["finals"])
+            if mp < 0.9 or cl < 10:
+                miss.append(
+                    f"- **{LABELS[name]} ({g}) samples**: mean max-probability {mp:.3f} (target "
+                    f">= 0.9), as few as {cl} of 10 classes (target 10)."
+                )
+    for name, extra in r["long"].items():
+        a, b = extra["long_start"]["fd"], extra["long"]["fd"]
+        if b > 2 * a:
             miss.append(
-                f"- **{lab}**: samples' mean max-probability {mp:.3f} (target >= 0.9; mean of "
-                f"{len(rs)} seeds), as few as {cl} of 10 classes covered (target 10)."
-            )
-        r = first[n]
-        if r["long"]["fd"] > 2 * r["long_start"]["fd"]:
-            miss.append(
-                f"- **{lab}**: after +{s['long_steps']} steps at T = 1 the Frechet distance is "
-                f"{r['long']['fd']:.1f}, more than 2x the end of cooling's {r['long_start']['fd']:.1f}."
-            )
-    for r in conv:
-        if not bpd(r) < full or r["samples"]["max_prob"] < 0.9 or r["samples"]["classes"] < 10:
-            miss.append(
-                f"- **{r['label']}** (pilot, {r['updates']:,} updates): {bpd(r):.3f} bits/dim "
-                f"(Gaussian {full:.3f}), max-probability {r['samples']['max_prob']:.3f}, "
-                f"{r['samples']['classes']} classes."
+                f"- **{LABELS[name]} (mlp) +{s['long_steps']}-step chains**: FD {b:.1f}, more than "
+                f"2x the end of cooling's {a:.1f}."
             )
     for ds in TOYS:
-        t = [x for x in toys if x["dataset"] == ds]
+        t = [x for x in r["toys"] if x["dataset"] == ds]
         e30, e5k = np.mean([x["ed30"] for x in t]), np.mean([x["ed5000"] for x in t])
         if e5k > 2 * e30:
             miss.append(
                 f"- **toy {ds}**: +5000 steps energy distance {e5k:.4f}, more than 2x the 30-step "
                 f"{e30:.4f} (mean of {len(t)} seeds)."
             )
+    mlp = groups["mlp"]
+    for rival in ("net1000", "ddpm"):
+        if rival not in mlp or "appendix" not in mlp:
+            continue
+        for what, get in (("bits/dim", bpd), ("FD", fd)):
+            a = np.nanmean([get(x) for x in mlp["appendix"]["finals"]])
+            b = np.nanmean([get(x) for x in mlp[rival]["finals"]])
+            if not a <= b:
+                miss.append(
+                    f"- **VW-30 (appendix recipe) against {LABELS[rival]}, equal updates, {what}**: "
+                    f"{a:.3f} against {b:.3f} (the paper: VW with 30 steps matches NET with 1000)."
+                )
+        w = r["wallclock"]["mlp"]
+        if rival in w and "appendix" in w:
+            a, b = bpd(w["appendix"]), bpd(w[rival])
+            if not a <= b:
+                miss.append(
+                    f"- **VW-30 against {LABELS[rival]}, equal wall-clock, bits/dim**: {a:.3f} "
+                    f"against {b:.3f}."
+                )
     L.extend(miss or ["- none of the page's targets is missed at this size."])
     add(
-        "- What was tried: both recipes exactly as written, on the appendix E.1 MLP "
-        f"({n_seeds} seeds) and "
-        "on Table 2's conv net (a short pilot); a heat count H that never falls (so the walk "
-        "cannot shorten itself); per-step batch-norm parameters; validation every "
-        f"{s['validate_every']} minibatches with the best checkpoint evaluated; on the toys, "
-        "per-step parameters (appendix I) and the +5000 steps at the T = 1 level's parameters."
-    )
-    add(
-        "- Measured at a reduced size only (budget): the networks are narrowed (MLP 256 wide), "
-        f"training is ~{s['updates']:,} updates, the conv pilot {s['conv_updates']} updates with no "
-        f"long chains or inpainting; NET-1000 has one seed and IS on {s['net1000_examples']} "
-        "images; the equal wall-clock rows have one seed, so **no difference at equal "
-        "wall-clock is claimed**."
+        "- What was tried (section 1): the paper's Adam rate and 1e-3; the T = 1 noise capped, "
+        "learned per dimension so that heating survives training, and fixed as in the authors' "
+        "code; weight averaging; NET-30 on NET's schedule and on the cosine schedule; "
+        "Adam at 1e-3 with alpha = 1 (no residual) was tried while choosing these rows and "
+        "measured worse (not on this page). The curve rows use what measured best "
+        f"({', '.join(f'{k} {v:g}' for k, v in VW_FIXES.items())} for VW)."
     )
     add("")
-    add("## Setup (pilot sizes; the paper's are in brackets)")
-    add("")
-    add(
-        f"The MLP rows use the paper's MNIST *likelihood* network (appendix E.1: two fully "
-        f"connected layers, batch norm with per-step parameters) at width {s['hidden']} [1200]; "
-        f"NET uses the same MLP with layer norm and NET's per-step affines. Adam, lr 1e-4, "
-        f"batch {s['batch']}. VW makes one online update per walk step (30 per minibatch for the "
-        "appendix schedule, K = ceil(log2 Tmax) + n for Algorithm 1), NET one per minibatch. "
-        f"Equal updates: ~{s['updates']:,} for every row, seeds {tuple(s['seeds'])} (NET-1000: "
-        f"seed {s['seeds'][0]}). Equal wall-clock: every row trains for the seconds Algorithm 1 "
-        f"took at equal updates (seed {s['seeds'][0]}, {budget:.0f} s): its minibatches are first "
-        "set from the rate it ran at in its equal-updates run, then the run is resumed until it "
-        "has trained for at least 97% of those seconds (the realised seconds are shown). "
-        "VW's validation bound is measured every "
-        f"{s['validate_every']} minibatches on the last 200 test images and the best checkpoint "
-        "is the one evaluated (Algorithm 1's early stopping); everything else is measured on "
-        f"the first test images, disjoint from those. IS: M = {s['trajectories']} trajectories, "
-        "a fresh dequantisation per trajectory; bits/dim = -(LL - D ln 256)/(D ln 2). "
-        "Gaussians: fitted to the dequantised train split."
-    )
-    add("")
-    add(
-        f"Sample quality: a 784-256-128-10 MLP classifier trained on the train split (test "
-        f"accuracy {acc:.3f}); features are its 128-d hidden layer divided by the test features' "
-        "RMS; Frechet distance (FD) and KID (unbiased, kernel (x.y/d + 1)^3) in that space "
-        f"against the 1000 test images; {s['samples']} samples per model (the mean of the last "
-        "step); mean max-probability of the classifier; classes covered = classes given >= 2% of "
-        f"the argmaxes. Real data (the first {s['samples']} train images) for scale: FD "
-        f"{real['fd']:.2f}, KID {real['kid']:.4f}, max-prob {real['max_prob']:.3f}, "
-        f"{real['classes']} classes."
-    )
-    add("")
-    head = (
-        "| model | seeds | sampling steps | updates | train s | bits/dim (IS) | bits/dim (bound) "
-        "| FD | KID | mean max-prob | classes |"
-    )
-    sep = "|---|---|---|---|---|---|---|---|---|---|---|"
 
-    def line(rs: list[dict]) -> str:
-        r = rs[0]
-        return (
-            f"| {r['label']} | {len(rs)} | {r['sampling_steps']} | {stat(rs, lambda x: x['updates'], ',.0f')} | "
-            f"{stat(rs, lambda x: x['train_s'], '.0f')} | {stat(rs, bpd)} | "
-            f"{stat(rs, lambda x: x['bound_bits_per_dim'])} | {stat(rs, fd, '.2f')} | "
-            f"{stat(rs, lambda x: x['samples']['kid'], '.4f')} | "
-            f"{stat(rs, lambda x: x['samples']['max_prob'])} | "
-            f"{stat(rs, lambda x: x['samples']['classes'], '.2g')} |"
-        )
-
-    gauss_rows = (
-        f"| diagonal Gaussian | – | – | – | – | {gauss['diag_eval']:.3f} (all 1000: "
-        f"{gauss['diag_all']:.3f}) | – | – | – | – | – |",
-        f"| full-covariance Gaussian | – | – | – | – | {gauss['full_eval']:.3f} (all 1000: "
-        f"{gauss['full_all']:.3f}) | – | – | – | – | – |",
-    )
-    add("## MNIST at equal parameter updates (mean ± sd over seeds)")
-    add("")
-    add(head)
-    add(sep)
-    L.extend(gauss_rows)
-    for n in MLP_ROWS:
-        add(line(upd[n]))
+    # --- faults ------------------------------------------------------------------------------
+    add("## 1. The recipe faults, each measured")
     add("")
     add(
-        f"Bits/dim are on the first {s['eval_examples']} test images (NET-1000: "
-        f"{s['net1000_examples']}, so its row is not comparable to better than a few tenths of a "
-        "bit)."
+        f"VW rows: Algorithm 1 on the {s['hidden']}-wide MLP with batch norm and per-step "
+        "parameters, at the paper's Adam rate and at 1e-3, then one change each from the 1e-3 "
+        "row; NET rows: 30 steps on the cosine schedule (gm's default) and on NET's. One seed, "
+        f"~{s['fault_updates']:,} parameter updates each, IS with M = {s['trajectories']} on the "
+        f"first {s['eval_examples']} test images; FD etc. as in section 4. Noise: the median "
+        "injected std on the ink pixels (> 0.3) of 100 test images at T = 1 (level 0) and at "
+        "the walk's hottest level, against sqrt(T) times the T = 1 value (what heating that "
+        "survives training gives)."
     )
     add("")
-    add("## MNIST at equal training wall-clock (one seed: no difference claimed)")
-    add("")
-    add(head)
-    add(sep)
-    add(line([{**first["algorithm1"], "label": LABELS["algorithm1"] + " (the budget)"}]))
-    for r in wallc:
-        add(line([r]))
-    add("")
-    for r in [first["algorithm1"]] + [r for r in wallc if r["model"] == "walkback"]:
+    add(
+        "| change | updates | train s | bits/dim (IS) | bits/dim (bound) | FD | max-prob | "
+        "classes | noise T = 1 | noise hottest (T) | sqrt(T) x T = 1 |"
+    )
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, x in r["faults"].items():
+        nl = x.get("noise")
+        if nl:
+            t = nl["temperatures"][-1]
+            noise = f"{nl['std'][0]:.3f} | {nl['std'][-1]:.3f} ({t:g}) | {nl['std'][0] * math.sqrt(t):.3f}"
+        else:
+            noise = "– | – | –"
         add(
-            f"- {r['label']}: {r['minibatches']} minibatches; the evaluated checkpoint is the best "
-            f"validation bound's, at minibatch {r['best_step']} (so a longer run can report the "
-            "same weights)."
+            f"| {name} | {x['updates']:,} | {x['train_s']:.0f} | {f3(is_bpd(x))} | "
+            f"{f3(x.get('bound_bits_per_dim'))} | {fd(x):.2f} | {x['samples']['max_prob']:.3f} | "
+            f"{x['samples']['classes']} | {noise} |"
         )
     add("")
-    add("## MNIST with the paper's Table 2 conv net (the shipped default network): a short pilot")
-    add("")
     add(
-        "Table 2 exactly: 5x5 stride-2 convs 16, 32 with batch norm and ReLU, five fully "
-        "connected layers 1568-1024-1024-1024-1024-1568 with layer norm and leaky ReLU, strided "
-        "deconvs 16 (batch norm, ReLU) and 1, separate mean and variance outputs, per-step "
-        "parameters, Adam 1e-4, batch 100 (the shipped `gm train walkback --dataset mnist-5k` "
-        f"network; only `recipe`, batch size and validation cadence set). {s['conv_updates']} "
-        f"updates per recipe, one seed, IS on {s['conv_eval_examples']} test images: a pilot of "
-        "a network the paper trains for days, so its numbers say only that the setup runs end to "
-        "end here."
+        "- **T = 1 noise**: `--set max_std=S` caps it smoothly (`S tanh(softplus(F)/S)`); "
+        "`noise=learned` makes it one learned std per pixel, free of the state and the step, so "
+        'the noise at level l is exactly sqrt(T_l) times it (Algorithm 1: "noise of variance '
+        "T sigma^2 at each step\"); `noise=fixed` keeps `init_std` (the authors' code). The "
+        "defaults keep F's variance head uncapped, because that measured best here (the table); "
+        "the cap and the learned noise are tested (`tests/test_recipe_faults.py`) and one flag "
+        "away."
     )
+    add(
+        "- **NET's schedule**: gm's `net` schedule is NET's code's baseline, beta_t = "
+        "1/linspace(T, 2, T)_t with 1e-3 added to beta_1 (NET also learns a perturbation of it, "
+        "which gm does not); over 1000 steps it ends at alpha-bar ~ 1e-3. Over 30 steps it "
+        "starts at beta_1 ~ 0.035 and leaves alpha-bar_T ~ 0.03 of the data in the last state, "
+        "so `diffusion_steps` < 100 now defaults to the cosine schedule (`beta_schedule=net` "
+        "keeps the old one). NET's learned variance (sigmoid(F/sqrt(T) + logit beta_t)) is "
+        "unchanged: the issue measured a fixed variance within 0.03 bits/dim of a learned one."
+    )
+    cos, old = (
+        faults.get("NET-30, cosine schedule, lr 1e-3"),
+        faults.get("NET-30, NET's schedule, lr 1e-3"),
+    )
+    if cos and old:
+        gap = is_bpd(old) - is_bpd(cos)
+        add(
+            f"- **Measured here** (one seed, {cos['updates']:,} updates): NET-30 on the cosine "
+            f"schedule {is_bpd(cos):.3f} bits/dim, FD {fd(cos):.2f}; on NET's {is_bpd(old):.3f}, "
+            f"FD {fd(old):.2f}: "
+            + (
+                f"the cosine schedule is {gap:.2f} bits/dim better."
+                if gap > 0.1
+                else "**no difference of the bit per dimension the issue measured** (with NET's "
+                "reverse parameterisation the schedule is not what holds NET-30 back at this "
+                "size); the cosine default is kept for its prior match, not for a measured gain."
+            )
+        )
+    ema, plain = faults.get("lr 1e-3, EMA 0.999"), faults.get("lr 1e-3")
+    if ema and plain:
+        add(
+            f"- **Weight averaging** (one seed): EMA 0.999 {is_bpd(ema):.3f} bits/dim against "
+            f"{is_bpd(plain):.3f} for the trained weights at equal updates"
+            + (
+                "; the CPU setup samples and evaluates the average (`ema=0.999`)."
+                if is_bpd(ema) < is_bpd(plain)
+                else "; not better, so the defaults do not average."
+            )
+        )
     add("")
-    add(head)
-    add(sep)
-    for r in conv:
-        add(line([r]))
+
+    # --- curves ------------------------------------------------------------------------------
+    for g, rows in groups.items():
+        pts = s["curve"] if g == "mlp" else s["unet_curve"]
+        add(
+            f"## 2{'a' if g == 'mlp' else 'b'}. Learning curves on the {g.upper() if g == 'unet' else 'MLP'}"
+        )
+        add("")
+        add(
+            f"Measured at {', '.join(f'{p:,}' for p in pts)} parameter updates (VW: one online "
+            "update per walk step; the realised count is shown), seed 0, resumed between points "
+            "(training seconds only). "
+            + "; ".join(f"{LABELS[n]}: {NOTES[n]}" for n in rows)
+            + f". IS with M = {s['trajectories']} on the first "
+            + (
+                f"{s['eval_examples']} test images (NET-1000, whose every trajectory is 1000 "
+                f"steps: M = {s['slow_trajectories']} on {s['slow_examples']}; ddpm: its bound, "
+                "the mean of M draws)."
+                if g == "mlp"
+                else f"{s['unet_examples']} test images, M = {s['slow_trajectories']}."
+            )
+            + (
+                f" Seeds {tuple(s['seeds'])} at the final point for "
+                + ", ".join(LABELS[n] for n in s["seeded"] if n in rows)
+                + "; one seed for the others (budget)."
+                if g == "mlp"
+                else " One seed."
+            )
+        )
+        add("")
+        for fname in r["figures"][g]:
+            add(f"![{fname}](walkback/{fname})")
+            add("")
+        add("| model | " + " | ".join(f"{p:,}" for p in pts) + " |")
+        add("|---|" + "---|" * len(pts))
+        for name, row in rows.items():
+            cells = [
+                f"{f3(is_bpd(p))} / {f3(p.get('bound_bits_per_dim'))} / {fd(p):.1f} ({p['train_s']:.0f} s)"
+                for p in row["curve"]
+            ]
+            add(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+        add("")
+        add(
+            "Cells: bits/dim IS / bound / FD (training seconds so far). ddpm has no IS "
+            "estimate: its targets and comparisons use its bound (an upper bound on its bits/dim)."
+        )
+        add("")
+        add(f"### Equal updates ({g}; mean ± sd over seeds)")
+        add("")
+        add(HEAD)
+        add(SEP)
+        if g == "mlp":
+            add(
+                f"| diagonal Gaussian | – | – | – | – | {gauss['diag_eval']:.3f} (all 1000: "
+                f"{gauss['diag_all']:.3f}) | – | – | – | – | – |"
+            )
+            add(
+                f"| full-covariance Gaussian | – | – | – | – | {full:.3f} (all 1000: "
+                f"{gauss['full_all']:.3f}) | – | – | – | – | – |"
+            )
+        for name, row in rows.items():
+            add(table_line(LABELS[name], row["finals"], row["steps"]))
+        add("")
+        w = r["wallclock"][g]
+        add(f"### Equal training wall-clock ({g}; seed 0, read off the curves)")
+        add("")
+        add(
+            f"Budget: {r['budgets'][g]:.0f} s, the fastest row's time to its last point; each row "
+            "shows its last curve point within the budget (the points are 2x apart in updates, "
+            "so a row may have used as little as half of it: see the seconds column)."
+        )
+        add("")
+        add(HEAD)
+        add(SEP)
+        for name, p in w.items():
+            add(table_line(LABELS[name], [p], rows[name]["steps"]))
+        add("")
+
+    # --- the claims ----------------------------------------------------------------------------
+    add("## 3. VW with 30 steps against NET-1000 and ddpm (the paper's claim)")
     add("")
-    for r in conv:
-        add(f"{r['label']} ({r['updates']:,} updates):")
-        add("")
-        add(f"![samples {r['tag']}](walkback/mnist-samples-{r['tag']}.png)")
-        add("")
-    add("## MNIST: sample grids (equal updates, first seed)")
+    for g, rows in groups.items():
+        for rival in ("net1000", "ddpm"):
+            if rival not in rows:
+                continue
+            for vw in ("appendix", "algorithm1"):
+                for what, get in (("bits/dim", bpd), ("FD", fd)):
+                    a, b = rows[vw]["finals"], rows[rival]["finals"]
+                    sep_ = separated(a, b, get)
+                    ma, mb = np.nanmean([get(x) for x in a]), np.nanmean([get(x) for x in b])
+                    verdict = (
+                        f"{sep_} in every seed: claimed"
+                        if sep_
+                        else f"{min(len(a), len(b))} seed(s) or overlapping seeds: **no difference claimed**"
+                    )
+                    add(
+                        f"- {g}, equal updates, {what}: {LABELS[vw]} {ma:.3f} vs {LABELS[rival]} "
+                        f"{mb:.3f}; {verdict}."
+                    )
+                if vw in r["wallclock"][g] and rival in r["wallclock"][g]:
+                    a, b = r["wallclock"][g][vw], r["wallclock"][g][rival]
+                    add(
+                        f"- {g}, equal wall-clock (one seed, no difference claimed): {LABELS[vw]} "
+                        f"{f3(bpd(a))} bits/dim, FD {fd(a):.2f} vs {LABELS[rival]} {f3(bpd(b))}, "
+                        f"FD {fd(b):.2f}."
+                    )
+    add("")
+
+    # --- grids -------------------------------------------------------------------------------
+    add("## 4. Sample grids (seed 0, last curve point)")
     add("")
     add("Full-covariance Gaussian, for scale:")
     add("")
     add("![samples gaussian](walkback/mnist-samples-gaussian.png)")
     add("")
-    for n in MLP_ROWS:
-        r = first[n]
-        add(f"{r['label']}:")
-        add("")
-        add(f"![samples {r['tag']}](walkback/mnist-samples-{r['tag']}.png)")
-        add("")
-    add("## MNIST: +5000-step chains and reversibility")
-    add("")
+    for g, rows in groups.items():
+        for name in rows:
+            add(f"{LABELS[name]} ({g}):")
+            add("")
+            add(f"![samples {name} {g}](walkback/mnist-samples-{g}-{name}-s0.png)")
+            add("")
     add(
-        f"{s['long_chains']} chains per model (first seed): the end of cooling, then "
-        f"+{s['long_steps']} steps at T = 1 (level 0), each shown as the mean of its last step, "
-        "measured as above (FD and KID against the test split). **Reversibility, as appendix H "
-        "defines it**: run the chain at T = 1 for 50 burn-in steps, then 64 chains x 100 steps; "
-        "entropy production = the mean over steps of ln p(s_t+1|s_t) - ln p(s_t|s_t+1) (a "
-        "Monte-Carlo estimate of KL(p(s'|s)pi(s) || p(s|s')pi(s')), 0 exactly under detailed "
-        "balance); step entropy = the mean of -ln p(s_t+1|s_t) counted in 8-bit cells "
-        "(differential entropy + D ln 256, so it is positive and does not depend on the pixel "
-        "scale); reversibility = production / step entropy (the paper: 3.6% on MNIST)."
+        f"Classifier: a 784-256-128-10 MLP trained on the train split (test accuracy "
+        f"{r['acc']:.3f}); features its 128-d hidden layer over the test features' RMS; FD and KID "
+        f"(unbiased, kernel (x.y/d + 1)^3) against the 1000 test images; {s['samples']} samples "
+        "per model (the mean of the last step); classes covered = classes given >= 2% of the "
+        f"argmaxes. Real data for scale: FD {r['real']['fd']:.2f}, KID {r['real']['kid']:.4f}, "
+        f"max-prob {r['real']['max_prob']:.3f}, {r['real']['classes']} classes."
     )
     add("")
-    add(
-        "| model | FD end of cooling | FD +5000 | KID +5000 | max-prob +5000 | classes +5000 "
-        "| production (nats/step) | step entropy (nats, cells) | reversibility (each seed) |"
-    )
-    add("|---|---|---|---|---|---|---|---|---|")
-    for n in vw_names:
-        r, rs = first[n], upd[n]
-        a, b = r["long_start"], r["long"]
+
+    # --- long chains -------------------------------------------------------------------------
+    add("## 5. +5000-step chains (VW, MLP, seed 0)")
+    add("")
+    add("| model | FD end of cooling | FD +5000 | max-prob +5000 | classes +5000 | within 2x |")
+    add("|---|---|---|---|---|---|")
+    for name, x in r["long"].items():
+        a, b = x["long_start"], x["long"]
         add(
-            f"| {r['label']} | {a['fd']:.2f} | {b['fd']:.2f}{diverged(b)} | {b['kid']:.4f} | "
-            f"{b['max_prob']:.3f} | {b['classes']} | {r['entropy_production']:.2f} | "
-            f"{r['step_entropy']:.1f} | "
-            + ", ".join(f"{100 * x['reversibility']:.3g}%" for x in rs)
-            + " |"
-        )
-    for r in conv:
-        add(
-            f"| {r['label']} | – | – | – | – | – | {r['entropy_production']:.2f} | "
-            f"{r['step_entropy']:.1f} | {100 * r['reversibility']:.3g}% |"
+            f"| {LABELS[name]} | {a['fd']:.2f} | {b['fd']:.2f}{diverged(b)} | {b['max_prob']:.3f} | "
+            f"{b['classes']} | {'yes' if b['fd'] <= 2 * a['fd'] else '**no**'} |"
         )
     add("")
-    add(
-        "Production and step entropy are the first seed's. A ratio far above 100% means the "
-        "production dwarfs the entropy: the T = 1 chain is running away from the data (its "
-        "states grow), not that the operator is irreversible in the paper's sense."
-    )
-    add("")
-    vw_all = [r for r in rows if r["model"] == "walkback"]
-    if any(not math.isfinite(r["reversibility"]) for r in vw_all):
+    for name in r["long"]:
         add(
-            "Not finite: the chain at T = 1 diverged (its states grow without bound, a model "
-            "whose T = 1 operator is not contracting away from the data) during burn-in or the "
-            "measured steps, so production and entropy overflow; such seeds are left out of the "
-            "mean and counted."
+            f"{LABELS[name]}: top row end of cooling, bottom row the same chains +{s['long_steps']} steps."
         )
         add("")
-    for n in vw_names:
-        r = first[n]
-        add(
-            f"{r['label']}: top row end of cooling, bottom row the same chains +{s['long_steps']} "
-            "steps."
-        )
+        add(f"![long {name}](walkback/mnist-long-mlp-{name}-s0.png)")
         add("")
-        add(f"![long {r['tag']}](walkback/mnist-long-{r['tag']}.png)")
-        add("")
-    add("## MNIST: inpainting")
+
+    # --- inpainting --------------------------------------------------------------------------
+    knn, inp = r["knn"], r["inpaint"]
+    add(f"## 6. Inpainting: the best VW model ({LABELS[inp['name']]}, MLP) against KNNImputer")
     add("")
     add(
-        f"RMSE on the unknown pixels of the first {s['inpaint_examples']} test images ([0, 1] "
-        "scale); masks: the bottom half, a 14x14 square at a random place (`mar:14`), each pixel "
-        "missing with probability 0.5 (`mcar:0.5`). The VW chain starts at the masked image "
-        "(unknown pixels 0), runs the whole cooling walk with the known pixels clamped at every "
-        "step, and returns known pixels as given. KNNImputer: scikit-learn, 10 neighbours, "
-        "distance weights, fitted on the train split. First seed."
+        f"RMSE on the unknown pixels of the first {s['inpaint_examples']} test images; masks: the "
+        "bottom half, a 14x14 square (`mar:14`), each pixel missing with probability 0.5 "
+        "(`mcar:0.5`). The chain starts at the masked image and runs the cooling walk with the "
+        "known pixels clamped. KNNImputer: scikit-learn, 10 neighbours, distance weights, fitted "
+        "on the train split. (Only VW inpaints in gm; NET and ddpm have no clamped chain.)"
     )
     add("")
     add("| model | " + " | ".join(MASKS) + " |")
     add("|---|" + "---|" * len(MASKS))
     add("| train mean | " + " | ".join(f"{knn[m]['mean']:.4f}" for m in MASKS) + " |")
     add("| KNNImputer (k = 10) | " + " | ".join(f"{knn[m]['knn10']:.4f}" for m in MASKS) + " |")
-    for n in vw_names:
-        r = first[n]
-        add(f"| {r['label']} | " + " | ".join(f"{r['inpaint'][m]:.4f}" for m in MASKS) + " |")
+    add(f"| {LABELS[inp['name']]} | " + " | ".join(f"{inp['rmse'][m]:.4f}" for m in MASKS) + " |")
     add("")
-    beats = [
-        f"{first[n]['label']} on {m}"
-        for n in vw_names
-        for m in MASKS
-        if first[n]["inpaint"][m] < knn[m]["knn10"]
-    ]
+    beats = [m for m in MASKS if inp["rmse"][m] < knn[m]["knn10"]]
     add(
-        "VW beats KNNImputer on: " + "; ".join(beats) + "."
+        f"VW beats KNNImputer on: {', '.join(beats)}."
         if beats
-        else "**KNNImputer is better than every VW model on every mask.**"
+        else "**KNNImputer is better than the best VW model on every mask.**"
     )
     add("")
     add("Rows of each picture: masked input (grey = unknown), the fill, the truth.")
@@ -848,34 +1153,19 @@ def write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, quick,
         add("")
         add(f"![inpaint knn {spec}](walkback/mnist-inpaint-knn-{slug}.png)")
         add("")
-        for n in vw_names:
-            r = first[n]
-            add(f"{r['label']}, {spec}:")
-            add("")
-            add(f"![inpaint {r['tag']} {spec}](walkback/mnist-inpaint-{r['tag']}-{slug}.png)")
-            add("")
-    add("## The walk")
-    add("")
-    for r in [first[n] for n in vw_names] + conv:
-        tr = r["heat_trace"]
-        heat = (
-            f"heated levels H over training {tr[0]} -> {tr[-1]} (min {min(tr)}; it cannot fall)"
-            if r["config"]["schedule"] == "doubling"
-            else "fixed schedule"
-        )
-        add(
-            f"- {r['label']}: mean K {r['walk_steps_mean']:.1f}; {heat}; operator noise "
-            f"std at T = 1 {r['noise_std'][0]:.3f} -> {r['noise_std'][1]:.3f}; best validation "
-            f"bound at minibatch {r['best_step']} of {r['minibatches']}."
-        )
-    add("")
-    add("## 2-D toys: +5000 steps against 30 steps")
+        add(f"{LABELS[inp['name']]}, {spec}:")
+        add("")
+        add(f"![inpaint {spec}](walkback/mnist-inpaint-{inp['tag']}-{slug}.png)")
+        add("")
+
+    # --- toys ----------------------------------------------------------------------------------
+    add("## 7. 2-D toys: +5000 steps against 30 steps")
     add("")
     add(
-        f"The toy recipe (appendix C/I): 30 steps heated by 1.1 per step (T_t = 1.1^t), per-step "
-        f"parameters, MLP 2-{s['toy_hidden']}-{s['toy_hidden']} [4096], "
-        f"{s['toy_minibatches']} minibatches x 30 online updates, seeds {TOY_SEEDS}. Energy "
-        f"distance of {s['toy_samples']} samples to held-out points (mean ± sd over seeds)."
+        f"The toy recipe (appendix C/I): 30 steps heated by 1.1 per step, per-step parameters, MLP "
+        f"2-{s['toy_hidden']}-{s['toy_hidden']} [4096], {s['toy_minibatches']} minibatches x 30 "
+        f"online updates, seeds {s['toy_seeds']}. Energy distance of {s['toy_samples']} samples to "
+        "held-out points (mean ± sd over seeds)."
     )
     add("")
     add(
@@ -883,75 +1173,45 @@ def write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, quick,
     )
     add("|---|---|---|---|---|---|---|")
     for ds in TOYS:
-        t = [x for x in toys if x["dataset"] == ds]
+        t = [x for x in r["toys"] if x["dataset"] == ds]
         a, b = np.array([x["ed30"] for x in t]), np.array([x["ed5000"] for x in t])
+        sd = lambda v: v.std(ddof=1) if len(v) > 1 else 0.0  # noqa: E731
         add(
-            f"| {ds} | {tbase[ds]['floor']:.4f} | {tbase[ds]['gauss']:.4f} | {a.mean():.4f} ± "
-            f"{a.std(ddof=1) if len(a) > 1 else 0:.4f} | {b.mean():.4f} ± {b.std(ddof=1) if len(b) > 1 else 0:.4f} | "
+            f"| {ds} | {r['tbase'][ds]['floor']:.4f} | {r['tbase'][ds]['gauss']:.4f} | "
+            f"{a.mean():.4f} ± {sd(a):.4f} | {b.mean():.4f} ± {sd(b):.4f} | "
             f"{b.mean() / a.mean():.2f} | {'yes' if b.mean() <= 2 * a.mean() else '**no**'} |"
         )
     add("")
     add("![toys](walkback/toys.png)")
     add("")
-    add("## Reading")
+
+    # --- defaults ------------------------------------------------------------------------------
+    add("## 8. What the defaults are, and why")
     add("")
     add(
-        f"- The full-covariance Gaussian scores {full:.3f} bits/dim on the same images; "
-        + (
-            "every VW row is above it (worse)."
-            if all(bpd(r) >= full for r in rows if r["model"] == "walkback")
-            else "VW rows below it: "
-            + ", ".join(
-                f"{r['label']} ({r['group']}, seed {r['seed']})"
-                for r in rows
-                if r["model"] == "walkback" and bpd(r) < full
-            )
-            + "."
-        )
-    )
-    for a_, b_ in (("algorithm1", "appendix"), ("algorithm1", "net30"), ("appendix", "net30")):
-        for what, get in (("bits/dim", bpd), ("FD", fd)):
-            sep_ = separated(upd[a_], upd[b_], get)
-            ma, mb = np.mean([get(r) for r in upd[a_]]), np.mean([get(r) for r in upd[b_]])
-            if n_seeds < 3:
-                verdict = f"only {n_seeds} seeds: **no difference claimed**"
-            elif sep_:
-                verdict = f"{sep_} in every seed (ranges over {n_seeds} seeds disjoint): claimed"
-            else:
-                verdict = f"the {n_seeds} seeds' ranges overlap: **no difference claimed**"
-            add(
-                f"- Equal updates, {what}: {LABELS[a_]} {ma:.3f} vs {LABELS[b_]} {mb:.3f}; "
-                f"{verdict}."
-            )
-    ap = first["appendix"]
-    add(
-        "- Why the appendix recipe's bits/dim are so large: its per-step loss (the L1 "
-        "reconstruction error of the authors' code) gives no gradient to the variance output, so "
-        f"the operator's noise std at T = 1 went {ap['noise_std'][0]:.3f} -> "
-        f"{ap['noise_std'][1]:.3f} over training and the bound scores an untrained noise level "
-        "heated to T = sqrt(2)^30; the paper reports likelihoods for the E.1 MLP and uses the "
-        "appendix recipe for samples. Its FD and inpainting are the measures of what it learned."
+        "- On a machine without a CUDA device, `gm train walkback --dataset mnist-5k` runs "
+        f"`recipe={WalkbackTrainer.IMAGE_RECIPE}` on the CPU setup: the {s['hidden']}-wide MLP "
+        "with batch norm and per-step parameters, Adam 1e-3 and sampling from the weights' "
+        "moving average (`ema=0.999`), as section 1 measured best, for "
+        f"{WalkbackTrainer.CPU_STEPS:,} minibatches (about 10 minutes on an idle 2-core machine; "
+        "that run is not on this page); on a GPU, the paper's setup (Table 2's conv net, Adam "
+        "1e-4). `--show-config` shows which; `--set network=conv --set lr=1e-4 --set ema=0` "
+        "asks for the paper's on a CPU."
     )
     add(
-        "- NET-1000 (one seed, IS on "
-        f"{s['net1000_examples']} images) and the equal wall-clock rows (one seed) are shown, "
-        "not compared: no difference involving them is claimed."
-    )
-    best = min(vw_names, key=lambda n: np.mean([bpd(r) for r in upd[n]]))
-    ship = WalkbackTrainer.IMAGE_RECIPE
-    conv_best = min(conv, key=bpd)["config"]["recipe"] if conv else None
-    add(
-        f"- **Default image recipe.** Lowest mean held-out bits/dim at equal updates: `{best}`"
-        + (f" (conv pilot: `{conv_best}`)" if conv_best else "")
-        + f". The shipped default (`WalkbackTrainer.IMAGE_RECIPE`) is `{ship}`"
-        + (
-            ", which this measurement supports."
-            if best == ship
-            else ", which this measurement does **not** support."
-        )
+        "- `gm evaluate` defaults to M = 20 trajectories on 100 examples (about a minute on a CPU "
+        "for an MNIST MLP run) and names the estimator and sample size beside every "
+        "likelihood; `--trajectories 100 --examples 0` is the paper's protocol."
     )
     add("")
     PAGE.write_text("\n".join(L) + "\n")
+
+
+def load_average() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "unknown"
 
 
 def main() -> None:
@@ -964,11 +1224,19 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "packages" / "walkback" / "src"))
     # every module up front: nothing imported later can differ from this commit's files
     import gm_walkback.chains
+    import gm_walkback.ddpm
     import gm_walkback.diffusion
+    import gm_walkback.figures
+    import gm_walkback.inpainting
+    import gm_walkback.networks
     import gm_walkback.operators
+    import gm_walkback.plugin
+    import gm_walkback.recipes
     import gm_walkback.schedules
     import gm_walkback.shared
+    import gm_walkback.unet
     import gm_walkback.walkback  # noqa: F401
+    from gm import checkpoint, pictures
     from gm.data import load_dataset
 
     s = settings(args.quick)
@@ -978,6 +1246,7 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    load0 = load_average()
     wall0 = time.perf_counter()
     data = load_dataset("mnist-5k")
     body, head, acc = classifier(data)
@@ -985,86 +1254,136 @@ def main() -> None:
         ref_feats = body(data.decode(data.raw("test")).reshape(-1, 784)).double().numpy()
     real = sample_measures(data.decode(data.raw("train"))[: s["samples"]], ref_feats, body, head)
     gauss = gaussian_baselines(data, s["eval_examples"])
-    from gm import pictures
-
     pictures.image_grid(gauss.pop("full_samples"), nrow=16, scale=2).save(
         OUT / "mnist-samples-gaussian.png"
     )
     knn = knn_inpainting(data, s["inpaint_examples"])
-    shared = {"body": body, "head": head, "ref_feats": ref_feats}
-    specs = mnist_rows(s)
-    seed0 = s["seeds"][0]
-    rows = []
-
-    def job(tag, row, group, **kw):
-        t0 = time.perf_counter()
-        out = mnist_job(tag, row, s, Path(tmp), shared, **kw)
-        out["group"] = group
-        rows.append(out)
-        print(
-            f"{tag}: {time.perf_counter() - t0:.0f}s (train {out['train_s']:.0f}s) "
-            f"bpd {out.get('bits_per_dim'):.3f} fd {out['samples']['fd']:.2f} "
-            f"[{(time.perf_counter() - wall0) / 60:.1f} min]",
-            flush=True,
-        )
-        return out
-
+    shared = {"body": body, "head": head, "ref_feats": ref_feats, "data": data, "wall0": wall0}
+    # the UNet rows only where a UNet step is affordable here (a loaded CPU: it is not)
+    unet, unet_timing = False, unet_step_seconds(s["batch"])
+    slow = ("net1000",)
     with tempfile.TemporaryDirectory() as tmp:
-        # equal updates: every seed (NET-1000, whose IS costs 1000 steps, the first only)
-        first = {}
-        for seed in s["seeds"]:
-            for name in MLP_ROWS:
-                if name == "net1000" and seed != seed0:
-                    continue
-                row = {**specs[name], "name": name, "label": LABELS[name]}
-                n_eval = s["net1000_examples"] if name == "net1000" else s["eval_examples"]
-                out = job(
-                    f"{name}-s{seed}", row, "updates", seed=seed, full=seed == seed0, n_eval=n_eval
+        tmp = Path(tmp)
+        # learning curves (seed 0), then the other seeds at the final point (MLP)
+        groups: dict[str, dict] = {"mlp": {}}
+        if unet:
+            groups["unet"] = {}
+        runs = {}
+        for g in groups:
+            pts = s["curve"] if g == "mlp" else s["unet_curve"]
+            for name, row in curve_rows(s, "mlp" if g == "mlp" else "unet").items():
+                n_eval, m = (
+                    (s["unet_examples"], s["slow_trajectories"])
+                    if g == "unet"
+                    else (s["slow_examples"], s["slow_trajectories"])
+                    if name in slow
+                    else (s["eval_examples"], s["trajectories"])
                 )
-                first.setdefault(name, out)
-        # equal wall-clock: Algorithm 1's training seconds, minibatches from each model's rate
-        budget = first["algorithm1"]["train_s"]
-        for name in ("appendix", "net30", "net1000"):
-            r0 = first[name]
-            mb = max(1, round(budget * r0["minibatches"] / r0["train_s"]))
-            row = {**specs[name], "minibatches": mb, "seconds": budget, "name": name}
-            row["label"] = LABELS[name]
-            n_eval = s["net1000_examples"] if name == "net1000" else s["eval_examples"]
-            job(f"{name}-wall", row, "wallclock", seed=seed0, full=False, n_eval=n_eval)
-        # the Table 2 conv net (the shipped MNIST default) under each recipe: a pilot
-        for name, row in conv_rows(s).items():
-            row = {**row, "name": name, "grid": True}
-            job(name, row, "conv", seed=seed0, full=False, n_eval=s["conv_eval_examples"])
-        toys = []
-        for ds in TOYS:
-            for seed in TOY_SEEDS:
-                toys.append(toy_job(ds, seed, s, Path(tmp)))
-        print(f"toys done {time.perf_counter() - wall0:.0f}s", flush=True)
+                size = {"n_eval": n_eval, "trajectories": m}
+                curve, run = curve_job(
+                    f"{g}-{name}-s0", row, s, tmp, shared, seed=0, points=pts, **size
+                )
+                runs[(g, name)] = run
+                finals = [curve[-1]]
+                for seed in s["seeds"][1:] if g == "mlp" and name in s["seeded"] else ():
+                    more, _ = curve_job(
+                        f"{g}-{name}-s{seed}",
+                        row,
+                        s,
+                        tmp,
+                        shared,
+                        seed=seed,
+                        points=(pts[-1],),
+                        **size,
+                    )
+                    finals.append(more[-1])
+                trainer = checkpoint.load(run)
+                steps = (
+                    len(trainer.generation_walk())
+                    if row["model"] == "walkback"
+                    else getattr(trainer.config, "diffusion_steps", "–")
+                )
+                groups[g][name] = {"curve": curve, "finals": finals, "steps": steps}
+        # the faults, one seed each (the rows that are curve rows read off their curves)
+        faults = {}
+        for name, curve_name in SHARED_FAULTS.items():
+            pts = groups["mlp"][curve_name]["curve"]
+            faults[name] = next(p for p in pts if p["target"] == s["fault_updates"])
+        for i, (name, row) in enumerate(fault_rows(s).items()):
+            curve, _ = curve_job(
+                f"fault{i}",
+                row,
+                s,
+                tmp,
+                shared,
+                seed=0,
+                points=(s["fault_updates"],),
+                n_eval=s["eval_examples"],
+                trajectories=s["trajectories"],
+            )
+            faults[name] = curve[-1]
+        vw_first = sorted(
+            faults,
+            key=lambda k: (
+                k.startswith("NET"),
+                "cosine" not in k,
+                k != "paper lr 1e-4",
+                k != "lr 1e-3",
+            ),
+        )
+        faults = {k: faults[k] for k in vw_first}
+        # equal wall-clock, read off the curves: the fastest row's time to its last point
+        budgets, wallclock = {}, {}
+        for g, rows in groups.items():
+            budgets[g] = min(row["curve"][-1]["train_s"] for row in rows.values())
+            wallclock[g] = {}
+            for name, row in rows.items():
+                within = [p for p in row["curve"] if p["train_s"] <= budgets[g] * 1.001]
+                wallclock[g][name] = within[-1] if within else row["curve"][0]
+        figures = {
+            g: curve_figures(g, {n: row["curve"] for n, row in rows.items()})
+            for g, rows in groups.items()
+        }
+        # 3. long chains of the VW rows; inpainting with the best VW model (MLP, seed 0)
+        vw = [n for n in ("algorithm1", "appendix") if n in groups["mlp"]]
+        best = min(vw, key=lambda n: np.nanmean([bpd(x) for x in groups["mlp"][n]["finals"]]))
+        long, inpaint = {}, {}
+        for name in vw:
+            trainer = checkpoint.load(runs[("mlp", name)])
+            trainer.train(False)
+            extra = long_chains_and_inpainting(trainer, s, shared, f"mlp-{name}-s0", name == best)
+            if name == best:
+                inpaint = {"name": name, "tag": f"mlp-{name}-s0", "rmse": extra.pop("inpaint")}
+            long[name] = extra
+        print(f"mnist done [{(time.perf_counter() - wall0) / 60:.1f} min]", flush=True)
+        toys = [toy_job(ds, seed, s, tmp) for ds in TOYS for seed in s["toy_seeds"]]
     tbase = {ds: toy_baselines(ds, s["toy_samples"]) for ds in TOYS}
     toy_figure(toys, tbase)
     wall = time.perf_counter() - wall0
-    toys_slim = [{k: v for k, v in t.items() if "samples" not in k} for t in toys]
-    (OUT / "results.json").write_text(
-        json.dumps(
-            {
-                "commit": commit,
-                "settings": s,
-                "mnist": rows,
-                "wallclock_budget_s": budget,
-                "gauss": gauss,
-                "classifier_acc": acc,
-                "real": real,
-                "knn": knn,
-                "toys": toys_slim,
-                "toy_baselines": {
-                    k: {kk: vv for kk, vv in v.items() if kk != "data"} for k, v in tbase.items()
-                },
-                "wall_s": wall,
-            },
-            indent=1,
-        )
-    )
-    write_page(s, rows, gauss, acc, real, knn, toys, tbase, wall, commit, args.quick, budget)
+    result = {
+        "commit": commit,
+        "quick": args.quick,
+        "settings": s,
+        "load": (load0, load_average()),
+        "wall": wall,
+        "gauss": gauss,
+        "acc": acc,
+        "real": real,
+        "knn": knn,
+        "faults": faults,
+        "groups": groups,
+        "budgets": budgets,
+        "wallclock": wallclock,
+        "figures": figures,
+        "unet": unet,
+        "unet_timing": unet_timing,
+        "long": long,
+        "inpaint": inpaint,
+        "toys": [{k: v for k, v in t.items() if "samples" not in k} for t in toys],
+        "tbase": {k: {kk: vv for kk, vv in v.items() if kk != "data"} for k, v in tbase.items()},
+    }
+    (OUT / "results.json").write_text(json.dumps(result, indent=1, default=str))
+    write_page(result)
     print(f"wrote {PAGE} in {wall / 60:.1f} min")
 
 

@@ -142,7 +142,8 @@ def test_net_beta_schedule_and_default_networks():
 
     want = torch.tensor([0.25 + 1e-3, 0.3, 0.375, 0.5], dtype=torch.float64)
     assert torch.allclose(net_betas(4), want)
-    assert torch.allclose(net(diffusion_steps=4).model.betas.double(), want, atol=1e-7)
+    four = net(diffusion_steps=4, beta_schedule="net").model.betas.double()
+    assert torch.allclose(four, want, atol=1e-7)
     small = DiffusionTrainer.default_config(DataInfo("d", "image", (1, 16, 16)))
     assert (small.network, small.hidden) == ("mlp", 1200)  # the paper's MNIST MLP width
     # hidden = 0 means "by device": 256 on a CPU-only run

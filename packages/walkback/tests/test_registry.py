@@ -15,7 +15,7 @@ from gm.data import load_dataset
 from gm.engine import build_config, seed_everything
 from gm.errors import GMError
 from gm.specs import TransitionOperatorSpec
-from gm_walkback import diffusion, operators, walkback
+from gm_walkback import diffusion, operators, shared, walkback
 
 
 class PlainGaussian(nn.Module):
@@ -110,9 +110,14 @@ def test_every_registered_operator_builds_through_the_registry_and_meets_the_con
             check_transition_operator(op, s)
 
 
-def test_the_mnist_recipes_name_the_conv_and_mlp_operators():
-    """The recipe picks the table's network; the family name follows it."""
+def test_the_mnist_recipes_name_the_conv_and_mlp_operators(monkeypatch):
+    """The recipe picks the table's network (on a GPU machine; the CPU setup's MLP without
+    one); the family name follows it."""
     info = gm.data.DataInfo("mnist-5k", "image", (1, 28, 28))
+    monkeypatch.setattr(shared, "cuda_available", lambda: False)
+    cfg = walkback.WalkbackTrainer.default_config(info)
+    assert walkback.operator_name(cfg) == "gaussian-mlp"
+    monkeypatch.setattr(shared, "cuda_available", lambda: True)
     cfg = walkback.WalkbackTrainer.default_config(info)
     assert walkback.operator_name(cfg) == "gaussian-conv"
     small = gm.data.DataInfo("digits", "image", (1, 8, 8), meta={"binary": True})

@@ -8,11 +8,17 @@ import torch
 
 from gm.data import DataInfo
 from gm.engine import build_config
-from gm_walkback import recipes
+from gm_walkback import recipes, shared
 from gm_walkback.operators import BernoulliMLP, GaussianConv
 from gm_walkback.walkback import WalkbackTrainer, build_operator
 
 MNIST = DataInfo("mnist-5k", "image", (1, 28, 28))
+
+
+@pytest.fixture(autouse=True)
+def _gpu_machine(monkeypatch):
+    """These are the paper's setups: the defaults a machine with a CUDA device gets."""
+    monkeypatch.setattr(shared, "cuda_available", lambda: True)
 
 
 def _arch(cfg):
@@ -122,3 +128,26 @@ def test_the_documented_defaults():
     image = WalkbackTrainer.default_config(MNIST)
     assert (image.n_max, image.batch_size, image.lr, image.depth) == (5, 100, 1e-4, 2)
     assert image.reconstruction_noise == 1e-5
+
+
+def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_two_flags_away(monkeypatch):
+    monkeypatch.setattr(shared, "cuda_available", lambda: False)
+    cls, cfg = build_config("walkback", MNIST)
+    assert cfg.recipe == "algorithm1" and cfg.steps == WalkbackTrainer.CPU_STEPS
+    assert (cfg.network, cfg.hidden, cfg.norm, cfg.lr) == ("mlp", 256, "batch", 1e-3)
+    assert (cfg.schedule, cfg.loss, cfg.ema) == ("doubling", "walkback", 0.999)
+    # every image recipe runs on the CPU setup there, an explicit --set of it kept
+    for recipe in ("algorithm1", "appendix"):
+        over = {"recipe": recipe, "network": "mlp", "hidden": 256}
+        cls, mine = build_config("walkback", MNIST, overrides=over)
+        t = cls(mine, MNIST, "cpu")
+        assert (t.config.network, t.config.hidden, t.config.lr) == ("mlp", 256, 1e-3)
+        assert t.config.schedule == ("appendix" if recipe == "appendix" else "doubling")
+    # --set network=conv --set lr=1e-4: the paper's Table 2 setup on the CPU
+    cls, paper = build_config("walkback", MNIST, overrides={"network": "conv", "lr": 1e-4})
+    t = cls(paper, MNIST, "cpu")
+    assert _arch(t.config) == ("conv", (16, 32), 5, 1024, "batch", "layer")
+    assert (t.config.lr, t.config.noise) == (1e-4, "network")
+    # the toys keep their appendix setup on any machine
+    toy = WalkbackTrainer.default_config(DataInfo("swiss-roll", "vector", (2,)))
+    assert toy.recipe == "appendix" and toy.lr == 1e-4

@@ -621,12 +621,18 @@ def cmd_evaluate(
     if as_json:
         print(json.dumps(metrics))
     else:
+        notes = trainer.metric_notes(metrics)
         _out(
-            [{"metric": k, "value": f"{v:.6g}"} for k, v in metrics.items()],
+            [
+                {"metric": k, "value": f"{v:.6g}", "measured by": notes.get(k, "")}
+                for k, v in metrics.items()
+            ],
             False,
-            ["metric", "value"],
+            ["metric", "value", "measured by"] if notes else ["metric", "value"],
             f"{record['gm_model']} on {data.info.name} ({split})",
         )
+        if trainer.EVALUATE_HINT:
+            typer.echo(trainer.EVALUATE_HINT)
         if "data_log_jacobian" in metrics:
             typer.echo("log-densities are of the data as given: data_log_jacobian added.")
 

@@ -44,6 +44,8 @@ class Trainer:
     # Metrics of ``evaluate`` that are log-densities of one example, in nats (-1: negated);
     # ``gm evaluate`` moves them to the data's own units (:func:`gm.data.in_data_units`).
     DENSITY_METRICS: ClassVar[dict[str, float]] = {"log_likelihood": 1.0, "lower_bound": 1.0}
+    # ``gm evaluate``'s line under its table (e.g. how to ask for a paper's protocol)
+    EVALUATE_HINT: ClassVar[str | None] = None
 
     def __init__(self, config: TrainConfig, info: DataInfo, device: torch.device | str = "cpu"):
         self.config = config
@@ -74,6 +76,11 @@ class Trainer:
 
     def evaluate(self, data: Dataset, split: str, options: Any) -> dict[str, float]:
         raise GMError(f"model {self.name!r} has no evaluation.")
+
+    def metric_notes(self, metrics: dict[str, float]) -> dict[str, str]:
+        """How some of ``evaluate``'s metrics were measured (estimator, sample size), shown
+        beside them by ``gm evaluate``'s table."""
+        return {}
 
     def extra_state(self) -> dict[str, Any]:
         """JSON-able state outside modules and optimisers (saved for resume)."""

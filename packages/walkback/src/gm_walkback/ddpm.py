@@ -53,7 +53,7 @@ from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Trainer
 from gm_walkback import figures, schedules, shared
-from gm_walkback.diffusion import Standardizer, at, reverse_network
+from gm_walkback.diffusion import Standardizer, at, cosine_betas, reverse_network
 from gm_walkback.networks import take
 
 
@@ -116,19 +116,6 @@ def skip_kind(cfg: DDPMConfig, dims: int) -> str:
 
 
 # --- the schedule ---------------------------------------------------------------------------
-def cosine_alpha_bars(steps: int, s: float = 0.008) -> torch.Tensor:
-    """abar_0..abar_T (float64, abar_0 = 1) of Nichol & Dhariwal's cosine schedule."""
-    t = torch.arange(steps + 1, dtype=torch.float64) / steps
-    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
-    return f / f[0]
-
-
-def cosine_betas(steps: int, s: float = 0.008) -> torch.Tensor:
-    """beta_1..beta_T (float64): 1 - abar_t / abar_{t-1}, clipped at 0.999."""
-    ab = cosine_alpha_bars(steps, s)
-    return (1 - ab[1:] / ab[:-1]).clamp(max=0.999)
-
-
 def strided(steps: int, k: int) -> torch.Tensor:
     """K evenly spaced 0-based timesteps of a T-step schedule, the first and the last among
     them (Nichol & Dhariwal's respacing of one section)."""
@@ -414,6 +401,13 @@ class DDPMTrainer(Trainer):
     SampleOptions = DDPMSampleOptions
     EvaluateOptions = DDPMEvaluateOptions
     name = "ddpm"
+    EVALUATE_HINT = (
+        "Defaults: one ELBO draw per example on the first 100; the whole split with more "
+        "draws: --examples 0 --trajectories 4."
+    )
+
+    def metric_notes(self, metrics: dict[str, float]) -> dict[str, str]:
+        return shared.likelihood_notes(metrics, self.info.modality == "image")
 
     @classmethod
     def default_config(cls, info: DataInfo) -> DDPMConfig:

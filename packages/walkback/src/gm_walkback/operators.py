@@ -3,8 +3,21 @@
 Gaussian (real-valued data)::
 
     mean = (1 - alpha) * s + alpha * F_mu(s)
-    var  = T * softplus(F_sigma(s))^2          (temperature_scaling="variance", default)
-    std  = T * softplus(F_sigma(s))            (temperature_scaling="std", the paper's other wording)
+    var  = T * sigma(s)^2          (temperature_scaling="variance", default)
+    std  = T * sigma(s)            (temperature_scaling="std", the paper's other wording)
+
+where sigma(s), the noise at T = 1, is (``noise``):
+
+- ``"network"``: softplus(F_sigma(s)), F's variance head (state- and step-dependent);
+- ``"learned"``: one learned std per dimension, depending on neither the state nor the step,
+  so per-step parameters cannot undo the heating: the noise at level l is exactly
+  sqrt(T_l) sigma (Algorithm 1: "noise of variance T sigma^2 at each step, where sigma^2
+  is the noise level at temperature 1");
+- ``"fixed"``: ``init_std`` everywhere (the authors' code keeps a small fixed sigma).
+
+``max_std > 0`` caps sigma smoothly (``max_std * tanh(softplus(.) / max_std)``): trained on
+heated walks, a free T = 1 noise grows without bound (MNIST: 0.05 -> 0.32 over 1,500
+minibatches), and every T = 1 step then scores a blurred state.
 
 Bernoulli (binary data)::
 
@@ -32,9 +45,27 @@ from torch import distributions as D
 from torch import nn
 
 from gm.errors import GMError
-from gm_walkback.networks import ConvNet, LinearNet, MLPNet
+from gm_walkback.networks import ConvNet, LinearNet, MLPNet, inverse_softplus
 
 Scaling = Literal["variance", "std"]
+Noise = Literal["network", "learned", "fixed"]
+NOISES = ("network", "learned", "fixed")
+
+
+def bounded_std(raw: torch.Tensor, max_std: float) -> torch.Tensor:
+    """softplus(raw), smoothly capped at ``max_std`` (no cap where max_std <= 0)."""
+    std = F.softplus(raw)
+    return max_std * torch.tanh(std / max_std) if max_std > 0 else std
+
+
+def uncapped_std(std: float, max_std: float) -> float:
+    """The softplus value that :func:`bounded_std` caps to ``std`` (what a network's variance
+    head starts at for an operator starting at ``std``)."""
+    if max_std <= 0:
+        return std
+    if not 0 < std < max_std:
+        raise GMError(f"init_std ({std}) must lie strictly between 0 and max_std ({max_std}).")
+    return max_std * math.atanh(std / max_std)
 
 
 class GaussianOperator(nn.Module):
@@ -50,14 +81,27 @@ class GaussianOperator(nn.Module):
         alpha: float = 0.5,
         temperature_scaling: Scaling = "variance",
         min_std: float = 1e-4,
+        noise: Noise = "network",
+        max_std: float = 0.0,
+        init_std: float = 0.1,
+        shape: tuple[int, ...] | None = None,
     ):
         super().__init__()
         if temperature_scaling not in ("variance", "std"):
             raise ValueError(
                 f"temperature_scaling must be 'variance' or 'std', not {temperature_scaling!r}"
             )
+        if noise not in NOISES:
+            raise GMError(f"noise must be one of {', '.join(NOISES)}, not {noise!r}.")
         self.net, self.event_dims, self.alpha = net, event_dims, alpha
         self.temperature_scaling, self.min_std = temperature_scaling, min_std
+        self.noise, self.max_std = noise, max_std
+        if noise != "network":
+            if shape is None:
+                raise GMError(f"noise {noise!r} needs the data's shape (shape=...).")
+            # sigma at T = 1 without the state or the step: one raw value per dimension
+            raw = torch.full(tuple(shape), inverse_softplus(uncapped_std(init_std, max_std)))
+            self.raw_std = nn.Parameter(raw, requires_grad=noise == "learned")
 
     @property
     def step_dependent(self) -> bool:
@@ -68,7 +112,8 @@ class GaussianOperator(nn.Module):
         """(mean, std at T = 1) in float32, the temperature-free part of the operator."""
         f_mu, f_sigma = self.net(s, step)
         mean = (1 - self.alpha) * s.float() + self.alpha * f_mu.float()
-        return mean, F.softplus(f_sigma.float()) + self.min_std
+        raw = f_sigma.float() if self.noise == "network" else self.raw_std.expand_as(mean)
+        return mean, bounded_std(raw, self.max_std) + self.min_std
 
     def from_heads(self, heads: tuple[torch.Tensor, torch.Tensor], temperature) -> D.Distribution:
         mean, std1 = heads
@@ -131,6 +176,8 @@ def _gaussian(cfg) -> dict:
         "temperature_scaling": cfg.temperature_scaling,
         "init_std": cfg.init_std,
         "min_std": cfg.min_std,
+        "noise": cfg.noise,
+        "max_std": cfg.max_std,
     }
 
 
@@ -183,15 +230,21 @@ class _RegisteredGaussian(GaussianOperator):
         temperature_scaling: Scaling = "variance",
         init_std: float = 0.1,
         min_std: float = 1e-4,
+        noise: Noise = "network",
+        max_std: float = 0.0,
         **net,
     ):
         shape = tuple(shape or self.default_shape)
         super().__init__(
-            self.network(shape, init_std, **net),
+            self.network(shape, uncapped_std(init_std, max_std), **net),
             event_dims=len(shape),
             alpha=alpha,
             temperature_scaling=temperature_scaling,
             min_std=min_std,
+            noise=noise,
+            max_std=max_std,
+            init_std=init_std,
+            shape=shape,
         )
 
 

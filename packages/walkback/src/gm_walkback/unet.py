@@ -145,13 +145,10 @@ class UNetOperator:
             if walkback.is_binary(info):
                 net = UNet(shape, width=width, heads=1, conditioned=conditioned)
                 return operators.BernoulliOperator(net, event_dims=len(shape), alpha=cfg.alpha)
-            net = UNet(shape, width=width, conditioned=conditioned, init_std=cfg.init_std)
+            init = operators.uncapped_std(cfg.init_std, cfg.max_std)
+            net = UNet(shape, width=width, conditioned=conditioned, init_std=init)
             return operators.GaussianOperator(
-                net,
-                event_dims=len(shape),
-                alpha=cfg.alpha,
-                temperature_scaling=cfg.temperature_scaling,
-                min_std=cfg.min_std,
+                net, event_dims=len(shape), alpha=cfg.alpha, shape=shape, **operators._gaussian(cfg)
             )
         # NET and ddpm: the variance head starts at 0 (softplus^-1(ln 2) = 0), as their MLPs'
         net = UNet(shape, width=width, init_std=math.log(2))

@@ -73,6 +73,14 @@ class WalkbackConfig(TrainConfig):
     temperature_scaling: Literal["variance", "std"] = "variance"
     init_std: float = 0.1  # operator noise std at T = 1 when training starts
     min_std: float = 1e-4  # numerical floor added to softplus(F_sigma)
+    # the noise at T = 1 (gm_walkback.operators): "network" (F's variance head, per state and
+    # step), "learned" (one std per dimension: per-step parameters cannot cancel the
+    # heating) or "fixed" (init_std); max_std > 0 caps it (a free T = 1 noise keeps growing)
+    noise: Literal["network", "learned", "fixed"] = "network"
+    max_std: float = 0.0
+    # weight averaging: >0 samples and evaluates an exponential moving average of the
+    # operator's weights with this decay (0: the trained weights)
+    ema: float = 0.0
     # the walk
     schedule: Literal["doubling", "appendix"] = "doubling"
     n_max: int = 5  # N1: n ~ U{0..N1} steps at T = 1 before heating (doubling schedule)
@@ -115,12 +123,14 @@ class WalkbackSampleOptions:
 
 @dataclasses.dataclass
 class WalkbackEvaluateOptions:
-    trajectories: int = 100  # M of the importance-sampled log-likelihood (Eq. 10)
-    examples: int = 1000  # evaluate the first N examples of the split (0: all)
+    # M of the importance-sampled log-likelihood (Eq. 10) and the first N examples of the
+    # split (0: all): sized for about a minute on a CPU (shared.EVALUATE_HINT: the paper's)
+    trajectories: int = shared.EVALUATE_TRAJECTORIES
+    examples: int = shared.EVALUATE_EXAMPLES
     chunk: int = 8192  # states per batched network call
-    chains: int = 256  # chains for the reversibility measure
-    burn_in: int = 100  # steps at T = 1 before measuring reversibility
-    chain_steps: int = 500  # steps at T = 1 that are measured
+    chains: int = 64  # chains for the reversibility measure
+    burn_in: int = 50  # steps at T = 1 before measuring reversibility (appendix H: 50)
+    chain_steps: int = 200  # steps at T = 1 that are measured (appendix H: 1000)
     samples: int = 2000  # samples for the energy distance (vector data)
 
 
@@ -168,10 +178,17 @@ class WalkbackTrainer(Trainer):
     SampleOptions = WalkbackSampleOptions
     EvaluateOptions = WalkbackEvaluateOptions
     name = "walkback"
+    EVALUATE_HINT = (
+        shared.EVALUATE_HINT + " Reversibility over appendix H's 1000 steps: --chain-steps 1000."
+    )
+
+    def metric_notes(self, metrics: dict[str, float]) -> dict[str, str]:
+        return shared.likelihood_notes(metrics, self.info.modality == "image")
 
     # The image recipe each dataset gets by default: measured on mnist-5k by
     # docs/results/make_walkback.py (see docs/results/walkback.md and the README).
     IMAGE_RECIPE = "algorithm1"
+    CPU_STEPS = 3000  # image minibatches without CUDA: about 10 minutes on a 2-core CPU
 
     @classmethod
     def default_config(cls, info: DataInfo) -> WalkbackConfig:
@@ -187,17 +204,20 @@ class WalkbackTrainer(Trainer):
         if info.modality != "image":
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
         binary = is_binary(info)
+        # the paper's setup where a CUDA device is, else the recipe on the CPU setup
+        # (recipes.CPU_IMAGE: a narrow MLP, Adam 1e-3, CPU_STEPS minibatches)
+        gpu = shared.cuda_available()
         base = WalkbackConfig(
             recipe=cls.IMAGE_RECIPE,
             operator="bernoulli" if binary else "gaussian",
             lr=1e-4,
             batch_size=100,
-            steps=100_000,
+            steps=100_000 if gpu else cls.CPU_STEPS,
             per_step_norm=True,
             init_std=0.05,
             checkpoint_every=2000,
         )
-        return recipes.resolve(base, WalkbackConfig(), info.name, tuple(info.shape))
+        return recipes.resolve(base, WalkbackConfig(), info.name, tuple(info.shape), not gpu)
 
     def __init__(self, config: WalkbackConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
@@ -205,7 +225,8 @@ class WalkbackTrainer(Trainer):
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
         if config.recipe != "custom":  # a recipe named with --set fills in its fields
             default = type(self).default_config(info)
-            config = recipes.resolve(config, default, info.name, tuple(info.shape))
+            cpu = not shared.cuda_available()
+            config = recipes.resolve(config, default, info.name, tuple(info.shape), cpu)
         self.config = config = shared.resolve_widths(config, self.device)
         if config.network == "conv" and info.modality != "image":
             raise GMError("network 'conv' needs image data; use --set network=mlp.")
@@ -230,13 +251,25 @@ class WalkbackTrainer(Trainer):
         # drawn from the global generator, seeded by the run seed (the same on every rank)
         self.stats.n_seed.fill_(int(torch.randint(0, 2**31 - 1, (), device="cpu")))
         self.opt = self.adam(self.operator.parameters())
+        self.ema = shared.WeightAverage(self.operator, config.ema) if config.ema else None
         # self.step (the engine's count of minibatches done) drives n and the Tmax refresh
         self._heat: int | None = None  # host copy of stats.heat
         self.best_bound = -math.inf  # the best validation bound so far (saved for resume)
 
     # --- state -------------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
-        return {"operator": self.operator, "stats": self.stats}
+        out = {"operator": self.operator, "stats": self.stats}
+        return {**out, "ema": self.ema} if self.ema is not None else out
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The operator that samples and is evaluated: the weight average where ``ema`` > 0."""
+        return self.ema.module if self.ema is not None else self.operator
+
+    def _update(self, loss: torch.Tensor) -> None:
+        self.optimizer_step(loss, self.opt, clip=self.config.clip or None)
+        if self.ema is not None:
+            self.ema.update(self.operator)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"operator": self.opt}
@@ -387,13 +420,13 @@ class WalkbackTrainer(Trainer):
                 s_next = self._forward_sample(dist)
             loss = self.step_loss(s, s_next, temperature, level)
             if cfg.update == "online":
-                self.optimizer_step(loss, self.opt, clip=cfg.clip or None)
+                self._update(loss)
                 loss = loss.detach()
             losses.append(loss)
             s = s_next
         total = torch.stack(losses).sum()
         if cfg.update == "batch":
-            self.optimizer_step(total, self.opt, clip=cfg.clip or None)
+            self._update(total)
         self._update_pstar(s, decay)
         k = torch.full((), float(len(walk)), device=self.device)  # a fill, not a host copy
         return {
@@ -453,13 +486,13 @@ class WalkbackTrainer(Trainer):
         run = None
         if fast != "off":
             chain = chains.FastChain(
-                self.operator, compile=fast, channels_last=fast, cuda_graph=fast
+                self.sampler, compile=fast, channels_last=fast, cuda_graph=fast
             )
 
             def run(s, walk, every):
                 return chain.run(s, walk, every=every)
 
-        return shared.sample_chain(self.operator, s, walk, every=every, mean=mean, run=run)
+        return shared.sample_chain(self.sampler, s, walk, every=every, mean=mean, run=run)
 
     def sample(self, n: int, options: WalkbackSampleOptions):
         if options.chain_every < 0:
@@ -492,7 +525,7 @@ class WalkbackTrainer(Trainer):
             s0 = self.prior().sample((len(x),))
         else:
             s0 = torch.where(known, values, torch.zeros_like(values))
-        s, _ = chains.run_chain(self.operator, s0, walk, known=known, values=values)
+        s, _ = chains.run_chain(self.sampler, s0, walk, known=known, values=values)
         return torch.where(known, x.to(s.device).to(s.dtype), self.postprocess(s))
 
     def write_samples(self, samples: Any, path: Path, options: Any) -> None:
@@ -503,7 +536,7 @@ class WalkbackTrainer(Trainer):
         """Per-row log importance weights (Eq. 5) of one heated trajectory each, every row
         dequantised afresh."""
         walk = self.walk(0)
-        process = chains.WalkbackProcess(self.operator, walk)
+        process = chains.WalkbackProcess(self.sampler, walk)
         prior = self.prior()
 
         def weights(xs: torch.Tensor) -> torch.Tensor:
@@ -544,9 +577,7 @@ class WalkbackTrainer(Trainer):
                 cell=self.cell_nats(),
             )
             s, _ = self.generate(options.chains, self.generation_walk(0, options.burn_in))
-            out.update(
-                chains.reversibility(self.operator, s, options.chain_steps, self.cell_nats())
-            )
+            out.update(chains.reversibility(self.sampler, s, options.chain_steps, self.cell_nats()))
             if self.info.modality == "vector":
                 out["energy_distance"] = shared.sample_energy_distance(
                     self, data, split, options.samples

@@ -64,7 +64,7 @@ def test_held_out_cells_never_reach_training():
     inner = hold & (holed > lo) & (holed < hi)
     other[inner] = np.broadcast_to((lo + hi) / 2, holed.shape)[inner]
     assert not np.array_equal(other, holed, equal_nan=True)
-    steps = fit.EVAL_EVERY - 1  # the only check runs after the last step
+    steps = fit.CHECK_EVERY_MIN - 1  # the only check runs after the last step
     weights = []
     for values in (holed, other):
         trainer, _ = fit.fit(values, seed=0, max_steps=steps, overrides={"refine_steps": 2})

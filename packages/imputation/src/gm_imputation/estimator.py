@@ -15,6 +15,7 @@ scikit-learn is needed only to use this module (``pip install scikit-learn``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import Any
@@ -63,9 +64,7 @@ class GMImputer(TransformerMixin, BaseEstimator):
         frame = hasattr(X, "columns") and hasattr(X, "dtypes")
         if frame and any(_is_text(X[c]) for c in X.columns):
             return self._frame_codes(X, reset)
-        x = validate_data(
-            self, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan"
-        )
+        x = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan")
         if reset:
             self.schema_ = mixed.Schema.numeric(x, [str(c) for c in range(x.shape[1])])
             self.frame_columns_ = list(X.columns) if frame else None
@@ -178,10 +177,8 @@ class GMImputer(TransformerMixin, BaseEstimator):
         for c in self.frame_columns_:
             dtype = self.frame_dtypes_[c]
             if not out[c].isna().any():
-                try:
+                with contextlib.suppress(TypeError, ValueError):  # else keep what it is
                     out[c] = out[c].astype(dtype)
-                except (TypeError, ValueError):
-                    pass
         return out
 
     # --- pickling: the trainer's weights as tensors, the trainer rebuilt ----------------

@@ -393,16 +393,19 @@ class WeightAverage:
     tables."""
 
     def __init__(self, trainer, decay: float):
-        self.decay = decay
+        self.decay, self.updates = decay, 0
         self.avg = _weights(trainer)
 
     @torch.no_grad()
     def update(self, trainer) -> None:
+        # warm-up: early on the average is over the updates so far, not the initial weights
+        self.updates += 1
+        decay = min(self.decay, self.updates / (self.updates + 9))
         for key, module in trainer.modules().items():
             learned = {name for name, _ in module.named_parameters()}
             for name, value in module.state_dict().items():
                 if name in learned and value.is_floating_point():
-                    self.avg[key][name].lerp_(value, 1 - self.decay)
+                    self.avg[key][name].lerp_(value, 1 - decay)
                 else:
                     self.avg[key][name].copy_(value)
 

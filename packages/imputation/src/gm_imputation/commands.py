@@ -65,8 +65,8 @@ def impute(
     train_steps: Optional[int] = typer.Option(
         None,
         "--train-steps",
-        help="Fitting a file: most training steps (default 5000; early stopping on held-out "
-        "cells usually ends sooner).",
+        help="Fitting a file: training steps (default: 300 passes over the rows, 800 to "
+        "5000 steps; early stopping on held-out cells may end sooner).",
     ),
     save_run: Optional[Path] = typer.Option(
         None, "--save-run", help="Fitting a file: also save the model as a run folder here."

@@ -152,3 +152,36 @@ def test_a_text_column_is_used_and_imputed(tmp_path, capsys):
         pick = hide_bill & (species == s)
         assert abs(filled[pick].mean() - mean) < 2.0, (s, filled[pick].mean())
     assert all(r[3].lstrip("-").isdigit() for r in rows)  # the integer column stays integer
+
+
+def tiny_fit():
+    rng = np.random.default_rng(0)
+    codes = np.column_stack([rng.normal(5, 2, 40), rng.integers(0, 3, 40).astype(float)])
+    codes[rng.random(codes.shape) < 0.2] = np.nan
+    schema = mixed.Schema(
+        [mixed.Column("a", "real"), mixed.Column("s", "category", ["x", "y", "z"])]
+    )
+    return codes, fit.fit(codes, schema=schema, max_steps=1)[0]
+
+
+def test_a_runs_column_ranges_are_per_column():
+    codes, trainer = tiny_fit()
+    lo, hi = fit.column_range(trainer)
+    assert lo.tolist() == pytest.approx([np.nanmin(codes[:, 0]), 0.0])
+    assert hi.tolist() == pytest.approx([np.nanmax(codes[:, 0]), 2.0])  # levels 0..2
+
+
+def test_the_weight_average_warms_up_from_the_first_updates():
+    """After k updates the average weighs the initial weights by prod (1 - k/(k+9))-ish,
+    not by 0.99^k: one update leaves 1/10 of the start (with decay 0.99: 99/100)."""
+    _, trainer = tiny_fit()
+    avg = fit.WeightAverage(trainer, 0.99)
+    before = trainer.net.c0.detach().clone()
+    with torch.no_grad():
+        trainer.net.c0.add_(1.0)
+    avg.update(trainer)
+    assert torch.allclose(avg.avg["net"]["c0"], before + 0.9)
+    with torch.no_grad():
+        trainer.net.c0.add_(1.0)
+    avg.update(trainer)  # decay 2/11 now: 2/11 of the average, 9/11 of the live weights
+    assert torch.allclose(avg.avg["net"]["c0"], (2 / 11) * (before + 0.9) + (9 / 11) * (before + 2))

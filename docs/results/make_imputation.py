@@ -559,7 +559,7 @@ def jobs(with_mnist: bool) -> list[tuple[str, str, str, int]]:
     return out
 
 
-def run_all(with_mnist: bool, worker: tuple[int, int] = (0, 1)):
+def run_all(with_mnist: bool, worker: tuple[int, int] = (0, 1), kinds: str = ""):
     """Every job not in the cache; ``worker`` (i, n) runs only jobs i, i+n, ... (n processes
     share the cache) and returns nothing."""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -568,7 +568,7 @@ def run_all(with_mnist: bool, worker: tuple[int, int] = (0, 1)):
     todo = jobs(with_mnist)
     for i, (kind, a, b, seed) in enumerate(todo):
         key = f"{kind}|{a}|{b}|{seed}"
-        if worker[1] > 1 and i % worker[1] != worker[0]:
+        if (worker[1] > 1 and i % worker[1] != worker[0]) or (kinds and kind not in kinds):
             continue
         if key not in done:
             started = time.time()
@@ -888,6 +888,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run written under /tmp")
     ap.add_argument("--mnist", action="store_true", help="also rerun the mnist-5k part")
     ap.add_argument(
+        "--only", default="", help="with --worker: only jobs of these kinds (table,ablation)"
+    )
+    ap.add_argument(
         "--ran-at", default="", help="the commit cached jobs ran at, where they do not record it"
     )
     ap.add_argument(
@@ -917,8 +920,8 @@ def main() -> None:
         tables, ablation = saved["tables"], saved.get("ablation", [])
         mnist, elapsed = saved.get("mnist", []), saved.get("elapsed") or math.nan
     else:
-        if worker[1] > 1:
-            run_all(args.mnist, worker)
+        if worker[1] > 1 or args.only:  # a worker: into the cache only
+            run_all(args.mnist, worker, args.only)
             return
         tables, ablation, mnist, elapsed = run_all(args.mnist)
         if not args.mnist:

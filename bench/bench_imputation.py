@@ -304,8 +304,8 @@ def file_fill() -> None:
         f"Tables of {' and '.join(f'{n:,}' for n in FILE_ROWS)} rows x {FILE_COLS} columns "
         f"(4 latent factors, mildly nonlinear, columns on different scales), "
         f"{FILE_HOLES:.0%} of their cells empty; one run each, one thread, on the 2-core CPU "
-        "shared with other engineers' jobs (the results page's two processes and others: load "
-        "average about 6-11), so both methods see the same load only roughly.\n\n"
+        "shared with other engineers' jobs (the results page's two processes, tests and others: "
+        "load average 12-18 during this run, read with uptime), so both methods see the same load only roughly.\n\n"
         + _report.table(rows, ["table", "method", "seconds", "RMSE (sd units)"])
         + "\n\n"
         + "; ".join(

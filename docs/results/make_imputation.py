@@ -80,7 +80,10 @@ ET_TREES, ET_ROUNDS = 100, 10
 MF_TREES, MF_ROUNDS = 50, 5
 DRAWS = 20  # gm draws per row for the 90% intervals
 # what else ran (read with `uptime` during the run; the page says it)
-LOAD = "load average 12-18 on its 2 cores while this ran: two processes of this script, a bench, tests, and the other engineers' work"
+LOAD = (
+    "load average 12-18 on its 2 cores for the first seed, 4-8 for the last: two or three "
+    "processes of this script, a bench, tests, and the other engineers' work"
+)
 ABLATION_TABLES = ("penguins", "wine")
 ABLATION_PATTERN = "mcar:0.2"
 ABLATION_SEEDS = (0, 1)

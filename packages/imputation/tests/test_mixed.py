@@ -30,6 +30,7 @@ def test_the_categorical_likelihood_by_hand():
     assert obs.width(5) == 7 and obs.name == "gaussian+categorical"
     x = torch.tensor([[0.5, 0.0, 1.0, 0.0, 0.4]])  # level 2 of 3 (probability 2/4)
     c = canvas()
+    assert torch.equal(obs.train_nll(c, x, torch.ones(1, 5)), obs.nll(c, x, torch.ones(1, 5)))
     gauss0 = 0.5 * (math.log(2 * math.pi) + math.log(0.04) + 0.2**2 / 0.04)
     gauss4 = 0.5 * (math.log(2 * math.pi) + 0.0 + 0.5**2)
     cat = -math.log(0.5)
@@ -96,6 +97,10 @@ def test_index_and_name_columns():
     assert not mixed.is_index("x", np.array([1.0, 2, 4])) and not mixed.is_index("x", None)
     assert mixed.text_levels([f"n{i}" for i in range(40)]) is None  # a name per row
     assert mixed.text_levels(["b", "a", None, "b"] * 5) == ["a", "b"]
+    at_most = [f"l{i % mixed.MAX_LEVELS}" for i in range(4 * mixed.MAX_LEVELS)]
+    assert len(mixed.text_levels(at_most)) == mixed.MAX_LEVELS  # the most levels: a category
+    assert mixed.text_levels(at_most + ["one more"]) is None
+    assert mixed.is_index("x", np.arange(1.0, 4)) and not mixed.is_index("x", np.arange(1.0, 3))
 
 
 def test_selection_keeps_the_least_imputation_error_not_the_best_bound():

@@ -846,7 +846,7 @@ def write_page(tables, ablation, mnist, elapsed, mnist_note: str, ran_at: str = 
         f"torch {torch.__version__}, 1 thread; "
         f"{job_s / 60:.0f} min of job time"
         + (
-            f", {elapsed / 60:.0f} min wall-clock from the first job to the last, in two "
+            f", {elapsed / 60:.0f} min wall-clock from the first job to the last, in two or three "
             "processes). "
             if not math.isnan(elapsed)
             else f"; **partial**: written from the jobs finished by the deadline, {done}). "

@@ -1,5 +1,7 @@
-"""Users' data is sacred: property tests over generated CSV/TSV files for the one reader and
-writer (rows out == rows in, observed and text cells unchanged, every hole filled)."""
+"""Users' data is sacred: property tests over generated mixed-type CSV/TSV files for the one
+reader and writer (rows out == rows in, observed and text cells unchanged, every hole filled:
+a number in a numeric column, a whole number in an integer one, a level seen in the column
+in a text one)."""
 
 import csv
 import io
@@ -8,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gm_imputation import userdata
+from gm_imputation import mixed, userdata
 
 NA = ["", "NaN", "nan", "NA", "?", "null", " "]
 number = st.one_of(
@@ -55,6 +57,10 @@ def write(path, header, rows, delimiter):
         w.writerows(rows)
 
 
+def column(rows, c):
+    return [r[c] for r in rows if not is_missing(r[c])]
+
+
 def is_missing(cell):
     return cell.strip().lower() in userdata.NA_TOKENS
 
@@ -73,16 +79,25 @@ def test_every_row_and_observed_cell_survives_a_round_trip(tmp_path, case, suffi
     assert len(table.values) == len(rows)  # nothing dropped, all-empty rows included
     assert table.header == header
     numeric = [j for j, k in enumerate(kinds) if k == "num"]
-    # a text column whose every cell is missing is indistinguishable from a numeric one
-    assert set(numeric) <= set(table.columns)
+    # a text column whose every cell is missing is indistinguishable from a numeric one;
+    # a column of 0..n-1 or 1..n in order is a row index, left out
+    assert set(numeric) - set(table.left_out_columns) <= set(table.columns)
+    cols = table.schema.columns
+    fill = []
     for i, row in enumerate(rows):
         for j, c in enumerate(table.columns):
             cell = row[c]
             if is_missing(cell):
                 assert np.isnan(table.values[i, j])
+            elif cols[j].kind == "category":  # a level seen in the column, as text
+                assert cols[j].levels[int(table.values[i, j])] == cell.strip()
             else:
                 assert table.values[i, j] == float(cell)
-    filled = np.where(np.isnan(table.values), 7.25, table.values)
+    for col in cols:  # the hole filler: a category's last level, or a number of the kind
+        fill.append(len(col.levels) - 1 if col.kind == "category" else 7.25)
+    if any(c.kind == "integer" for c in cols):
+        fill = [7.0 if c.kind == "integer" else f for c, f in zip(cols, fill, strict=True)]
+    filled = np.where(np.isnan(table.values), np.array(fill), table.values)
     for out_suffix in (".csv", suffix):
         out = tmp_path / f"out{out_suffix}"
         userdata.write_table(out, table, filled[None])
@@ -96,7 +111,13 @@ def test_every_row_and_observed_cell_survives_a_round_trip(tmp_path, case, suffi
         for row_in, row_out in zip(rows, got, strict=True):
             for c, (a, b) in enumerate(zip(row_in, row_out, strict=True)):
                 if c in table.columns and is_missing(a):
-                    assert float(b) == 7.25
+                    col = cols[table.columns.index(c)]
+                    if col.kind == "category":  # a text hole gets a level the column has
+                        assert b == col.levels[-1] and b in {t.strip() for t in column(rows, c)}
+                    elif col.kind == "integer":  # an integer column stays integer
+                        assert b == "7"
+                    else:
+                        assert float(b) == 7.25
                 else:
                     assert a == b  # the observed (or passed-through) text, unchanged
         assert not list(tmp_path.glob(".out*"))  # no temporary file left behind
@@ -104,8 +125,9 @@ def test_every_row_and_observed_cell_survives_a_round_trip(tmp_path, case, suffi
 
 def test_a_header_is_the_first_row_with_text_over_numbers(tmp_path):
     (tmp_path / "a.csv").write_text("x;y;name\n1,5;2;ann\n;3;bob\n")
-    t = userdata.read_table(tmp_path / "a.csv")  # ';' sniffed; "1,5" is text: a text column
-    assert t.header == ["x", "y", "name"] and t.names == ["y"] and t.passed_through == ["x", "name"]
+    t = userdata.read_table(tmp_path / "a.csv")  # ';' sniffed; "1,5" is text: a category
+    assert t.header == ["x", "y", "name"] and t.names == ["x", "y", "name"]
+    assert [c.kind for c in t.schema.columns] == ["category", "integer", "category"]
     (tmp_path / "b.csv").write_text("1,2\n,3\n")
     assert userdata.read_table(tmp_path / "b.csv").header is None
 
@@ -119,7 +141,8 @@ def test_blank_lines_inside_are_empty_rows_and_at_the_end_are_dropped(tmp_path):
 def test_columns_are_matched_by_name(tmp_path):
     (tmp_path / "a.csv").write_text("c,note,a,b\n3,hi,1,\n6,yo,,5\n")
     t = userdata.read_table(tmp_path / "a.csv")
-    m = userdata.match_columns(t, ["a", "b", "c"], 3, tmp_path / "a.csv", "run")
+    real = lambda *names: mixed.Schema([mixed.Column(n, "real") for n in names])  # noqa: E731
+    m = userdata.match_columns(t, real("a", "b", "c"), tmp_path / "a.csv", "run")
     assert m.names == ["a", "b", "c"]
     assert np.array_equal(m.values, [[1, np.nan, 3], [np.nan, 5, 6]], equal_nan=True)
     import pytest
@@ -127,6 +150,12 @@ def test_columns_are_matched_by_name(tmp_path):
     from gm.errors import GMError
 
     with pytest.raises(GMError, match="no column 'd'"):
-        userdata.match_columns(t, ["a", "d", "c"], 3, tmp_path / "a.csv", "run")
+        userdata.match_columns(t, real("a", "d", "c"), tmp_path / "a.csv", "run")
     with pytest.raises(GMError, match="'note' holds text"):
-        userdata.match_columns(t, ["a", "note"], 2, tmp_path / "a.csv", "run")
+        userdata.match_columns(t, real("a", "note"), tmp_path / "a.csv", "run")
+    # a category the run knows: its levels' codes; a level it never saw: one clear line
+    known = mixed.Schema([mixed.Column("note", "category", ["hi", "yo", "zz"])])
+    assert userdata.match_columns(t, known, tmp_path / "a.csv", "run").values.tolist() == [[0], [1]]
+    other = mixed.Schema([mixed.Column("note", "category", ["hi"])])
+    with pytest.raises(GMError, match="'yo', a value the run never saw"):
+        userdata.match_columns(t, other, tmp_path / "a.csv", "run")

@@ -65,8 +65,8 @@ def impute(
     train_steps: Optional[int] = typer.Option(
         None,
         "--train-steps",
-        help="Fitting a file: most training steps (default 5000; early stopping on held-out "
-        "cells usually ends sooner).",
+        help="Fitting a file: training steps (default: 300 passes over the rows, 800 to "
+        "5000 steps; early stopping on held-out cells may end sooner).",
     ),
     save_run: Optional[Path] = typer.Option(
         None, "--save-run", help="Fitting a file: also save the model as a run folder here."
@@ -141,8 +141,11 @@ def _summary(f) -> str:
         + (f", {f.empty_rows} of them empty" if f.empty_rows else ""),
         f"most filled: {cols}",
     ]
-    if f.passed_through:
-        parts.append(f"passed through untouched: {', '.join(f.passed_through[:5])}")
+    if f.left_out:
+        parts.append(f"left out of the model as a row index or names: {', '.join(f.left_out[:5])}")
+    others = [c for c in f.passed_through if c not in f.left_out]
+    if others:
+        parts.append(f"passed through untouched: {', '.join(others[:5])}")
     if f.imputations > 1:
         parts.append(f"{f.imputations} imputations")
     return "; ".join(parts) + f"; wrote {f.out}"
@@ -151,10 +154,17 @@ def _summary(f) -> str:
 def _fit_summary(model: str, f) -> str:
     """How the fit went: steps, time, and the held-out check of its quality."""
     report = f.fit
+    found = []
+    if report.held_out_rmse == report.held_out_rmse:  # not NaN: numbers were held out
+        found.append(
+            f"numbers: RMSE {report.held_out_rmse:.3g} column sd, 90% intervals covered "
+            f"{100 * report.held_out_coverage:.0f}%"
+        )
+    if report.held_out_accuracy == report.held_out_accuracy:
+        found.append(f"categories: {100 * report.held_out_accuracy:.0f}% right")
     check = (
-        f"held-out check on {report.held_out} observed cells hidden from training: RMSE "
-        f"{report.held_out_rmse:.3g} of each column's range, 90% intervals covered "
-        f"{100 * report.held_out_coverage:.0f}%"
+        f"held-out check on {report.held_out} observed cells hidden from training: "
+        + "; ".join(found)
         if report.held_out
         else "too few observed cells to hold some out: trained the full budget"
     )

@@ -38,11 +38,12 @@ class Filled:
     rows_filled: int  # rows with at least one filled cell...
     empty_rows: int  # ...of which this many had no observed cell at all
     most_filled: list[tuple[str, int]]  # up to 5 columns with the most filled cells
-    passed_through: list[str]  # non-numeric columns copied untouched
+    passed_through: list[str]  # columns not modelled, copied untouched...
     imputations: int  # blocks of rows written: 1, or S draws
     fit: fit.FitReport | None = None  # fill_file: how the fit went
     saved_run: Path | None = None
     image: bool = False  # an image was filled (filled = its missing values)
+    left_out: list[str] = dataclasses.field(default_factory=list)  # index / name columns
 
 
 def _check(samples: int, steps: int | None, compile: str, cuda_graph: str) -> None:
@@ -97,6 +98,7 @@ def fill_file(
         seed=seed,
         max_steps=train_steps,
         device=distributed.choose_device(device),
+        schema=table.schema,
     )
     fast = {"compile": compile, "cuda_graph": cuda_graph}
     _write(trainer, table, values, values, out, samples, average, steps, fast)
@@ -142,10 +144,11 @@ def fill_with_run(
     if mask is not None:
         raise GMError("--mask is for image inputs; in a table, missing values are NaN or empty.")
     table = userdata.read_table(input)
-    table = userdata.match_columns(table, trainer.info.meta.get("columns"), trainer.dim, input, run)
+    schema = fit.schema_of(trainer)
+    table = userdata.match_columns(table, schema, input, run)
     original = userdata.check_missing(table, input)
     userdata.check_output(out, table)
-    lo, hi = (t.double().cpu().numpy() for t in trainer.scaler.raw_range())
+    lo, hi = fit.column_range(trainer)
     values = userdata.check_range(original, lo, hi, table, input, clip)
     _write(trainer, table, values, original, out, samples, average, steps, fast)
     return _counts(table, original, out, 1 if average else samples)
@@ -205,4 +208,5 @@ def _counts(table, values: np.ndarray, out: Path, imputations: int) -> Filled:
         most_filled=[(table.column_name(j), int(per[j])) for j in np.argsort(-per)[:5] if per[j]],
         passed_through=list(table.passed_through),
         imputations=imputations,
+        left_out=list(table.left_out),
     )

@@ -10,13 +10,14 @@ pure ``primary_logits(x, known, noise)`` with ``primary_noise(n, steps, device)`
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import torch
 
 from gm import fastpath
 from gm.config import Switch
-from gm_imputation import observation
+from gm_imputation import mixed, observation
 from gm_imputation.base import ImputerConfig, NetTrainer
 from gm_imputation.scores import Scores
 
@@ -37,6 +38,7 @@ class GuidedConfig(ImputerConfig):
     clip: float = 10.0  # gradient-norm clip (the authors' code: 10)
     batch_size: int = 200
     observation: str = "auto"  # auto | bernoulli | gaussian (gm_imputation.observation)
+    beta_nll: float = 0.0  # > 0: train a table's Gaussian values by beta-NLL (mixed tables)
 
 
 def repeat(t: torch.Tensor, s: int) -> torch.Tensor:
@@ -104,10 +106,14 @@ class GuidedPolicyTrainer(NetTrainer):
 
     def __init__(self, config, info, device="cpu"):
         # the observation model first: the net's canvas width depends on it
+        schema = info.meta.get("schema")  # a user's table (gm_imputation.mixed)
         self.obs = observation.get(
             config.observation,
             binary=bool(info.meta.get("binary", False)),
             image=info.modality == "image",
+            groups=mixed.Schema.from_meta(schema).groups() if schema else None,
+            dim=math.prod(info.shape),
+            beta=config.beta_nll,
         )
         super().__init__(config, info, device)
 
@@ -121,7 +127,8 @@ class GuidedPolicyTrainer(NetTrainer):
         x, known, target = self.masked(batch, missing)
         r = self.net.rollout(x, known, known + target, cfg.refine_steps, guided=True)
         nll = self.obs.nll(r["c"], x, target)
-        loss = (nll + cfg.lambda_q * r["kl_qp"] + cfg.lambda_p * r["kl_pq"]).mean()
+        fit_nll = self.obs.train_nll(r["c"], x, target) if cfg.beta_nll else nll
+        loss = (fit_nll + cfg.lambda_q * r["kl_qp"] + cfg.lambda_p * r["kl_pq"]).mean()
         self.optimizer_step(loss, self.opt, clip=cfg.clip)
         return {
             "loss": loss.detach(),

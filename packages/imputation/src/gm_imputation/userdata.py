@@ -2,9 +2,12 @@
 
 - ``.csv``/``.tsv``: one reader for training and imputing (:func:`read_csv`): comma,
   semicolon or tab separated (sniffed); missing values are empty cells or ``NaN``/``NA``/
-  ``N/A``/``null``/``none``/``?``; a first row with text over a numeric column is a header;
-  text columns pass through. Every row is kept, all-empty ones too, and the text of every
-  observed cell is written back unchanged.
+  ``N/A``/``null``/``none``/``?``; a first row with text over a numeric column is a header.
+  Columns are mixed-type (:mod:`gm_imputation.mixed`): numbers, and text columns as
+  categories (imputed with a level seen in the column); an index column (blank header, or
+  0..n-1 / 1..n in order) and a text column with a different value in nearly every row (a
+  name) are left out of the model and pass through. Every row is kept, all-empty ones
+  too, and the text of every observed cell is written back unchanged.
 - ``.npy``: a numeric array with NaN for missing values (never unpickled).
 - images: an image file plus a mask image of the same size, non-zero (white) where the
   values are missing.
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from gm.errors import GMError
+from gm_imputation import mixed
 
 NA_TOKENS = {"", "nan", "na", "n/a", "null", "none", "?"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -34,20 +38,30 @@ TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".npy"}
 
 @dataclass
 class Table:
-    """A user's table: the modelled columns as numbers and, for a text file, every field as
-    read (so observed cells are written back as their own text).
+    """A user's table: the modelled columns as codes (:mod:`gm_imputation.mixed`: numbers,
+    or a category's level index) and, for a text file, every field as read (so observed
+    cells are written back as their own text).
 
     ``columns`` are the indices (among all of the file's columns) of the modelled columns,
     in the order of ``values``' columns; every other column is passed through untouched.
     """
 
-    values: np.ndarray  # (N, D) float64 of the modelled columns, NaN = missing (.npy: (N, *shape))
+    values: (
+        np.ndarray
+    )  # (N, C) float64 codes of the modelled columns, NaN = missing (.npy: (N, *shape))
     header: list[str] | None = None  # every column's name
     cells: list[list[str]] | None = None  # every row's fields (all columns), text files only
     columns: list[int] = field(default_factory=list)
     numeric: list[bool] = field(default_factory=list)  # per file column: numbers or missing only
     delimiter: str = ","
     newline: str = "\n"
+    schema: mixed.Schema | None = None  # the modelled columns' kinds (None: all numbers)
+    left_out_columns: list[int] = field(default_factory=list)  # index / name columns...
+
+    @property
+    def left_out(self) -> list[str]:
+        """...by name: left out of the model, passed through."""
+        return [self.name_of(c) or f"column {c + 1}" for c in self.left_out_columns]
 
     def column_name(self, j: int) -> str:
         """The name of modelled column ``j`` for messages."""
@@ -70,21 +84,61 @@ class Table:
             if c not in chosen
         ]
 
-    def select(self, columns: list[int], path: Path) -> Table:
-        """The same file with ``columns`` (file column indices) as the modelled ones."""
+    def name_of(self, c: int) -> str:
+        return self.header[c] if self.header else f"column {c + 1}"
+
+    def select(self, columns: list[int], path: Path, schema: mixed.Schema | None = None) -> Table:
+        """The same file with ``columns`` (file column indices) as the modelled ones, their
+        kinds inferred, or as in ``schema`` (a run's: a level the run never saw is an
+        error)."""
         if self.cells is None:
             return self
         n = len(self.cells)
-        values = np.empty((n, len(columns)))
+        values, kinds = np.empty((n, len(columns))), []
         for j, c in enumerate(columns):
-            if not self.numeric[c]:
-                name = self.header[c] if self.header else f"column {c + 1}"
+            cells = [row[c] for row in self.cells]
+            given = schema.columns[j] if schema else None
+            name = self.name_of(c)
+            if self.numeric[c] and not (given and given.kind == "category"):
+                values[:, j] = [_number(t) for t in cells]
+                col = given or mixed.numeric_column(name, values[:, j])
+                unseen = np.zeros(n, dtype=bool)
+            elif given is not None and given.kind != "category":
                 raise GMError(
-                    f"{path}: column {name!r} holds text, not numbers; a model can only "
-                    "fill numeric columns (leave a cell empty for a missing value)."
+                    f"{path}: column {name!r} holds text, not numbers; the run was trained "
+                    "on numbers there (leave a cell empty for a missing value)."
                 )
-            values[:, j] = [_number(row[c]) for row in self.cells]
-        return dataclasses.replace(self, values=values, columns=list(columns))
+            else:
+                labels = [None if _missing(t) else t.strip() for t in cells]
+                levels = given.levels if given else mixed.text_levels(labels)
+                col = mixed.Column(name, "category", list(levels or []))
+                index = {str(lv): i for i, lv in enumerate(col.levels)}
+                values[:, j] = [math.nan if t is None else index.get(t, math.nan) for t in labels]
+                unseen = np.array([t is not None for t in labels]) & np.isnan(values[:, j])
+            if unseen.any():
+                i = int(np.flatnonzero(unseen)[0])
+                raise GMError(
+                    f"{path}: row {i + 1}, column {name!r} is {cells[i].strip()!r}, a value "
+                    f"the run never saw there (it knows {', '.join(map(str, col.levels[:5]))}); "
+                    "fix it or leave the cell empty."
+                )
+            kinds.append(col)
+        return dataclasses.replace(
+            self, values=values, columns=list(columns), schema=mixed.Schema(kinds)
+        )
+
+    def text(self, j: int, code: float) -> str:
+        """The text of modelled column ``j``'s value ``code`` (a category's level)."""
+        col = self.schema.columns[j] if self.schema else None
+        if col is not None and col.kind == "category":
+            return col.levels[int(code)]
+        if col is not None and col.kind == "integer":
+            return str(int(code))
+        return f"{code:.8g}"
+
+
+def _missing(cell: str) -> bool:
+    return cell.strip().lower() in NA_TOKENS
 
 
 def _number(cell: str) -> float | None:
@@ -164,13 +218,26 @@ def read_csv(path: Path) -> Table:
         header, rows = [c.strip() for c in rows[0]], rows[1:]
         parsed = [ok[1:] for ok in parsed]
     numeric = [all(ok) for ok in parsed]
-    if not any(numeric):
-        raise GMError(
-            f"{path} has no column of numbers to impute (missing values are empty cells or NaN)."
-        )
     newline = "\r\n" if "\r\n" in text[:65536] else "\n"
     table = Table(np.empty((len(rows), 0)), header, rows, [], numeric, delimiter, newline)
-    return table.select([c for c in range(width) if numeric[c]], path)
+    chosen, left_out = [], []
+    for c in range(width):
+        cells = [row[c] for row in rows]
+        name = header[c] if header else None
+        v = np.array([_number(t) for t in cells], dtype=float) if numeric[c] else None
+        if mixed.is_index(name, v) or (
+            not numeric[c]
+            and mixed.text_levels([None if _missing(t) else t.strip() for t in cells]) is None
+        ):
+            left_out.append(c)
+        else:
+            chosen.append(c)
+    if not chosen:
+        raise GMError(
+            f"{path} has no column to impute: every column is a row index or holds a "
+            "different text in nearly every row (missing values are empty cells or NaN)."
+        )
+    return dataclasses.replace(table.select(chosen, path), left_out_columns=left_out)
 
 
 _NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -195,7 +262,7 @@ def read_npy(path: Path) -> Table:
     arr = arr.astype(np.float64)
     arr = arr[None] if arr.ndim == 1 else arr
     width = int(np.prod(arr.shape[1:]))
-    return Table(arr, columns=list(range(width)), numeric=[True] * width)
+    return Table(arr, columns=list(range(width)), numeric=[True] * width)  # no schema: numbers
 
 
 def read_table(path: Path) -> Table:
@@ -210,11 +277,19 @@ def read_table(path: Path) -> Table:
     )
 
 
-def match_columns(table: Table, names: list[str] | None, dim: int, path: Path, run) -> Table:
-    """``table`` with the run's columns as its modelled ones: by header name where both the
-    run and the file have names (any order; the file's other columns pass through), else by
-    position, which needs the same number of numeric columns."""
-    if names and table.header:
+def match_columns(table: Table, schema: mixed.Schema, path: Path, run) -> Table:
+    """``table`` with the run's columns (``schema``) as its modelled ones: by header name
+    where the file has a header (any order; the file's other columns pass through), else
+    by position among the columns it would model itself, which must be as many."""
+    names = [c.name for c in schema.columns]
+    if table.cells is None:  # .npy: numbers by position
+        width = table.values.reshape(len(table.values), -1).shape[1]
+        if width != len(names):
+            raise GMError(
+                f"{path} has {width} values per row but {run} was trained on {len(names)}."
+            )
+        return table
+    if table.header and all(names):
         where = {name: c for c, name in enumerate(table.header)}
         absent = [n for n in names if n not in where]
         if absent:
@@ -223,17 +298,20 @@ def match_columns(table: Table, names: list[str] | None, dim: int, path: Path, r
                 f"{path} has no column {listed} that {run} was trained on; add "
                 f"{'it' if len(absent) == 1 else 'them'} (empty cells are fine) or fix the header."
             )
-        return table.select([where[n] for n in names], path)
-    width = table.values.reshape(len(table.values), -1).shape[1]
-    if width != dim:
-        text = table.passed_through
+        return table.select([where[n] for n in names], path, schema)
+    columns, what = table.columns, "columns to impute"
+    if not any(c.kind == "category" for c in schema.columns):  # numbers: text passes through
+        columns, what = [c for c in columns if table.numeric[c]], "numeric values per row"
+    if len(columns) != len(names):
+        text = [table.name_of(c) for c in range(len(table.numeric)) if not table.numeric[c]]
         verb = "holds" if len(text) == 1 else "hold"
         note = f" ({', '.join(repr(t) for t in text[:3])} {verb} text)" if text else ""
         raise GMError(
-            f"{path} has {width} numeric values per row{note} but {run} was trained on "
-            f"{dim}; give the same columns (with a header row, columns are matched by name)."
+            f"{path} has {len(columns)} {what}{note} but {run} was trained on "
+            f"{len(names)}; give the same columns (with a header row, columns are matched "
+            "by name)."
         )
-    return table
+    return table.select(columns, path, schema)
 
 
 def check_missing(table: Table, path: Path, need_missing: bool = True) -> np.ndarray:
@@ -284,10 +362,11 @@ def check_output(path: Path, table: Table) -> None:
     suffix = Path(path).suffix.lower()
     if suffix not in (".csv", ".tsv", ".txt", ".npy"):
         raise GMError(f"cannot write {Path(path).name}: use a .csv, .tsv or .npy output.")
-    if suffix == ".npy" and table.cells is not None and len(table.columns) < len(table.numeric):
+    if suffix == ".npy" and table.cells is not None and not all(table.numeric):
+        text = [table.name_of(c) for c, ok in enumerate(table.numeric) if not ok]
         raise GMError(
             f"{Path(path).name}: a .npy output cannot hold the text columns "
-            f"{', '.join(table.passed_through[:3])}; write a .csv or .tsv instead."
+            f"{', '.join(text[:3])}; write a .csv or .tsv instead."
         )
     if Path(path).is_dir():
         raise GMError(f"{path} is a folder; give a file name for the output.")
@@ -343,7 +422,7 @@ class TableWriter:
             row = list(cells[i])
             for j, c in enumerate(cols):
                 if self.missing[i, j]:
-                    row[c] = f"{filled[j]:.8g}"
+                    row[c] = self.table.text(j, filled[j])
             self.writer.writerow(([str(k + 1)] if self.samples > 1 else []) + row)
 
     def close(self) -> None:

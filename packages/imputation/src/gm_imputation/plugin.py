@@ -21,8 +21,9 @@ BIB = """@inproceedings{bachman2015data,
   year = {2015}
 }"""
 VERDICT = (
-    "in a CPU pilot (docs/results/imputation.md) gm impute's RMSE was above the best "
-    "scikit-learn IterativeImputer on every table and hole pattern tried (12 of 12)."
+    "in a CPU pilot on real tables (docs/results/imputation.md) gm impute's numeric RMSE "
+    "was below every scikit-learn peer in 3 of 12 cells and its category accuracy above "
+    "every peer in 2 of 9; missForest-style forests were stronger on categories."
 )
 
 

@@ -23,10 +23,17 @@ NET_BIB = """@inproceedings{sohldickstein2015deep,
   booktitle = {Proceedings of the 32nd International Conference on Machine Learning (ICML)},
   year = {2015}
 }"""
+DDPM_BIB = """@inproceedings{nichol2021improved,
+  title = {Improved Denoising Diffusion Probabilistic Models},
+  author = {Nichol, Alexander Quinn and Dhariwal, Prafulla},
+  booktitle = {Proceedings of the 38th International Conference on Machine Learning (ICML)},
+  year = {2021}
+}"""
 VERDICT = (
-    "in a short CPU pilot on mnist-5k (docs/results/walkback.md) no walkback recipe beat a "
-    "full-covariance Gaussian's held-out bits/dim, samples covered few digit classes, and "
-    "chains run far past training length drift on the 2-D toys."
+    "in a CPU pilot on mnist-5k (docs/results/walkback.md) no walkback recipe beat a "
+    "full-covariance Gaussian's held-out bits/dim (Algorithm 1: 7.96 against 5.83 at 1,000 "
+    "updates, a flat curve), samples covered few digit classes, and chains run far past "
+    "training length drift."
 )
 
 
@@ -117,8 +124,8 @@ def gm_models():
             modalities=("vector", "image"),
             capabilities=("sample", "evaluate"),
             citation=NET_BIB,
-            verdict="the walkback page's baseline, measured in a short CPU pilot only "
-            "(docs/results/walkback.md).",
+            verdict="in a CPU pilot on mnist-5k (docs/results/walkback.md) NET-30 reached "
+            "7.83 bits/dim at 1,000 updates, worse than a full-covariance Gaussian's 5.83.",
         ),
         ModelSpec(
             "ddpm",
@@ -126,6 +133,10 @@ def gm_models():
             trainer="ddpm",
             modalities=("vector", "image"),
             capabilities=("sample", "evaluate"),
+            citation=DDPM_BIB,
+            verdict="in a CPU pilot on mnist-5k (docs/results/walkback.md) its bound reached "
+            "5.77 bits/dim at 1,000 updates on a 256-wide MLP, below a full-covariance "
+            "Gaussian's 5.83; samples reached classifier max-probability 0.87 (9 classes).",
         ),
     ]
 

@@ -137,6 +137,18 @@ def test_list_models_is_one_line_per_model_at_the_terminal_width(columns):
     assert summary.rstrip(".") in wide and "…" not in wide  # cut only when it must be
 
 
+def test_a_summary_is_cut_at_its_first_sentence_not_inside_parentheses():
+    from gm.cli import _first_sentence
+
+    text = "Improved DDPM (Ho et al. 2020; Nichol & Dhariwal 2021): the baseline. More."
+    assert (
+        _first_sentence(text)
+        == "Improved DDPM (Ho et al. 2020; Nichol & Dhariwal 2021): the baseline"
+    )
+    assert _first_sentence("One sentence.") == "One sentence"
+    assert _first_sentence("Ends at 1.5 not. Here") == "Ends at 1.5 not"
+
+
 def test_fast_path_switches_show_their_three_values():
     from gm import plugins, schema
 

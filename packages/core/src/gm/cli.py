@@ -194,6 +194,16 @@ def cmd_list_models(
     _one_line_each(rows, "gm list-models NAME: a model's data, config and options")
 
 
+def _first_sentence(text: str) -> str:
+    """Up to the first ". " outside parentheses ("(Ho et al. 2020)" does not end one)."""
+    depth = 0
+    for i, c in enumerate(text):
+        depth += (c == "(") - (c == ")")
+        if c == "." and depth <= 0 and text[i + 1 : i + 2] == " ":
+            return text[:i]
+    return text.rstrip(".")
+
+
 def _one_line_each(rows: list[dict[str, Any]], footer: str) -> None:
     """One line per model at the terminal's width (80 in a pipe): its name, the data it
     takes and the first sentence of its summary, cut with an ellipsis to fit."""
@@ -207,7 +217,7 @@ def _one_line_each(rows: list[dict[str, Any]], footer: str) -> None:
     print(f"{'model':<{nw}}  {'data':<{kw}}  summary")
     for r, kind in zip(rows, kinds, strict=True):
         text = " ".join(r["summary"].split())
-        first = text.split(". ")[0].rstrip(".")
+        first = _first_sentence(text)
         if len(first) > room:
             first = first[: room - 1].rstrip() + "…"
         print(f"{r['name']:<{nw}}  {kind:<{kw}}  {first}".rstrip())

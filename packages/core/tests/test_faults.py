@@ -623,7 +623,8 @@ def test_a_lock_is_one_holders_until_released(tmp_path):
     with pytest.raises(GMError, match=rf"another gm process \(pid {os.getpid()}\)"):
         checkpoint.RunLock.acquire(tmp_path)  # a second open file: flock refuses it too
     lock.release()
-    lock.release()  # twice is harmless
+    lock.release()  # twice is harmless: it closes nothing else (stdout, stderr)
+    os.fstat(1), os.fstat(2)
     assert not (tmp_path / checkpoint.LOCK).exists()
     again = checkpoint.RunLock.acquire(tmp_path)
     again.release()

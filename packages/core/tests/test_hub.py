@@ -4,6 +4,7 @@ local snapshot in the Hub's own cache layout, offline, wherever a RUN is accepte
 import json
 
 import pytest
+import torch
 from conftest import gm_run
 
 import gm
@@ -163,11 +164,11 @@ def test_the_card_licence_is_the_datasets_and_the_users_own_data_needs_one(run, 
     card = hub.card(run, REPO)  # swiss-roll: public domain
     assert "\nlicense: cc0-1.0\n" in card and "data licence: public domain" in card
     assert "\nlicense: mit\n" in hub.card(run, REPO, license="mit")  # the user's choice wins
-    import numpy as np
+    from gm.data import DataInfo, Dataset
 
-    np.savetxt(tmp_path / "mine.csv", np.random.default_rng(0).normal(size=(200, 2)), delimiter=",")
-    own = train("gaussian", f"array:{tmp_path / 'mine.csv'}", steps=3, out=tmp_path / "own",
-                device="cpu", progress=False)  # fmt: skip
+    x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    mine = Dataset(DataInfo("mine", "vector", (2,)), {"train": x[:160], "test": x[160:]})
+    own = train("gaussian", mine, steps=3, out=tmp_path / "own", device="cpu", progress=False)
     with pytest.raises(GMError, match="say the licence of the weights with --license"):
         hub.prepare(own, REPO, tmp_path / "up")
     assert not (tmp_path / "up").exists()  # refused before anything was copied

@@ -53,7 +53,13 @@ from gm.data import DataInfo, Dataset
 from gm.errors import GMError
 from gm.trainer import Trainer
 from gm_walkback import figures, schedules, shared
-from gm_walkback.diffusion import Standardizer, at, cosine_betas, reverse_network
+from gm_walkback.diffusion import (
+    StandardizedData,
+    Standardizer,
+    at,
+    cosine_betas,
+    reverse_network,
+)
 from gm_walkback.networks import take
 
 
@@ -394,7 +400,7 @@ class Moments(nn.Module):
         return mean.float(), lam.clamp_min(1e-6 * lam.mean()).float(), axes.float()
 
 
-class DDPMTrainer(Trainer):
+class DDPMTrainer(StandardizedData, Trainer):
     """Improved DDPM: cosine schedule, learned variance by the hybrid loss, EMA weights."""
 
     Config = DDPMConfig
@@ -461,18 +467,6 @@ class DDPMTrainer(Trainer):
 
     def compile(self) -> None:
         self.model.net.compile()
-
-    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.to(self.device).float()
-        if self.info.modality == "image" and self.config.dequantize:
-            x = shared.dequantise(x)
-        return x
-
-    def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.standard.shift) / self.standard.scale
-
-    def unstandardize(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.standard.scale + self.standard.shift
 
     def set_skip(self, mean: torch.Tensor, var: torch.Tensor, axes: torch.Tensor | None) -> None:
         """Set the skip Gaussian of the reverse (the EMA copies it with the buffers)."""

@@ -245,7 +245,29 @@ class Standardizer(nn.Module):
         self.register_buffer("scale", torch.ones(()))
 
 
-class DiffusionTrainer(Trainer):
+class StandardizedData:
+    """What NET and ddpm share on the data side: dequantised images (VW's convention) and
+    the per-dimension standardisation their diffusions run in (``self.standard``)."""
+
+    device: torch.device
+    info: Any
+    config: Any
+    standard: Standardizer
+
+    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device).float()
+        if self.info.modality == "image" and self.config.dequantize:
+            x = shared.dequantise(x)
+        return x
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.standard.shift) / self.standard.scale
+
+    def unstandardize(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.standard.scale + self.standard.shift
+
+
+class DiffusionTrainer(StandardizedData, Trainer):
     """NET: a fixed forward diffusion and a learned Gaussian reverse, trained on the bound."""
 
     Config = DiffusionConfig
@@ -296,18 +318,6 @@ class DiffusionTrainer(Trainer):
 
     def compile(self) -> None:
         getattr(self.model, "net", self.model).compile()
-
-    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.to(self.device).float()
-        if self.info.modality == "image" and self.config.dequantize:
-            x = shared.dequantise(x)
-        return x
-
-    def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.standard.shift) / self.standard.scale
-
-    def unstandardize(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.standard.scale + self.standard.shift
 
     def forward_step(self, t: int, z: torch.Tensor) -> D.Distribution:
         """q(z_t | z_{t-1}) for t = 1..T."""

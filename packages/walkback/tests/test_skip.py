@@ -12,6 +12,8 @@ import torch
 from torch import distributions as D
 from wb_testdata import tiny_images, training_steps
 
+from gm.data import DataInfo
+from gm_walkback import recipes, shared
 from gm_walkback.operators import GaussianMLP
 from gm_walkback.walkback import WalkbackConfig, WalkbackTrainer
 
@@ -120,6 +122,18 @@ def test_operator_starts_as_gs_chain_and_tmax_is_one_over_c():
 
 
 # --- a short real training run --------------------------------------------------------------
+DEFAULT = {k: recipes.CPU_IMAGE[k] for k in ("skip", "noise")}  # the CPU image default's
+
+
+def test_the_cpu_image_default_is_the_full_skip_with_a_learned_gain(monkeypatch):
+    monkeypatch.setattr(shared, "cuda_available", lambda: False)
+    cfg = WalkbackTrainer.default_config(DataInfo("mnist", "image", (1, 28, 28)))
+    assert (cfg.skip, cfg.noise, cfg.network) == ("full", "learned", "mlp")
+    monkeypatch.setattr(shared, "cuda_available", lambda: True)  # the paper's, on a GPU
+    cfg = WalkbackTrainer.default_config(DataInfo("mnist", "image", (1, 28, 28)))
+    assert (cfg.skip, cfg.noise, cfg.network) == ("none", "network", "conv")
+
+
 def _trained(minibatches: int = 30, **kw) -> tuple[WalkbackTrainer, torch.Tensor]:
     torch.manual_seed(0)
     data = tiny_images()
@@ -130,10 +144,8 @@ def _trained(minibatches: int = 30, **kw) -> tuple[WalkbackTrainer, torch.Tensor
         lr=3e-3,
         per_step_norm=True,
         norm="batch",
-        skip="full",
-        noise="learned",
         skip_c=1 / 8,
-        **kw,
+        **{**DEFAULT, **kw},
     )
     trainer = WalkbackTrainer(cfg, data.info)
     x = data.decode(data.raw("train")).float()
@@ -165,6 +177,21 @@ def test_trained_noise_stays_under_gs_and_heats_exactly_as_t():
             torch.testing.assert_close(dist.base.variance, temp * var1)
         means = [op.heads(x, lv)[0] for lv in walk.levels]
     assert not torch.allclose(means[0], means[-1])  # F's mean does read the level
+
+
+def test_the_paper_operators_noise_does_not_heat_as_t_after_training():
+    """The fault the skip's gain removes, seen by the same measure: F's variance head with
+    per-step parameters (the paper's operator) learns a noise per level that is not T_l times
+    its T = 1 noise."""
+    trainer, x = _trained(skip="none", noise="network", tmax=4.0, init_std=0.05)
+    op, walk = trainer.operator.eval(), trainer.walk(0)
+    with torch.no_grad():
+        var1 = op.distribution(x, 1.0, 0).variance
+        ratios = [
+            (op.distribution(x, t, lv).variance / var1).median().item()
+            for t, lv in zip(walk.temperatures, walk.levels, strict=True)
+        ]
+    assert max(abs(r - t) / t for r, t in zip(ratios, walk.temperatures, strict=True)) > 0.05
 
 
 def test_skip_follows_the_training_data_and_round_trips(tmp_path):

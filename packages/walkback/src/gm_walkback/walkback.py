@@ -249,6 +249,9 @@ class WalkbackTrainer(Trainer):
             raise GMError("validate_every must be >= 0 and validate_examples >= 1.")
         self.shape = tuple(info.shape)
         self.operator = build_operator(config, info).to(self.device)
+        if config.skip != "none" and not hasattr(self.operator, "skip"):
+            # binary data's Bernoulli operator has no skip (the CPU image recipe names one)
+            self.config = config = dataclasses.replace(config, skip="none")
         # heads / from_heads where the operator has them (F once per state), else distribution
         self.split = chains.has_heads(self.operator)
         # p*'s family and the data's model space: the operator's kind, else the data's

@@ -257,8 +257,16 @@ def test_g_is_the_gaussian_of_the_training_batches(skip):
 def test_full_pstar_is_the_accumulated_gaussian_of_the_walk_ends():
     """With the full skip p* has the full covariance of every s_K so far (its log-density
     against torch's full-covariance normal of the same moments)."""
+    trainer, x = _trained(minibatches=3)
+    st = trainer.stats
+    # the walks of the first 2 steps (the warmup, on G's diagonal) are forgotten, and p* is
+    # diagonal until 2 D = 128 walk ends are in
+    assert trainer.skip_warmup == 2 and st.pstar_count.item() == 64
+    diagonal = D.Normal(st.pstar_mean, st.pstar_var.sqrt()).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(trainer.prior().log_prob(x), diagonal)
     trainer, x = _trained(minibatches=6)
     st = trainer.stats
+    assert st.pstar_count.item() == (6 - 2) * 64
     mean = (st.pstar_sum / st.pstar_count).flatten()
     cov = st.pstar_sum2 / st.pstar_count - torch.outer(mean, mean)
     lam, axes = torch.linalg.eigh(cov)

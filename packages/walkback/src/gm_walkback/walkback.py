@@ -374,8 +374,10 @@ class WalkbackTrainer(Trainer):
             return D.Independent(
                 D.Bernoulli(probs=probs, validate_args=False), ndim, validate_args=False
             )
-        if self.stats.full and self.stats.pstar_count > 0:  # a full covariance, along its axes
-            st = self.stats
+        st = self.stats
+        # a full covariance (along its axes) once 2 D walk ends are in, as the skip's G: from
+        # fewer it has directions of no variance (p*'s diagonal until then)
+        if st.full and st.pstar_count >= 2 * math.prod(self.shape):
             mean = (st.pstar_sum / st.pstar_count).flatten()
             cov = st.pstar_sum2 / st.pstar_count - torch.outer(mean, mean)
             lam, axes = torch.linalg.eigh(cov)

@@ -128,7 +128,7 @@ DEFAULT = {k: recipes.CPU_IMAGE[k] for k in ("skip", "noise")}  # the CPU image 
 def test_the_cpu_image_default_is_the_full_skip_with_a_learned_gain(monkeypatch):
     monkeypatch.setattr(shared, "cuda_available", lambda: False)
     cfg = WalkbackTrainer.default_config(DataInfo("mnist", "image", (1, 28, 28)))
-    assert (cfg.skip, cfg.noise, cfg.network) == ("full", "learned", "mlp")
+    assert (cfg.skip, cfg.noise, cfg.network, cfg.skip_c) == ("full", "learned", "mlp", 1 / 8)
     monkeypatch.setattr(shared, "cuda_available", lambda: True)  # the paper's, on a GPU
     cfg = WalkbackTrainer.default_config(DataInfo("mnist", "image", (1, 28, 28)))
     assert (cfg.skip, cfg.noise, cfg.network) == ("none", "network", "conv")

@@ -38,7 +38,7 @@ from gm.fastpath import Switch
 from gm.trainer import Trainer
 from gm_walkback import chains, figures, recipes, schedules, shared
 from gm_walkback.networks import frozen_stats
-from gm_walkback.operators import AxesNormal, GaussianOperator
+from gm_walkback.operators import SKIP_C, AxesNormal, GaussianOperator
 
 FAMILIES = ("gaussian", "bernoulli")  # operator names that leave the network to `network`
 
@@ -83,7 +83,7 @@ class WalkbackConfig(TrainConfig):
     # "none": the paper's (1 - alpha) s + alpha F(s)); each T = 1 step redraws a fraction
     # skip_c of G's variance, so Tmax = 1 / skip_c
     skip: Literal["none", "diagonal", "full"] = "none"
-    skip_c: float = 1 / 32
+    skip_c: float = SKIP_C
     # weight averaging: >0 samples and evaluates an exponential moving average of the
     # operator's weights with this decay (0: the trained weights)
     ema: float = 0.0

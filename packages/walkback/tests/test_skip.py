@@ -101,6 +101,8 @@ def test_log_prob_is_the_closed_form_gaussian(skip, noise):
     cov = axes @ torch.diag_embed(temperature * (c * lam * g + floor**2)) @ axes.T
     want = D.MultivariateNormal(centre, cov).log_prob(x.double())
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+    want = D.MultivariateNormal(centre, cov).entropy()
+    torch.testing.assert_close(dist.entropy().double(), want, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(dist.mean.double(), centre, atol=1e-5, rtol=1e-5)
     var = cov.diagonal(dim1=-2, dim2=-1)
     torch.testing.assert_close(dist.stddev.double(), var.sqrt(), atol=1e-6, rtol=1e-5)

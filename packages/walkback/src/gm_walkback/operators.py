@@ -104,6 +104,9 @@ class AxesNormal(D.Distribution):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.base.log_prob(self.to_axes(x)).sum(-1)
 
+    def entropy(self) -> torch.Tensor:
+        return self.base.entropy().sum(-1)
+
     @property
     def mean(self) -> torch.Tensor:
         return self.from_axes(self.base.mean)

@@ -296,3 +296,24 @@ def test_full_skip_refuses_ema_pstar_and_linear_refuses_the_skip():
     lin = dataclasses.replace(cfg, network="linear", pstar_stats="accumulate")
     with pytest.raises(Exception, match="skip=none"):
         WalkbackTrainer(lin, data.info)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_g_is_refreshed_at_the_warmup_at_powers_of_two_and_every_hundred_steps(full):
+    """shared.follow_data's schedule: the diagonal at every step before the warmup (always,
+    without ``full``), then the full covariance at the warmup (5 here), at 8, 16, 32, 64, 128
+    and at every multiple of 100; the moments take every batch."""
+    moments = shared.Moments(2, full)
+    got = {}
+    for step in range(301):
+        g = shared.follow_data(moments, torch.randn(3, 2), step, 5, full)
+        if g is not None:
+            got[step] = g[2] is not None  # axes: a full covariance's eigendecomposition
+    assert moments.count.item() == 3 * 301
+    if not full:
+        assert got == dict.fromkeys(range(301), False)
+        return
+    want = dict.fromkeys(range(5), False) | dict.fromkeys(
+        [5, 8, 16, 32, 64, 100, 128, 200, 256, 300], True
+    )
+    assert got == want

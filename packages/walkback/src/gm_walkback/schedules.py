@@ -47,9 +47,16 @@ def heat_levels(tmax: float, cap: int) -> int:
 
 
 def doubling(heat: int, n: int = 0) -> Walk:
-    """Algorithm 1 with ``heat`` = ceil(log2 Tmax) heated levels and ``n`` extra steps at T = 1."""
-    levels = tuple(max(0, t - 1 - n) for t in range(1, heat + n + 1))
-    return Walk(tuple(2.0**lv for lv in levels), levels)
+    """Algorithm 1 with ``heat`` = ceil(log2 Tmax) heated levels and ``n`` extra steps at T = 1:
+    K = heat + n steps, T = 2^level, the level (per-step parameter index) rising by one after
+    every step t > n."""
+    temperatures, levels, level = [], [], 0
+    for t in range(1, heat + n + 1):  # "for t = 1 to K"
+        temperatures.append(2.0**level)
+        levels.append(level)
+        if t > n:  # "If t > n, increase temperature with T <- 2T"
+            level += 1
+    return Walk(tuple(temperatures), tuple(levels))
 
 
 def appendix(steps: int = 30, factor: float = math.sqrt(2)) -> Walk:

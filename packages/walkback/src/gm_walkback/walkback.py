@@ -439,8 +439,50 @@ class WalkbackTrainer(Trainer):
         return chains.draw(dist)
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg, st = self.config, self.stats
+        """One pass of Algorithm 1's loop body (Goyal et al. 2017), its lines quoted; the
+        helpers below hold the details (running statistics, the schedule, the operator)."""
+        cfg = self.config
+        # "Sample x ~ data (or a minibatch, each element processed independently)"
         x = self.prepare(batch)
+        # sigma_max^2, the data variance (and the skip's Gaussian G), as running statistics
+        decay = self._follow_data(x)
+        # "Tmax <- sigma_max^2 / sigma^2", re-read every tmax_every minibatches
+        self._read_tmax(x)
+        # "Sample n as a uniform integer between 0 and N1; K <- ceil(log2 Tmax) + n", and each
+        # step's temperature: "If t > n, increase temperature with T <- 2T" (schedules.doubling)
+        walk = self.walk(self._draw_n())
+        # "Let s_0 = x and initial temperature T = 1, initialize L = 0"
+        s, losses = x, []
+        # "for t = 1 to K do"
+        for t, (temperature, level) in enumerate(zip(walk.temperatures, walk.levels, strict=True)):
+            # "Sample s_t ~ p_T(s | s_{t-1})"
+            s_next = self._walk_away(s, temperature, level, first=t == 0)
+            # "Increment L <- L + log p_T(s_{t-1} | s_t)" (the loss is its negative)
+            loss = self.step_loss(s, s_next, temperature, level)
+            # "Update parameters with log likelihood gradient d log p_T(s_{t-1} | s_t) / d theta"
+            if cfg.update == "online":
+                self._update(loss)
+                loss = loss.detach()
+            losses.append(loss)
+            s = s_next
+        total = torch.stack(losses).sum()
+        if cfg.update == "batch":  # gm's option: one update for the walk's summed loss
+            self._update(total)
+        # "Increment L <- L + log p*(s_K)" has no gradient: p* is fitted in closed form.
+        # "Update mean and variance of p* to match the accumulated 1st and 2nd moment
+        # statistics of the samples of s_K"
+        self._update_pstar(s, decay)
+        k = torch.full((), float(len(walk)), device=self.device)  # a fill, not a host copy
+        return {
+            "loss": total.detach() / len(walk),
+            "walk_steps": k,
+            "noise_std": self.stats.noise_var.sqrt(),
+            "heat": self.stats.heat.float(),
+        }
+
+    def _follow_data(self, x: torch.Tensor) -> float:
+        """The running data variance (sigma_max^2) and, with the skip, the data's Gaussian G;
+        returns the running averages' decay for this minibatch (0 on the first)."""
         if self.moments is not None:
             g = shared.follow_data(
                 self.moments, x, self.step, self.skip_warmup, self.skip == "full"
@@ -449,46 +491,37 @@ class WalkbackTrainer(Trainer):
                 self.operator.set_skip(*g)
                 if self.step == self.skip_warmup and self.stats.full:
                     self._reset_pstar()  # the walks so far ran on G's diagonal: p* forgets them
-        decay = cfg.stats_decay if self.step else 0.0
+        decay = self.config.stats_decay if self.step else 0.0
         with torch.no_grad():
-            st.data_var.lerp_(x.var(0, unbiased=False).mean(), 1 - decay)
+            self.stats.data_var.lerp_(x.var(0, unbiased=False).mean(), 1 - decay)
+        return decay
+
+    def _read_tmax(self, x: torch.Tensor) -> None:
+        """Re-read Tmax (and H) on the first minibatch and every ``tmax_every`` after it; on the
+        first, sigma^2 starts at the operator's noise at the data."""
+        cfg, st = self.config, self.stats
         if self.step == 0 or (cfg.tmax_every and self.step % cfg.tmax_every == 0):
             if self.step == 0:
                 with torch.no_grad(), frozen_stats(self.operator):
                     st.noise_var.copy_(self._noise_variance(x, 0))
             self._refresh_heat()
-        walk = self.walk(self._draw_n())
-        s = x
-        losses = []
-        for t, (temperature, level) in enumerate(zip(walk.temperatures, walk.levels, strict=True)):
-            # the forward sample uses batch statistics but leaves the running ones alone
-            with torch.no_grad(), frozen_stats(self.operator):
-                if self.split:
-                    heads = self.operator.heads(s, level)
-                    dist = self.operator.from_heads(heads, temperature)
-                else:
-                    heads, dist = None, self.operator.distribution(s, temperature, level)
-                if t == 0:  # the operator's noise variance at T = 1, at the data
-                    var = self._noise_variance(s, level, heads)
-                    st.noise_var.lerp_(var, 1 - cfg.stats_decay)
-                s_next = self._forward_sample(dist)
-            loss = self.step_loss(s, s_next, temperature, level)
-            if cfg.update == "online":
-                self._update(loss)
-                loss = loss.detach()
-            losses.append(loss)
-            s = s_next
-        total = torch.stack(losses).sum()
-        if cfg.update == "batch":
-            self._update(total)
-        self._update_pstar(s, decay)
-        k = torch.full((), float(len(walk)), device=self.device)  # a fill, not a host copy
-        return {
-            "loss": total.detach() / len(walk),
-            "walk_steps": k,
-            "noise_std": st.noise_var.sqrt(),
-            "heat": st.heat.float(),
-        }
+
+    def _walk_away(
+        self, s: torch.Tensor, temperature: float, level: int, first: bool
+    ) -> torch.Tensor:
+        """s_t ~ p_T(. | s_{t-1}) without gradient; the forward sample uses batch statistics
+        but leaves the running ones alone. On the walk's ``first`` step (T = 1, at the data)
+        it also follows sigma^2, the operator's noise variance at T = 1."""
+        with torch.no_grad(), frozen_stats(self.operator):
+            if self.split:
+                heads = self.operator.heads(s, level)
+                dist = self.operator.from_heads(heads, temperature)
+            else:
+                heads, dist = None, self.operator.distribution(s, temperature, level)
+            if first:
+                var = self._noise_variance(s, level, heads)
+                self.stats.noise_var.lerp_(var, 1 - self.config.stats_decay)
+            return self._forward_sample(dist)
 
     def _reset_pstar(self) -> None:
         for buf in (self.stats.pstar_sum, self.stats.pstar_sum2, self.stats.pstar_count):

@@ -12,7 +12,6 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 def test_auto_follows_the_one_table_and_on_off_obey():
     assert not fastpath.use("auto", "compile", CPU) and fastpath.use("auto", "compile", CUDA)
-    assert fastpath.use("auto", "fused_rnn", CPU) and not fastpath.use("auto", "fused_rnn", CUDA)
     assert fastpath.use("on", "compile", CPU) and not fastpath.use("off", "compile", CUDA)
     for path, devices in fastpath.FASTER_ON.items():
         for device in (CPU, CUDA):

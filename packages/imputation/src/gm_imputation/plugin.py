@@ -1,7 +1,7 @@
 """Hook implementations: the models of gm-imputation and the ``gm impute`` verb."""
 
 import gm
-from gm.specs import CommandSpec, ModelSpec, TrainerSpec
+from gm.specs import CapabilitySpec, CommandSpec, ModelSpec, TrainerSpec
 
 _M = ("vector", "image")
 _CAN = ("sample", "evaluate", "impute")
@@ -25,6 +25,13 @@ VERDICT = (
     "was below every scikit-learn peer in 3 of 12 cells and its category accuracy above "
     "every peer in 2 of 9; missForest-style forests were stronger on categories."
 )
+
+
+@gm.hookimpl
+def gm_capabilities():
+    return [
+        CapabilitySpec("impute", summary="gm impute fills a file's holes", lacks="does not impute")
+    ]
 
 
 @gm.hookimpl

@@ -33,7 +33,7 @@ closed D gate is :meth:`gm.trainer.Trainer.optimizer_step`'s ``enabled`` (fused 
 ``found_inf`` skip, or a where-based restore).
 
 The generator and the discriminator are registered components (``--set generator=NAME``,
-``discriminator=NAME``; ``gm list`` shows them), obtained through
+``discriminator=NAME``; ``gm list-components`` shows them), obtained through
 :func:`gm.plugins.component` and built by their ``build`` classmethods; the trainers use
 only the behaviour contract (:class:`gm.trainer.Behaviour`, ``nll``, ``head``,
 ``hidden_size``, ``scheduled``; ``embedding`` for ``behaviour=embeddings``).
@@ -68,7 +68,7 @@ class SequenceConfig(TrainConfig):
     steps: int = 10_000
     batch_size: int = 32
     lr: float = 1e-3  # Adam, the generator
-    generator: str = "gru"  # a registered sequence generator (gm list): gru, transformer, ...
+    generator: str = "gru"  # a registered sequence generator: gru, transformer (gm list-components)
     hidden: int = 1024  # GRU state width; the transformer's model width
     layers: int = 1
     embed: int = 128  # token embedding width (GRU; the transformer embeds at its width)
@@ -106,7 +106,7 @@ class ScheduledSamplingConfig(SequenceConfig):
 class ProfessorForcingConfig(SequenceConfig):
     """D defaults to 512 units (the thesis's char-PTB D: 2048, recipe ``pf-char-ptb``)."""
 
-    discriminator: str = "bigru"  # a registered discriminator (gm list)
+    discriminator: str = "bigru"  # a registered discriminator (gm list-components)
     d_hidden: int = 512  # each direction of the discriminator's GRU
     d_mlp: int = 512
     d_layers: int = 1

@@ -120,13 +120,15 @@ class GuidedPolicyTrainer(NetTrainer):
     def training_step(
         self, batch: torch.Tensor, missing: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """One update on a batch in dataset units: mask it (the training mask, or
-        ``missing``), roll out the guide, and step on ``NLL_T + lambda_q sum_t KL(q||p) +
-        lambda_p sum_t KL(p||q)``; the reported bound is ``NLL_T + sum_t KL(q||p)``."""
+        """One update of guided policy search (Bachman & Precup 2015, Eq. 17) on a batch in
+        dataset units: x ~ D_X and m ~ D_M (the training mask, or ``missing``), a roll-out
+        of the guide (GPSI's is :func:`gm_imputation.gpsi.guided_rollout`), and a step on
+        ``NLL_T + lambda_q sum_t KL(q||p) + lambda_p sum_t KL(p||q)``; the reported bound
+        is ``NLL_T + sum_t KL(q||p)`` (Eq. 17 itself, lambda_q = 1, lambda_p = 0)."""
         cfg = self.config
         x, known, target = self.masked(batch, missing)
         r = self.net.rollout(x, known, known + target, cfg.refine_steps, guided=True)
-        nll = self.obs.nll(r["c"], x, target)
+        nll = self.obs.nll(r["c"], x, target)  # -log q(x_u | c_T), missing values only
         fit_nll = self.obs.train_nll(r["c"], x, target) if cfg.beta_nll else nll
         loss = (fit_nll + cfg.lambda_q * r["kl_qp"] + cfg.lambda_p * r["kl_pq"]).mean()
         self.optimizer_step(loss, self.opt, clip=cfg.clip)

@@ -59,6 +59,18 @@ def tests(session, package):
 
 
 @nox.session
+def quick(session):
+    """The loop while editing: every package's tests without the slow ones (-m "not slow"),
+    everything installed once. Not part of plain `nox`, which runs the slow ones too."""
+    session.install(*PIN, "pytest", *(_with_test_extra(p) for p in ["core", *PLUGINS]))
+    for package in ["core", *PLUGINS]:
+        session.run(
+            "pytest", f"packages/{package}/tests", "-m", "not slow", *session.posargs,
+            env={"OMP_NUM_THREADS": "2"},
+        )  # fmt: skip
+
+
+@nox.session
 def integration(session):
     """Everything installed together: cross-package tests, then every package's tests again
     (each in its own pytest process: their conftest modules share a name)."""

@@ -35,7 +35,7 @@ from gm_imputation.nets import (
     reparameterise,
 )
 from gm_imputation.observation import Observation
-from gm_imputation.policy import GuidedConfig, GuidedPolicyTrainer
+from gm_imputation.policy import GuidedConfig, GuidedPolicyTrainer, PolicyNet
 
 
 @dataclasses.dataclass
@@ -47,7 +47,7 @@ class GPSIConfig(GuidedConfig):
     primary_residual: bool = False  # also give p the residual on *known* values (authors' code)
 
 
-class GPSINet(nn.Module):
+class GPSINet(PolicyNet):
     """The guess bias, primary policy, guide policy and writer."""
 
     def __init__(self, dim: int, cfg: GPSIConfig, obs: Observation):
@@ -63,6 +63,7 @@ class GPSINet(nn.Module):
         )
         self.guide = GaussianMLP(2 * dim + extra, cfg.hidden, cfg.layers, cfg.z_dim)
         self.writer = mlp(cfg.z_dim, cfg.hidden, cfg.layers, width)
+        self.z_dim = cfg.z_dim
 
     def primary_step(
         self, x: torch.Tensor, known: torch.Tensor, c: torch.Tensor
@@ -102,7 +103,7 @@ class GPSINet(nn.Module):
 
     def primary_noise(self, n: int, steps: int, device) -> torch.Tensor:
         """Standard-normal noise ``(n, steps, z)`` for every step of a primary roll-out."""
-        return torch.randn(n, steps, self.writer[0].in_features, device=device)
+        return torch.randn(n, steps, self.z_dim, device=device)
 
     def primary_logits(
         self, x: torch.Tensor, known: torch.Tensor, noise: torch.Tensor
@@ -159,6 +160,7 @@ def guided_rollout(
 class GPSITrainer(GuidedPolicyTrainer):
     Config = GPSIConfig
     name = "gpsi"
+    config: GPSIConfig
     small = {"hidden": 256, "z_dim": 32}  # digits, tables: a smaller net is plenty
 
     def build_net(self) -> GPSINet:

@@ -47,7 +47,7 @@ def gm_trainers():
 
 # name, trainer, summary, config defaults: every model trains on vectors and images and
 # can sample, evaluate and impute
-_MODELS = (
+_MODELS: tuple[tuple[str, str, str, dict[str, str]], ...] = (
     ("gpsi-add", "gpsi", "GPSI, additive guess updates (6 steps)", {"update": "add"}),
     ("gpsi-jump", "gpsi", "GPSI, jump guess updates (6 steps)", {"update": "jump"}),
     ("lstm-add", "lstm-gpsi", "LSTM policies, additive updates (16 steps)", {"update": "add"}),

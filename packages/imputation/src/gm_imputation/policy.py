@@ -63,6 +63,24 @@ def guided_scores(
     }
 
 
+class PolicyNet(torch.nn.Module):
+    """The network guided policy search trains (GPSI's and the LSTM models'): the interface
+    in the module doc, stated for the trainer and the type checker."""
+
+    def rollout(
+        self, x: torch.Tensor, known: torch.Tensor, avail: torch.Tensor, steps: int, guided: bool
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def primary_logits(
+        self, x: torch.Tensor, known: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def primary_noise(self, n: int, steps: int, device) -> torch.Tensor:
+        raise NotImplementedError
+
+
 class PrimaryRollout:
     """Imputation's roll-out of the primary policy, ``net.primary_logits(x, known, noise)``,
     handed to :class:`gm.fastpath.FastStep` (compiled / a CUDA graph by the switches) and
@@ -73,7 +91,7 @@ class PrimaryRollout:
     place, so they stay right while the weights are updated in place. What the fast paths
     save is measured in docs/benchmarks.md (imputation)."""
 
-    def __init__(self, net: torch.nn.Module):
+    def __init__(self, net: PolicyNet):
         self.net = net
         self._steps: dict[tuple[Switch, Switch], fastpath.FastStep] = {}
 
@@ -103,6 +121,8 @@ class GuidedPolicyTrainer(NetTrainer):
     """Guided policy search around ``self.net``, configured by a :class:`GuidedConfig`."""
 
     _primary: PrimaryRollout | None = None
+    config: GuidedConfig
+    net: PolicyNet
 
     def __init__(self, config, info, device="cpu"):
         # the observation model first: the net's canvas width depends on it

@@ -281,9 +281,9 @@ class GaussianLinear(_RegisteredGaussian):
         net, alpha = self.net, self.alpha
         std = math.sqrt(v) - self.min_std
         with torch.no_grad():
-            net.w.fill_((a - (1 - alpha)) / alpha)
-            net.c.fill_(b / alpha)
-            net.f.fill_(std + math.log(-math.expm1(-std)))  # softplus^-1
+            net.get_parameter("w").fill_((a - (1 - alpha)) / alpha)
+            net.get_parameter("c").fill_(b / alpha)
+            net.get_parameter("f").fill_(std + math.log(-math.expm1(-std)))  # softplus^-1
 
 
 class GaussianConv(_RegisteredGaussian):
@@ -328,5 +328,6 @@ class BernoulliConv(BernoulliOperator):
         return cls(shape, **_conv(cfg, shape), **_common(cfg))
 
     def __init__(self, shape: tuple[int, int, int] = (1, 28, 28), *, alpha: float = 0.5, **net):
-        conv = ConvNet(tuple(shape), heads=1, **{**TABLE2_CONV, **net})
+        c, h, w = shape
+        conv = ConvNet((c, h, w), heads=1, **{**TABLE2_CONV, **net})
         super().__init__(conv, event_dims=3, alpha=alpha)

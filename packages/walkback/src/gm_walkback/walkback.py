@@ -137,6 +137,16 @@ class WalkbackEvaluateOptions:
 class Stats(nn.Module):
     """Running statistics that are part of the model (saved with the weights)."""
 
+    pstar_mean: torch.Tensor  # the buffers registered below
+    pstar_var: torch.Tensor
+    data_var: torch.Tensor
+    noise_var: torch.Tensor
+    heat: torch.Tensor
+    pstar_sum: torch.Tensor
+    pstar_sum2: torch.Tensor
+    pstar_count: torch.Tensor
+    n_seed: torch.Tensor
+
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
         self.register_buffer("pstar_mean", torch.zeros(shape))
@@ -166,7 +176,7 @@ def operator_name(cfg: WalkbackConfig) -> str:
     return f"{cfg.operator}-{cfg.network}"
 
 
-def build_operator(cfg: WalkbackConfig, info: DataInfo) -> nn.Module:
+def build_operator(cfg: WalkbackConfig, info: DataInfo) -> Any:
     """The operator a config names, from the transition-operator registry (on the CPU)."""
     return plugins.component("transition_operators", operator_name(cfg)).build(cfg, info)
 
@@ -178,6 +188,7 @@ class WalkbackTrainer(Trainer):
     SampleOptions = WalkbackSampleOptions
     EvaluateOptions = WalkbackEvaluateOptions
     name = "walkback"
+    config: WalkbackConfig
     EVALUATE_HINT = (
         shared.EVALUATE_HINT + " Reversibility over appendix H's 1000 steps: --chain-steps 1000."
     )
@@ -187,7 +198,7 @@ class WalkbackTrainer(Trainer):
 
     # The image recipe each dataset gets by default: measured on mnist-5k by
     # docs/results/make_walkback.py (see docs/results/walkback.md and the README).
-    IMAGE_RECIPE = "algorithm1"
+    IMAGE_RECIPE: ClassVar[Literal["algorithm1", "appendix", "custom"]] = "algorithm1"
     CPU_STEPS = 3000  # image minibatches without CUDA: about 10 minutes on a 2-core CPU
 
     @classmethod
@@ -296,6 +307,7 @@ class WalkbackTrainer(Trainer):
                 self._refresh_heat()
             else:
                 self._heat = max(1, int(self.stats.heat.item()))
+        assert self._heat is not None  # _refresh_heat sets it
         return self._heat
 
     def _refresh_heat(self) -> None:

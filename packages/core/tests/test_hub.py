@@ -122,6 +122,7 @@ def test_a_local_folder_wins_over_a_repo_id(run, tmp_path, monkeypatch):
     assert hub.repo_id("a/b") is None
 
 
+@pytest.mark.slow  # 11 s (durations run, 2 threads, load 7)
 def test_sample_writes_into_the_run_folder_by_default(run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = gm_run("sample", str(run), "-n", "5")

@@ -90,6 +90,7 @@ def test_listing_survives_every_kind_of_broken_plugin(bad_paths, args):
                 assert dist in warned, dist  # every warning names the distribution
 
 
+@pytest.mark.slow  # 10 s (durations run, 2 threads, load 7)
 def test_training_works_beside_broken_plugins(bad_paths, tmp_path):
     out = gm_run(
         "train", "tiny", "--dataset", "circle", "--steps", "2", "--out", str(tmp_path / "r"),
@@ -99,6 +100,7 @@ def test_training_works_beside_broken_plugins(bad_paths, tmp_path):
     only_warnings(out)
 
 
+@pytest.mark.slow  # 5 s (durations run, 2 threads, load 7)
 def test_a_model_whose_code_cannot_load_is_one_line(bad_paths):
     out = gm_run("train", "ghost", "--dataset", "circle", "--device", "cpu", paths=bad_paths)
     assert out.returncode == 2 and "Traceback" not in out.stderr

@@ -248,6 +248,7 @@ def test_a_plugins_capabilities_and_fast_paths_are_core_s(tmp_path, monkeypatch)
     import torch
 
     from gm import fastpath, plugins, run
+    from gm.errors import GMError
 
     d = make_dist(tmp_path / "p", "gm-parts", "parts", "gm_parts_plugin", COMPONENT_PLUGIN)
     monkeypatch.syspath_prepend(str(d))
@@ -265,6 +266,8 @@ def test_a_plugins_capabilities_and_fast_paths_are_core_s(tmp_path, monkeypatch)
         assert fastpath.faster_on()["compile"] == ("cuda",)  # core's row wins
         assert not fastpath.use("auto", "compile", cpu)
         assert "bad-devices" not in fastpath.faster_on()
+        with pytest.raises(GMError, match="unknown capability 'jugle'. Did you mean 'juggle'"):
+            plugins.get("capabilities", "jugle")
     finally:
         plugins.reset()
 

@@ -265,7 +265,7 @@ def registry(kind: str) -> dict[str, Any]:
                 first = found[item.name].plugin
                 _CONFLICTS[(kind, item.name)] = (first, dist)
                 warnings.warn(
-                    f"{kind[:-1].replace('_', ' ')} {item.name!r} is registered by both "
+                    f"{_one(kind)} {item.name!r} is registered by both "
                     f"{first} and {dist}; uninstall one, or set GM_DISABLE_PLUGINS to skip one.",
                     PluginWarning,
                     stacklevel=2,
@@ -273,6 +273,11 @@ def registry(kind: str) -> dict[str, Any]:
                 continue
             found[item.name] = replace(item, plugin=dist)
     return dict(sorted(found.items()))
+
+
+def _one(kind: str) -> str:
+    """One record of ``kind`` in words: ``"transition operator"``, ``"capability"``."""
+    return (kind[:-3] + "y" if kind.endswith("ies") else kind[:-1]).replace("_", " ")
 
 
 def _short(item: Any) -> str:
@@ -286,7 +291,7 @@ def _short(item: Any) -> str:
 def get(kind: str, name: str) -> Any:
     """One record by name, or a :class:`GMError` suggesting close names and plugins."""
     entries = registry(kind)
-    what = kind[:-1].replace("_", " ")
+    what = _one(kind)
     if (kind, name) in _CONFLICTS:
         a, b = _CONFLICTS[(kind, name)]
         raise GMError(
@@ -320,7 +325,7 @@ def component(kind: str, name: str) -> Any:
     cls = load(spec)
     if not callable(getattr(cls, "build", None)):
         raise GMError(
-            f"{kind[:-1].replace('_', ' ')} {name!r} from {spec.plugin} has no "
+            f"{_one(kind)} {name!r} from {spec.plugin} has no "
             "build(config, info, ...) classmethod; it cannot be used (fix or uninstall it)."
         )
     return cls

@@ -159,7 +159,7 @@ def main() -> None:
     cfg = WalkbackTrainer.default_config(celeba)
     fast_rows = fast_case(
         "CelebA-size conv (paper Table 5), per-step batch norm",
-        build_operator(cfg, celeba.shape, cfg.max_levels).to(device),
+        build_operator(cfg, celeba).to(device),
         torch.rand(64, *celeba.shape, device=device),
         schedules.doubling(4).reverse(extra_steps=4),  # 8 steps over 4 levels
         repeat,

@@ -22,7 +22,14 @@ print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", code, file=sys
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["list-models"], ["list-datasets"], ["plugins", "--json"], ["train", "--help"]],
+    [
+        ["--help"],
+        ["list-models"],
+        ["list-datasets"],
+        ["list-components"],
+        ["plugins", "--json"],
+        ["train", "--help"],
+    ],
 )
 def test_listing_does_not_import_torch(args):
     env = env_with(TINY)

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import TINY, env_with
 from safetensors.torch import load_file
@@ -29,6 +30,7 @@ save_file(captured, f"{sys.argv[2]}/rank{os.environ.get('RANK', '0')}.safetensor
 """
 
 
+@pytest.mark.slow  # 26 s (durations run, 1 thread, load 4-7)
 def test_two_gloo_ranks_match_one_process_on_the_combined_batch(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)

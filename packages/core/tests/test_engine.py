@@ -54,6 +54,7 @@ def committing(run) -> bool:
     return bool(list(run.glob(".staging-*"))) or (run / checkpoint.PENDING).exists()
 
 
+@pytest.mark.slow  # 9 s (durations run, 1 thread, load 4-7)
 def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path, tiny_plugin):
     # A 1500x1500 layer makes each checkpoint ~27 MB, written every step. Each round waits
     # until a checkpoint is being written (a staging or committed folder exists) and kills
@@ -108,6 +109,7 @@ def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path, tiny
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+@pytest.mark.slow  # 17 s (durations run, 1 thread, load 4-7)
 def test_a_signal_from_outside_saves_a_whole_step_and_resumes_exactly(tmp_path, tiny_plugin, sig):
     run = tmp_path / "run"
     sets = {"sleep": "0.01", "log_every": "3", "checkpoint_every": "100000"}
@@ -136,6 +138,7 @@ def test_a_signal_from_outside_saves_a_whole_step_and_resumes_exactly(tmp_path, 
         assert torch.equal(v, weights(resumed)[k]), k
 
 
+@pytest.mark.slow  # 11 s (durations run, 1 thread, load 4-7)
 def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, tiny_plugin):
     run = tmp_path / "run"
     out = gm_run(
@@ -208,6 +211,7 @@ def test_sampling_during_training_leaves_the_training_rng_alone(tmp_path, tiny_p
         assert torch.equal(v, weights(sampled)[k]), k
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_compile_setting_compiles_the_modules(tiny_plugin):
     from gm.data import load_dataset
     from gm.engine import build_config
@@ -219,6 +223,7 @@ def test_compile_setting_compiles_the_modules(tiny_plugin):
     assert all(m._compiled_call_impl is not None for m in trainer.modules().values())
 
 
+@pytest.mark.slow  # 3 s (durations run, 1 thread, load 4-7)
 def test_show_config_prints_the_resolved_config():
     out = gm_run("train", "tiny", "--dataset", "circle", "--set", "width=9", "--show-config")
     assert out.returncode == 0, out.stderr

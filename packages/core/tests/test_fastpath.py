@@ -6,13 +6,13 @@ import torch
 
 from gm import fastpath
 from gm.errors import GMError
+from gm.testing import cuda_only
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
 def test_auto_follows_the_one_table_and_on_off_obey():
     assert not fastpath.use("auto", "compile", CPU) and fastpath.use("auto", "compile", CUDA)
-    assert fastpath.use("auto", "fused_rnn", CPU) and not fastpath.use("auto", "fused_rnn", CUDA)
     assert fastpath.use("on", "compile", CPU) and not fastpath.use("off", "compile", CUDA)
     for path, devices in fastpath.FASTER_ON.items():
         for device in (CPU, CUDA):
@@ -77,3 +77,37 @@ def test_chunked_runs_equal_padded_chunks_and_cuts_them():
 def test_cuda_graphs_refuse_cpu_tensors():
     with pytest.raises(ValueError, match="CUDA graphs need CUDA tensors"):
         fastpath.cuda_graphed(torch.sin, torch.ones(3))
+
+
+@cuda_only
+def test_a_cuda_graph_replays_the_step_on_new_inputs_and_leaves_the_rng_alone():
+    """The captured step gives the eager results for every new input (the static inputs
+    are refilled), its output buffer is reused (callers copy), and the warm-up consumes
+    no random numbers the caller will see."""
+    torch.manual_seed(0)
+    w = torch.randn(5, 5, device=CUDA)
+
+    def step(x, noise):
+        return torch.tanh(x @ w) + noise
+
+    x0, n0 = torch.randn(4, 5, device=CUDA), torch.randn(4, 5, device=CUDA)
+    state = torch.cuda.get_rng_state()
+    graphed = fastpath.cuda_graphed(step, x0, n0)
+    assert torch.equal(torch.cuda.get_rng_state(), state)
+    for seed in range(3):
+        g = torch.Generator(device=CUDA).manual_seed(seed)
+        x = torch.randn(4, 5, device=CUDA, generator=g)
+        noise = torch.randn(4, 5, device=CUDA, generator=g)
+        out = graphed(x, noise)
+        torch.testing.assert_close(out, step(x, noise))
+    assert graphed(x0, n0).data_ptr() == out.data_ptr()  # the graph's own buffer
+
+
+@cuda_only
+def test_fast_step_graphs_once_per_shape_and_chunks_serve_any_length():
+    step = fastpath.FastStep(lambda x: x * 2 + 1, compile="off", cuda_graph="on", what="t")
+    x = torch.arange(10.0, device=CUDA)
+    out = fastpath.chunked(step, x, rows=4)
+    torch.testing.assert_close(out, x * 2 + 1)
+    assert len(step._graphs) == 1  # three chunks of 4 (the last padded): one graph
+    torch.testing.assert_close(fastpath.chunked(step, x[:7], rows=4), x[:7] * 2 + 1)

@@ -111,6 +111,7 @@ def count_commit_calls(tmp_path) -> int:
     return len(calls)
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_sigkill_at_every_point_of_a_commit(tmp_path, tiny_plugin, straight):
     n = count_commit_calls(tmp_path)
     assert n >= 5  # three files, the commit rename, the moves into place
@@ -491,6 +492,7 @@ main()
 
 @pytest.mark.parametrize(("sig", "when"), [(signal.SIGTERM, "after-last-step"),
                          (signal.SIGINT, "atexit"), (signal.SIGTERM, "atexit")])  # fmt: skip
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_a_signal_after_the_last_step_exits_with_its_code_and_one_line(tmp_path, sig, when):
     import subprocess
     import sys

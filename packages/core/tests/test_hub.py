@@ -89,6 +89,7 @@ def test_load_from_the_hub_cache_offline(cache, run):
     assert load_file(str(hub.resolve(REPO) / "model.safetensors")).keys()
 
 
+@pytest.mark.slow  # 6 s (durations run, 1 thread, load 4-7)
 def test_cli_verbs_take_a_hub_repo(cache, tmp_path):
     out = gm_run("sample", f"hf://{REPO}", "-n", "9", "--out", str(tmp_path / "s.npy"), env=cache)
     assert out.returncode == 0, out.stderr
@@ -102,6 +103,7 @@ def test_cli_verbs_take_a_hub_repo(cache, tmp_path):
     assert plot.returncode == 0, plot.stderr
 
 
+@pytest.mark.slow  # 3 s (durations run, 1 thread, load 4-7)
 def test_hub_model_needs_an_explicit_out_and_a_missing_one_is_one_line(cache):
     out = gm_run("sample", REPO, "-n", "2", env=cache)
     assert out.returncode == 2 and "--out FILE" in out.stderr
@@ -120,6 +122,7 @@ def test_a_local_folder_wins_over_a_repo_id(run, tmp_path, monkeypatch):
     assert hub.repo_id("a/b") is None
 
 
+@pytest.mark.slow  # 11 s (durations run, 2 threads, load 7)
 def test_sample_writes_into_the_run_folder_by_default(run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = gm_run("sample", str(run), "-n", "5")
@@ -127,6 +130,7 @@ def test_sample_writes_into_the_run_folder_by_default(run, tmp_path, monkeypatch
     assert (run / "samples-seed0.png").exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_no_verb_writes_into_the_working_folder_unless_asked(run, tmp_path, monkeypatch):
     here = tmp_path / "here"
     here.mkdir()

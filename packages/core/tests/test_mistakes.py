@@ -293,6 +293,7 @@ WARNED = {
 
 
 @pytest.mark.parametrize("case", list(WARNED))
+@pytest.mark.slow  # 25 s (durations run, 2 threads, load 7)
 def test_warned_not_failed(case, tmp_path, tiny_plugin):
     from conftest import TINY, gm_run, make_dist
 
@@ -322,6 +323,7 @@ def test_vectors_of_any_width_train_from_python_with_a_picture(tmp_path, tiny_pl
         assert (run.path / "samples.png").is_file() and (run.path / "model.safetensors").is_file()
 
 
+@pytest.mark.slow  # 4 s (durations run, 2 threads, load 7)
 def test_push_without_a_network_is_one_line_and_exit_1(tmp_path, tiny_plugin):
     pytest.importorskip("huggingface_hub")
     from conftest import gm_run

@@ -90,6 +90,7 @@ def test_listing_survives_every_kind_of_broken_plugin(bad_paths, args):
                 assert dist in warned, dist  # every warning names the distribution
 
 
+@pytest.mark.slow  # 10 s (durations run, 2 threads, load 7)
 def test_training_works_beside_broken_plugins(bad_paths, tmp_path):
     out = gm_run(
         "train", "tiny", "--dataset", "circle", "--steps", "2", "--out", str(tmp_path / "r"),
@@ -99,6 +100,7 @@ def test_training_works_beside_broken_plugins(bad_paths, tmp_path):
     only_warnings(out)
 
 
+@pytest.mark.slow  # 5 s (durations run, 2 threads, load 7)
 def test_a_model_whose_code_cannot_load_is_one_line(bad_paths):
     out = gm_run("train", "ghost", "--dataset", "circle", "--device", "cpu", paths=bad_paths)
     assert out.returncode == 2 and "Traceback" not in out.stderr
@@ -160,7 +162,19 @@ def test_registry_checks_records_in_process(tmp_path, monkeypatch):
 
 COMPONENT_PLUGIN = """
 import gm
-from gm.specs import ModelSpec, TransitionOperatorSpec
+from gm.specs import CapabilitySpec, FastPathSpec, ModelSpec, TransitionOperatorSpec
+
+@gm.hookimpl
+def gm_capabilities():
+    return [CapabilitySpec("juggle", summary="gm juggle", lacks="drops every ball")]
+
+@gm.hookimpl
+def gm_fast_paths():
+    return [
+        FastPathSpec("warp", summary="a plugin's own path", devices=("cpu",)),
+        FastPathSpec("compile", summary="core's name: ignored", devices=("cpu",)),
+        FastPathSpec("bad-devices", devices="cpu"),
+    ]
 
 @gm.hookimpl
 def gm_transition_operators():
@@ -175,7 +189,7 @@ def gm_models():
         ModelSpec("orphan", trainer="no-such-trainer"),
         ModelSpec("wrong-can", trainer="gaussian", capabilities=("fly",)),
         ModelSpec(
-            "can-all", trainer="gaussian", capabilities=("sample", "evaluate", "inpaint", "impute")
+            "can-all", trainer="gaussian", capabilities=("sample", "evaluate", "juggle")
         ),
     ]
 """
@@ -227,6 +241,37 @@ def test_components_come_from_the_registry_and_models_from_their_trainer(tmp_pat
         plugins.reset()
 
 
+def test_a_plugins_capabilities_and_fast_paths_are_core_s(tmp_path, monkeypatch):
+    """Core keeps the mechanism, plugins bring the vocabulary: a capability a plugin
+    declares is one models may list and verbs refuse in its words; a fast path it
+    declares follows its own "auto" row; core's rows cannot be redefined."""
+    import torch
+
+    from gm import fastpath, plugins, run
+    from gm.errors import GMError
+
+    d = make_dist(tmp_path / "p", "gm-parts", "parts", "gm_parts_plugin", COMPONENT_PLUGIN)
+    monkeypatch.syspath_prepend(str(d))
+    plugins.reset()
+    try:
+        with pytest.warns(plugins.PluginWarning, match="bad-devices"):
+            plugins.registry("fast_paths")
+        assert "juggle" in plugins.capabilities() and "juggle" not in run._LACKS
+        assert "juggle" in plugins.get("models", "can-all").capabilities
+        assert run.lacks("gaussian", "juggle") == (
+            "model 'gaussian' drops every ball; models that can: can-all."
+        )
+        cpu, cuda = torch.device("cpu"), torch.device("cuda")
+        assert fastpath.use("auto", "warp", cpu) and not fastpath.use("auto", "warp", cuda)
+        assert fastpath.faster_on()["compile"] == ("cuda",)  # core's row wins
+        assert not fastpath.use("auto", "compile", cpu)
+        assert "bad-devices" not in fastpath.faster_on()
+        with pytest.raises(GMError, match="unknown capability 'jugle'. Did you mean 'juggle'"):
+            plugins.get("capabilities", "jugle")
+    finally:
+        plugins.reset()
+
+
 def test_every_hook_is_read_by_core():
     """A hook nobody reads invites plugins to register parts that have no effect."""
     import ast
@@ -254,3 +299,70 @@ def test_every_hook_is_read_by_core():
     assert any(isinstance(n, ast.Constant) and n.value == "trainers" for n in ast.walk(tree)), (
         "ModelSpec.load must read the trainers registry"
     )
+
+
+PARTS_PLUGIN = """
+import gm
+from gm.specs import (DiscriminatorSpec, SequenceGeneratorSpec, TrainerSpec,
+                      TransitionOperatorSpec)
+
+@gm.hookimpl
+def gm_transition_operators():
+    return [TransitionOperatorSpec("hop", "gm_kit_impl:Hop", "one hop. Then more")]
+
+@gm.hookimpl
+def gm_sequence_generators():
+    return [SequenceGeneratorSpec("chatter", "gm_kit_impl:Chatter")]  # no summary: docstring
+
+@gm.hookimpl
+def gm_discriminators():
+    return [DiscriminatorSpec("judge", "gm_kit_impl:Judge", "a fair judge")]
+
+@gm.hookimpl
+def gm_trainers():
+    return [TrainerSpec("coach", "gm_kit_impl:Coach", "trains the team")]
+"""
+
+PARTS_IMPL = """
+raise ImportError("listing must read the source, not import it")
+
+class Chatter:
+    \"\"\"Talks in tokens (Smith et al. 2020). Second sentence.\"\"\"
+"""
+
+
+def test_list_components_lists_every_kind_with_plugin_and_first_sentence(tmp_path):
+    d = make_dist(tmp_path / "kit", "gm-kit", "kit", "gm_kit_plugin", PARTS_PLUGIN)
+    (d / "gm_kit_impl.py").write_text(PARTS_IMPL)
+    out = gm_run("list-components", "--json", paths=(d,))
+    assert out.returncode == 0, out.stderr
+    rows = {(r["kind"], r["name"]): r for r in json.loads(out.stdout)}
+    assert rows[("transition-operators", "hop")] == {
+        "kind": "transition-operators",
+        "name": "hop",
+        "plugin": "gm-kit",
+        "summary": "one hop",
+    }
+    assert (
+        rows[("sequence-generators", "chatter")]["summary"] == "Talks in tokens (Smith et al. 2020)"
+    )
+    assert rows[("discriminators", "judge")]["plugin"] == "gm-kit"
+    assert rows[("trainers", "coach")]["summary"] == "trains the team"
+    assert rows[("trainers", "gaussian")]["plugin"] == "gm-core"
+    assert ("models", "gaussian") in rows and ("datasets", "swiss-roll") in rows
+    one = gm_run("list-components", "sequence_generators", paths=(d,))
+    assert one.returncode == 0, one.stderr
+    lines = one.stdout.splitlines()
+    assert lines[0].startswith("sequence-generators") and "--set generator=NAME" in lines[0]
+    assert any(ln.split()[:2] == ["chatter", "gm-kit"] for ln in lines[1:]), one.stdout
+    assert "hop" not in one.stdout
+
+
+def test_list_components_refuses_an_unknown_kind_in_one_line():
+    out = gm_run("list-components", "discriminator")
+    assert out.returncode == 2
+    assert error_lines(out) == [
+        "gm: error: unknown kind of component 'discriminator'; choose one of "
+        "transition-operators, sequence-generators, discriminators, trainers, models, "
+        "datasets. Did you mean 'discriminators'?"
+    ]

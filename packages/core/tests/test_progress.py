@@ -17,6 +17,7 @@ def rows(run):
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_bar_moves_before_the_first_log_row_on_a_terminal(tmp_path):
     steps = 600
     chunks, code = pty_run(
@@ -45,6 +46,7 @@ def test_bar_moves_before_the_first_log_row_on_a_terminal(tmp_path):
     assert "gm: trained 600 steps" in text
 
 
+@pytest.mark.slow  # 7 s (durations run, 1 thread, load 4-7)
 def test_plain_timestamped_lines_without_a_terminal(tmp_path):
     out = gm_run(
         "train",
@@ -185,6 +187,7 @@ def test_tensorboard_logger_gets_every_row(tmp_path):
     assert logged == [(r["step"], pytest.approx(r["loss"])) for r in rows(run)]
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_mlflow_logger_gets_the_config_and_every_row_in_a_local_file_store(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -291,6 +294,7 @@ def test_a_first_step_that_compiles_says_so(monkeypatch, capsys):
     assert not any("compiling" in ln for ln in lines[1:])  # the wait is over after step 1
 
 
+@pytest.mark.slow  # 9 s (durations run, 1 thread, load 4-7)
 def test_a_third_party_logger_plugin_gets_every_row_and_is_closed(tmp_path):
     """W&B or MLflow as a plugin: a distribution registering a logger through gm_loggers."""
     from conftest import make_dist
@@ -349,6 +353,7 @@ def _interrupted_run(tmp_path, sig):
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.slow  # 22 s (durations run, 1 thread, load 4-7)
 def test_an_interrupt_writes_the_row_of_the_interrupted_step(tmp_path, sig):
     """Before, the steps since the last row were never logged: an interrupt between rows
     left metrics.jsonl at step 1 (or the timed row) and the plot with one point."""
@@ -374,6 +379,7 @@ def test_an_interrupt_writes_the_row_of_the_interrupted_step(tmp_path, sig):
     assert blue(line) > 3 * blue(dot)
 
 
+@pytest.mark.slow  # 9 s (durations run, 1 thread, load 4-7)
 def test_the_progress_loss_is_a_running_mean_fresh_at_each_redraw(tmp_path):
     """Between rows (log_every far away) the line shows the mean loss of the steps since
     the last row, read when it redraws: it changes between redraws, not one stale number."""
@@ -419,6 +425,7 @@ def test_max_time_stops_at_a_step_boundary_saved_and_resumable(tmp_path, tiny_pl
     assert json.loads((again / "trainer_state.json").read_text())["step"] == state["step"] + 3
 
 
+@pytest.mark.slow  # 7 s (durations run, 1 thread, load 4-7)
 def test_max_time_on_the_command_line_exits_0_with_the_summary(tmp_path):
     out = gm_run(
         "train", "gaussian", "--dataset", "swiss-roll", "--steps", "10000000", "--max-time",

@@ -4,11 +4,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from conftest import gm_run, make_dist
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
 
+@pytest.mark.slow  # 10 s (durations run, 1 thread, load 4-7)
 def test_readme_plugin_example(tmp_path):
     text = README.read_text()
     section = text[text.index("## Write your own plugin") :]

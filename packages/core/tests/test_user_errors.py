@@ -72,6 +72,7 @@ def test_unknown_set_key_names_the_closest_not_every_key():
     assert "batch_size" not in line  # the close names only, not a list of every key
 
 
+@pytest.mark.slow  # 3 s (durations run, 1 thread, load 4-7)
 def test_wrong_type_says_what_is_expected():
     one_line_error(
         gm_run("train", "tiny", "--dataset", "circle", "--set", "width=wide"),
@@ -99,6 +100,7 @@ def test_bad_config_file(tmp_path):
     )
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_unknown_dataset_option():
     one_line_error(
         gm_run("train", "tiny", "--dataset", "circle", "--data-option", "size=3"),
@@ -111,6 +113,7 @@ def test_missing_run_folder(tmp_path):
     one_line_error(gm_run("sample", str(tmp_path / "nope")), "does not exist")
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_folder_that_is_not_a_run(tmp_path):
     one_line_error(gm_run("evaluate", str(tmp_path)), "not a gm run folder")
 
@@ -124,6 +127,7 @@ def test_corrupt_config_json(run, tmp_path):
     one_line_error(gm_run("sample", str(broken)), "corrupt")
 
 
+@pytest.mark.slow  # 6 s (durations run, 1 thread, load 4-7)
 def test_pickle_offered_as_checkpoint(run, tmp_path):
     pt = tmp_path / "model.pt"
     pt.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
@@ -139,6 +143,7 @@ def test_pickle_offered_as_checkpoint(run, tmp_path):
     )
 
 
+@pytest.mark.slow  # 6 s (durations run, 1 thread, load 4-7)
 def test_weights_that_do_not_match_the_config(run, tmp_path):
     import shutil
 
@@ -150,6 +155,7 @@ def test_weights_that_do_not_match_the_config(run, tmp_path):
     one_line_error(gm_run("sample", str(other), "--out", str(tmp_path / "s.npy")), "does not match")
 
 
+@pytest.mark.slow  # 3 s (durations run, 1 thread, load 4-7)
 def test_run_of_an_uninstalled_model(run):
     one_line_error(gm_run("sample", str(run), paths=()), "'tiny'", "pip install gm-tiny")
 
@@ -160,6 +166,7 @@ def test_existing_run_folder_is_not_overwritten(run):
     assert (run / "model.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow  # 6 s (durations run, 1 thread, load 4-7)
 def test_unknown_sample_option(run, tmp_path):
     one_line_error(gm_run("sample", str(run), "--colour", "red"), "unknown option 'colour'")
 
@@ -168,6 +175,7 @@ def test_unknown_command_suggests():
     one_line_error(gm_run("trian"), "'train'")
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_sample_and_evaluate_work(run, tmp_path):
     out = gm_run("sample", str(run), "-n", "10", "--out", str(tmp_path / "s.npy"))
     assert out.returncode == 0, out.stderr
@@ -176,6 +184,7 @@ def test_sample_and_evaluate_work(run, tmp_path):
     assert np.load(tmp_path / "s.npy").shape == (10, 2)
 
 
+@pytest.mark.slow  # 15 s (durations run, 1 thread, load 4-7)
 def test_threads_option(run, tmp_path):
     one_line_error(gm_run("sample", str(run), "--threads", "0"), "--threads must be at least 1")
     out = gm_run("sample", str(run), "--threads", "1", "-n", "3", "--out", str(tmp_path / "t.npy"))

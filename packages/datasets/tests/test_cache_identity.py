@@ -6,6 +6,7 @@ import os
 import stat
 
 import numpy as np
+import pytest
 
 from gm.data import load_dataset
 from gm_datasets import cache, fixtures
@@ -16,6 +17,7 @@ def _train_images(seed, n_train):
     return np.stack(fixtures.random_images(rng, n_train, (28, 28)))[:, None]
 
 
+@pytest.mark.slow  # 31 s (durations run, 1 thread, load 4-7)
 def test_prepare_from_a_64_then_an_80_image_copy_sees_80(tmp_path):
     from conftest import gm
 
@@ -102,6 +104,7 @@ def test_rewriting_an_entry_replaces_it_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]
 
 
+@pytest.mark.slow  # 11 s (durations run, 1 thread, load 4-7)
 def test_a_cached_copy_says_its_source_count_and_date_in_list_datasets_and_train(tmp_path):
     """The newcomer's 64-example cache listed and trained on as `mnist` with no word: now
     both name where it came from, how many examples it holds and when it was decoded."""

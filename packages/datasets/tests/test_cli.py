@@ -4,10 +4,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from gm_datasets import cache, fixtures
 
 
+@pytest.mark.slow  # 5 s (durations run, 1 thread, load 4-7)
 def test_prepare_from_a_folder_fills_the_cache(tmp_path):
     from conftest import gm
 
@@ -28,6 +30,7 @@ def test_prepare_from_a_folder_fills_the_cache(tmp_path):
     assert '"offline": true' in r.stdout
 
 
+@pytest.mark.slow  # 11 s (durations run, 1 thread, load 4-7)
 def test_prepare_errors_are_one_line(tmp_path):
     from conftest import gm
 

@@ -149,6 +149,7 @@ def test_hub_snapshot_in_the_hub_cache_is_found_offline(tmp_path):
     assert len(load_dataset("mnist").raw("train")) == 4
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_missing_offline_dataset_one_line_exit_2(tmp_path):
     from conftest import gm
 

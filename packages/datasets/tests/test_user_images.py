@@ -91,6 +91,7 @@ def test_missing_folder(tmp_path):
         load_dataset(f"images:{tmp_path / 'nope'}")
 
 
+@pytest.mark.slow  # 12 s (durations run, 1 thread, load 4-7)
 def test_train_gaussian_on_an_image_folder_end_to_end(tmp_path):
     """The always-available end-to-end check: the real CLI trains on images:DIR, then samples."""
     from conftest import gm

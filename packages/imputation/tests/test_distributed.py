@@ -22,6 +22,7 @@ from gm import checkpoint
         ("template-matching", ["--set", "max_templates=64"]),
     ],
 )
+@pytest.mark.slow  # 28 s (durations run, 1 thread, load 4-7)
 def test_two_ranks_agree_on_buffers(tmp_path, model, extra):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

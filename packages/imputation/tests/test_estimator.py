@@ -54,6 +54,7 @@ def test_fit_transform_fills_and_keeps_observed_values_and_repeats():
     assert err < 0.5 * np.abs(np.nanmean(x[:, 1]) - 2 * x[miss, 0]).mean()
 
 
+@pytest.mark.slow  # 5 s (durations run, 1 thread, load 4-7)
 def test_in_a_pipeline_and_cross_validation():
     x, y = holed()
     pipe = make_pipeline(GMImputer(max_steps=60, random_state=0), Ridge())
@@ -61,6 +62,7 @@ def test_in_a_pipeline_and_cross_validation():
     assert scores.shape == (3,) and np.all(np.isfinite(scores)) and scores.mean() > 0.5
 
 
+@pytest.mark.slow  # 9 s (durations run, 1 thread, load 4-7)
 def test_a_dataframe_with_a_text_column():
     rng = np.random.default_rng(0)
     n = 120

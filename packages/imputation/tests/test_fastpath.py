@@ -17,6 +17,7 @@ SMALL = {  # tiny nets and 2 steps: torch.compile on this CPU takes seconds per 
 
 
 @pytest.mark.parametrize("model", sorted(SMALL))
+@pytest.mark.slow  # 16 s (durations run, 1 thread, load 4-7)
 def test_compiled_rollout_imputes_what_the_eager_one_does(model, monkeypatch):
     data = vector_dataset(100)
     tr = make_trainer(model, data, batch_size=20, **SMALL[model])

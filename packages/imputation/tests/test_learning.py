@@ -30,6 +30,7 @@ def mean_imputer(data, missing):
 
 
 @pytest.mark.parametrize("model", list(SETTINGS))
+@pytest.mark.slow  # 64 s (durations run, 1 thread, load 4-7)
 def test_learns_to_impute_better_than_the_mean(model):
     data = vector_dataset(600, dim=8)
     overrides, steps, fraction = SETTINGS[model]

@@ -7,6 +7,7 @@ import csv
 import io
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -69,6 +70,7 @@ def is_missing(cell):
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(case=tables(), suffix=st.sampled_from([".csv", ".tsv"]))
+@pytest.mark.slow  # 7 s (durations run, 1 thread, load 4-7)
 def test_every_row_and_observed_cell_survives_a_round_trip(tmp_path, case, suffix):
     header, rows, kinds, delimiter = case
     if suffix == ".tsv":

@@ -37,6 +37,7 @@ JOB = textwrap.dedent("""
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not installed")
+@pytest.mark.slow  # 19 s (durations run, 1 thread, load 4-7)
 def test_two_ranks_keep_identical_generator_and_discriminator(tmp_path):
     job = tmp_path / "job.py"
     job.write_text(JOB)

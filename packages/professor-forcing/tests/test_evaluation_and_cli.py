@@ -77,6 +77,7 @@ def test_teacher_forcing_approaches_the_true_nll(run, capsys):
     assert m["js_2gram"] < 0.1
 
 
+@pytest.mark.slow  # 11 s (durations run, 1 thread, load 4-7)
 def test_evaluate_plot(run, tmp_path, capsys):
     png = tmp_path / "clouds.png"
     assert (
@@ -173,6 +174,7 @@ def test_the_sample_form_follows_the_modality(modality, shape, meta, form):
     assert TeacherForcingTrainer.sample_form(info) == form
 
 
+@pytest.mark.slow  # 19 s (durations run, 1 thread, load 4-7)
 def test_sample_options_reach_the_sampler(run, tmp_path):
     """``gm sample --compile on`` compiles the sampling step (dynamo counts a compiled
     frame) and draws, for a seed, the tokens of the default eager sampler on CPU (the
@@ -332,6 +334,7 @@ def test_study_compares_free_running_and_real_states_at_the_same_horizon():
     assert m2["reference_is_stream"] == 0 and m2["horizon"] == 32
 
 
+@pytest.mark.slow  # 9 s (durations run, 1 thread, load 4-7)
 def test_tsne_keeps_separated_clouds_apart_and_mixed_clouds_together():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(200, 10, generator=g)

@@ -21,6 +21,19 @@ SMALL = {"hidden": 24, "embed": 8, "batch_size": 16, "d_hidden": 12, "d_mlp": 12
 EAGER = {"fused_teacher_forced": "off", "fused_discriminator": "off", "skip_closed_gates": "off"}
 
 
+def test_the_plugin_s_own_rows_are_the_ones_core_reads():
+    """fused_rnn and host_gates are this plugin's vocabulary, declared by its hook: "auto"
+    turns them on on CPU (measured faster there), off on CUDA (cuDNN wins)."""
+    from gm import fastpath
+
+    table = fastpath.faster_on()
+    assert table["fused_rnn"] == table["host_gates"] == ("cpu",)
+    assert "fused_rnn" not in fastpath.FASTER_ON and "host_gates" not in fastpath.FASTER_ON
+    assert fastpath.use("auto", "fused_rnn", "cpu") and not fastpath.use(
+        "auto", "host_gates", "cuda"
+    )
+
+
 def _grads(module):
     return {k: p.grad.clone() for k, p in module.named_parameters() if p.grad is not None}
 

@@ -148,6 +148,7 @@ def test_accuracy_moving_average_is_logged_and_drives_the_gates():
     assert metrics["d_updated"].item() == float(ema <= 0.99)
 
 
+@pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_discriminator_learns_to_tell_an_untrained_generator_apart():
     """D's accuracy rises above chance on real vs free-running behaviour of a fixed G (and the
     G -> D gate then opens), so the adversarial signal is real, not a constant."""

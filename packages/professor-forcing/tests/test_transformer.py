@@ -128,6 +128,7 @@ def _unigram_nll(train, test, vocab):
     return float(-np.log(p)[test.numpy().ravel()].mean())
 
 
+@pytest.mark.slow  # 5 s (durations run, 1 thread, load 4-7)
 def test_teacher_forcing_learns_beyond_the_unigram_law():
     """A few hundred teacher-forced updates: test NLL well under the unigram baseline (the
     source is order-1 Markov: its entropy rate is far below the unigram entropy)."""

@@ -102,6 +102,7 @@ class ExactReverse(nn.Module):
 
 
 @pytest.mark.parametrize("predict, exact_skip", [("x0", False), ("x0", True), ("eps", False)])
+@pytest.mark.slow  # 17 s (durations run, 1 thread, load 4-7)
 def test_the_bound_of_the_exact_reverse_is_the_exact_log_likelihood(predict, exact_skip):
     """With p(z_{t-1}|z_t) the true reverse of Gaussian data and q(z_T) ~ N(0, 1), the model's
     joint is q's, so the ELBO gap KL(q(z_1:T|x) || p(z_1:T|x)) is 0: ``evaluate``'s bound
@@ -294,6 +295,7 @@ def test_respaced_sampling_calls_the_network_at_the_strided_timesteps():
         tr.sample(5, tr.SampleOptions(steps=101))
 
 
+@pytest.mark.slow  # 10 s (durations run, 1 thread, load 4-7)
 def test_a_small_ddpm_beats_a_gaussian_fit_on_a_2d_toy():
     data = load_dataset("swiss-roll", options={"n": 2048})
     tr = trainer(data.info, hidden=64, diffusion_steps=50, batch_size=256)

@@ -55,6 +55,7 @@ def test_channels_last_conv_chain_matches_to_float_tolerance_and_restores_the_we
 
 
 @pytest.mark.parametrize("case", [0, 1], ids=["mlp", "conv"])
+@pytest.mark.slow  # 19 s (durations run, 1 thread, load 4-7)
 def test_compiled_fast_chain_matches_eager_to_float_tolerance(case):
     _, op, s0 = _ops()[case]
     eager, _, out, _ = _chains(op, s0, compile="on")

@@ -70,6 +70,7 @@ def test_capped_noise_starts_where_asked_and_never_passes_the_cap():
         uncapped_std(0.1, 0.08)  # a start above the cap is refused
 
 
+@pytest.mark.slow  # 6 s (durations run, 1 thread, load 4-7)
 def test_t1_noise_stays_bounded_over_real_training():
     """A fast-learning operator trained on heated walks pushes its T = 1 noise up (the fault:
     0.05 -> 0.32 on MNIST); with max_std it never passes the cap."""

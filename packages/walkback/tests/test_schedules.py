@@ -80,6 +80,7 @@ def test_compiled_style_step_with_tensor_indices_matches_eager():
     assert len(frames) == 1 + math.ceil(len(walk) / 2)
 
 
+@pytest.mark.slow  # 6 s (durations run, 1 thread, load 4-7)
 def test_a_chain_step_is_one_graph_without_host_reads():
     """A whole step (per-step batch norm indexed by a device tensor, the Gaussian draw, the
     inpainting clamp) traces to one graph through aten with fake tensors: any read of a

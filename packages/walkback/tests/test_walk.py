@@ -33,6 +33,7 @@ def toy_trainer(seed=0, **overrides):
     return cls(cfg, data.info, "cpu"), data
 
 
+@pytest.mark.slow  # 5 s (durations run, 1 thread, load 4-7)
 def test_heated_levels_never_fall_while_the_operators_noise_grows():
     """A real trainer starting from a small noise (std 0.01): the noise grows several-fold in
     40 minibatches, which would shorten a re-estimated walk by 3 levels; H must stay."""

@@ -62,6 +62,7 @@ def test_training_step_applies_the_loss_at_the_state_the_walk_moved_to():
         assert not torch.equal(scoring[t], sampling[t])
 
 
+@pytest.mark.slow  # 7 s (durations run, 1 thread, load 4-7)
 def test_walkback_learns_an_attractor_around_the_data():
     """Data at 3 +- 0.05 (1-D): after training, the operator's mean pulls states towards the
     data. Scoring the wrong way round (the forward step under the operator at s_{t-1}) only

@@ -1,6 +1,7 @@
 """The ``gm`` command line (Typer).
 
-Listing commands (``--help``, ``plugins``, ``list-models``, ``list-datasets``) import
+Listing commands (``--help``, ``plugins``, ``list-models``, ``list-datasets``,
+``list-components``) import
 neither torch nor any plugin's implementation: the registries hold lazy targets only.
 User mistakes print one line and exit 2; a fault (a stopped training, a full disk) exits
 1; SIGINT and SIGTERM exit 130 and 143 from every verb, each with one line.
@@ -192,6 +193,75 @@ def cmd_list_models(
         _out(rows, True, [], "")
         return
     _one_line_each(rows, "gm list-models NAME: a model's data, config and options")
+
+
+# What gm list-components lists: each registry of parts, as written on the command line.
+LISTED = {
+    "transition-operators": "transition_operators",
+    "sequence-generators": "sequence_generators",
+    "discriminators": "discriminators",
+    "trainers": "trainers",
+    "models": "models",
+    "datasets": "datasets",
+}
+
+
+def cmd_list_components(
+    kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(LISTED)} (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Registered parts: transition operators, sequence generators, discriminators,
+    trainers, models and datasets, each with its plugin and a one-line summary (choose one
+    by --set operator=NAME, generator=NAME, discriminator=NAME)."""
+    from gm import schema
+
+    if kind is not None and kind.replace("_", "-") not in LISTED:
+        raise GMError(
+            f"unknown kind of component {kind!r}; choose one of {', '.join(LISTED)}."
+            + _close_to(kind, list(LISTED))
+        )
+    kinds = [kind.replace("_", "-")] if kind else list(LISTED)
+    rows = [
+        {
+            "kind": shown,
+            "name": s.name,
+            "plugin": s.plugin,
+            # the record's summary, else the first sentence of the class's docstring
+            "summary": _first_sentence(
+                " ".join((s.summary or (s.target and schema.docstring(s.target))).split())
+            ),
+        }
+        for shown in kinds
+        for s in plugins.registry(LISTED[shown]).values()
+    ]
+    if as_json:
+        _out(rows, True, [], "")
+        return
+    import shutil
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    nw = max([len(r["name"]) for r in rows] + [4])
+    pw = max([len(r["plugin"]) for r in rows] + [6])
+    room = max(width - nw - pw - 6, 12)
+    for shown in kinds:  # one line each, at the terminal's width (80 in a pipe)
+        print(f"{shown}{HOW_CHOSEN.get(shown, '')}")
+        for r in (r for r in rows if r["kind"] == shown):
+            text = r["summary"] if len(r["summary"]) <= room else r["summary"][: room - 1] + "…"
+            print(f"  {r['name']:<{nw}}  {r['plugin']:<{pw}}  {text}".rstrip())
+
+
+HOW_CHOSEN = {
+    "transition-operators": " (--set operator=NAME)",
+    "sequence-generators": " (--set generator=NAME)",
+    "discriminators": " (--set discriminator=NAME)",
+    "models": " (gm train NAME)",
+    "datasets": " (--dataset NAME)",
+}
+
+
+def _close_to(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _first_sentence(text: str) -> str:
@@ -721,6 +791,7 @@ def build_app() -> typer.Typer:
     app.command("plugins")(cmd_plugins)
     app.command("list-models")(cmd_list_models)
     app.command("list-datasets")(cmd_list_datasets)
+    app.command("list-components")(cmd_list_components)
     train_app = typer.Typer(
         cls=ModelGroup, no_args_is_help=True, help="Train a model: gm train MODEL --dataset NAME."
     )

@@ -3,7 +3,8 @@
 Every fast path (a compiled step, a CUDA graph, channels-last memory, a fused optimiser,
 a hand-fused RNN) is a config field of type :data:`Switch`: ``"on"``, ``"off"``, or
 ``"auto"``, which turns it on exactly on the devices where ``bench/`` measured it faster
-(:data:`FASTER_ON`, the one table; the figures are in docs/benchmarks.md).
+(:func:`faster_on`: core's rows, :data:`FASTER_ON`, and the rows plugins declare through
+the ``gm_fast_paths`` hook; the figures are in docs/benchmarks.md).
 
 A sampling loop (a walkback chain, a free-running RNN, an imputation roll-out) calls one
 pure step function many times on tensors of fixed shapes. :class:`FastStep` runs such a
@@ -22,30 +23,38 @@ import torch
 from gm.config import Switch
 from gm.errors import GMError
 
-__all__ = ["FASTER_ON", "FastStep", "Switch", "chunked", "cuda_graphed", "use"]
+__all__ = ["FASTER_ON", "FastStep", "Switch", "chunked", "cuda_graphed", "faster_on", "use"]
 
-# Where "auto" turns each fast path on: the devices bench/ measured it faster on.
+# Where "auto" turns each of core's fast paths on: the devices bench/ measured it faster on.
 FASTER_ON: dict[str, tuple[str, ...]] = {
     "compile": ("cuda",),  # on CPU its seconds of compiling are not repaid (benchmarks.md)
     "cuda_graph": ("cuda",),  # only CUDA has graphs
     "channels_last": ("cpu", "cuda"),
     "fused_optimizer": ("cpu", "cuda"),
-    "fused_rnn": ("cpu",),  # hand-fused GRU loops; cuDNN's nn.GRU is faster on CUDA
-    "host_gates": ("cpu",),  # skip a closed gate's work by reading it on the host
 }
+
+
+def faster_on() -> dict[str, tuple[str, ...]]:
+    """Every fast path's ``"auto"`` devices: the rows plugins declare (``gm_fast_paths``)
+    and core's :data:`FASTER_ON`, which no plugin can redefine."""
+    from gm import plugins
+
+    declared = {name: spec.devices for name, spec in plugins.registry("fast_paths").items()}
+    return {**declared, **FASTER_ON}
 
 
 def use(switch: Switch, path: str, device: torch.device | str) -> bool:
     """Whether fast path ``path`` runs on ``device``: ``switch`` itself, or for ``"auto"``
-    the :data:`FASTER_ON` rule. A CUDA graph never runs off CUDA, even when ``"on"``."""
+    the :func:`faster_on` rule. A CUDA graph never runs off CUDA, even when ``"on"``."""
     device = torch.device(device)
-    if path not in FASTER_ON:
-        raise ValueError(f"unknown fast path {path!r}; known: {', '.join(FASTER_ON)}")
+    table = FASTER_ON if path in FASTER_ON else faster_on()
+    if path not in table:
+        raise ValueError(f"unknown fast path {path!r}; known: {', '.join(table)}")
     if switch not in ("auto", "on", "off"):
         raise GMError(f"fast-path switch {switch!r} for {path} must be auto, on or off.")
     if path == "cuda_graph" and device.type != "cuda":
         return False
-    return device.type in FASTER_ON[path] if switch == "auto" else switch == "on"
+    return device.type in table[path] if switch == "auto" else switch == "on"
 
 
 def _from_compiler(error: Exception) -> bool:

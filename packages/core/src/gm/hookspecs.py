@@ -17,9 +17,11 @@ from collections.abc import Iterable
 import pluggy
 
 from gm.specs import (
+    CapabilitySpec,
     CommandSpec,
     DatasetSpec,
     DiscriminatorSpec,
+    FastPathSpec,
     LoggerSpec,
     ModelSpec,
     SequenceGeneratorSpec,
@@ -134,4 +136,30 @@ def gm_loggers() -> Iterable[LoggerSpec]:
         @gm.hookimpl
         def gm_loggers():
             return [LoggerSpec("wandb", "my_gm_wandb:WandbLogger", "Weights & Biases")]
+    """
+
+
+@hookspec
+def gm_fast_paths() -> Iterable[FastPathSpec]:
+    """A plugin's own fast paths and where ``"auto"`` turns each on (read by
+    :func:`gm.fastpath.use`; core's paths are :data:`gm.fastpath.FASTER_ON`).
+
+    Example::
+
+        @gm.hookimpl
+        def gm_fast_paths():
+            return [FastPathSpec("fused_rnn", summary="hand-fused GRU loops", devices=("cpu",))]
+    """
+
+
+@hookspec
+def gm_capabilities() -> Iterable[CapabilitySpec]:
+    """What a plugin's verbs require of a model beyond core's ``sample`` and ``evaluate``
+    (models declare it in ``ModelSpec.capabilities``; ``Run.require`` refuses the others).
+
+    Example::
+
+        @gm.hookimpl
+        def gm_capabilities():
+            return [CapabilitySpec("inpaint", summary="gm inpaint", lacks="cannot inpaint")]
     """

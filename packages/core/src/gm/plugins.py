@@ -27,7 +27,7 @@ import pluggy
 
 from gm import hookspecs
 from gm.errors import GMError, GMWarning
-from gm.specs import CAPABILITIES, ModelSpec, Spec
+from gm.specs import CAPABILITIES, CapabilitySpec, FastPathSpec, ModelSpec, Spec
 
 BUILTIN = "gm-core"
 SLOW_IMPORT_S = 2.0  # a plugin importing slower than this gets a warning
@@ -41,6 +41,8 @@ KINDS = {
     "trainers": "gm_trainers",
     "commands": "gm_commands",
     "loggers": "gm_loggers",
+    "fast_paths": "gm_fast_paths",
+    "capabilities": "gm_capabilities",
 }
 
 
@@ -198,9 +200,19 @@ def _is_record(item: Any, cls: type[Spec]) -> bool:
         and item.name.strip() == item.name != ""
         and isinstance(item.target, str)
         and isinstance(item.summary, str)
-        and (":" in item.target or isinstance(item, ModelSpec))  # a model names a trainer
+        and (":" in item.target or isinstance(item, _UNLOADED))
         and (not isinstance(item, ModelSpec) or _is_model(item))
+        and (not isinstance(item, FastPathSpec) or _is_names(item.devices))
+        and (not isinstance(item, CapabilitySpec) or isinstance(item.lacks, str))
     )
+
+
+# Records with nothing to import: a model names a registered trainer, the others are data.
+_UNLOADED = (ModelSpec, FastPathSpec, CapabilitySpec)
+
+
+def _is_names(items: Any) -> bool:
+    return isinstance(items, tuple) and all(isinstance(i, str) for i in items)
 
 
 def _is_model(item: ModelSpec) -> bool:
@@ -208,9 +220,15 @@ def _is_model(item: ModelSpec) -> bool:
         isinstance(item.trainer, str)
         and item.trainer != ""
         and isinstance(item.defaults, dict)
-        and isinstance(item.capabilities, tuple)
-        and set(item.capabilities) <= set(CAPABILITIES)
+        and _is_names(item.capabilities)
+        and set(item.capabilities) <= set(capabilities())
     )
+
+
+def capabilities() -> tuple[str, ...]:
+    """Every capability a model may declare: core's :data:`~gm.specs.CAPABILITIES` and the
+    ones plugins register (``gm_capabilities``)."""
+    return CAPABILITIES + tuple(registry("capabilities"))
 
 
 @cache
@@ -247,7 +265,7 @@ def registry(kind: str) -> dict[str, Any]:
                 first = found[item.name].plugin
                 _CONFLICTS[(kind, item.name)] = (first, dist)
                 warnings.warn(
-                    f"{kind[:-1].replace('_', ' ')} {item.name!r} is registered by both "
+                    f"{_one(kind)} {item.name!r} is registered by both "
                     f"{first} and {dist}; uninstall one, or set GM_DISABLE_PLUGINS to skip one.",
                     PluginWarning,
                     stacklevel=2,
@@ -255,6 +273,11 @@ def registry(kind: str) -> dict[str, Any]:
                 continue
             found[item.name] = replace(item, plugin=dist)
     return dict(sorted(found.items()))
+
+
+def _one(kind: str) -> str:
+    """One record of ``kind`` in words: ``"transition operator"``, ``"capability"``."""
+    return (kind[:-3] + "y" if kind.endswith("ies") else kind[:-1]).replace("_", " ")
 
 
 def _short(item: Any) -> str:
@@ -268,7 +291,7 @@ def _short(item: Any) -> str:
 def get(kind: str, name: str) -> Any:
     """One record by name, or a :class:`GMError` suggesting close names and plugins."""
     entries = registry(kind)
-    what = kind[:-1].replace("_", " ")
+    what = _one(kind)
     if (kind, name) in _CONFLICTS:
         a, b = _CONFLICTS[(kind, name)]
         raise GMError(
@@ -302,7 +325,7 @@ def component(kind: str, name: str) -> Any:
     cls = load(spec)
     if not callable(getattr(cls, "build", None)):
         raise GMError(
-            f"{kind[:-1].replace('_', ' ')} {name!r} from {spec.plugin} has no "
+            f"{_one(kind)} {name!r} from {spec.plugin} has no "
             "build(config, info, ...) classmethod; it cannot be used (fix or uninstall it)."
         )
     return cls

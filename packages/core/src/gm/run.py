@@ -105,13 +105,9 @@ class MetricsFile:
         return float(json.loads(rows[-1]).get("time", 0.0)) if rows else 0.0
 
 
-# What each capability a model may declare is called in the line refusing a verb.
-_LACKS = {
-    "sample": "does not generate samples",
-    "evaluate": "has no evaluation",
-    "inpaint": "cannot inpaint",
-    "impute": "does not impute",
-}
+# What core's capabilities are called in the line refusing a verb (a plugin's capability
+# brings its own: CapabilitySpec.lacks).
+_LACKS = {"sample": "does not generate samples", "evaluate": "has no evaluation"}
 
 
 class Run:
@@ -226,7 +222,7 @@ class Run:
 
 
 def model_capabilities(model: str) -> tuple[str, ...]:
-    """What a registered model declares it does (:data:`gm.specs.CAPABILITIES`)."""
+    """What a registered model declares it does (:func:`gm.plugins.capabilities`)."""
     from gm import plugins
 
     return tuple(plugins.get("models", model).capabilities)
@@ -238,4 +234,6 @@ def lacks(model: str, capability: str) -> str:
 
     able = [s.name for s in plugins.registry("models").values() if capability in s.capabilities]
     hint = f"; models that can: {', '.join(able)}" if able else ""
-    return f"model {model!r} {_LACKS.get(capability, f'cannot {capability}')}{hint}."
+    declared = plugins.registry("capabilities").get(capability)
+    phrase = _LACKS.get(capability) or (declared and declared.lacks) or f"cannot {capability}"
+    return f"model {model!r} {phrase}{hint}."

@@ -196,6 +196,17 @@ def fields(spec: Any, attr: str = "Config") -> list[Field] | None:
     ]
 
 
+def docstring(target: str) -> str:
+    """The docstring of the class ``"module:Class"`` names, read from the source (no
+    import); empty when it has none or the source cannot be followed."""
+    module, _, name = target.partition(":")
+    try:
+        found = _find_class(module, name)
+    except (OSError, SyntaxError):
+        return ""
+    return (ast.get_docstring(found[1]) or "") if found else ""
+
+
 def imported_fields(spec: Any, attr: str = "Config") -> list[Field]:
     """The same list from the imported class (imports torch): the fallback."""
     cls = getattr(spec.load(), attr)

@@ -59,8 +59,30 @@ class TrainerSpec(Spec):
     named by the models (:class:`ModelSpec`) that train with it."""
 
 
-# What a model can do besides training; verbs refuse a model that does not declare theirs.
-CAPABILITIES = ("sample", "evaluate", "inpaint", "impute")
+# What a model can do besides training, by core's own verbs; a plugin whose verb needs more
+# declares it (:class:`CapabilitySpec`). Verbs refuse a model that does not declare theirs.
+CAPABILITIES = ("sample", "evaluate")
+
+
+@dataclass(frozen=True)
+class CapabilitySpec(Spec):
+    """A capability a plugin's verb requires (``inpaint``, ``impute``), which models list in
+    ``ModelSpec.capabilities``. ``lacks`` ends the line refusing the verb for a model that
+    does not declare it: ``model 'x' {lacks}``, e.g. ``"cannot inpaint"``. Nothing to load
+    (``target`` stays empty)."""
+
+    target: str = ""
+    lacks: str = ""
+
+
+@dataclass(frozen=True)
+class FastPathSpec(Spec):
+    """A plugin's fast path (a :data:`gm.fastpath.Switch` field of its configs): the
+    devices ``"auto"`` turns it on for, where bench/ measured it faster. Core's own paths
+    are :data:`gm.fastpath.FASTER_ON`. Nothing to load (``target`` stays empty)."""
+
+    target: str = ""
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,7 +92,8 @@ class ModelSpec(Spec):
     ``trainer`` is the name of a registered trainer (the ``gm_trainers`` hook), whose class
     trains the model; ``target`` is unused (leave it empty). ``defaults`` override the
     trainer's config defaults (``{"update": "jump"}`` turns gpsi-add into gpsi-jump);
-    ``capabilities`` declares which of :data:`CAPABILITIES` the model supports.
+    ``capabilities`` declares which of :data:`CAPABILITIES` and the registered
+    :class:`CapabilitySpec` names the model supports.
     """
 
     target: str = ""

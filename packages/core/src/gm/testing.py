@@ -31,6 +31,24 @@ from gm.data import Dataset, load_dataset
 from gm.engine import build_config, seed_everything
 
 
+def cuda_only(test: Any) -> Any:
+    """Mark a test CUDA-only: ``pytest -m cuda`` selects it (``bench/gpu.py`` runs them all
+    on the first GPU machine) and it is skipped where no CUDA device is visible."""
+    import pytest
+
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    return pytest.mark.cuda(skip(test))
+
+
+def on_cuda(*values: Any) -> Any:
+    """``values`` (default ``"cuda"``) as one pytest parameter set, marked as
+    :func:`cuda_only` marks a test."""
+    import pytest
+
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    return pytest.param(*(values or ("cuda",)), marks=(pytest.mark.cuda, skip))
+
+
 def forked(fn, timeout: float = 60) -> tuple[int, str]:
     """Run ``fn()`` in a forked child process (a real process that signals can end, without
     a fresh interpreter's start-up); returns (exit status as a shell reports it, stderr).
@@ -91,17 +109,46 @@ class TrainerContract:
     data_options: ClassVar[dict[str, Any]] = {}
     steps: ClassVar[int] = 3
 
-    def make(self, seed: int = 0):
+    def make(self, seed: int = 0, device: str = "cpu"):
         data: Dataset = load_dataset(self.dataset, options=dict(self.data_options))
         cls, cfg = build_config(self.model, data.info, overrides=self.overrides)
         seed_everything(seed)
-        return cls(cfg, data.info, "cpu"), data
+        return cls(cfg, data.info, device), data
 
     def run_steps(self, trainer, data: Dataset, seed: int = 0) -> list[dict[str, torch.Tensor]]:
         seed_everything(seed)
         batches = data.batches("train", trainer.config.batch_size, seed=seed)
         trainer.train(True)
-        return [trainer.training_step(next(batches)) for _ in range(self.steps)]
+        return [trainer.training_step(next(batches).to(trainer.device)) for _ in range(self.steps)]
+
+    @cuda_only
+    def test_bf16_steps_and_sampling_on_cuda(self):
+        """On a GPU, as the engine trains there (bf16 autocast, fused Adam, gates as device
+        tensors): finite metrics, weights that move, and finite samples through the
+        default fast paths (CUDA graphs; compiling left to the plugins' own CUDA tests)."""
+        from gm.engine import autocast
+
+        trainer, data = self.make(device="cuda")
+        before = {n: _state(m) for n, m in trainer.modules().items()}
+        with autocast(torch.device("cuda"), "bf16"):
+            history = self.run_steps(trainer, data)
+        for metrics in history:
+            for k, v in metrics.items():
+                assert torch.isfinite(v).all(), f"metric {k} is {v} under bf16"
+        assert any(
+            not torch.equal(v.cuda(), trainer.modules()[n].state_dict()[k])
+            for n, s in before.items()
+            for k, v in s.items()
+            if v.is_floating_point()
+        ), "bf16 training steps changed no weight"
+        trainer.train(False)
+        options = trainer.SampleOptions()
+        if hasattr(options, "compile"):
+            options.compile = "off"
+        with torch.no_grad():
+            samples = trainer.sample(4, options)
+        tensor = samples if torch.is_tensor(samples) else samples[0]
+        assert torch.isfinite(tensor.float()).all()
 
     def test_registered(self):
         spec = plugins.get("models", self.model)

@@ -24,7 +24,7 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -189,7 +189,7 @@ def array_file(
     k = max(1, int(round(n * test_fraction))) if test_fraction > 0 and n >= 2 else 0
     perm = np.random.RandomState(split_seed).permutation(n)
     rows = {"train": np.sort(perm[k:]), "test": np.sort(perm[:k])}
-    meta = {
+    meta: dict[str, Any] = {
         "file": str(f),
         "split": f"RandomState({split_seed}).permutation; first {k} rows = test",
     }

@@ -108,11 +108,13 @@ def binarized_mnist(
             },
         )
     if source == "mnist-5k":
-        from gm_datasets.mnist5k import mnist_5k as grey_images
-    else:
-        from gm_datasets.images import mnist as grey_images
+        from gm_datasets.mnist5k import mnist_5k
 
-    grey = grey_images(data_dir, source_dir, valid_size=valid_size)
+        grey = mnist_5k(data_dir, source_dir, valid_size=valid_size)
+    else:
+        from gm_datasets.images import mnist
+
+        grey = mnist(data_dir, source_dir, valid_size=valid_size)
     meta = {**grey.info.meta, "binarization": mode}
     if mode == "threshold":
         splits = {k: ((v >= 128).to(torch.uint8) * 255).numpy() for k, v in grey.splits.items()}

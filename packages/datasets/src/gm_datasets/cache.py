@@ -193,7 +193,7 @@ def in_use(
     return folder if (folder / META).is_file() else None
 
 
-WHERE = {
+WHERE: dict[str | None, str] = {
     "from": "--from",
     "data-dir": "the data dir",
     "hub-cache": "the Hub cache",

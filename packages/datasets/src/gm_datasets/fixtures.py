@@ -12,6 +12,7 @@ import io
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,18 +29,18 @@ def png_bytes(a: np.ndarray, format: str = "PNG") -> bytes:
 def write_image_parquet(
     path: Path,
     images: Sequence[np.ndarray],
-    labels: Sequence[int] | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
     *,
     column: str = "image",
     format: str = "PNG",
-    paths: Sequence[str] | None = None,
+    paths: Sequence[str | None] | None = None,
     extra: dict | None = None,
 ) -> Path:
     """A parquet file like the Hub's image datasets: an Image column (+ ClassLabel ``label``)."""
     import datasets
 
     feats = {column: datasets.Image()}
-    data = {
+    data: dict[str, list[Any]] = {
         column: [
             {"bytes": png_bytes(a, format), "path": p}
             for a, p in zip(images, paths or [None] * len(images), strict=True)

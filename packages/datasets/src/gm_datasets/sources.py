@@ -19,6 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gm.errors import GMError
 
@@ -232,7 +233,7 @@ def by_split(name: str, folder: Path, files: list[Path]) -> dict[str, list[Path]
 
 # What the cached arrays of each source depend on (the cache key); loaders with options
 # that change the decoding extend these. Kept here so availability checks stay torch-free.
-PREP = {
+PREP: dict[str, dict[str, Any]] = {
     "mnist": {"mode": "L", "shape": [1, 28, 28]},
     "cifar10": {"mode": "RGB", "shape": [3, 32, 32]},
     "svhn": {"mode": "RGB", "shape": [3, 32, 32], "splits": ["test", "train"]},

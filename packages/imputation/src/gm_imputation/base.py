@@ -55,6 +55,7 @@ class ImputerTrainer(Trainer):
     EvaluateOptions = EvaluateOptions
     SampleOptions = SampleOptions
     name = "imputer"
+    config: ImputerConfig
     reports_best_pass = False  # evaluation: report the last refinement pass (the VAE: best)
 
     def __init__(self, config: ImputerConfig, info: DataInfo, device: torch.device | str = "cpu"):
@@ -150,7 +151,7 @@ class ImputerTrainer(Trainer):
         return masks.split_known(x, missing)
 
     @torch.no_grad()
-    def evaluate(self, data: Dataset, split: str, options: EvaluateOptions) -> dict[str, float]:
+    def evaluate(self, data: Dataset, split: str, options: Any) -> dict[str, float]:
         return evaluation.evaluate(self, data, split, options)
 
     @torch.no_grad()
@@ -181,7 +182,9 @@ class ImputerTrainer(Trainer):
 
     @torch.no_grad()
     def sample(
-        self, n: int, options: SampleOptions
+        self,
+        n: int,
+        options: Any,  # a SampleOptions
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Imputations of the gallery examples (cycled to ``n``), in dataset units:
         ``(completed, masked view with missing values at 0.5, truth)``."""

@@ -14,7 +14,7 @@ This module is imported when the CLI is built, so torch is imported inside the c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -109,7 +109,7 @@ def impute(
     from gm import progress
     from gm_imputation import filling
 
-    common = dict(
+    common: dict[str, Any] = dict(
         samples=samples,
         average=average,
         steps=steps,

@@ -174,8 +174,10 @@ class GMImputer(TransformerMixin, BaseEstimator):
             else:
                 data[c] = v
         out = pd.DataFrame(data, index=X.index)
+        dtypes = self.frame_dtypes_
+        assert dtypes is not None  # set with frame_columns_
         for c in self.frame_columns_:
-            dtype = self.frame_dtypes_[c]
+            dtype = dtypes[c]
             if not out[c].isna().any():
                 with contextlib.suppress(TypeError, ValueError):  # else keep what it is
                     out[c] = out[c].astype(dtype)

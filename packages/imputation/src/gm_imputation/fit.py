@@ -257,7 +257,8 @@ class Best:
 
     def __init__(self, select: str = "error"):
         self.select = select
-        self.weights, self.score, self.step, self.since = None, math.inf, 0, 0
+        self.weights: Any = None  # what weights() returned for the best check so far
+        self.score, self.step, self.since = math.inf, 0, 0
 
     def offer(self, step: int, error: float, bound: float, weights: Callable[[], Any]) -> None:
         score = error if self.select == "error" else bound
@@ -436,7 +437,7 @@ def fill(
     ``samples`` = S > 1: S draws of x (multiple imputation), or with ``average`` the mean
     of S roll-outs' means. Observed values are copied from ``values`` exactly.
     """
-    fast = {"compile": compile, "cuda_graph": cuda_graph}
+    fast: dict[str, Any] = {"compile": compile, "cuda_graph": cuda_graph}
     schema = schema_of(trainer)
     point = samples == 1 or average
     # Sample-major, so a text output can write imputation 1's rows, then imputation 2's...

@@ -30,6 +30,9 @@ def gather_rows(x: torch.Tensor) -> torch.Tensor:
 class Gallery(nn.Module):
     """The first :data:`SIZE` rows of the first training batch, in dataset units."""
 
+    rows: torch.Tensor  # the buffers registered below
+    filled: torch.Tensor
+
     def __init__(self, dim: int):
         super().__init__()
         self.register_buffer("rows", torch.zeros(SIZE, dim))

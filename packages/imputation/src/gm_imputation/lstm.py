@@ -34,7 +34,7 @@ from gm_imputation.nets import (
     split_gaussian,
 )
 from gm_imputation.observation import Observation
-from gm_imputation.policy import GuidedConfig, GuidedPolicyTrainer
+from gm_imputation.policy import GuidedConfig, GuidedPolicyTrainer, PolicyNet
 
 
 @dataclasses.dataclass
@@ -66,7 +66,7 @@ class PeepholeLSTMCell(nn.Module):
         return o * torch.tanh(c), c
 
 
-class LSTMNet(nn.Module):
+class LSTMNet(PolicyNet):
     def __init__(self, dim: int, cfg: LSTMConfig, obs: Observation):
         super().__init__()
         h, z = cfg.hidden, cfg.z_dim
@@ -109,7 +109,7 @@ class LSTMNet(nn.Module):
 
     def primary_start(
         self, x: torch.Tensor, known: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The starting canvas ``c`` (the learned bias) and, with the infinite mixture, the
         primary policy ``p(z_0 | x~_0)``'s (mean, log-variance), and ``x~_0``."""
         c = self.c_bias.expand(len(x), -1)
@@ -177,6 +177,7 @@ class LSTMNet(nn.Module):
 class LSTMTrainer(GuidedPolicyTrainer):
     Config = LSTMConfig
     name = "lstm-gpsi"
+    config: LSTMConfig
     small = {"hidden": 128, "z_dim": 32}
 
     def build_net(self) -> LSTMNet:

@@ -1,7 +1,7 @@
 """Hook implementations: the models of gm-imputation and the ``gm impute`` verb."""
 
 import gm
-from gm.specs import CommandSpec, ModelSpec, TrainerSpec
+from gm.specs import CapabilitySpec, CommandSpec, ModelSpec, TrainerSpec
 
 _M = ("vector", "image")
 _CAN = ("sample", "evaluate", "impute")
@@ -28,6 +28,13 @@ VERDICT = (
 
 
 @gm.hookimpl
+def gm_capabilities():
+    return [
+        CapabilitySpec("impute", summary="gm impute fills a file's holes", lacks="does not impute")
+    ]
+
+
+@gm.hookimpl
 def gm_trainers():
     return [
         TrainerSpec("gpsi", _GPSI, "guided policy search imputer with MLP policies"),
@@ -40,7 +47,7 @@ def gm_trainers():
 
 # name, trainer, summary, config defaults: every model trains on vectors and images and
 # can sample, evaluate and impute
-_MODELS = (
+_MODELS: tuple[tuple[str, str, str, dict[str, str]], ...] = (
     ("gpsi-add", "gpsi", "GPSI, additive guess updates (6 steps)", {"update": "add"}),
     ("gpsi-jump", "gpsi", "GPSI, jump guess updates (6 steps)", {"update": "jump"}),
     ("lstm-add", "lstm-gpsi", "LSTM policies, additive updates (16 steps)", {"update": "add"}),

@@ -63,6 +63,24 @@ def guided_scores(
     }
 
 
+class PolicyNet(torch.nn.Module):
+    """The network guided policy search trains (GPSI's and the LSTM models'): the interface
+    in the module doc, stated for the trainer and the type checker."""
+
+    def rollout(
+        self, x: torch.Tensor, known: torch.Tensor, avail: torch.Tensor, steps: int, guided: bool
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def primary_logits(
+        self, x: torch.Tensor, known: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def primary_noise(self, n: int, steps: int, device) -> torch.Tensor:
+        raise NotImplementedError
+
+
 class PrimaryRollout:
     """Imputation's roll-out of the primary policy, ``net.primary_logits(x, known, noise)``,
     handed to :class:`gm.fastpath.FastStep` (compiled / a CUDA graph by the switches) and
@@ -73,7 +91,7 @@ class PrimaryRollout:
     place, so they stay right while the weights are updated in place. What the fast paths
     save is measured in docs/benchmarks.md (imputation)."""
 
-    def __init__(self, net: torch.nn.Module):
+    def __init__(self, net: PolicyNet):
         self.net = net
         self._steps: dict[tuple[Switch, Switch], fastpath.FastStep] = {}
 
@@ -103,6 +121,8 @@ class GuidedPolicyTrainer(NetTrainer):
     """Guided policy search around ``self.net``, configured by a :class:`GuidedConfig`."""
 
     _primary: PrimaryRollout | None = None
+    config: GuidedConfig
+    net: PolicyNet
 
     def __init__(self, config, info, device="cpu"):
         # the observation model first: the net's canvas width depends on it
@@ -120,13 +140,15 @@ class GuidedPolicyTrainer(NetTrainer):
     def training_step(
         self, batch: torch.Tensor, missing: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """One update on a batch in dataset units: mask it (the training mask, or
-        ``missing``), roll out the guide, and step on ``NLL_T + lambda_q sum_t KL(q||p) +
-        lambda_p sum_t KL(p||q)``; the reported bound is ``NLL_T + sum_t KL(q||p)``."""
+        """One update of guided policy search (Bachman & Precup 2015, Eq. 17) on a batch in
+        dataset units: x ~ D_X and m ~ D_M (the training mask, or ``missing``), a roll-out
+        of the guide (GPSI's is :func:`gm_imputation.gpsi.guided_rollout`), and a step on
+        ``NLL_T + lambda_q sum_t KL(q||p) + lambda_p sum_t KL(p||q)``; the reported bound
+        is ``NLL_T + sum_t KL(q||p)`` (Eq. 17 itself, lambda_q = 1, lambda_p = 0)."""
         cfg = self.config
         x, known, target = self.masked(batch, missing)
         r = self.net.rollout(x, known, known + target, cfg.refine_steps, guided=True)
-        nll = self.obs.nll(r["c"], x, target)
+        nll = self.obs.nll(r["c"], x, target)  # -log q(x_u | c_T), missing values only
         fit_nll = self.obs.train_nll(r["c"], x, target) if cfg.beta_nll else nll
         loss = (fit_nll + cfg.lambda_q * r["kl_qp"] + cfg.lambda_p * r["kl_pq"]).mean()
         self.optimizer_step(loss, self.opt, clip=cfg.clip)

@@ -37,6 +37,11 @@ def meta_ranges(meta: dict[str, Any], dim: int) -> tuple[list[float], list[float
 class ColumnScaler(nn.Module):
     """Per-column min-max scaling to [0, 1] (``running``: widened by each training batch)."""
 
+    lo: torch.Tensor  # the buffers registered below
+    hi: torch.Tensor
+    raw_lo: torch.Tensor
+    raw_hi: torch.Tensor
+
     def __init__(self, dim: int, running: bool, raw: tuple[list[float], list[float]] | None):
         super().__init__()
         self.running = running

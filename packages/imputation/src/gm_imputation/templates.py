@@ -47,6 +47,11 @@ class Memory(nn.Module):
     """Stored training rows in *dataset* units (so a later widening of the running column
     ranges rescales them too), their observed-value masks and which slots are filled."""
 
+    rows: torch.Tensor  # the buffers registered below
+    avail: torch.Tensor
+    filled: torch.Tensor
+    cursor: torch.Tensor
+
     def __init__(self, capacity: int, dim: int):
         super().__init__()
         self.register_buffer("rows", torch.zeros(capacity, dim))
@@ -101,6 +106,7 @@ class Memory(nn.Module):
 class TemplateMatchingTrainer(ImputerTrainer):
     Config = TemplateConfig
     name = "template-matching"
+    config: TemplateConfig
 
     def __init__(self, config: TemplateConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)

@@ -394,7 +394,9 @@ class TableWriter:
         self.missing = np.isnan(table.values.reshape(n, -1))
         if self.path.suffix.lower() == ".npy":
             shape = (samples, *table.values.shape) if samples > 1 else table.values.shape
-            self.array = np.lib.format.open_memmap(self.tmp, "w+", np.float64, shape)
+            self.array: np.memmap | None = np.lib.format.open_memmap(
+                self.tmp, "w+", np.float64, shape
+            )
             self.file = None
             return
         self.array = None
@@ -418,6 +420,7 @@ class TableWriter:
             dest[start : start + len(rows)] = rows.reshape(len(rows), *shape)
             return
         cols, cells = self.table.columns, self.table.cells
+        assert cells is not None  # text output: __init__ made the cells
         for i, filled in enumerate(rows, start):
             row = list(cells[i])
             for j, c in enumerate(cols):
@@ -429,7 +432,7 @@ class TableWriter:
         if self.array is not None:
             self.array.flush()
             del self.array
-        else:
+        elif self.file is not None:
             self.file.close()
         os.replace(self.tmp, self.path)
 

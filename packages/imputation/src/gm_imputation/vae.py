@@ -35,6 +35,9 @@ class VAEConfig(ImputerConfig):
 
 
 class VAENet(nn.Module):
+    total: torch.Tensor  # the buffers registered below
+    count: torch.Tensor
+
     def __init__(self, dim: int, cfg: VAEConfig):
         super().__init__()
         self.encoder = GaussianMLP(dim, cfg.hidden, cfg.layers, cfg.z_dim)
@@ -59,6 +62,8 @@ class VAENet(nn.Module):
 class VAEImputerTrainer(NetTrainer):
     Config = VAEConfig
     name = "vae-imputer"
+    config: VAEConfig
+    net: VAENet
     reports_best_pass = True  # the paper's figure: the best pass, chosen on the hidden values
 
     small = {"hidden": 256, "z_dim": 16}

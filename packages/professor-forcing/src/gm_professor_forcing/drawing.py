@@ -39,7 +39,7 @@ def image_shape(info: DataInfo, length: int) -> tuple[int, int] | None:
 def text_picture(texts: list[str], columns: int = 100, max_lines: int = 80) -> Image.Image:
     font = ImageFont.load_default()
     box = font.getbbox("Mg")
-    cw, lh = max(6, font.getbbox("M")[2]), (box[3] - box[1]) + 4
+    cw, lh = int(max(6, font.getbbox("M")[2])), int(box[3] - box[1]) + 4  # pixels
     lines: list[str] = []
     for i, text in enumerate(texts):
         lines.append(f"--- sample {i + 1} ---")
@@ -85,7 +85,7 @@ def token_picture(tokens: torch.Tensor, vocab: int, scale: int = 4) -> Image.Ima
     """Rows = samples, columns = steps, grey level = token id."""
     arr = (tokens.detach().cpu().float() / max(vocab - 1, 1) * 255).round().numpy().astype(np.uint8)
     img = Image.fromarray(arr, "L")
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
 
 
 def picture(samples: torch.Tensor, info: DataInfo, length: int) -> Image.Image:

@@ -345,7 +345,9 @@ def evaluate(
                     rows = reference[torch.randperm(len(reference), device=reference.device)[:need]]
                     metrics[f"js_{n}gram_floor"] = ngram_js(rows, x, n, info.vocab_size)
         if options.plot:
-            metrics["tsne_centroid_distance"] = projection_picture(*clouds, options.plot)
+            metrics["tsne_centroid_distance"] = projection_picture(
+                clouds[0], clouds[1], options.plot
+            )
     finally:
         trainer.train(was_training)
     return metrics

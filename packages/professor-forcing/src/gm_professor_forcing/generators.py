@@ -20,6 +20,7 @@ layer's hidden state and the output parameters (pre-softmax logits, mixture para
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,12 @@ def _noise(kind: str, shape, device, temperature: float | None = None) -> torch.
     if temperature == 0:
         return None
     out = torch.empty(shape, device=device, dtype=torch.float32)
-    return {"exp": out.exponential_, "uniform": out.uniform_, "normal": out.normal_}[kind]()
+    fill: dict[str, Callable[[], torch.Tensor]] = {
+        "exp": out.exponential_,
+        "uniform": out.uniform_,
+        "normal": out.normal_,
+    }
+    return fill[kind]()
 
 
 # --- output heads: the per-step distribution, its NLL and its sampler ----------------------
@@ -57,6 +63,12 @@ def _noise(kind: str, shape, device, temperature: float | None = None) -> torch.
 # The heads below implement _Head's methods for one output law each: parallel on purpose.
 class _Head:
     num_params: int
+
+    def noise(self, lead, device, temperature: float) -> tuple:
+        raise NotImplementedError
+
+    def draw(self, params: torch.Tensor, temperature: float, noise: tuple) -> torch.Tensor:
+        raise NotImplementedError
 
     def sample(self, params: torch.Tensor, temperature: float) -> torch.Tensor:
         noise = self.noise(params.shape[:-1], params.device, temperature)
@@ -438,7 +450,8 @@ class TokenGRU(GRUGenerator):
     def sample_tokens(self, batch_size: int, steps: int, temperature: float = 1.0) -> torch.Tensor:
         if not self._fused_loop(self.readout.weight.device):
             return super().sample_tokens(batch_size, steps, temperature)
-        return draw_tokens(*self._fused_args(batch_size, None, None), steps, temperature)
+        table, w_hh, b_hh, h0, w_out, b_out, first = self._fused_args(batch_size, None, None)
+        return draw_tokens(table, w_hh, b_hh, h0, w_out, b_out, first, steps, temperature)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(x)
@@ -447,7 +460,12 @@ class TokenGRU(GRUGenerator):
         return self.embedding.weight[-1].expand(batch_size, -1)
 
     def _first_layer_gates(self) -> torch.Tensor:
-        return F.linear(self.embedding.weight, self.gru.weight_ih_l0, self.gru.bias_ih_l0)
+        gru = self.gru  # nn.GRU's stubs do not declare its per-layer parameters
+        return F.linear(
+            self.embedding.weight,
+            gru.get_parameter("weight_ih_l0"),
+            gru.get_parameter("bias_ih_l0"),
+        )
 
     def first_input(self, batch_size: int) -> torch.Tensor:
         return self._token_index(None, batch_size)

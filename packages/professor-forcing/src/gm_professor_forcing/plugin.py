@@ -4,6 +4,7 @@ import gm
 from gm.specs import (
     DatasetSpec,
     DiscriminatorSpec,
+    FastPathSpec,
     ModelSpec,
     SequenceGeneratorSpec,
     TrainerSpec,
@@ -92,6 +93,23 @@ def gm_discriminators():
             f"{_P}.discriminators:BiGRUDiscriminator",
             "bidirectional GRU, ReLU MLP shared over time, mean, clipped logit",
         )
+    ]
+
+
+@gm.hookimpl
+def gm_fast_paths():
+    """Where ``"auto"`` turns this plugin's fast paths on (docs/benchmarks.md measured them)."""
+    return [
+        FastPathSpec(
+            "fused_rnn",
+            summary="hand-fused GRU loops; cuDNN's nn.GRU is faster on CUDA",
+            devices=("cpu",),
+        ),
+        FastPathSpec(
+            "host_gates",
+            summary="skip a closed gate's work by reading it on the host",
+            devices=("cpu",),
+        ),
     ]
 
 

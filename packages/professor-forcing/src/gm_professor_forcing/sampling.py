@@ -64,4 +64,5 @@ def sample(
         if out is None:
             out = token.new_empty(steps, *token.shape)
         out[t] = token  # a copy: a graph's outputs are overwritten by the next replay
+    assert out is not None, "steps must be at least 1"  # gm sample checks it before
     return out.transpose(0, 1).contiguous()

@@ -33,7 +33,7 @@ closed D gate is :meth:`gm.trainer.Trainer.optimizer_step`'s ``enabled`` (fused 
 ``found_inf`` skip, or a where-based restore).
 
 The generator and the discriminator are registered components (``--set generator=NAME``,
-``discriminator=NAME``; ``gm list`` shows them), obtained through
+``discriminator=NAME``; ``gm list-components`` shows them), obtained through
 :func:`gm.plugins.component` and built by their ``build`` classmethods; the trainers use
 only the behaviour contract (:class:`gm.trainer.Behaviour`, ``nll``, ``head``,
 ``hidden_size``, ``scheduled``; ``embedding`` for ``behaviour=embeddings``).
@@ -45,7 +45,7 @@ import contextlib
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ from gm import distributed, fastpath, plugins
 from gm.config import Range, TrainConfig
 from gm.data import DataInfo, Dataset
 from gm.errors import GMError
-from gm.trainer import Behaviour, Trainer
+from gm.trainer import Behaviour, SequenceGenerator, Trainer
 from gm_professor_forcing import sampling
 
 
@@ -68,7 +68,7 @@ class SequenceConfig(TrainConfig):
     steps: int = 10_000
     batch_size: int = 32
     lr: float = 1e-3  # Adam, the generator
-    generator: str = "gru"  # a registered sequence generator (gm list): gru, transformer, ...
+    generator: str = "gru"  # a registered sequence generator: gru, transformer (gm list-components)
     hidden: int = 1024  # GRU state width; the transformer's model width
     layers: int = 1
     embed: int = 128  # token embedding width (GRU; the transformer embeds at its width)
@@ -106,7 +106,7 @@ class ScheduledSamplingConfig(SequenceConfig):
 class ProfessorForcingConfig(SequenceConfig):
     """D defaults to 512 units (the thesis's char-PTB D: 2048, recipe ``pf-char-ptb``)."""
 
-    discriminator: str = "bigru"  # a registered discriminator (gm list)
+    discriminator: str = "bigru"  # a registered discriminator (gm list-components)
     d_hidden: int = 512  # each direction of the discriminator's GRU
     d_mlp: int = 512
     d_layers: int = 1
@@ -175,8 +175,9 @@ NEVER_OPENED = (
 # --- building blocks ---------------------------------------------------------------------
 
 
-def build_generator(config: SequenceConfig, info: DataInfo) -> nn.Module:
-    """The registered generator ``config.generator``, built for this data."""
+def build_generator(config: SequenceConfig, info: DataInfo) -> Any:
+    """The registered generator ``config.generator``, built for this data: an ``nn.Module``
+    with :class:`gm.trainer.SequenceGenerator`'s passes (and whatever else its class has)."""
     if info.modality not in ("sequence", "strokes"):
         raise GMError(
             f"sequence models train on sequence or strokes data; {info.name!r} is "
@@ -198,7 +199,7 @@ def frozen(module: nn.Module):
             p.requires_grad_(f)
 
 
-def behaviour_widths(generator: nn.Module, device: torch.device) -> tuple[int, int]:
+def behaviour_widths(generator: SequenceGenerator, device: torch.device) -> tuple[int, int]:
     """(H, O) of a generator's behaviour, read off a one-step free run: any registered
     generator sizes the discriminator, not only those with ``hidden_size`` and ``head``.
     The run's draws come from a forked generator state, so training's stream is unchanged."""
@@ -210,6 +211,8 @@ def behaviour_widths(generator: nn.Module, device: torch.device) -> tuple[int, i
 
 class GateState(nn.Module):
     """The discriminator's smoothed accuracy (a buffer, so checkpoints and resume keep it)."""
+
+    accuracy: torch.Tensor
 
     def __init__(self):
         super().__init__()
@@ -225,10 +228,11 @@ class SequenceTrainer(Trainer):
     """A registered generator (``generator``, a GRU by default) trained by maximum likelihood:
     teacher forcing, and the base of the others."""
 
-    Config = SequenceConfig
+    Config: ClassVar[type[SequenceConfig]] = SequenceConfig
     SampleOptions = SampleOptions
     EvaluateOptions = EvaluateOptions
     name = "teacher-forcing"
+    config: SequenceConfig
 
     def __init__(self, config: SequenceConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
@@ -266,7 +270,7 @@ class SequenceTrainer(Trainer):
         return {"loss": nll.detach(), "nll": nll.detach()}
 
     # --- sampling and evaluation ----------------------------------------------------------
-    def sample(self, n: int, options: SampleOptions) -> torch.Tensor:
+    def sample(self, n: int, options: Any) -> torch.Tensor:  # a SampleOptions
         steps = options.steps or 4 * self.length
         if steps < 1 or options.temperature < 0:
             raise GMError("--steps must be positive and --temperature at least 0.")
@@ -293,7 +297,7 @@ class SequenceTrainer(Trainer):
 
         drawing.write(samples, Path(path), self.info, self.length)
 
-    def evaluate(self, data: Dataset, split: str, options: EvaluateOptions) -> dict[str, float]:
+    def evaluate(self, data: Dataset, split: str, options: Any) -> dict[str, float]:
         from gm_professor_forcing import evaluation
 
         return evaluation.evaluate(self, data, split, options)
@@ -306,6 +310,7 @@ class TeacherForcingTrainer(SequenceTrainer):
 class ScheduledSamplingTrainer(SequenceTrainer):
     Config = ScheduledSamplingConfig
     name = "scheduled-sampling"
+    config: ScheduledSamplingConfig
 
     def __init__(self, config: ScheduledSamplingConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
@@ -357,6 +362,7 @@ def _inverse_sigmoid_k(half: float) -> float:
 class ProfessorForcingTrainer(SequenceTrainer):
     Config = ProfessorForcingConfig
     name = "professor-forcing"
+    config: ProfessorForcingConfig
 
     def __init__(self, config: ProfessorForcingConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
@@ -397,7 +403,7 @@ class ProfessorForcingTrainer(SequenceTrainer):
 
     @classmethod
     def default_config(cls, info: DataInfo) -> ProfessorForcingConfig:
-        cfg = super().default_config(info)
+        cfg = cast(ProfessorForcingConfig, super().default_config(info))
         if info.modality == "strokes" and info.shape[0] >= 50:
             # the paper's handwriting setup: 1000 free-running steps, 50-step segments
             cfg = dataclasses.replace(cfg, free_steps=1000, segment=50)

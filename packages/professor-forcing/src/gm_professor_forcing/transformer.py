@@ -31,6 +31,7 @@ fixed-shape sampling step (the cache grows), so ``gm sample`` runs the eager cac
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +126,7 @@ class TransformerGenerator(nn.Module):
             self.register_buffer("positions", sinusoids(max_len, width), persistent=False)
         else:
             raise GMError(f"positions must be sinusoidal or learned, not {positions!r}.")
+        self.heads = heads  # every block's
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln_f = nn.LayerNorm(width)
         self.readout = nn.Linear(width, vocab_size)
@@ -196,6 +198,11 @@ class TransformerGenerator(nn.Module):
         """Nats per step (B, L)."""
         return self.head.nll(behaviour.outputs, x)
 
+    @property
+    def _blocks(self) -> list[Block]:
+        """The blocks, typed (``nn.ModuleList`` yields plain modules to a type checker)."""
+        return cast("list[Block]", list(self.blocks))
+
     @torch.no_grad()
     def _cached_run(self, batch_size: int, steps: int, temperature: float, feed=None):
         """Token by token with a KV cache. ``feed(t, draw)`` chooses the input of step t + 1
@@ -203,20 +210,20 @@ class TransformerGenerator(nn.Module):
         each (B, steps, ...)."""
         self._check(steps)
         w = self.readout.weight
-        dh = self.hidden_size // self.blocks[0].heads if self.num_layers else 0
+        dh = self.hidden_size // self.heads if self.num_layers else 0
         caches = [
             (
-                w.new_empty(batch_size, b.heads, steps, dh),
-                w.new_empty(batch_size, b.heads, steps, dh),
+                w.new_empty(batch_size, self.heads, steps, dh),
+                w.new_empty(batch_size, self.heads, steps, dh),
             )
-            for b in self.blocks
+            for _ in self.blocks
         ]
         token = self._start(batch_size)
         inputs, draws, hidden, outputs = [], [], [], []
         for t in progress.track(range(steps), steps, "free-running", min_total=LONG):
             inputs.append(token)
             h = (self.embedding(token) + self.positions[t])[:, None]
-            for block, cache in zip(self.blocks, caches, strict=True):
+            for block, cache in zip(self._blocks, caches, strict=True):
                 h = block.step(h, cache, t)
             h = self.ln_f(h[:, 0])
             logits = self.readout(h)

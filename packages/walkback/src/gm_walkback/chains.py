@@ -46,6 +46,7 @@ def chain_step(
     """One step s -> s' ~ p_T(.|s); entries where ``known`` is true are clamped to ``values``."""
     s = draw(op.distribution(s, temperature, level))
     if known is not None:
+        assert values is not None, "clamping needs the known values"
         s = torch.where(known, values, s)
     return s
 
@@ -73,6 +74,7 @@ def run_chain(
     Returns the final state and, when ``every`` > 0, the states at steps 0, every, 2*every,
     ... and the last."""
     if known is not None:
+        assert values is not None, "clamping needs the known values"
         s = torch.where(known, values, s)
     frames = [s.clone()] if every else []
     args = walk_args(walk, s.device, tensors=False)
@@ -172,6 +174,7 @@ class FastChain:
                 if channels_last:
                     s = s.contiguous(memory_format=torch.channels_last)
                 if known is not None:
+                    assert values is not None, "clamping needs the known values"
                     s = torch.where(known, values, s)
                 return self._loop(s, walk, known, values, every)
         finally:
@@ -285,9 +288,9 @@ def reversibility(op, s: torch.Tensor, steps: int, cell_nats: float = 0.0) -> di
         production = production + (lp_forward - lp_backward).mean()
         entropy = entropy - lp_forward.mean()
         s = s_next
-    production, entropy = production.item() / steps, entropy.item() / steps + cell_nats
+    made, nats = production.item() / steps, entropy.item() / steps + cell_nats
     return {
-        "entropy_production": production,
-        "step_entropy": entropy,
-        "reversibility": production / entropy if entropy > 0 else float("nan"),
+        "entropy_production": made,
+        "step_entropy": nats,
+        "reversibility": made / nats if nats > 0 else float("nan"),
     }

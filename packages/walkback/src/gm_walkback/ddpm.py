@@ -160,6 +160,18 @@ class DDPMReverse(nn.Module):
         skip = skip_kind(cfg, math.prod(shape)) if cfg.predict == "x0" else "none"
         return cls(net, betas, shape, cfg.predict, skip)
 
+    skip_mean: torch.Tensor  # the buffers registered below
+    skip_var: torch.Tensor
+    skip_axes: torch.Tensor
+    betas: torch.Tensor
+    alpha_bar: torch.Tensor
+    post_var: torch.Tensor
+    log_beta: torch.Tensor
+    log_post_var: torch.Tensor
+    post_c0: torch.Tensor
+    post_ct: torch.Tensor
+    timesteps: torch.Tensor
+
     def __init__(
         self,
         net: nn.Module,
@@ -204,7 +216,7 @@ class DDPMReverse(nn.Module):
                 for head, bias in zip(heads, (0.0, 1.0), strict=True):
                     for p in head.parameters():
                         p.zero_()
-                    head.bias.fill_(bias)
+                    head.get_parameter("bias").fill_(bias)
         if timesteps is None:
             timesteps = torch.arange(len(b))
         self.register_buffer("timesteps", timesteps.long(), persistent=False)
@@ -368,6 +380,7 @@ class DDPMTrainer(StandardizedData, Trainer):
     SampleOptions = DDPMSampleOptions
     EvaluateOptions = DDPMEvaluateOptions
     name = "ddpm"
+    config: DDPMConfig
     EVALUATE_HINT = (
         "Defaults: one ELBO draw per example on the first 100; the whole split with more "
         "draws: --examples 0 --trajectories 4."
@@ -444,8 +457,8 @@ class DDPMTrainer(StandardizedData, Trainer):
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                 e.lerp_(p, 1 - d)
-            for e, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
-                e.copy_(b)
+            for mine, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+                mine.copy_(b)
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.prepare(batch)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import distributions as D
@@ -44,6 +44,9 @@ from gm.errors import GMError
 from gm.trainer import Trainer
 from gm_walkback import chains, figures, schedules, shared
 from gm_walkback.networks import ConvNet, MLPNet, take
+
+if TYPE_CHECKING:  # ddpm imports this module
+    from gm_walkback.ddpm import DDPMConfig
 
 
 @dataclasses.dataclass
@@ -142,11 +145,13 @@ def at(table: torch.Tensor, step, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *[1] * (like.dim() - 1)) if v.dim() == 1 else v
 
 
-def reverse_network(network: str, cfg: DiffusionConfig, shape: tuple[int, ...]) -> nn.Module:
+def reverse_network(
+    network: str, cfg: DiffusionConfig | DDPMConfig, shape: tuple[int, ...]
+) -> nn.Module:
     """F of NET's reverse: per-step affines tied to ``step_basis`` temporal basis functions,
     F_sigma starting at 0 (reverse variance = beta_t)."""
     T = cfg.diffusion_steps
-    common = {
+    common: dict[str, Any] = {
         "heads": 2,
         "norm": cfg.norm,
         "levels": T,
@@ -158,6 +163,7 @@ def reverse_network(network: str, cfg: DiffusionConfig, shape: tuple[int, ...]) 
         return MLPNet(math.prod(shape), hidden=cfg.hidden, depth=cfg.depth, **common)
     if len(shape) != 3:
         raise GMError("network 'conv' needs image data; use --set network=mlp.")
+    assert isinstance(cfg, DiffusionConfig), "ddpm's conv reverse is the UNet (unet.py)"
     return ConvNet(
         shape,
         channels=tuple(cfg.conv_channels),
@@ -179,6 +185,9 @@ class NETReverse(nn.Module):
     def build(cls, cfg: DiffusionConfig, info: DataInfo) -> NETReverse:
         shape = tuple(info.shape)
         return cls(reverse_network(cls.network, cfg, shape), schedule_betas(cfg), len(shape))
+
+    betas: torch.Tensor  # the buffers registered below
+    alpha_bar: torch.Tensor
 
     def __init__(self, net: nn.Module, betas: torch.Tensor, event_dims: int):
         super().__init__()
@@ -239,6 +248,9 @@ def posterior_kl(p: D.Distribution, mean: torch.Tensor, var: torch.Tensor) -> to
 
 
 class Standardizer(nn.Module):
+    shift: torch.Tensor  # the buffers registered below
+    scale: torch.Tensor
+
     def __init__(self):
         super().__init__()
         self.register_buffer("shift", torch.zeros(()))
@@ -274,6 +286,7 @@ class DiffusionTrainer(StandardizedData, Trainer):
     SampleOptions = DiffusionSampleOptions
     EvaluateOptions = DiffusionEvaluateOptions
     name = "diffusion"
+    config: DiffusionConfig
     EVALUATE_HINT = shared.EVALUATE_HINT
 
     def metric_notes(self, metrics: dict[str, float]) -> dict[str, str]:
@@ -285,7 +298,12 @@ class DiffusionTrainer(StandardizedData, Trainer):
             return DiffusionConfig()
         if info.modality != "image":
             raise GMError(f"diffusion models vector or image data, not {info.modality} data.")
-        base = {"lr": 1e-4, "batch_size": 100, "steps": 100_000, "checkpoint_every": 2000}
+        base: dict[str, Any] = {
+            "lr": 1e-4,
+            "batch_size": 100,
+            "steps": 100_000,
+            "checkpoint_every": 2000,
+        }
         if info.shape[1] * info.shape[2] <= 16 * 16:
             return DiffusionConfig(network="mlp", hidden=1200, norm="layer", **base)
         channels = (16, 32) if info.shape == (1, 28, 28) else (64, 128, 256)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,10 @@ def temporal_bumps(levels: int, basis: int) -> torch.Tensor:
 
 class StepNorm(nn.Module):
     """Normalisation (none / batch / layer) followed by an affine chosen by the step index."""
+
+    bumps: torch.Tensor  # the buffers registered below
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
 
     def __init__(
         self,
@@ -206,7 +210,9 @@ def head_layer(net: nn.Module, i: int) -> nn.Module | None:
         return heads[i]
     decoders = getattr(net, "decoders", None)
     if isinstance(decoders, nn.ModuleList) and len(decoders) > i:
-        return decoders[i][-1]
+        decoder = decoders[i]
+        assert isinstance(decoder, nn.Sequential)
+        return decoder[-1]
     return None
 
 
@@ -216,8 +222,8 @@ def _init_variance_head(heads: nn.ModuleList, init_std: float) -> None:
         return
     last = heads[1]
     with torch.no_grad():
-        last.weight.mul_(0.1)
-        last.bias.fill_(inverse_softplus(init_std))
+        last.get_parameter("weight").mul_(0.1)
+        last.get_parameter("bias").fill_(inverse_softplus(init_std))
 
 
 def _conv_out(size: int, kernel: int, stride: int = 2) -> int:
@@ -297,8 +303,9 @@ class ConvNet(nn.Module):
             self.dec_norms.append(norms)
         if heads >= 2:
             with torch.no_grad():
-                self.decoders[1][-1].weight.mul_(0.1)
-                self.decoders[1][-1].bias.fill_(inverse_softplus(init_std))
+                last = cast(nn.ModuleList, self.decoders[1])[-1]  # the variance head's output
+                last.get_parameter("weight").mul_(0.1)
+                last.get_parameter("bias").fill_(inverse_softplus(init_std))
 
     def forward(self, s: torch.Tensor, step) -> list[torch.Tensor]:
         h = s
@@ -310,7 +317,10 @@ class ConvNet(nn.Module):
             h = F.leaky_relu(norm(lin(h), step), self.slope)
         h = h.view(shape)
         outs = []
-        for layers, norms in zip(self.decoders, self.dec_norms, strict=True):
+        decoders = cast("list[nn.ModuleList]", self.decoders)  # typed: ModuleList yields Module
+        for layers, norms in zip(
+            decoders, cast("list[nn.ModuleList]", self.dec_norms), strict=True
+        ):
             d = h
             for j, deconv in enumerate(layers):
                 d = deconv(d)

@@ -140,6 +140,10 @@ class GaussianOperator(nn.Module):
     """A Gaussian transition operator around any network returning (F_mu, F_sigma)."""
 
     kind = "gaussian"
+    skip_mean: torch.Tensor  # the skip's buffers and gain (registered by _init_skip)
+    skip_var: torch.Tensor
+    skip_axes: torch.Tensor
+    raw_gain: nn.Parameter
 
     def __init__(
         self,
@@ -240,7 +244,7 @@ class GaussianOperator(nn.Module):
         if self.noise == "fixed":
             var = c * lam.expand_as(mean)
         else:
-            raw = self.raw_gain
+            raw: torch.Tensor = self.raw_gain
             if self.noise == "network":
                 raw = raw + self._to_axes(f_sigma)
             var = c * lam * torch.sigmoid(raw)
@@ -424,9 +428,9 @@ class GaussianLinear(_RegisteredGaussian):
         net, alpha = self.net, self.alpha
         std = math.sqrt(v) - self.min_std
         with torch.no_grad():
-            net.w.fill_((a - (1 - alpha)) / alpha)
-            net.c.fill_(b / alpha)
-            net.f.fill_(std + math.log(-math.expm1(-std)))  # softplus^-1
+            net.get_parameter("w").fill_((a - (1 - alpha)) / alpha)
+            net.get_parameter("c").fill_(b / alpha)
+            net.get_parameter("f").fill_(std + math.log(-math.expm1(-std)))  # softplus^-1
 
 
 class GaussianConv(_RegisteredGaussian):
@@ -471,5 +475,6 @@ class BernoulliConv(BernoulliOperator):
         return cls(shape, **_conv(cfg, shape), **_common(cfg))
 
     def __init__(self, shape: tuple[int, int, int] = (1, 28, 28), *, alpha: float = 0.5, **net):
-        conv = ConvNet(tuple(shape), heads=1, **{**TABLE2_CONV, **net})
+        c, h, w = shape
+        conv = ConvNet((c, h, w), heads=1, **{**TABLE2_CONV, **net})
         super().__init__(conv, event_dims=3, alpha=alpha)

@@ -6,7 +6,13 @@ trainers build their operators from the transition-operator registry by name
 """
 
 import gm
-from gm.specs import CommandSpec, ModelSpec, TrainerSpec, TransitionOperatorSpec
+from gm.specs import (
+    CapabilitySpec,
+    CommandSpec,
+    ModelSpec,
+    TrainerSpec,
+    TransitionOperatorSpec,
+)
 
 _OPS = "gm_walkback.operators:"
 
@@ -150,3 +156,8 @@ def gm_commands():
             "Fill in the unknown part of images with a trained walkback model.",
         )
     ]
+
+
+@gm.hookimpl
+def gm_capabilities():
+    return [CapabilitySpec("inpaint", summary="gm inpaint", lacks="cannot inpaint")]

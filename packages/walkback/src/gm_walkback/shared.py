@@ -56,6 +56,8 @@ class WeightAverage(nn.Module):
     min(decay, (1 + n) / (10 + n)) over the n updates so far, so early averages are not
     dominated by the initial weights."""
 
+    updates: torch.Tensor  # the buffer registered below
+
     def __init__(self, module: nn.Module, decay: float):
         super().__init__()
         if not 0 < decay < 1:
@@ -70,8 +72,8 @@ class WeightAverage(nn.Module):
         weight = 1 - ((1 + n) / (10 + n)).clamp(max=self.decay)
         for avg, p in zip(self.module.parameters(), module.parameters(), strict=True):
             avg.lerp_(p.detach(), weight.to(avg.dtype))
-        for avg, b in zip(self.module.buffers(), module.buffers(), strict=True):
-            avg.copy_(b)
+        for mine, b in zip(self.module.buffers(), module.buffers(), strict=True):
+            mine.copy_(b)
         self.updates += 1
 
 
@@ -207,6 +209,10 @@ class Moments(nn.Module):
     """Sums of the training data seen so far (float64; ddpm's standardised, walkback's
     dequantised): per dimension, and its outer products where the skip Gaussian has a full
     covariance."""
+
+    sum: torch.Tensor  # the buffers registered below
+    sum2: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, dims: int, full: bool):
         super().__init__()

@@ -107,8 +107,8 @@ class UNet(nn.Module):
         self.heads = nn.ModuleList(nn.Conv2d(prev, c_in, 3, padding=1) for _ in range(heads))
         if heads >= 2:  # the variance head starts near softplus^-1(init_std) (as MLPNet's)
             with torch.no_grad():
-                self.heads[1].weight.mul_(0.1)
-                self.heads[1].bias.fill_(inverse_softplus(init_std))
+                self.heads[1].get_parameter("weight").mul_(0.1)
+                self.heads[1].get_parameter("bias").fill_(inverse_softplus(init_std))
 
     def forward(self, s: torch.Tensor, step) -> list[torch.Tensor]:
         x = s.to(self.inp.weight.dtype)

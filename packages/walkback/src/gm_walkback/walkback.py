@@ -147,6 +147,16 @@ class Stats(nn.Module):
     """Running statistics that are part of the model (saved with the weights); ``full``: p*
     has a full covariance (the full skip's walks end correlated as the data are)."""
 
+    pstar_mean: torch.Tensor  # the buffers registered below
+    pstar_var: torch.Tensor
+    data_var: torch.Tensor
+    noise_var: torch.Tensor
+    heat: torch.Tensor
+    pstar_sum: torch.Tensor
+    pstar_sum2: torch.Tensor
+    pstar_count: torch.Tensor
+    n_seed: torch.Tensor
+
     def __init__(self, shape: tuple[int, ...], full: bool = False):
         super().__init__()
         self.full = full
@@ -179,7 +189,7 @@ def operator_name(cfg: WalkbackConfig) -> str:
     return f"{cfg.operator}-{cfg.network}"
 
 
-def build_operator(cfg: WalkbackConfig, info: DataInfo) -> nn.Module:
+def build_operator(cfg: WalkbackConfig, info: DataInfo) -> Any:
     """The operator a config names, from the transition-operator registry (on the CPU)."""
     return plugins.component("transition_operators", operator_name(cfg)).build(cfg, info)
 
@@ -191,6 +201,7 @@ class WalkbackTrainer(Trainer):
     SampleOptions = WalkbackSampleOptions
     EvaluateOptions = WalkbackEvaluateOptions
     name = "walkback"
+    config: WalkbackConfig
     EVALUATE_HINT = (
         shared.EVALUATE_HINT + " Reversibility over appendix H's 1000 steps: --chain-steps 1000."
     )
@@ -200,7 +211,7 @@ class WalkbackTrainer(Trainer):
 
     # The image recipe each dataset gets by default: measured on mnist-5k by
     # docs/results/make_walkback.py (see docs/results/walkback.md and the README).
-    IMAGE_RECIPE = "algorithm1"
+    IMAGE_RECIPE: ClassVar[Literal["algorithm1", "appendix", "custom"]] = "algorithm1"
     CPU_STEPS = 3000  # image minibatches without CUDA: about 10 minutes on a 2-core CPU
 
     @classmethod
@@ -323,6 +334,7 @@ class WalkbackTrainer(Trainer):
                 self._refresh_heat()
             else:
                 self._heat = max(1, int(self.stats.heat.item()))
+        assert self._heat is not None  # _refresh_heat sets it
         return self._heat
 
     def _refresh_heat(self) -> None:
@@ -381,7 +393,7 @@ class WalkbackTrainer(Trainer):
             if st.pstar_count >= 2 * mean.numel():  # its full covariance
                 lam, axes = torch.linalg.eigh(cov)
             else:  # from fewer it has directions of no variance: its variances along G's axes
-                axes = self.sampler.skip_axes.double()
+                axes = self.sampler.get_buffer("skip_axes").double()
                 lam = ((cov @ axes) * axes).sum(0)
             lam = lam.clamp_min(1e-6 * lam.mean().clamp_min(1e-12))
             return AxesNormal(

@@ -210,9 +210,7 @@ def head_layer(net: nn.Module, i: int) -> nn.Module | None:
         return heads[i]
     decoders = getattr(net, "decoders", None)
     if isinstance(decoders, nn.ModuleList) and len(decoders) > i:
-        decoder = decoders[i]
-        assert isinstance(decoder, nn.Sequential)
-        return decoder[-1]
+        return cast(nn.ModuleList, decoders[i])[-1]
     return None
 
 

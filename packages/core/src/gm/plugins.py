@@ -45,7 +45,7 @@ KINDS = {
 
 
 # The record type of each kind, read from its hook's return annotation (one place).
-RECORDS: dict[str, type[Spec]] = {
+RECORDS: dict[str, type[Spec] | type[ModelSpec]] = {
     kind: typing.get_args(typing.get_type_hints(getattr(hookspecs, hook))["return"])[0]
     for kind, hook in KINDS.items()
 }
@@ -191,23 +191,28 @@ def plugins() -> list[PluginInfo]:
     return out
 
 
-def _is_record(item: Any, cls: type[Spec]) -> bool:
+def _is_record(item: Any, cls: type[Spec] | type[ModelSpec]) -> bool:
     return (
         isinstance(item, cls)
         and isinstance(item.name, str)
         and item.name.strip() == item.name != ""
-        and isinstance(item.target, str)
         and isinstance(item.summary, str)
-        and (":" in item.target or isinstance(item, ModelSpec))  # a model names a trainer
-        and (not isinstance(item, ModelSpec) or _is_model(item))
+        and (_is_model(item) if isinstance(item, ModelSpec) else _is_lazy(item))
     )
+
+
+def _is_lazy(item: Spec) -> bool:
+    return isinstance(item.target, str) and ":" in item.target
 
 
 def _is_model(item: ModelSpec) -> bool:
     return (
         isinstance(item.trainer, str)
         and item.trainer != ""
-        and isinstance(item.defaults, dict)
+        and isinstance(item.recipes, dict)
+        and all(isinstance(v, (dict, str)) for v in item.recipes.values())
+        and isinstance(item.recipe, str)
+        and (item.recipe == "" or item.recipe in item.recipes)
         and isinstance(item.capabilities, tuple)
         and set(item.capabilities) <= set(CAPABILITIES)
     )
@@ -220,7 +225,7 @@ def registry(kind: str) -> dict[str, Any]:
     hook_name = KINDS[kind]
     hook = getattr(pm.hook, hook_name)
     record = RECORDS[kind]
-    found: dict[str, Spec] = {}
+    found: dict[str, Any] = {}
     # Call each implementation alone so every record is attributed to its distribution.
     for impl in reversed(hook.get_hookimpls()):
         name = impl.plugin_name
@@ -308,7 +313,7 @@ def component(kind: str, name: str) -> Any:
     return cls
 
 
-def load(spec: Spec) -> Any:
+def load(spec: Spec | ModelSpec) -> Any:
     """The object a record names, or one line saying which distribution is broken."""
     try:
         return spec.load()
@@ -317,7 +322,8 @@ def load(spec: Spec) -> Any:
             raise
         raise GMError(
             f"{spec.name!r} from {spec.plugin or 'a plugin'} cannot be loaded "
-            f"({spec.target}: {type(err).__name__}: {err}); reinstall {spec.plugin or 'it'}."
+            f"({getattr(spec, 'target', spec.name)}: {type(err).__name__}: {err}); "
+            f"reinstall {spec.plugin or 'it'}."
         ) from None
 
 

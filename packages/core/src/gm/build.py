@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from gm import checkpoint, compat, plugins
+from gm import checkpoint, compat, distributed, plugins
 from gm import config as configs
-from gm.data import DataInfo
+from gm.data import DataInfo, Dataset, load_dataset
 from gm.errors import GMError
 from gm.request import TrainRequest, recipe_name
 from gm.specs import ModelSpec
@@ -112,9 +112,6 @@ def config_for(request: TrainRequest, info: DataInfo, device: torch.device) -> A
 def show_config(request: TrainRequest) -> Any:
     """What ``gm train ... --show-config`` prints: the config a checked request would train
     with on its device (the data is loaded for its shape; nothing is built)."""
-    from gm import distributed
-    from gm.data import Dataset, load_dataset
-
     device = distributed.choose_device(request.device)
     if isinstance(request.dataset, Dataset):
         info = request.dataset.info

@@ -92,6 +92,10 @@ class TrainerContract:
     data_options: ClassVar[dict[str, Any]] = {}
     steps: ClassVar[int] = 3
 
+    def _sets(self) -> dict[str, Any]:
+        """The config overrides of a short run (its ``steps`` are the test's own)."""
+        return {k: v for k, v in self.overrides.items() if k != "steps"}
+
     def make(self, seed: int = 0):
         data: Dataset = load_dataset(self.dataset, options=dict(self.data_options))
         cls, cfg = build.resolve(self.model, data.info, overrides=self.overrides)
@@ -143,7 +147,7 @@ class TrainerContract:
             self.dataset,
             steps=self.steps,
             out=tmp_path / "run",
-            **{**self.overrides, "log_every": 1},
+            **{**self._sets(), "log_every": 1},
             device="cpu",
             data_options=dict(self.data_options),
             progress=False,
@@ -165,7 +169,7 @@ class TrainerContract:
 
         kw = dict(
             steps=4,
-            **{**self.overrides, "log_every": 1, "checkpoint_every": 2},
+            **{**self._sets(), "log_every": 1, "checkpoint_every": 2},
             device="cpu",
             data_options=dict(self.data_options),
             progress=False,

@@ -7,8 +7,8 @@ import argparse
 import torch
 from _report import table, timeit, write_section
 
+from gm.build import resolve
 from gm.data import DataInfo, Dataset
-from gm.engine import build_config
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     batches = data.batches("train", a.batch, seed=0)
     per_batch = timeit(lambda: [next(batches) for _ in range(50)], repeat=5, sync=sync) / 50
 
-    cls, cfg = build_config("walkback", data.info, overrides={"batch_size": a.batch})
+    cls, cfg = resolve("walkback", data.info, dev, overrides={"batch_size": a.batch})
     torch.manual_seed(0)
     trainer = cls(cfg, data.info, dev)
     trainer.train(True)

@@ -63,15 +63,14 @@ def main() -> None:
     from sklearn.impute import IterativeImputer, KNNImputer
 
     from gm import masks
-    from gm.engine import build_config, seed_everything
+    from gm.build import resolve
+    from gm.engine import seed_everything
 
     data = digits()
     train = data.tensor("train").reshape(-1, 64)
     test = data.tensor("test").reshape(-1, 64)
 
-    cls, cfg = build_config(
-        "gpsi-add", data.info, overrides={"mask": "mcar:0.5", "batch_size": 100}
-    )
+    cls, cfg = resolve("gpsi-add", data.info, overrides={"mask": "mcar:0.5", "batch_size": 100})
     seed_everything(0)
     gpsi = cls(cfg, data.info)
     batches = data.batches("train", cfg.batch_size)

@@ -25,8 +25,8 @@ import _report  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from gm.build import resolve  # noqa: E402
 from gm.data import DataInfo  # noqa: E402
-from gm.engine import build_config  # noqa: E402
 
 
 def matmul_flops(device, dtype, n, repeat, sync) -> float:
@@ -37,7 +37,7 @@ def matmul_flops(device, dtype, n, repeat, sync) -> float:
 
 
 def step_case(name, info, overrides, batch, device, dtype, repeat, sync, peak):
-    cls, cfg = build_config("walkback", info, overrides=overrides)
+    cls, cfg = resolve("walkback", info, device, overrides=overrides)
     torch.manual_seed(0)
     trainer = cls(cfg, info, str(device))
     autocast = torch.autocast("cuda", dtype) if device.type == "cuda" else None

@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report  # noqa: E402
 import torch  # noqa: E402
 
+from gm.build import resolve
 from gm.data import DataInfo  # noqa: E402
-from gm_walkback.walkback import WalkbackTrainer, build_operator  # noqa: E402
+from gm_walkback.walkback import build_operator  # noqa: E402
 
 VARIANTS = {
     "fused (Trainer.adam default)": {"fused": True},
@@ -36,7 +37,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     info = DataInfo("celeba-size", "image", (3, 64, 64))
-    cfg = WalkbackTrainer.default_config(info)
+    cfg = resolve("walkback", info, device)[1]
     torch.manual_seed(0)
     op = build_operator(cfg, info).to(device)
     for p in op.parameters():

@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report  # noqa: E402
 
+from gm.build import resolve  # noqa: E402
 from gm.data import DataInfo  # noqa: E402
-from gm.engine import build_config  # noqa: E402
 
 VOCAB, LENGTH, BATCH = 96, 100, 32
 OPTIONS = {
@@ -57,7 +57,7 @@ def trainer(model: str, hidden: int, d: int, device: str, **extra):
             k: v for k, v in extra.items() if k in ("fused_free_running", "fused_teacher_forced")
         }
     over.update(extra)
-    cls, cfg = build_config(model, info, overrides=over)
+    cls, cfg = resolve(model, info, device, overrides=over)
     torch.manual_seed(0)
     tr = cls(cfg, info, device)
     if model == "scheduled-sampling":

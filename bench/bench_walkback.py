@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report  # noqa: E402
 import torch  # noqa: E402
 
+from gm.build import resolve  # noqa: E402
 from gm.data import DataInfo, Dataset  # noqa: E402
-from gm.engine import build_config  # noqa: E402
 from gm_walkback import chains, schedules  # noqa: E402
 from gm_walkback.operators import GaussianConv, GaussianMLP  # noqa: E402
-from gm_walkback.walkback import WalkbackTrainer, build_operator  # noqa: E402
+from gm_walkback.walkback import build_operator  # noqa: E402
 
 
 def chain_case(name, op, state, walk, repeat):
@@ -113,7 +113,7 @@ def fast_case(name, op, state, walk, repeat, sync=lambda: None):
 def train_case(name, model, info, data, overrides, repeat):
     rows = []
     for label in ("eager", "compiled"):
-        cls, cfg = build_config(model, info, overrides=overrides)
+        cls, cfg = resolve(model, info, overrides=overrides)
         torch.manual_seed(0)
         trainer = cls(cfg, info, "cpu")
         if label == "compiled":
@@ -156,7 +156,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     celeba = DataInfo("celeba-size", "image", (3, 64, 64))
-    cfg = WalkbackTrainer.default_config(celeba)
+    cfg = resolve("walkback", celeba, device)[1]
     fast_rows = fast_case(
         "CelebA-size conv (paper Table 5), per-step batch norm",
         build_operator(cfg, celeba).to(device),

@@ -125,8 +125,8 @@ def test_walkback_on_a_far_array_samples_and_evaluates_in_its_units(tmp_path, ca
 
     import torch
 
-    from gm import checkpoint
     from gm.engine import seed_everything
+    from gm.run import Run
 
     f = _points(tmp_path / "a.npy")
     run = tmp_path / "run"
@@ -149,7 +149,7 @@ def test_walkback_on_a_far_array_samples_and_evaluates_in_its_units(tmp_path, ca
     )
     _cli(capsys, "sample", run, "-n", "300", "-o", tmp_path / "s.npy", "--device", "cpu")
     got = np.load(tmp_path / "s.npy")
-    trainer = checkpoint.load(run)
+    trainer = Run.open(run).trainer
     seed_everything(0)
     with torch.no_grad():
         model = trainer.sample(300, trainer.SampleOptions())

@@ -14,8 +14,10 @@ pytest.importorskip("gm_walkback")
 pytest.importorskip("gm_imputation")
 pytest.importorskip("gm_professor_forcing")
 
-from gm import pictures  # noqa: E402
-from gm.engine import train  # noqa: E402
+from gm import (
+    pictures,  # noqa: E402
+    train,  # noqa: E402
+)
 
 KW = dict(device="cpu", progress=False)
 K = pictures.scale_for(8)  # digits are 8x8: drawn at 12x
@@ -29,7 +31,7 @@ def ink(img: Image.Image, box) -> bool:
 def test_inpainting_rows_are_labelled_titled_and_upscaled(tmp_path):
     from gm_walkback.inpainting import inpaint_run
 
-    run = train("walkback", "digits", steps=2, out=tmp_path / "r", **KW)
+    run = train("walkback", "digits", steps=2, out=tmp_path / "r", **KW).path
     out = tmp_path / "inpaint.png"
     inpaint_run(run, dataset=None, mask="bottom-half", out=out, n=4, device="cpu")
     img = Image.open(out)
@@ -44,7 +46,7 @@ def test_inpainting_rows_are_labelled_titled_and_upscaled(tmp_path):
 
 
 def test_image_imputations_come_in_labelled_truth_masked_imputed_rows(tmp_path):
-    run = train("gpsi-add", "digits", steps=2, out=tmp_path / "r", **KW)
+    run = train("gpsi-add", "digits", steps=2, out=tmp_path / "r", **KW).path
     img = Image.open(run / "samples.png")  # 64 samples: the first 32, 4 blocks of 3 rows
     grid_h = 12 * (8 + 2) * K + 2 * K
     grid_w = 8 * (8 + 2) * K + 2 * K

@@ -16,9 +16,12 @@ pytest.importorskip("gm_walkback")
 pytest.importorskip("gm_imputation")
 pytest.importorskip("gm_professor_forcing")
 
-from gm import progress  # noqa: E402
+from gm import (
+    progress,  # noqa: E402
+    train,  # noqa: E402
+)
 from gm.data import load_dataset  # noqa: E402
-from gm.engine import train  # noqa: E402
+from gm.run import Run
 
 KW = dict(device="cpu", progress=False)
 
@@ -47,11 +50,10 @@ def lines(monkeypatch, capsys):
 
 
 def test_walkback_chain_and_evaluation_show_their_steps(tmp_path, lines):
-    from gm import checkpoint
     from gm_walkback.walkback import WalkbackEvaluateOptions, WalkbackSampleOptions
 
-    run = train("walkback", "swiss-roll", steps=2, out=tmp_path / "r", **KW)
-    trainer = checkpoint.load(run, "cpu")
+    run = train("walkback", "swiss-roll", steps=2, out=tmp_path / "r", **KW).path
+    trainer = Run.open(run, "cpu").trainer
     with lines() as got:
         trainer.sample(16, WalkbackSampleOptions(extra_steps=250))
     chain = got.counts("chain")
@@ -68,13 +70,12 @@ def test_walkback_chain_and_evaluation_show_their_steps(tmp_path, lines):
 
 
 def test_free_running_draws_show_their_steps(tmp_path, lines):
-    from gm import checkpoint
     from gm_professor_forcing.trainers import SampleOptions
 
     sets = {"hidden": 16, "embed": 8}
     run = train("teacher-forcing", "markov-chain", steps=2, out=tmp_path / "r", **KW,
-                overrides=sets)  # fmt: skip
-    trainer = checkpoint.load(run, "cpu")
+                **sets).path  # fmt: skip
+    trainer = Run.open(run, "cpu").trainer
     with lines() as got:
         trainer.sample(2, SampleOptions(steps=250))
     assert got.counts("free-running")[-1] == (250, 250)

@@ -15,9 +15,14 @@ import torch
 pytest.importorskip("gm_walkback")
 pytest.importorskip("gm_professor_forcing")
 
-from gm import checkpoint, plugins, testing  # noqa: E402
+from gm import (  # noqa: E402
+    checkpoint,
+    plugins,
+    testing,
+    train,  # noqa: E402
+)
 from gm.data import DataInfo  # noqa: E402
-from gm.engine import train  # noqa: E402
+from gm.run import Run
 
 PLUGIN = """
 import gm
@@ -144,7 +149,7 @@ def acme(tmp_path, monkeypatch):
 
 
 def _uses(run, class_name: str) -> bool:
-    trainer = checkpoint.load(run, "cpu")
+    trainer = Run.open(run, "cpu").trainer
     parts = [m for top in trainer.modules().values() for m in top.modules()]
     return any(type(m).__name__ == class_name for m in parts)
 
@@ -167,9 +172,9 @@ def test_walkback_and_net_train_and_sample_a_third_party_operator(acme, tmp_path
         "swiss-roll",
         steps=6,
         out=tmp_path / model,
-        overrides={"operator": "acme-gauss", "batch_size": 32},
+        **{"operator": "acme-gauss", "batch_size": 32},
         **KW,
-    )
+    ).path
     assert _uses(run, "AcmeOperator")
     assert (run / "samples.png").exists()  # sampling ran through the operator too
     record = checkpoint.read_record(run)
@@ -183,9 +188,9 @@ def test_the_sequence_trainers_train_a_third_party_generator(acme, tmp_path, mod
         "regime-switch",
         steps=4,
         out=tmp_path / model,
-        overrides={"generator": "acme-lstm", "batch_size": 8},
+        **{"generator": "acme-lstm", "batch_size": 8},
         data_options={"length": 24, "n": 64},
         **KW,
-    )
+    ).path
     assert _uses(run, "AcmeLSTM")
     assert (run / "samples.png").exists()

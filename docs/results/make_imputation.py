@@ -418,8 +418,9 @@ MNIST_MODELS = {
 def run_mnist(model: str, mask: str) -> dict:
     """One model trained on one mask of mnist-5k (Bernoulli, the paper's scoring);
     ``model@T`` trains and scores it with T refinement steps."""
+    from gm.build import resolve
     from gm.data import Dataset, load_dataset
-    from gm.engine import build_config, seed_everything
+    from gm.engine import seed_everything
 
     torch.set_num_threads(1)
     data = load_dataset("mnist-5k")
@@ -429,7 +430,7 @@ def run_mnist(model: str, mask: str) -> dict:
     overrides = {"mask": mask, **MNIST_MODELS.get(model, MNIST_MODELS["gpsi-add"])}
     if refine:
         overrides["refine_steps"] = int(refine)
-    cls, cfg = build_config(model, data.info, overrides=overrides)
+    cls, cfg = resolve(model, data.info, overrides=overrides)
     seed_everything(0)
     trainer = cls(cfg, data.info, "cpu")
     batches = data.batches("train", cfg.batch_size, seed=0)

@@ -42,8 +42,9 @@ import numpy as np
 import torch
 
 from gm import plotting
+from gm.build import resolve
 from gm.data import Dataset, load_dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 from gm_professor_forcing import evaluation, regimes, sources
 from gm_professor_forcing.trainers import EvaluateOptions, SampleOptions
 
@@ -118,7 +119,7 @@ def train(label, data, overrides, steps, seed, start=None, seconds=None, probe=N
     over = dict(overrides)
     if model != PF:
         over = {k: v for k, v in over.items() if k not in pf_settings(1) and k != "adversarial_cap"}
-    cls, cfg = build_config(model, data.info, overrides={**over, "steps": steps})
+    cls, cfg = resolve(model, data.info, overrides={**over, "steps": steps})
     seed_everything(seed)
     trainer = cls(cfg, data.info, "cpu")
     if start is not None:

@@ -388,8 +388,8 @@ def curve_job(
 ):
     """Train one row, measured at each of ``points`` parameter updates (resumed between them;
     wall-clock counts training only). Returns (the points, the run folder)."""
-    from gm import checkpoint
-    from gm.engine import train
+    from gm import train
+    from gm.run import Run
 
     run, train_s, curve = tmp / tag, 0.0, []
     for i, updates in enumerate(points):
@@ -401,23 +401,15 @@ def curve_job(
                 "mnist-5k",
                 steps=minibatches,
                 out=run,
-                overrides=row["overrides"],
+                **row["overrides"],
                 device="cpu",
                 seed=seed,
                 progress=False,
             )
         else:
-            train(
-                row["model"],
-                "mnist-5k",
-                steps=minibatches,
-                resume=run,
-                device="cpu",
-                seed=seed,
-                progress=False,
-            )
+            train(row["model"], steps=minibatches, resume=run, device="cpu", progress=False)
         train_s += time.perf_counter() - t0
-        trainer = checkpoint.load(run)
+        trainer = Run.open(run).trainer
         last = i == len(points) - 1
         point = measure(trainer, row["model"], s, shared, n_eval, trajectories, tag, grid=last)
         if row["model"] == "walkback":
@@ -441,15 +433,15 @@ def unet_step_seconds(batch: int) -> dict:
     images): why the UNet rows are left out on a CPU."""
     import torch
 
+    from gm.build import resolve
     from gm.data import DataInfo
-    from gm.engine import build_config
 
     if not registered("transition_operators", "unet"):
         return {}
     info, out = DataInfo("mnist-5k", "image", (1, 28, 28)), {}
     x = torch.rand(batch, 1, 28, 28)
     for name, over in (("unet", {"operator": "unet"}), ("mlp", {"network": "mlp"})):
-        cls, cfg = build_config("diffusion", info, overrides={**over, "diffusion_steps": 30})
+        cls, cfg = resolve("diffusion", info, overrides={**over, "diffusion_steps": 30})
         trainer = cls(cfg, info, "cpu")
         trainer.training_step(x)  # warm-up
         t0 = time.perf_counter()
@@ -578,9 +570,9 @@ def knn_inpainting(data, n: int) -> dict:
 def toy_job(dataset: str, seed: int, s: dict, tmp: Path) -> dict:
     import torch
 
-    from gm import checkpoint
+    from gm import train
     from gm.data import load_dataset
-    from gm.engine import train
+    from gm.run import Run
     from gm_walkback import chains, schedules, shared
 
     data = load_dataset(dataset)
@@ -591,13 +583,13 @@ def toy_job(dataset: str, seed: int, s: dict, tmp: Path) -> dict:
         dataset,
         steps=s["toy_minibatches"],
         out=tmp / f"{dataset}-{seed}",
-        overrides={"hidden": s["toy_hidden"]},  # the toy recipe: appendix, per-step params
+        **{"hidden": s["toy_hidden"]},  # the toy recipe: appendix, per-step params
         device="cpu",
         seed=seed,
         progress=False,
-    )
+    ).path
     train_s = time.perf_counter() - start
-    trainer = checkpoint.load(run)
+    trainer = Run.open(run).trainer
     torch.manual_seed(100 + seed)
     with torch.no_grad():
         x, _ = trainer.generate(s["toy_samples"], trainer.generation_walk())
@@ -1236,8 +1228,9 @@ def main() -> None:
     import gm_walkback.shared
     import gm_walkback.unet
     import gm_walkback.walkback  # noqa: F401
-    from gm import checkpoint, pictures
+    from gm import pictures
     from gm.data import load_dataset
+    from gm.run import Run
 
     s = settings(args.quick)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -1297,7 +1290,7 @@ def main() -> None:
                         **size,
                     )
                     finals.append(more[-1])
-                trainer = checkpoint.load(run)
+                trainer = Run.open(run).trainer
                 steps = (
                     len(trainer.generation_walk())
                     if row["model"] == "walkback"
@@ -1349,7 +1342,7 @@ def main() -> None:
         best = min(vw, key=lambda n: np.nanmean([bpd(x) for x in groups["mlp"][n]["finals"]]))
         long, inpaint = {}, {}
         for name in vw:
-            trainer = checkpoint.load(runs[("mlp", name)])
+            trainer = Run.open(runs[("mlp", name)]).trainer
             trainer.train(False)
             extra = long_chains_and_inpainting(trainer, s, shared, f"mlp-{name}-s0", name == best)
             if name == best:

@@ -26,11 +26,11 @@ class TestMarkovChain(DatasetContract):
 def test_gaussian_fit_learns_the_data_moments():
     import torch
 
+    from gm.build import resolve
     from gm.data import load_dataset
-    from gm.engine import build_config
 
     data = load_dataset("circle")
-    cls, cfg = build_config("gaussian", data.info, overrides={"lr": 0.02})
+    cls, cfg = resolve("gaussian", data.info, overrides={"lr": 0.02})
     trainer = cls(cfg, data.info)
     batches = data.batches("train", 256)
     for _ in range(600):

@@ -24,8 +24,8 @@ def recording_sync(modules, buffers_only=False):
         captured.update({f"{m}.{k}": v.detach().clone() for m, mod in modules.items()
                          for k, v in mod.state_dict().items()})
 gm.engine.distributed.sync_modules = recording_sync
-gm.engine.train("gaussian", "swiss-roll", steps=12, out=sys.argv[1], device="cpu", progress=False,
-                overrides={"batch_size": 64, "log_every": 4, "lr": 0.05})
+gm.train("gaussian", "swiss-roll", steps=12, out=sys.argv[1], device="cpu", progress=False,
+                batch_size=64, log_every=4, lr=0.05)
 save_file(captured, f"{sys.argv[2]}/rank{os.environ.get('RANK', '0')}.safetensors")
 """
 

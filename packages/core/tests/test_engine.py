@@ -11,8 +11,8 @@ import torch
 from conftest import TINY, env_with, gm_run
 from safetensors.torch import load_file
 
-from gm import checkpoint
-from gm.engine import train
+from gm import build, checkpoint, train
+from gm.run import Run
 
 
 def weights(run):
@@ -24,9 +24,11 @@ def test_resume_is_bitwise_exact(tmp_path, tiny_plugin):
     # 40 steps over 10_000/32 batches per epoch; dropout and input noise use the RNG.
     straight = train(
         "tiny", "swiss-roll", steps=40, out=tmp_path / "a", device="cpu", progress=False
-    )
-    half = train("tiny", "swiss-roll", steps=20, out=tmp_path / "b", device="cpu", progress=False)
-    resumed = train("tiny", "swiss-roll", steps=40, resume=half, device="cpu", progress=False)
+    ).path
+    half = train(
+        "tiny", "swiss-roll", steps=20, out=tmp_path / "b", device="cpu", progress=False
+    ).path
+    resumed = train("tiny", None, steps=40, resume=half, device="cpu", progress=False).path
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys()
     for k in a:
@@ -42,10 +44,10 @@ def test_resume_is_bitwise_exact(tmp_path, tiny_plugin):
 def test_resume_across_an_epoch_boundary(tmp_path, tiny_plugin):
     # n=100 examples, batch 32: 3 batches per epoch, so the resume point is mid-epoch.
     opts = {"n": "100"}
-    kw = dict(device="cpu", progress=False, data_options=opts, overrides={"log_every": 1})
-    a = train("tiny", "swiss-roll", steps=8, out=tmp_path / "a", **kw)
-    b = train("tiny", "swiss-roll", steps=4, out=tmp_path / "b", **kw)
-    b = train("tiny", "swiss-roll", steps=8, resume=b, device="cpu", progress=False)
+    kw = dict(device="cpu", progress=False, data_options=opts, log_every=1)
+    a = train("tiny", "swiss-roll", steps=8, out=tmp_path / "a", **kw).path
+    b = train("tiny", "swiss-roll", steps=4, out=tmp_path / "b", **kw).path
+    b = train("tiny", None, steps=8, resume=b, device="cpu", progress=False).path
     for k, v in weights(a).items():
         assert torch.equal(v, weights(b)[k]), k
 
@@ -101,10 +103,10 @@ def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path, tiny
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         mid_write += committing(run)
-        trainer = checkpoint.load(run)  # must not raise
+        trainer = Run.open(run).trainer  # must not raise
         assert all(torch.isfinite(p).all() for p in trainer.parameters())
         # every checkpoint file is from one step, so an exact resume is still possible
-        checkpoint.load_state(run, checkpoint.build(checkpoint.read_record(run)))
+        checkpoint.load_state(run, build.from_record(checkpoint.read_record(run)))
     assert mid_write, "no kill landed during a write; the test proved nothing"
 
 
@@ -132,8 +134,8 @@ def test_a_signal_from_outside_saves_a_whole_step_and_resumes_exactly(tmp_path, 
     logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert step >= max(logged) >= 3
     kw = dict(steps=step + 4, device="cpu", progress=False)
-    straight = train("tiny", "swiss-roll", out=tmp_path / "straight", overrides=sets, **kw)
-    resumed = train("tiny", "swiss-roll", resume=run, **kw)
+    straight = train("tiny", "swiss-roll", out=tmp_path / "straight", **sets, **kw).path
+    resumed = train("tiny", None, resume=run, **kw).path
     for k, v in weights(straight).items():
         assert torch.equal(v, weights(resumed)[k]), k
 
@@ -162,7 +164,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, tin
     assert out.returncode == 1
     assert "NaN" in out.stderr and "step 20" in out.stderr and "Traceback" not in out.stderr
     assert json.loads((run / checkpoint.STATE_JSON).read_text())["step"] == 20
-    trainer = checkpoint.load(run)
+    trainer = Run.open(run).trainer
     assert all(torch.isfinite(p).all() for p in trainer.parameters())
 
 
@@ -175,8 +177,8 @@ def test_precision_setting_trains(tmp_path, tiny_plugin, precision):
         out=tmp_path / precision,
         device="cpu",
         progress=False,
-        overrides={"precision": precision},
-    )
+        precision=precision,
+    ).path
     assert json.loads((run / "config.json").read_text())["config"]["precision"] == precision
 
 
@@ -190,14 +192,16 @@ def test_periodic_and_final_sample_pictures(tmp_path, tiny_plugin):
         out=tmp_path / "run",
         device="cpu",
         progress=False,
-        overrides={"sample_every": 5},
-    )
+        sample_every=5,
+    ).path
     for name in ("samples-0000005.png", "samples-0000010.png", "samples.png"):
         assert Image.open(run / name).size == (512, 512)
 
 
 def test_sampling_during_training_leaves_the_training_rng_alone(tmp_path, tiny_plugin):
-    plain = train("tiny", "swiss-roll", steps=10, out=tmp_path / "a", device="cpu", progress=False)
+    plain = train(
+        "tiny", "swiss-roll", steps=10, out=tmp_path / "a", device="cpu", progress=False
+    ).path
     sampled = train(
         "tiny",
         "swiss-roll",
@@ -205,19 +209,19 @@ def test_sampling_during_training_leaves_the_training_rng_alone(tmp_path, tiny_p
         out=tmp_path / "b",
         device="cpu",
         progress=False,
-        overrides={"sample_every": 3},
-    )
+        sample_every=3,
+    ).path
     for k, v in weights(plain).items():
         assert torch.equal(v, weights(sampled)[k]), k
 
 
 @pytest.mark.slow  # 4 s (durations run, 1 thread, load 4-7)
 def test_compile_setting_compiles_the_modules(tiny_plugin):
+    from gm.build import resolve
     from gm.data import load_dataset
-    from gm.engine import build_config
 
     info = load_dataset("circle").info
-    cls, cfg = build_config("tiny", info, overrides={"compile": "true"})
+    cls, cfg = resolve("tiny", info, overrides={"compile": "true"})
     trainer = cls(cfg, info)
     trainer.compile()
     assert all(m._compiled_call_impl is not None for m in trainer.modules().values())
@@ -233,12 +237,8 @@ def test_show_config_prints_the_resolved_config():
 
 def test_fused_optimizer_matches_the_plain_loop(tmp_path, tiny_plugin):
     kw = dict(steps=15, device="cpu", progress=False)
-    fused = train(
-        "tiny", "swiss-roll", out=tmp_path / "f", overrides={"fused_optimizer": True}, **kw
-    )
-    plain = train(
-        "tiny", "swiss-roll", out=tmp_path / "p", overrides={"fused_optimizer": False}, **kw
-    )
+    fused = train("tiny", "swiss-roll", out=tmp_path / "f", fused_optimizer=True, **kw).path
+    plain = train("tiny", "swiss-roll", out=tmp_path / "p", fused_optimizer=False, **kw).path
     a, b = weights(fused), weights(plain)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

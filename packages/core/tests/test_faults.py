@@ -14,8 +14,8 @@ import torch
 from conftest import TINY, forked
 from safetensors.torch import load_file
 
-from gm import checkpoint, plugins
-from gm.engine import train
+from gm import build, checkpoint, plugins, train
+from gm.run import Run
 from gm.trainer import Trainer
 
 STEPS = 6
@@ -35,13 +35,13 @@ def straight(tmp_path_factory):
         plugins.reset()
         torch.set_num_threads(1)
         run = train("tiny", "swiss-roll", steps=STEPS, out=tmp_path_factory.mktemp("s") / "r",
-                    overrides=SETS, **KW)  # fmt: skip
+                    **SETS, **KW).path  # fmt: skip
         yield load_file(str(run / checkpoint.WEIGHTS))
     plugins.reset()
 
 
 def resumes_exactly(run, straight):
-    resumed = train("tiny", "swiss-roll", steps=STEPS, resume=run, **KW)
+    resumed = train("tiny", None, steps=STEPS, resume=run, **KW).path
     got = load_file(str(resumed / checkpoint.WEIGHTS))
     assert got.keys() == straight.keys()
     for k in got:
@@ -52,7 +52,7 @@ def resumes_exactly(run, straight):
 
 
 def saved_step(run) -> int:
-    trainer = checkpoint.build(checkpoint.read_record(run))
+    trainer = build.from_record(checkpoint.read_record(run))
     return checkpoint.load_state(run, trainer)  # all files from one step, or it raises
 
 
@@ -91,14 +91,14 @@ def kill_during_commit(run, at_step: int, k: int):
             state["armed"] = False
 
         checkpoint.save = save
-        train("tiny", "swiss-roll", steps=STEPS, out=run, overrides=SETS, **KW)
+        train("tiny", "swiss-roll", steps=STEPS, out=run, **SETS, **KW)
 
     return forked(child)
 
 
 def count_commit_calls(tmp_path) -> int:
-    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "count", overrides=SETS, **KW)
-    trainer = checkpoint.build(checkpoint.read_record(run))
+    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "count", **SETS, **KW).path
+    trainer = build.from_record(checkpoint.read_record(run))
     calls = []
     real = {name: getattr(os, name) for name in EVENTS}
     try:
@@ -121,7 +121,7 @@ def test_sigkill_at_every_point_of_a_commit(tmp_path, tiny_plugin, straight):
         code, err = kill_during_commit(run, at_step=4, k=k)
         assert code == 128 + signal.SIGKILL, (k, code, err)
         before = listing(run)
-        checkpoint.load(run)  # a reader sees one whole checkpoint ...
+        Run.open(run)  # a reader sees one whole checkpoint ...
         assert listing(run) == before  # ... and changes nothing
         found.append(saved_step(run))
         resumes_exactly(run, straight)
@@ -217,7 +217,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, tiny_p
 
 
 def test_a_torn_metrics_line_does_not_block_resume(tmp_path, tiny_plugin, straight):
-    run = train("tiny", "swiss-roll", steps=4, out=tmp_path / "run", overrides=SETS, **KW)
+    run = train("tiny", "swiss-roll", steps=4, out=tmp_path / "run", **SETS, **KW).path
     with (run / "metrics.jsonl").open("a") as f:
         f.write('{"step": 5, "lo')  # the disk filled in the middle of a line
     resumes_exactly(run, straight)
@@ -228,7 +228,7 @@ def test_a_start_that_fails_leaves_nothing_that_blocks_a_retry(tmp_path, tiny_pl
 
     run = tmp_path / "new" / "run"
     with pytest.raises(TrainingStopped, match="no checkpoint was written"):
-        train("tiny", "swiss-roll", steps=4, out=run, overrides={"nan_at_step": 1}, **KW)
+        train("tiny", "swiss-roll", steps=4, out=run, nan_at_step=1, **KW)
     assert not run.exists()  # it made the folder, so it took it back
     train("tiny", "swiss-roll", steps=2, out=run, **KW)  # the same --out works again
     assert checkpoint.has_checkpoint(run)
@@ -261,7 +261,7 @@ def test_a_signal_in_a_plugin_verb_exits_with_its_code_and_one_line(tmp_path, si
 
 @pytest.mark.parametrize("verb", ["sample", "evaluate"])
 def test_a_signal_in_sample_or_evaluate_leaves_no_file(tmp_path, tiny_plugin, verb):
-    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW)
+    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW).path
     out = tmp_path / "s.npy"
 
     def child():
@@ -276,7 +276,7 @@ def test_a_signal_in_sample_or_evaluate_leaves_no_file(tmp_path, tiny_plugin, ve
             return {}
 
         Trainer.write_samples = write_half_then_signal
-        type(checkpoint.build(checkpoint.read_record(run))).evaluate = evaluate
+        type(build.from_record(checkpoint.read_record(run))).evaluate = evaluate
         args = (
             ["sample", str(run), "--out", str(out)] if verb == "sample" else ["evaluate", str(run)]
         )
@@ -336,7 +336,7 @@ def test_a_folder_another_process_writes_is_refused_naming_it(tmp_path, tiny_plu
     naming this pid, exit 2, and nothing in the folder changes (the holder's lock stays)."""
     from conftest import gm_run
 
-    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW)
+    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW).path
     empty = tmp_path / "empty"
     empty.mkdir()
     for folder, args in ((run, ["--resume", str(run), "--steps", "4"]),
@@ -359,7 +359,7 @@ def test_two_resumes_at_once_the_second_names_the_first(tmp_path, tiny_plugin):
     import time
 
     run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run",
-                overrides={"sleep": 0.02, "checkpoint_every": 5}, **KW)  # fmt: skip
+                sleep=0.02, checkpoint_every=5, **KW).path  # fmt: skip
     first = gm_proc(*TRAIN, "--resume", str(run), "--steps", "100000")
     lock = run / checkpoint.LOCK
     deadline = time.monotonic() + 120
@@ -440,7 +440,7 @@ def kill_in_first_config_commit(run, at: str):
             return real["replace"](src, dst, *a, **kw)
 
         os.chmod, os.fsync, os.replace = chmod, fsync, replace
-        train("tiny", "swiss-roll", steps=STEPS, out=run, overrides=SETS, **KW)
+        train("tiny", "swiss-roll", steps=STEPS, out=run, **SETS, **KW)
 
     return forked(child)
 
@@ -459,13 +459,13 @@ def test_a_kill_in_the_first_config_commit_leaves_a_folder_that_recovers(tmp_pat
     retry = tmp_path / "retry"
     shutil.copytree(run, retry)
     # a new run into the folder: gm's leftovers are its own, so the folder counts as empty
-    again = train("tiny", "swiss-roll", steps=STEPS, out=retry, overrides=SETS, **KW)
+    again = train("tiny", "swiss-roll", steps=STEPS, out=retry, **SETS, **KW).path
     got = load_file(str(again / checkpoint.WEIGHTS))
     assert all(torch.equal(got[k], straight[k]) for k in straight)
     assert not [p for p in retry.iterdir() if p.name.startswith(".")]
     if at == "made":  # nothing of the config reached the file: say how to start again
         with pytest.raises(GMError, match="killed before its config was written"):
-            train("tiny", "swiss-roll", steps=STEPS, resume=run, **KW)
+            train("tiny", None, steps=STEPS, resume=run, **KW)
     else:  # the staged config is whole: --resume takes it and starts from step 0
         resumes_exactly(run, straight)
         assert not [p for p in run.iterdir() if p.name.startswith(".")]
@@ -563,7 +563,7 @@ def fifo_metrics(run, tmp):
 def test_a_hostile_run_folder_is_refused_with_one_line(tmp_path, tiny_plugin, make, words, verbs):
     from conftest import gm_run
 
-    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW)
+    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW).path
     bad = make(run, tmp_path)
     before = listing(bad)
     commands = {"sample": ["sample", str(bad), "--out", str(tmp_path / "s.npy")],
@@ -579,7 +579,7 @@ def test_a_hostile_run_folder_is_refused_with_one_line(tmp_path, tiny_plugin, ma
 def test_flipped_bytes_in_the_weights_are_found_by_their_digest(tmp_path, tiny_plugin):
     from gm.errors import GMError
 
-    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW)
+    run = train("tiny", "swiss-roll", steps=2, out=tmp_path / "run", **KW).path
     record = json.loads((run / "config.json").read_text())
     path = run / checkpoint.WEIGHTS
     assert record["sha256"][checkpoint.WEIGHTS] == checkpoint.sha256(path)
@@ -588,19 +588,19 @@ def test_flipped_bytes_in_the_weights_are_found_by_their_digest(tmp_path, tiny_p
     blob[-3] ^= 0x10  # one bit of one weight: still a valid file of the right shapes
     path.write_bytes(bytes(blob))
     with pytest.raises(GMError, match=r"model\.safetensors is not the file its run recorded"):
-        checkpoint.load(run)
+        Run.open(run)
     with pytest.raises(GMError, match=r"model\.safetensors is not the file its run recorded"):
-        train("tiny", "swiss-roll", steps=4, resume=run, **KW)
+        train("tiny", None, steps=4, resume=run, **KW)
     del record["sha256"]  # a run from before digests loads as it did
     (run / "config.json").write_text(json.dumps(record))
-    checkpoint.load(run)
+    Run.open(run)
 
 
 def test_every_installed_model_builds_on_the_meta_device():
     """Loading compares a run's config with its weights on the meta device before building
     for real; a model that cannot be built there would skip that check, silently."""
+    from gm.build import resolve
     from gm.data import DataInfo
-    from gm.engine import build_config
 
     infos = {
         "vector": DataInfo("v", "vector", (3,)),
@@ -610,7 +610,7 @@ def test_every_installed_model_builds_on_the_meta_device():
     }
     for name, spec in plugins.registry("models").items():
         info = infos[(spec.modalities or ("vector",))[0]]
-        cls, cfg = build_config(name, info)
+        cls, cfg = resolve(name, info)
         with torch.device("meta"):
             trainer = cls(cfg, info, torch.device("meta"))
         assert all(v.is_meta for v in checkpoint._weights(trainer).values()), name
@@ -692,11 +692,11 @@ def test_run_files_are_read_only_from_regular_files_of_a_sane_size(tmp_path):
 
 
 def test_the_committed_step_is_read_from_the_newest_checkpoint(tmp_path, tiny_plugin):
-    run = train("tiny", "swiss-roll", steps=4, out=tmp_path / "run", overrides=SETS, **KW)
+    run = train("tiny", "swiss-roll", steps=4, out=tmp_path / "run", **SETS, **KW).path
     assert checkpoint.committed_step(run) == 4
     assert checkpoint.committed_step(tmp_path) == 0
     pending = run / checkpoint.PENDING
     pending.mkdir()
-    trainer = checkpoint.build(checkpoint.read_record(run))
+    trainer = build.from_record(checkpoint.read_record(run))
     checkpoint.save_weights(pending, trainer, 9)  # a commit killed before its moves
     assert checkpoint.committed_step(run) == 9

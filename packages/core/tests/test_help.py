@@ -23,8 +23,9 @@ def test_schema_reads_the_fields_the_class_has(tiny_plugin):
             cls = getattr(spec.load(), attr)
             real = {f.name: f for f in dataclasses.fields(cls)}
             assert [f.name for f in read] == list(real), (name, attr)
-            for f in read:  # literal defaults agree (the recipe's override applied)
-                want = (spec.defaults if attr == "Config" else {}).get(f.name, real[f.name].default)
+            own = schema.recipe_defaults(spec) if attr == "Config" else {}
+            for f in read:  # literal defaults agree (the model's own recipe applied)
+                want = own.get(f.name, real[f.name].default)
                 if f.default and f.default[0] in "'\"0123456789-TF(":
                     expected = repr(tuple(want) if isinstance(want, list) else want)
                     assert f.default == expected, (name, f.name)

@@ -8,9 +8,9 @@ import torch
 from conftest import gm_run
 
 import gm
-from gm import hub
-from gm.engine import train
+from gm import hub, train
 from gm.errors import GMError
+from gm.run import Run
 
 REPO = "someone/gauss-roll"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -26,8 +26,8 @@ def run(tmp_path_factory):
         out=out,
         device="cpu",
         progress=False,
-        overrides={"log_every": 10},
-    )
+        log_every=10,
+    ).path
 
 
 @pytest.fixture
@@ -82,9 +82,7 @@ def test_load_from_the_hub_cache_offline(cache, run):
         assert model.name == "gaussian" and model.sample(7).shape == (7, 2)
     from safetensors.torch import load_file
 
-    from gm import checkpoint
-
-    hubbed, local = gm.load(REPO).trainer.density.mean, checkpoint.load(run).density.mean
+    hubbed, local = gm.load(REPO).trainer.density.mean, Run.open(run).trainer.density.mean
     assert hubbed.tolist() == local.tolist()
     assert load_file(str(hub.resolve(REPO) / "model.safetensors")).keys()
 
@@ -172,7 +170,7 @@ def test_the_card_licence_is_the_datasets_and_the_users_own_data_needs_one(run, 
 
     x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
     mine = Dataset(DataInfo("mine", "vector", (2,)), {"train": x[:160], "test": x[160:]})
-    own = train("gaussian", mine, steps=3, out=tmp_path / "own", device="cpu", progress=False)
+    own = train("gaussian", mine, steps=3, out=tmp_path / "own", device="cpu", progress=False).path
     with pytest.raises(GMError, match="say the licence of the weights with --license"):
         hub.prepare(own, REPO, tmp_path / "up")
     assert not (tmp_path / "up").exists()  # refused before anything was copied
@@ -217,7 +215,7 @@ def test_the_card_cites_the_paper_and_lists_limitations_from_the_runs_evaluation
 def test_a_card_says_when_the_run_stopped_early(tmp_path):
     run = tmp_path / "r"
     train("gaussian", "swiss-roll", steps=10**6, out=run, device="cpu", progress=False,
-          max_time=0.3, overrides={"log_every": 10**5})  # fmt: skip
+          max_time=0.3, log_every=10**5)  # fmt: skip
     done = json.loads((run / "trainer_state.json").read_text())["step"]
     assert f"- Trained {done} of its 1000000 configured steps (stopped early)." in hub.card(
         run, REPO

@@ -179,7 +179,7 @@ def snapshot(*roots):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from gm.engine import train
+    from gm import train
 
     with pytest.MonkeyPatch.context() as mp:
         from conftest import TINY
@@ -187,7 +187,7 @@ def trained(tmp_path_factory):
         mp.syspath_prepend(str(TINY))
         plugins.reset()
         yield train("tiny", "circle", steps=5, out=tmp_path_factory.mktemp("t") / "run",
-                    device="cpu", progress=False)  # fmt: skip
+                    device="cpu", progress=False).path  # fmt: skip
     plugins.reset()
 
 
@@ -328,7 +328,7 @@ def test_push_without_a_network_is_one_line_and_exit_1(tmp_path, tiny_plugin):
     pytest.importorskip("huggingface_hub")
     from conftest import gm_run
 
-    from gm.engine import train
+    from gm import train
 
     run = train("tiny", "circle", steps=2, out=tmp_path / "run", device="cpu", progress=False)
     for env in ({"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}):

@@ -16,6 +16,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 import gm
 from gm import compat
+from gm.run import Run
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = {
@@ -79,18 +80,19 @@ def test_problems_name_what_differs():
 def test_loading_a_run_saved_by_another_core_warns(tmp_path):
     import json
 
-    from gm import checkpoint
-    from gm.engine import train
+    from gm import train
 
-    run = train("gaussian", "swiss-roll", steps=2, out=tmp_path / "r", device="cpu", progress=False)
+    run = train(
+        "gaussian", "swiss-roll", steps=2, out=tmp_path / "r", device="cpu", progress=False
+    ).path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        checkpoint.load(run)  # the same versions: silent
+        Run.open(run)  # the same versions: silent
     record = json.loads((run / "config.json").read_text())
     record["gm_core_version"] = "7.0.0"
     (run / "config.json").write_text(json.dumps(record))
     with pytest.warns(compat.VersionWarning, match="gm-core 7.0.0"):
-        checkpoint.load(run)
+        Run.open(run)
 
 
 def test_version_of_the_cli_is_the_package_version():

@@ -4,7 +4,7 @@
 import os
 import stat
 
-from gm.engine import train
+from gm import train
 
 
 def test_run_files_follow_the_umask(tmp_path):

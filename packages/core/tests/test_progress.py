@@ -9,6 +9,7 @@ import time
 import pytest
 from conftest import gm_run, plain, pty_run
 
+import gm
 from gm import engine, plugins
 from gm import progress as show
 
@@ -74,15 +75,16 @@ def test_plain_timestamped_lines_without_a_terminal(tmp_path):
 
 
 def test_rows_have_time_and_lr_and_start_at_step_one(tmp_path):
-    run = engine.train(
+    run = gm.train(
         "gaussian",
         "swiss-roll",
         steps=12,
         out=tmp_path / "r",
         device="cpu",
         progress=False,
-        overrides={"log_every": 5, "lr": 0.01},
-    )
+        log_every=5,
+        lr=0.01,
+    ).path
     got = rows(run)
     assert [r["step"] for r in got] == [1, 5, 10, 12]
     assert all(r["lr"] == 0.01 for r in got)
@@ -92,25 +94,23 @@ def test_rows_have_time_and_lr_and_start_at_step_one(tmp_path):
 
 def test_a_row_after_first_row_seconds_when_log_every_is_far(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "FIRST_ROW_S", 0.0)  # "10 s" passes at once
-    run = engine.train(
+    run = gm.train(
         "gaussian",
         "swiss-roll",
         steps=30,
         out=tmp_path / "r",
         device="cpu",
         progress=False,
-        overrides={"log_every": 20},
-    )
+        log_every=20,
+    ).path
     assert [r["step"] for r in rows(run)] == [1, 2, 20, 30]  # one timed row, not one a step
 
 
 def test_resume_continues_the_time_axis(tmp_path):
     kw = dict(device="cpu", progress=False)
-    run = engine.train(
-        "gaussian", "swiss-roll", steps=10, out=tmp_path / "r", **kw, overrides={"log_every": 5}
-    )
+    run = gm.train("gaussian", "swiss-roll", steps=10, out=tmp_path / "r", **kw, log_every=5).path
     before = rows(run)[-1]["time"]
-    engine.train("gaussian", "swiss-roll", steps=20, resume=run, **kw)
+    gm.train("gaussian", None, steps=20, resume=run, **kw)
     after = [r for r in rows(run) if r["step"] > 10]
     assert after and all(r["time"] > before for r in after)
 
@@ -158,8 +158,8 @@ def test_loops_below_their_threshold_or_outside_a_verb_draw_nothing(monkeypatch,
 
 def test_status_lines_of_slow_steps_and_the_summary(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(show, "STATUS_DELAY_S", 0.0)  # every step counts as slow
-    engine.train("gaussian", "swiss-roll", steps=4, out=tmp_path / "r", device="cpu",
-                 overrides={"log_every": 2})  # fmt: skip
+    gm.train("gaussian", "swiss-roll", steps=4, out=tmp_path / "r", device="cpu",
+                 log_every=2)  # fmt: skip
     time.sleep(0.2)
     err = capsys.readouterr().err
     assert "gm: loading dataset swiss-roll ..." in err
@@ -171,16 +171,16 @@ def test_tensorboard_logger_gets_every_row(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run = engine.train(
+    run = gm.train(
         "gaussian",
         "swiss-roll",
         steps=10,
         out=tmp_path / "r",
         device="cpu",
         progress=False,
-        overrides={"log_every": 5},
+        log_every=5,
         report_to=("tensorboard",),
-    )
+    ).path
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
     logged = [(e.step, e.value) for e in acc.Scalars("loss")]
@@ -195,8 +195,8 @@ def test_mlflow_logger_gets_the_config_and_every_row_in_a_local_file_store(tmp_p
     uri = (tmp_path / "store").as_uri()  # file:/...: offline, in tmp_path
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "newcomer")
-    run = engine.train("gaussian", "swiss-roll", steps=10, out=tmp_path / "r", device="cpu",
-                       progress=False, overrides={"log_every": 5}, report_to=("mlflow",))  # fmt: skip
+    run = gm.train("gaussian", "swiss-roll", steps=10, out=tmp_path / "r", device="cpu",
+                       progress=False, log_every=5, report_to=("mlflow",)).path  # fmt: skip
     client = MlflowClient(tracking_uri=uri)
     (found,) = client.search_runs([client.get_experiment_by_name("newcomer").experiment_id])
     assert found.info.status == "FINISHED" and found.data.tags["gm.model"] == "gaussian"
@@ -205,7 +205,7 @@ def test_mlflow_logger_gets_the_config_and_every_row_in_a_local_file_store(tmp_p
     logged = sorted((m.step, m.value) for m in history)
     assert logged == [(r["step"], pytest.approx(r["loss"])) for r in rows(run)]
     # a resume logs on into the same MLflow run: one curve
-    engine.train("gaussian", "", resume=run, steps=15, device="cpu", progress=False,
+    gm.train("gaussian", None, resume=run, steps=15, device="cpu", progress=False,
                  report_to=("mlflow",))  # fmt: skip
     (again,) = client.search_runs([found.info.experiment_id])
     steps = sorted(m.step for m in client.get_metric_history(again.info.run_id, "loss"))
@@ -217,8 +217,8 @@ def test_without_a_tracking_uri_mlflow_writes_inside_the_run_folder(tmp_path, mo
     pytest.importorskip("mlflow")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    run = engine.train("gaussian", "swiss-roll", steps=3, out=tmp_path / "r", device="cpu",
-                       progress=False, report_to=("mlflow",))  # fmt: skip
+    run = gm.train("gaussian", "swiss-roll", steps=3, out=tmp_path / "r", device="cpu",
+                       progress=False, report_to=("mlflow",)).path  # fmt: skip
     assert (run / "mlruns").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["r"]
 
 
@@ -420,8 +420,8 @@ def test_max_time_stops_at_a_step_boundary_saved_and_resumable(tmp_path, tiny_pl
     last = rows(run.path)[-1]
     assert 1 < state["step"] == last["step"] < 100_000  # stopped early, the step saved
     assert 0.5 <= last["time"] < 30 and (run.path / "samples.png").exists()
-    again = engine.train("tiny", "", resume=run.path, steps=state["step"] + 3,
-                         device="cpu", progress=False)  # fmt: skip
+    again = gm.train("tiny", None, resume=run.path, steps=state["step"] + 3,
+                         device="cpu", progress=False).path  # fmt: skip
     assert json.loads((again / "trainer_state.json").read_text())["step"] == state["step"] + 3
 
 
@@ -475,9 +475,9 @@ def test_no_host_sync_between_log_rows(tmp_path, monkeypatch):
 
     def count(steps: int) -> int:
         reads.clear()
-        engine.train(
+        gm.train(
             "gaussian", "swiss-roll", steps=steps, out=tmp_path / f"r{steps}", device="cpu",
-            progress=False, overrides={"log_every": steps // 2, "checkpoint_every": 10**9},
+            progress=False, log_every=steps // 2, checkpoint_every=10**9,
         )  # fmt: skip
         return len(reads)
 

@@ -1,5 +1,6 @@
-"""The run object and the training request (gm.run): one way to reopen a run for every verb,
-and one record of what a training asks for, whoever asks (the CLI flags or gm.train)."""
+"""The run object (gm.run) and the training request (gm.request): one way to reopen a run for
+every verb, and one record of what a training asks for, whoever asks (the CLI flags or
+gm.train), checked in one place."""
 
 import json
 from pathlib import Path
@@ -10,10 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 import gm
-from gm import checkpoint, cli, engine
+from gm import build, checkpoint, cli, engine
 from gm.data import in_data_units, to_data_units
 from gm.errors import GMError
-from gm.run import Run, TrainRequest
+from gm.request import TrainRequest
+from gm.run import Run
 
 KW = dict(device="cpu", progress=False)
 
@@ -29,8 +31,8 @@ def gm_verb(*args: str):
 @pytest.fixture(scope="module")
 def gaussian_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "g"
-    return engine.train("gaussian", "swiss-roll", steps=30, out=out, seed=3,
-                        data_options={"n": 600}, overrides={"lr": 0.05}, **KW)  # fmt: skip
+    return gm.train("gaussian", "swiss-roll", steps=30, out=out, seed=3,
+                        data_options={"n": 600}, lr=0.05, **KW)  # fmt: skip
 
 
 def _weights(trainer):
@@ -48,10 +50,10 @@ def test_open_restores_the_saved_weights_and_the_record(gaussian_run):
     assert opened.model == "gaussian" and opened.record["seed"] == 3
     assert not any(m.training for m in opened.trainer.modules().values())  # ready to sample
     # a fresh trainer differs from the trained one: the weights really came from the file
-    fresh = checkpoint.build(opened.record)
+    fresh = build.from_record(opened.record)
     assert any(not torch.equal(v, _weights(fresh)[k]) for k, v in got.items())
     # the Python API and checkpoint.load reopen it the same way
-    for other in (gm.load(gaussian_run, device="cpu").trainer, checkpoint.load(gaussian_run)):
+    for other in (gm.load(gaussian_run, device="cpu").trainer, Run.open(gaussian_run).trainer):
         assert all(torch.equal(v, _weights(other)[k]) for k, v in got.items())
     data = opened.dataset()  # the run's own dataset, with its own options
     assert (
@@ -93,25 +95,25 @@ def test_training_draws_pictures_only_for_a_model_that_samples(tmp_path, monkeyp
     from gm import run as runs
 
     real = runs.model_capabilities
-    engine.train("gaussian", "swiss-roll", steps=3, out=tmp_path / "a", **KW)
+    gm.train("gaussian", "swiss-roll", steps=3, out=tmp_path / "a", **KW)
     monkeypatch.setattr(
         runs, "model_capabilities", lambda m: tuple(c for c in real(m) if c != "sample")
     )
-    engine.train("gaussian", "swiss-roll", steps=3, out=tmp_path / "b", **KW)
+    gm.train("gaussian", "swiss-roll", steps=3, out=tmp_path / "b", **KW)
     assert (tmp_path / "a" / "samples.png").exists() and not (
         tmp_path / "b" / "samples.png"
     ).exists()
 
 
-def test_the_cli_flags_and_gm_engine_train_make_the_same_request(tmp_path, monkeypatch):
+def test_the_cli_flags_and_gm_train_make_the_same_request(tmp_path, monkeypatch):
     seen = []
-    real = engine.execute
+    real = engine._execute
 
     def execute(request):
         seen.append(request)
         return real(request)
 
-    monkeypatch.setattr(engine, "execute", execute)
+    monkeypatch.setattr(engine, "_execute", execute)
     out = tmp_path / "r"
     gm_verb("train", "gaussian", "--dataset", "swiss-roll", "--steps", "4", "--out", str(out),
               "--set", "lr=0.02", "--seed", "9", "--device", "cpu", "--data-option", "n=300")  # fmt: skip
@@ -128,7 +130,7 @@ def test_the_cli_flags_and_gm_engine_train_make_the_same_request(tmp_path, monke
     )
     assert record["config"]["steps"] == 4
     # the Python keywords make the same request and the same record
-    engine.train("gaussian", "swiss-roll", steps=4, out=out.with_name("p"), overrides={"lr": 0.02},
+    gm.train("gaussian", "swiss-roll", steps=4, out=out.with_name("p"), lr=0.02,
                  device="cpu", seed=9, data_options={"n": "300"})  # fmt: skip
     assert seen[-1] == TrainRequest("gaussian", "swiss-roll", steps=4, out=out.with_name("p"),
                                     overrides={"lr": 0.02}, device="cpu", seed=9,
@@ -136,7 +138,8 @@ def test_the_cli_flags_and_gm_engine_train_make_the_same_request(tmp_path, monke
     assert Run(out.with_name("p")).record == record
     # a resume asks only for more steps; the run's own model, data and seed apply
     gm_verb("train", "gaussian", "--resume", str(out), "--steps", "6", "--device", "cpu")
-    assert seen[-1] == TrainRequest("gaussian", "", steps=6, resume=out, device="cpu")
+    assert seen[-1] == TrainRequest("gaussian", "swiss-roll", steps=6, resume=out, device="cpu",
+                                    seed=9, data_options={"n": "300"})  # fmt: skip
     assert [r["step"] for r in Run(out).metrics][-1] == 6 and Run(out).record["seed"] == 9
 
 

@@ -209,13 +209,13 @@ def test_threads_option(run, tmp_path):
 def test_argument_errors_come_before_data_or_a_model_is_built(tmp_path, monkeypatch, capsys, args, needle):  # fmt: skip
     """Checked by the absence of a build (the loaders and the model's constructor would
     fail the test if reached) and of a run folder, not by seconds."""
-    from gm import checkpoint, cli, engine
+    from gm import build, cli, engine
 
     def built(*a, **kw):
         raise AssertionError("reached a build before refusing the arguments")
 
     monkeypatch.setattr(engine, "load_dataset", built)
-    monkeypatch.setattr(checkpoint, "make_trainer", built)
+    monkeypatch.setattr(build, "trainer", built)
     out = tmp_path / "r"
     argv = ["train", "gaussian", "--dataset", "swiss-roll", "--out", str(out), "--device", "cpu"]
     with pytest.raises(SystemExit) as exit_:

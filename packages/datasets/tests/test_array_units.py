@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from gm import checkpoint
 from gm.cli import main
 from gm.data import load_dataset
 from gm.engine import seed_everything
+from gm.run import Run
 
 
 def _cli(capsys, *args):
@@ -56,7 +56,7 @@ def test_evaluate_gives_the_density_of_the_file_as_given(tmp_path, capsys, gauss
     data = load_dataset(f"array:{f}")
     s = torch.tensor(data.info.meta["affine"]["scale"], dtype=torch.float64)
     b = torch.tensor(data.info.meta["affine"]["shift"], dtype=torch.float64)
-    dist = checkpoint.load(run).density.distribution()
+    dist = Run.open(run).trainer.density.distribution()
     mu, cov = dist.mean.double(), dist.covariance_matrix.double()
     given = torch.distributions.MultivariateNormal(b + s * mu, torch.diag(s) @ cov @ torch.diag(s))
     raw = torch.from_numpy(np.load(f))[np.sort(np.random.RandomState(0).permutation(200)[:40])]
@@ -84,7 +84,7 @@ def test_sample_npy_is_in_the_files_units(tmp_path, capsys, gaussian_run):
     out = tmp_path / "s.npy"
     _cli(capsys, "sample", str(run), "-n", "400", "-o", str(out), "--device", "cpu")
     got = np.load(out)
-    trainer = checkpoint.load(run)
+    trainer = Run.open(run).trainer
     seed_everything(0)  # gm sample's default seed
     with torch.no_grad():
         model_space = trainer.sample(400, trainer.SampleOptions()).double()

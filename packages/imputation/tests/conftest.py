@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from gm import checkpoint
+from gm.build import resolve
 from gm.config import override
 from gm.data import DataInfo, Dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 
 torch.set_num_threads(1)
 
@@ -56,7 +57,7 @@ def image_dataset(n: int = 300, side: int = 6) -> Dataset:
 
 
 def make_trainer(model: str, data: Dataset, seed: int = 0, **overrides):
-    cls, cfg = build_config(model, data.info, overrides=overrides)
+    cls, cfg = resolve(model, data.info, overrides=overrides)
     seed_everything(seed)
     return cls(cfg, data.info, "cpu")
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from gm import plugins
 from gm.cli import main
+from gm.run import Run
 
 
 def gm(args, capsys):
@@ -71,6 +72,23 @@ def test_models_are_listed(capsys):
         }
         <= names
     )
+
+
+def test_add_and_jump_are_recipes_of_one_trainer(capsys):
+    """gpsi-jump is the gpsi trainer with its recipe "jump": the same config as gpsi-add
+    with --set recipe=jump; gm list-models shows the recipes, the model's own marked."""
+    from gm import build
+    from gm.data import DataInfo
+
+    info = DataInfo("v", "vector", (4,))
+    jump = build.resolve("gpsi-jump", info)[1]
+    assert jump.update == "jump" and jump.recipe == "jump"
+    assert build.resolve("gpsi-add", info, overrides={"recipe": "jump"})[1] == jump
+    assert build.resolve("gpsi-add", info)[1].update == "add"
+    assert build.resolve("lstm-jump", info)[1].update == "jump"
+    code, out, _ = gm(["list-models", "gpsi-jump"], capsys)
+    assert code == 0 and "jump [this model's]: update='jump'" in out
+    assert "  add: update='add'" in out
 
 
 def test_impute_csv_fills_every_nan_and_keeps_observed_text(vector_run, tmp_path, capsys):
@@ -229,11 +247,10 @@ def test_other_input_mistakes(vector_run, tmp_path, capsys):
 def test_evaluate_reports_the_measures_and_a_steps_study(vector_run, capsys):
     code, out, err = gm(["evaluate", vector_run, "--dataset", "mog-grid", "--json"], capsys)
     assert code == 2 and "shape" in err  # 2-D data against a 4-column run
-    from gm import checkpoint
     from gm.data import DataInfo, Dataset
     from gm_imputation.base import EvaluateOptions
 
-    tr = checkpoint.load(vector_run)
+    tr = Run.open(vector_run).trainer
     rng = np.random.default_rng(3)
     import torch
 

@@ -64,19 +64,19 @@ class TestBiGRUDiscriminator(DiscriminatorContract):
 
 
 def test_thesis_recipes_carry_its_stated_settings():
+    from gm.build import resolve
     from gm.data import DataInfo
-    from gm.engine import build_config
     from gm_professor_forcing.recipes import RECIPES
 
     tokens = DataInfo("ptb-char", "sequence", (500,), vocab_size=50)
-    _, cfg = build_config("pf-char-ptb", tokens)
+    _, cfg = resolve("pf-char-ptb", tokens)
     assert (cfg.hidden, cfg.layers, cfg.lr, cfg.d_hidden, cfg.d_mlp) == (1024, 1, 1e-4, 2048, 2048)
     assert cfg.behaviour == "embeddings" and cfg.weighting == "sequence"
     assert (cfg.gate_g, cfg.gate_d) == (0.75, 0.99)
     strokes = DataInfo("iam-ondb", "strokes", (50, 3))
-    _, cfg = build_config("pf-handwriting", strokes)
+    _, cfg = resolve("pf-handwriting", strokes)
     assert (cfg.free_steps, cfg.segment, cfg.hidden, cfg.layers) == (1000, 50, 400, 3)
-    _, cfg = build_config("pf-sequential-mnist", DataInfo("s", "sequence", (784,), vocab_size=2))
+    _, cfg = resolve("pf-sequential-mnist", DataInfo("s", "sequence", (784,), vocab_size=2))
     assert cfg.behaviour == "both" and cfg.hidden == 1024
     for recipe in RECIPES.values():
         assert "soft" in recipe["differs"] and recipe["data"].startswith("--dataset")

@@ -6,15 +6,16 @@ import pytest
 import torch
 
 from gm import progress
+from gm.build import resolve
 from gm.builtins.toy import markov_chain
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 from gm_professor_forcing.trainers import NEVER_OPENED
 
 SMALL = {"hidden": 8, "embed": 4, "d_hidden": 8, "d_mlp": 8, "batch_size": 8}
 
 
 def _pf(data, **over):
-    cls, cfg = build_config("professor-forcing", data.info, overrides={**SMALL, **over})
+    cls, cfg = resolve("professor-forcing", data.info, overrides={**SMALL, **over})
     return cls(cfg, data.info)
 
 

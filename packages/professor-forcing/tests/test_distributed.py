@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 JOB = textwrap.dedent("""
     import os, sys
-    from gm.engine import train
+    from gm import train
     out = sys.argv[1]
     # keep each rank's trainer to compare parameters across ranks after training
     import gm.engine as engine
@@ -26,7 +26,7 @@ JOB = textwrap.dedent("""
     engine._loop = loop
     train("professor-forcing", "markov-chain", steps=4, out=out, device="cpu", progress=False,
           data_options={"n": 128, "length": 16},
-          overrides={"hidden": 16, "embed": 4, "batch_size": 16, "d_hidden": 8, "d_mlp": 8,
+          **{"hidden": 16, "embed": 4, "batch_size": 16, "d_hidden": 8, "d_mlp": 8,
                      "log_every": 1, "gate_g": 0.5, "gate_d": 0.6, "d_lr": 0.05})
     t = seen["t"]
     from safetensors.torch import save_file

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from gm.build import resolve
 from gm.data import DataInfo, Dataset
-from gm.engine import build_config
 from gm_professor_forcing import evaluation as E
 from gm_professor_forcing.trainers import EvaluateOptions
 
@@ -60,7 +60,7 @@ def _drifting(trainer, strength: float):
 
 
 def _trainer(info, hidden=4):
-    cls, cfg = build_config("teacher-forcing", info, overrides={"hidden": hidden, "embed": 4})
+    cls, cfg = resolve("teacher-forcing", info, overrides={"hidden": hidden, "embed": 4})
     return cls(cfg, info)
 
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from gm import checkpoint, pictures
+from gm import pictures, train
+from gm.build import resolve
 from gm.builtins.toy import markov_chain
 from gm.cli import main
 from gm.data import DataInfo, Dataset
-from gm.engine import build_config, train
 from gm.errors import GMError
+from gm.run import Run
 from gm_professor_forcing import evaluation
 from gm_professor_forcing.trainers import EvaluateOptions, SampleOptions, TeacherForcingTrainer
 
@@ -33,10 +34,14 @@ def run(tmp_path_factory):
         steps=250,
         out=out,
         device="cpu",
-        overrides={"hidden": 32, "embed": 8, "batch_size": 32, "lr": 1e-2, "log_every": 50},
+        hidden=32,
+        embed=8,
+        batch_size=32,
+        lr=1e-2,
+        log_every=50,
         data_options=OPTS,
         progress=False,
-    )
+    ).path
 
 
 def cli(*args):
@@ -115,7 +120,7 @@ def test_carry_state_scores_consecutive_windows_as_one_stream():
 
 def checkpoint_free_trainer():
     data = markov_chain(**OPTS)
-    cls, cfg = build_config("teacher-forcing", data.info, overrides={"hidden": 16, "embed": 4})
+    cls, cfg = resolve("teacher-forcing", data.info, overrides={"hidden": 16, "embed": 4})
     torch.manual_seed(0)
     return cls(cfg, data.info)
 
@@ -199,7 +204,7 @@ def test_sample_options_reach_the_sampler(run, tmp_path):
 def test_text_samples_are_decoded_through_the_alphabet(tmp_path):
     alphabet = "ab \n"
     info = DataInfo("text-toy", "sequence", (12,), vocab_size=4, meta={"alphabet": alphabet})
-    cls, cfg = build_config("teacher-forcing", info, overrides={"hidden": 8, "embed": 4})
+    cls, cfg = resolve("teacher-forcing", info, overrides={"hidden": 8, "embed": 4})
     tr = cls(cfg, info)
     tokens = tr.sample(3, SampleOptions(steps=30))
     tr.write_samples(tokens, tmp_path / "t.txt", SampleOptions())
@@ -213,7 +218,7 @@ def test_pixel_sequences_are_drawn_as_images(tmp_path):
     info = DataInfo(
         "sequential-digits", "sequence", (64,), vocab_size=2, meta={"image_shape": [8, 8]}
     )
-    cls, cfg = build_config("professor-forcing", info, overrides={"hidden": 8, "embed": 4})
+    cls, cfg = resolve("professor-forcing", info, overrides={"hidden": 8, "embed": 4})
     tr = cls(cfg, info)
     tokens = tr.sample(4, SampleOptions(steps=128))  # two images' worth per sample
     tr.write_samples(tokens, tmp_path / "d.png", SampleOptions())
@@ -228,18 +233,18 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
     with pytest.raises(GMError):
         TeacherForcingTrainer(TeacherForcingTrainer.Config(), vec)
     info = DataInfo("s", "strokes", (10, 3))
-    cls, cfg = build_config("teacher-forcing", info, overrides={"hidden": 8, "layers": 1})
+    cls, cfg = resolve("teacher-forcing", info, overrides={"hidden": 8, "layers": 1})
     tr = cls(cfg, info)
     with pytest.raises(GMError):
         tr.write_samples(torch.zeros(2, 5, 3), tmp_path / "s.txt", SampleOptions())
     with pytest.raises(GMError):
-        build_config("teacher-forcing", info, overrides={"output": "categorical"})[0](
-            build_config("teacher-forcing", info, overrides={"output": "categorical"})[1], info
+        resolve("teacher-forcing", info, overrides={"output": "categorical"})[0](
+            resolve("teacher-forcing", info, overrides={"output": "categorical"})[1], info
         )
     data = Dataset(
         DataInfo("t", "sequence", (8,), vocab_size=3), {"test": torch.randint(0, 3, (6, 8))}
     )
-    small = build_config("teacher-forcing", data.info, overrides={"hidden": 8})
+    small = resolve("teacher-forcing", data.info, overrides={"hidden": 8})
     with pytest.raises(GMError):
         small[0](small[1], data.info).evaluate(data, "test", EvaluateOptions(horizon=4))
 
@@ -270,22 +275,22 @@ def test_resume_continues_exactly(tmp_path):
         steps=6,
         out=tmp_path / "a",
         device="cpu",
-        overrides=over,
+        **over,
         data_options=OPTS,
         progress=False,
-    )
+    ).path
     b = train(
         "professor-forcing",
         "markov-chain",
         steps=4,
         out=tmp_path / "b",
         device="cpu",
-        overrides=over,
+        **over,
         data_options=OPTS,
         progress=False,
-    )
-    b = train("professor-forcing", "markov-chain", steps=6, resume=b, device="cpu", progress=False)
-    ta, tb = checkpoint.load(a), checkpoint.load(b)
+    ).path
+    b = train("professor-forcing", steps=6, resume=b, device="cpu", progress=False).path
+    ta, tb = Run.open(a).trainer, Run.open(b).trainer
     for name, module in ta.modules().items():
         for k, v in module.state_dict().items():
             assert torch.equal(v, tb.modules()[name].state_dict()[k]), f"{name}.{k}"
@@ -309,7 +314,7 @@ def test_study_compares_free_running_and_real_states_at_the_same_horizon():
     from gm_professor_forcing import regimes
 
     data = regimes.regime_switch(n=64, length=8, d_min=3, d_max=6, stream_rows=4)
-    cls, cfg = build_config("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
+    cls, cfg = resolve("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
     torch.manual_seed(0)
     tr = cls(cfg, data.info)
     x = data.raw("test")  # 16 rows = 4 streams of 4 windows
@@ -422,7 +427,7 @@ def test_study_floor_compares_equal_halves_when_the_streams_are_odd():
     from gm_professor_forcing import regimes
 
     data = regimes.regime_switch(n=64, length=8, d_min=3, d_max=6, stream_rows=4)
-    cls, cfg = build_config("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
+    cls, cfg = resolve("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
     torch.manual_seed(0)
     tr = cls(cfg, data.info)
     x = data.raw("test")[:12]  # 3 streams of 4 windows
@@ -440,7 +445,21 @@ def test_rows_without_stream_meta_are_never_read_as_streams():
     random rows joined, not consecutive rows passed off as a stream."""
     data = markov_chain(n=32, length=8)
     assert "stream_rows" not in data.info.meta
-    cls, cfg = build_config("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
+    cls, cfg = resolve("teacher-forcing", data.info, overrides={"hidden": 6, "embed": 4})
     tr = cls(cfg, data.info)
     m = tr.evaluate(data, "test", EvaluateOptions(n=4, horizon=16))
     assert m["reference_is_stream"] == 0 and m["horizon"] == 16
+
+
+def test_the_thesis_setups_are_recipes_of_professor_forcing():
+    """`gm train pf-char-ptb` is `gm train professor-forcing --set recipe=pf-char-ptb`: one
+    meaning of recipe, the thesis's settings over the trainer's defaults, --set over both."""
+    from gm.data import DataInfo
+
+    info = DataInfo("markov-chain", "sequence", (64,), 8)
+    ptb = resolve("pf-char-ptb", info)[1]
+    assert (ptb.recipe, ptb.hidden, ptb.d_hidden, ptb.lr) == ("pf-char-ptb", 1024, 2048, 1e-4)
+    assert resolve("professor-forcing", info, overrides={"recipe": "pf-char-ptb"})[1] == ptb
+    plain = resolve("professor-forcing", info)[1]
+    assert plain.recipe == "" and (plain.d_hidden, plain.lr) != (2048, 1e-4)
+    assert resolve("pf-char-ptb", info, overrides={"hidden": 64})[1].hidden == 64

@@ -9,8 +9,8 @@ import copy
 import pytest
 import torch
 
+from gm.build import resolve
 from gm.builtins.toy import markov_chain
-from gm.engine import build_config
 from gm_professor_forcing import sampling
 from gm_professor_forcing.discriminators import BiGRUDiscriminator
 from gm_professor_forcing.generators import ContinuousGRU, TokenGRU
@@ -108,7 +108,7 @@ def _trainer(model, **over):
     overrides = {**SMALL, **over}
     if model != "professor-forcing":
         overrides = {k: v for k, v in overrides.items() if not k.startswith("d_")}
-    cls, cfg = build_config(model, DATA.info, overrides=overrides)
+    cls, cfg = resolve(model, DATA.info, overrides=overrides)
     torch.manual_seed(0)
     return cls(cfg, DATA.info)
 

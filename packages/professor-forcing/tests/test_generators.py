@@ -132,12 +132,12 @@ def test_scheduled_mixes_true_and_drawn_tokens(p):
 
 @pytest.mark.parametrize("decay", ["linear", "exponential", "inverse-sigmoid"])
 def test_scheduled_sampling_decays(decay):
+    from gm.build import resolve
     from gm.data import DataInfo
-    from gm.engine import build_config
     from gm.errors import GMError
 
     info = DataInfo("t", "sequence", (8,), vocab_size=3)
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "scheduled-sampling", info, overrides={"hidden": 8, "decay": decay, "steps": 1000}
     )
     tr = cls(cfg, info)
@@ -150,7 +150,7 @@ def test_scheduled_sampling_decays(decay):
     if bad is not None:
         with pytest.raises(GMError):
             cls(
-                build_config(
+                resolve(
                     "scheduled-sampling",
                     info,
                     overrides={"hidden": 8, "decay": decay, "decay_k": bad},

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
+from gm.build import resolve
 from gm.builtins.toy import markov_chain
-from gm.engine import build_config
 from gm.errors import GMError
 from gm_professor_forcing.discriminators import BiGRUDiscriminator
 
@@ -17,7 +17,7 @@ SMALL.update(grad_clip=0.0)
 
 
 def make(seed=0, **over):
-    cls, cfg = build_config("professor-forcing", DATA.info, overrides={**SMALL, **over})
+    cls, cfg = resolve("professor-forcing", DATA.info, overrides={**SMALL, **over})
     torch.manual_seed(seed)
     return cls(cfg, DATA.info)
 
@@ -72,7 +72,7 @@ def test_generator_gradient_is_per_token_nll_plus_c_f_over_length(weighting, sca
 
 
 def test_thesis_weighting_is_the_default():
-    cls, cfg = build_config("professor-forcing", DATA.info)
+    cls, cfg = resolve("professor-forcing", DATA.info)
     assert cfg.weighting == "sequence" and cfg.behaviour == "both"
 
 
@@ -214,18 +214,18 @@ def test_embeddings_behaviour_feeds_hidden_states_and_emitted_token_embeddings()
 # --- what the mutation check found the tests could not see ------------------------------------
 def test_documented_defaults():
     """The defaults the README and docstrings state (paper's gates, the authors' D optimiser)."""
-    _, cfg = build_config("professor-forcing", DATA.info)
+    _, cfg = resolve("professor-forcing", DATA.info)
     assert (cfg.gate_g, cfg.gate_d, cfg.gate_momentum) == (0.75, 0.99, 0.9)
     assert (cfg.d_lr, cfg.d_beta1, cfg.hidden, cfg.layers) == (1e-4, 0.5, 1024, 1)
     from gm.data import DataInfo
 
-    _, cfg = build_config("professor-forcing", DataInfo("pen", "strokes", (20, 3)))
+    _, cfg = resolve("professor-forcing", DataInfo("pen", "strokes", (20, 3)))
     assert (cfg.hidden, cfg.layers) == (400, 3)  # the Graves-style handwriting net
     assert (cfg.free_steps, cfg.segment) == (0, 0)  # 20-step windows: no 50-step segments
     # the thesis's handwriting setup from 50-step windows on: free-run 1000, D on 50-step pieces
-    _, cfg = build_config("professor-forcing", DataInfo("pen", "strokes", (50, 3)))
+    _, cfg = resolve("professor-forcing", DataInfo("pen", "strokes", (50, 3)))
     assert (cfg.free_steps, cfg.segment) == (1000, 50)
-    _, cfg = build_config("professor-forcing", DataInfo("t", "sequence", (64,), vocab_size=3))
+    _, cfg = resolve("professor-forcing", DataInfo("t", "sequence", (64,), vocab_size=3))
     assert (cfg.free_steps, cfg.segment) == (0, 0)
 
 
@@ -233,19 +233,19 @@ def test_one_feature_real_sequences_keep_their_time_axis():
     from gm.data import DataInfo
 
     info = DataInfo("wave", "sequence", (12,))
-    cls, cfg = build_config("teacher-forcing", info, overrides={"hidden": 4})
+    cls, cfg = resolve("teacher-forcing", info, overrides={"hidden": 4})
     tr = cls(cfg, info)
     assert tr.prepare(torch.zeros(3, 12)).shape == (3, 12, 1)
 
 
 def test_metrics_carry_no_graph_and_scheduled_sampling_at_p1_is_teacher_forcing():
     """A scheduled-sampling step with eps = 1 reports the per-token NLL of teacher forcing."""
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "scheduled-sampling", DATA.info, overrides={"hidden": 8, "embed": 4, "min_true": 1.0}
     )
     torch.manual_seed(0)
     ss = cls(cfg, DATA.info)
-    cls, cfg = build_config("teacher-forcing", DATA.info, overrides={"hidden": 8, "embed": 4})
+    cls, cfg = resolve("teacher-forcing", DATA.info, overrides={"hidden": 8, "embed": 4})
     torch.manual_seed(0)
     tf = cls(cfg, DATA.info)
     a, b = ss.training_step(batch()), tf.training_step(batch())
@@ -266,15 +266,13 @@ def test_sample_accepts_one_step_and_low_temperatures():
 
 
 def test_scheduled_sampling_probability_is_capped_at_one():
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "scheduled-sampling",
         DATA.info,
         overrides={"hidden": 8, "decay": "linear", "decay_k": 2.0, "decay_c": 0.01},
     )
     assert cls(cfg, DATA.info).p_true(0) == 1.0
-    cls, cfg = build_config(
-        "scheduled-sampling", DATA.info, overrides={"hidden": 8, "decay_k": 1.0}
-    )
+    cls, cfg = resolve("scheduled-sampling", DATA.info, overrides={"hidden": 8, "decay_k": 1.0})
     assert 0 < cls(cfg, DATA.info).p_true(10) < 1  # k = 1 is allowed (k >= 1)
 
 
@@ -338,16 +336,14 @@ def test_sample_defaults_to_four_training_lengths():
 @pytest.mark.parametrize("steps", [1, 3])
 def test_inverse_sigmoid_reaches_one_half_at_the_end_of_short_runs(steps):
     """k ln k = steps has a root below 2 for steps < 2 ln 2: the Newton solve must find it."""
-    cls, cfg = build_config(
-        "scheduled-sampling", DATA.info, overrides={"hidden": 8, "steps": steps}
-    )
+    cls, cfg = resolve("scheduled-sampling", DATA.info, overrides={"hidden": 8, "steps": steps})
     assert cls(cfg, DATA.info).p_true(steps) == pytest.approx(0.5, abs=1e-9)
 
 
 def test_scheduled_sampling_reads_the_engines_step_and_old_checkpoints():
     """eps follows the engine's step count (``trainer.step``), not a counter of its own; an
     old checkpoint's ``{"updates": N}`` extra state loads without error and changes nothing."""
-    cls, cfg = build_config("scheduled-sampling", DATA.info, overrides={"hidden": 8, "steps": 10})
+    cls, cfg = resolve("scheduled-sampling", DATA.info, overrides={"hidden": 8, "steps": 10})
     torch.manual_seed(0)
     ss = cls(cfg, DATA.info)
     assert ss.step == 0 and ss.training_step(batch())["p_true"] == pytest.approx(ss.p_true(0))

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from gm.build import resolve
 from gm.builtins.toy import markov_chain
 from gm.data import DataInfo
-from gm.engine import build_config
 from gm.errors import GMError
 
 DATA = markov_chain(n=128, length=16)
@@ -13,7 +13,7 @@ SMALL = {"hidden": 24, "embed": 8, "batch_size": 16, "d_hidden": 12, "d_mlp": 12
 
 
 def make(model="professor-forcing", seed=0, **over):
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         model,
         DATA.info,
         overrides={**SMALL, **over}

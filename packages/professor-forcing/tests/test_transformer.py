@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gm import plugins
+from gm.build import resolve
 from gm.builtins.toy import markov_chain
-from gm.engine import build_config
 from gm.errors import GMError
 from gm.testing import SequenceGeneratorContract
 from gm_professor_forcing.transformer import TransformerGenerator
@@ -113,11 +113,11 @@ def test_past_max_len_is_a_clear_error():
 
 def test_registry_builds_it_by_name():
     assert plugins.component("sequence_generators", "transformer") is TransformerGenerator
-    cls, cfg = build_config("teacher-forcing", DATA.info, overrides={**SMALL, "max_len": 0})
+    cls, cfg = resolve("teacher-forcing", DATA.info, overrides={**SMALL, "max_len": 0})
     g = cls(cfg, DATA.info).generator
     assert isinstance(g, TransformerGenerator)
     assert (g.hidden_size, g.num_layers, g.max_len) == (16, 2, 16 * 16)  # 16 training lengths
-    cls, cfg = build_config("teacher-forcing", DATA.info, overrides={"generator": "no-such"})
+    cls, cfg = resolve("teacher-forcing", DATA.info, overrides={"generator": "no-such"})
     with pytest.raises(GMError, match="no-such"):
         cls(cfg, DATA.info)
 
@@ -133,9 +133,7 @@ def test_teacher_forcing_learns_beyond_the_unigram_law():
     """A few hundred teacher-forced updates: test NLL well under the unigram baseline (the
     source is order-1 Markov: its entropy rate is far below the unigram entropy)."""
     torch.manual_seed(0)
-    cls, cfg = build_config(
-        "teacher-forcing", DATA.info, overrides={**SMALL, "hidden": 32, "lr": 3e-3}
-    )
+    cls, cfg = resolve("teacher-forcing", DATA.info, overrides={**SMALL, "hidden": 32, "lr": 3e-3})
     tr = cls(cfg, DATA.info)
     train, test = DATA.raw("train"), DATA.raw("test")
     g = torch.Generator().manual_seed(0)
@@ -155,7 +153,7 @@ def test_the_trainers_train_it_unchanged(model):
     over = {**SMALL, "steps": 4}
     if model == "professor-forcing":
         over.update(d_hidden=8, d_mlp=8, gate_g=-1.0, behaviour="embeddings")  # G gate open
-    cls, cfg = build_config(model, DATA.info, overrides=over)
+    cls, cfg = resolve(model, DATA.info, overrides=over)
     torch.manual_seed(0)
     tr = cls(cfg, DATA.info)
     g0 = [p.detach().clone() for p in tr.generator.parameters()]

@@ -15,8 +15,9 @@ import pytest
 import torch
 from torch import distributions as D
 
+from gm.build import resolve
 from gm.data import DataInfo, Dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 from gm_walkback import chains
 from gm_walkback.walkback import WalkbackEvaluateOptions
 
@@ -27,7 +28,7 @@ TEMPS = (1.0, 2.0, 4.0)  # doubling, n = 0, Tmax = 8: H = 3
 
 def linear_trainer(shape=(2,), a=A, b=B, v=V, **overrides):
     info = DataInfo("lg", "image" if len(shape) == 3 else "vector", shape)
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "walkback",
         info,
         overrides={
@@ -115,7 +116,7 @@ def test_shipped_gaussian_operators_heat_the_variance_linearly():
             d1, d4 = op.distribution(x, 1.0, 0), op.distribution(x, 4.0, 0)
         assert torch.allclose(d4.base_dist.scale, 2 * d1.base_dist.scale)
         assert torch.allclose(d4.mean, d1.mean)
-    cfg = build_config("walkback", DataInfo("mnist-5k", "image", (1, 28, 28)))[1]
+    cfg = resolve("walkback", DataInfo("mnist-5k", "image", (1, 28, 28)))[1]
     assert cfg.temperature_scaling == "variance"
     std = linear_trainer(temperature_scaling="std").operator
     x = s[:, 0, 0, :2]

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from wb_testdata import training_steps
 
+from gm.build import resolve
 from gm.data import DataInfo, Dataset, load_dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 from gm.errors import GMError
 from gm.testing import TrainerContract
 from gm_walkback import ddpm, shared
@@ -19,7 +20,7 @@ LINE = DataInfo("gauss-1d", "vector", (1,))
 
 
 def trainer(info=LINE, **overrides):
-    cls, cfg = build_config("ddpm", info, overrides={"hidden": 16, **overrides})
+    cls, cfg = resolve("ddpm", info, overrides={"hidden": 16, **overrides})
     seed_everything(0)
     return cls(cfg, info, "cpu")
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from gm import checkpoint, masks
+from gm.build import resolve
 from gm.data import load_dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 from gm.errors import GMError
 from gm_walkback.inpainting import inpaint_run
 
@@ -16,7 +17,7 @@ from gm_walkback.inpainting import inpaint_run
 def saved_run(path, dataset, options, **overrides):
     """An untrained walkback run folder (inpainting needs no training to clamp)."""
     data = load_dataset(dataset, options=options)
-    cls, cfg = build_config("walkback", data.info, overrides={"hidden": 16, **overrides})
+    cls, cfg = resolve("walkback", data.info, overrides={"hidden": 16, **overrides})
     seed_everything(0)
     trainer = cls(cfg, data.info, "cpu")
     path.mkdir(parents=True)

@@ -9,15 +9,16 @@ import math
 import torch
 from wb_testdata import training_steps
 
+from gm.build import resolve
 from gm.data import DataInfo, Dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 from gm_walkback.diffusion import DiffusionEvaluateOptions
 
 INFO = DataInfo("net-test", "vector", (2,))
 
 
 def net(**overrides):
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "diffusion",
         INFO,
         overrides={"hidden": 16, "diffusion_steps": 4, "batch_size": 4096, **overrides},
@@ -90,7 +91,7 @@ def test_dequantisation_stays_in_each_8_bit_cell():
     k = torch.arange(16, dtype=torch.float64).view(1, 1, 4, 4) * 17  # 0 .. 255
     x = (k / 255).float().repeat(64, 1, 1, 1)
     for model in ("diffusion", "walkback"):
-        cls, cfg = build_config(model, info, overrides={"hidden": 8})
+        cls, cfg = resolve(model, info, overrides={"hidden": 8})
         trainer = cls(cfg, info, "cpu")
         z = trainer.prepare(x).double() * 256
         assert ((z >= k) & (z < k + 1)).all(), model
@@ -107,7 +108,7 @@ def test_bits_per_dim_cannot_beat_uniform_8_bit_noise():
     info = DataInfo("uniform-8bit", "image", (1, 4, 4))
     g = torch.Generator().manual_seed(0)
     raw = torch.randint(0, 256, (512, 1, 4, 4), generator=g, dtype=torch.uint8)
-    cls, cfg = build_config("diffusion", info, overrides={"hidden": 16, "diffusion_steps": 4})
+    cls, cfg = resolve("diffusion", info, overrides={"hidden": 16, "diffusion_steps": 4})
     seed_everything(0)
     trainer = cls(cfg, info, "cpu")
     data = Dataset(info, {"train": raw, "test": raw})
@@ -146,7 +147,8 @@ def test_net_beta_schedule_and_default_networks():
     assert torch.allclose(four, want, atol=1e-7)
     small = DiffusionTrainer.default_config(DataInfo("d", "image", (1, 16, 16)))
     assert (small.network, small.hidden) == ("mlp", 1200)  # the paper's MNIST MLP width
-    # hidden = 0 means "by device": 256 on a CPU-only run
-    assert DiffusionTrainer(DiffusionTrainer.default_config(INFO), INFO).config.hidden == 256
+    # hidden = 0 means "by device": 256 on a CPU, 4096 on a GPU (gm.build resolves it)
+    assert DiffusionTrainer.default_config(INFO).hidden == 0
+    assert [resolve("diffusion", INFO, d)[1].hidden for d in ("cpu", "cuda")] == [256, 4096]
     big = DiffusionTrainer.default_config(DataInfo("m", "image", (1, 28, 28)))
     assert (big.network, big.conv_channels) == ("conv", (16, 32))

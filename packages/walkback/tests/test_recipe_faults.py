@@ -9,6 +9,7 @@ import pytest
 import torch
 from wb_testdata import tiny_images, training_steps
 
+from gm.run import Run
 from gm_walkback import shared
 from gm_walkback.diffusion import (
     DiffusionConfig,
@@ -130,8 +131,7 @@ def test_weight_average_is_the_warmed_up_exponential_average():
 
 
 def test_ema_samples_and_evaluates_with_the_averaged_weights(tmp_path):
-    from gm import checkpoint
-    from gm.engine import train
+    from gm import train
 
     trainer, data = _trainer(ema=0.99)
     assert trainer.sampler is trainer.ema.module
@@ -144,11 +144,11 @@ def test_ema_samples_and_evaluates_with_the_averaged_weights(tmp_path):
         "wb-tiny-images",
         steps=3,
         out=tmp_path / "run",
-        overrides={"hidden": 16, "batch_size": 32, "ema": 0.9, "network": "mlp"},
+        **{"hidden": 16, "batch_size": 32, "ema": 0.9, "network": "mlp"},
         device="cpu",
         progress=False,
-    )
-    loaded = checkpoint.load(run)
+    ).path
+    loaded = Run.open(run).trainer
     assert loaded.sampler is loaded.ema.module and int(loaded.ema.updates) > 0
 
 

@@ -4,13 +4,14 @@ at the same state, and the next state x_hat = clip(0.5 x + 0.5 (mu + 1e-5 sigma 
 
 import torch
 
+from gm.build import resolve
 from gm.data import load_dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 
 
 def test_reconstruction_loss_is_half_the_l1_error_of_f_at_the_same_state():
     data = load_dataset("wb-tiny-images")
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "walkback", data.info, overrides={"hidden": 16, "loss": "reconstruction", "tmax": 8.0}
     )
     seed_everything(0)
@@ -31,7 +32,7 @@ def test_reconstruction_loss_is_half_the_l1_error_of_f_at_the_same_state():
 
 def test_the_forward_step_noise_is_the_operators_std_times_the_scale_then_clipped():
     data = load_dataset("wb-tiny-images")
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "walkback",
         data.info,
         overrides={"hidden": 16, "loss": "reconstruction", "reconstruction_noise": 1.0},
@@ -54,7 +55,7 @@ def test_the_walkback_losss_forward_step_is_a_full_draw_of_the_operator():
     """Only loss=reconstruction shrinks the forward noise: the walk-back loss's walk moves
     by the operator's whole noise (and is not clipped)."""
     data = load_dataset("wb-tiny-images")
-    cls, cfg = build_config("walkback", data.info, overrides={"hidden": 16})
+    cls, cfg = resolve("walkback", data.info, overrides={"hidden": 16})
     seed_everything(0)
     trainer = cls(cfg, data.info, "cpu")
     s = torch.full((64, 1, 8, 8), 1.8)

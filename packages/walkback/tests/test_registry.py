@@ -11,11 +11,12 @@ from torch import nn
 
 import gm
 from gm import plugins
+from gm.build import resolve
 from gm.data import load_dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 from gm.errors import GMError
 from gm.specs import TransitionOperatorSpec
-from gm_walkback import diffusion, operators, shared, walkback
+from gm_walkback import diffusion, operators, walkback
 
 
 class PlainGaussian(nn.Module):
@@ -59,7 +60,7 @@ def registered():
 
 def trainer_for(model, dataset="swiss-roll", **overrides):
     data = load_dataset(dataset, options={"n": 256})
-    cls, cfg = build_config(model, data.info, overrides={"batch_size": 64, **overrides})
+    cls, cfg = resolve(model, data.info, overrides={"batch_size": 64, **overrides})
     seed_everything(0)
     return cls(cfg, data.info, "cpu"), data
 
@@ -110,20 +111,16 @@ def test_every_registered_operator_builds_through_the_registry_and_meets_the_con
             check_transition_operator(op, s)
 
 
-def test_the_mnist_recipes_name_the_conv_and_mlp_operators(monkeypatch):
-    """The recipe picks the table's network (on a GPU machine; the CPU setup's MLP without
-    one); the family name follows it."""
+def test_the_mnist_recipes_name_the_conv_and_mlp_operators():
+    """The recipe picks the table's network (for a CUDA device; the CPU setup's MLP on the
+    CPU); the family name follows it."""
     info = gm.data.DataInfo("mnist-5k", "image", (1, 28, 28))
-    monkeypatch.setattr(shared, "cuda_available", lambda: False)
-    cfg = walkback.WalkbackTrainer.default_config(info)
+    cfg = resolve("walkback", info, "cpu")[1]
     assert walkback.operator_name(cfg) == "gaussian-mlp"
-    monkeypatch.setattr(shared, "cuda_available", lambda: True)
-    cfg = walkback.WalkbackTrainer.default_config(info)
+    cfg = resolve("walkback", info, "cuda")[1]
     assert walkback.operator_name(cfg) == "gaussian-conv"
     small = gm.data.DataInfo("digits", "image", (1, 8, 8), meta={"binary": True})
-    assert walkback.operator_name(walkback.WalkbackTrainer.default_config(small)) == (
-        "bernoulli-mlp"
-    )
+    assert walkback.operator_name(resolve("walkback", small)[1]) == "bernoulli-mlp"
     conv = diffusion.DiffusionTrainer.default_config(info)
     assert diffusion.operator_name(conv) == "net-conv"
 

@@ -3,7 +3,7 @@
 import torch
 from safetensors.torch import load_file
 
-from gm.engine import train
+from gm import train
 
 OVERRIDES = {
     "hidden": 16,
@@ -21,22 +21,22 @@ def test_resume_is_exact(tmp_path):
         "swiss-roll",
         steps=4,
         out=tmp_path / "whole",
-        overrides=OVERRIDES,
+        **OVERRIDES,
         device="cpu",
         data_options={"n": 256},
         progress=False,
-    )
+    ).path
     part = train(
         "walkback",
         "swiss-roll",
         steps=2,
         out=tmp_path / "part",
-        overrides=OVERRIDES,
+        **OVERRIDES,
         device="cpu",
         data_options={"n": 256},
         progress=False,
-    )
-    train("walkback", "", steps=4, resume=part, device="cpu", progress=False)
+    ).path
+    train("walkback", None, steps=4, resume=part, device="cpu", progress=False)
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(part / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:

@@ -1,24 +1,25 @@
-"""The paper's setups are what `gm train walkback --dataset D` builds, by data shape and name,
-and `--set recipe=...` selects the paper's recipes exactly as its appendix states them."""
+"""The paper's setups are what `gm train walkback --dataset D` builds, by data shape and name
+(for a CUDA device; the CPU setup on the CPU), and `--set recipe=...` selects the paper's
+recipes exactly as its appendix states them."""
 
 import math
 
 import pytest
 import torch
 
+from gm.build import resolve
 from gm.data import DataInfo
-from gm.engine import build_config
-from gm_walkback import recipes, shared
+from gm_walkback import recipes
 from gm_walkback.operators import BernoulliMLP, GaussianConv
 from gm_walkback.walkback import WalkbackTrainer, build_operator
 
 MNIST = DataInfo("mnist-5k", "image", (1, 28, 28))
 
 
-@pytest.fixture(autouse=True)
-def _gpu_machine(monkeypatch):
-    """These are the paper's setups: the defaults a machine with a CUDA device gets."""
-    monkeypatch.setattr(shared, "cuda_available", lambda: True)
+def paper(info, **overrides):
+    """The config ``gm train walkback`` trains with on a CUDA device (resolving it touches
+    no GPU): the paper's setups."""
+    return resolve("walkback", info, "cuda", overrides=overrides)[1]
 
 
 def _arch(cfg):
@@ -27,7 +28,7 @@ def _arch(cfg):
 
 def test_celeba_gets_table_3():
     info = DataInfo("celeba", "image", (3, 64, 64))
-    cfg = WalkbackTrainer.default_config(info)
+    cfg = paper(info)
     assert _arch(cfg) == ("conv", (64, 128, 256), 5, 1024, "batch", "batch")
     assert cfg.fc_activation == "relu" and cfg.per_step_norm and cfg.operator == "gaussian"
     op = build_operator(cfg, info)
@@ -44,7 +45,7 @@ def test_celeba_gets_table_3():
 
 
 def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
-    mnist = WalkbackTrainer.default_config(MNIST)
+    mnist = paper(MNIST)
     assert _arch(mnist) == ("conv", (16, 32), 5, 1024, "batch", "layer")
     assert mnist.fc_activation == "leaky"
     assert (mnist.lr, mnist.alpha) == (1e-4, 0.5)  # Tables 2-5: Adam, learning rate 0.0001
@@ -60,7 +61,7 @@ def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
     assert [d.stride for d in net.decoders[0]] == [(2, 2)] * 2
     assert [n.kind for n in net.dec_norms[0]] == ["batch"]  # the last deconv has no norm
     cifar_info = DataInfo("cifar10", "image", (3, 32, 32))
-    cifar = WalkbackTrainer.default_config(cifar_info)
+    cifar = paper(cifar_info)
     assert _arch(cifar) == ("conv", (64, 128, 256), 5, 2048, "batch", "batch")
     assert cifar.fc_activation == "relu"
     cnet = build_operator(cifar, cifar_info).net
@@ -68,18 +69,17 @@ def test_mnist_is_table_2_and_cifar_table_4_svhn_table_5():
     assert [lin.out_features for lin in cnet.fc] == [2048] * 4 + [4096]  # ... 2048 * 4096
     assert [d.out_channels for d in cnet.decoders[0]] == [128, 64, 3]  # Table 4's deconvs
     assert {n.kind for n in cnet.fc_norms} == {"batch"} and cnet.slope == 0.0  # BN, ReLU
-    svhn = WalkbackTrainer.default_config(DataInfo("svhn", "image", (3, 32, 32)))
+    svhn = paper(DataInfo("svhn", "image", (3, 32, 32)))
     assert svhn.fc_width == 1024 and svhn.fc_activation == "relu"
-    binary = WalkbackTrainer.default_config(DataInfo("binarized-mnist", "image", (1, 28, 28)))
+    binary = paper(DataInfo("binarized-mnist", "image", (1, 28, 28)))
     assert binary.operator == "bernoulli"
     small = DataInfo("bin8", "image", (1, 8, 8), meta={"binary": True})
-    cfg = WalkbackTrainer.default_config(small)
+    cfg = paper(small)
     assert isinstance(build_operator(cfg, small), BernoulliMLP)
 
 
 def test_appendix_recipe_is_the_appendix_as_written():
-    cls, cfg = build_config("walkback", MNIST, overrides={"recipe": "appendix"})  # --set
-    t = cls(cfg, MNIST, "cpu")
+    t = WalkbackTrainer(paper(MNIST, recipe="appendix"), MNIST, "cpu")  # --set
     cfg = t.config
     # appendix F: K = 30 walk-away steps, T_t = sqrt(2)^t; Tables 2-5: reconstruction error
     assert (cfg.schedule, cfg.walk_steps, cfg.loss) == ("appendix", 30, "reconstruction")
@@ -92,19 +92,18 @@ def test_appendix_recipe_is_the_appendix_as_written():
 
 
 def test_algorithm1_recipe_and_explicit_settings_win():
-    cls, cfg = build_config("walkback", MNIST, overrides={"recipe": "algorithm1"})
-    t = cls(cfg, MNIST, "cpu")
+    t = WalkbackTrainer(paper(MNIST, recipe="algorithm1"), MNIST, "cpu")
     assert (t.config.schedule, t.config.loss, t.config.update) == ("doubling", "walkback", "online")
-    # a field set explicitly (differing from the dataset default) is kept over the recipe
-    cls, mine = build_config("walkback", MNIST, overrides={"recipe": "appendix", "walk_steps": 12})
-    assert cls(mine, MNIST, "cpu").config.walk_steps == 12
+    # a field set explicitly is kept over the recipe (even the recipe's own value)
+    assert paper(MNIST, recipe="appendix", walk_steps=12).walk_steps == 12
+    assert paper(MNIST, recipe="appendix", network="mlp").network == "mlp"
     with pytest.raises(ValueError):
         recipes.settings("nonsense", "x", (2,))
 
 
 def test_toy_setup_is_the_papers():
     info = DataInfo("swiss-roll", "vector", (2,))
-    cfg = WalkbackTrainer.default_config(info)
+    cfg = paper(info)
     assert (cfg.schedule, cfg.walk_steps, cfg.heat_factor, cfg.lr, cfg.alpha) == (
         "appendix",
         30,
@@ -113,7 +112,8 @@ def test_toy_setup_is_the_papers():
         0.5,
     )
     assert cfg.per_step_norm  # appendix I: per-step parameters were needed for the MoG
-    assert cfg.hidden == 0  # resolved per device: 4096 (paper) on a GPU, 256 on CPU
+    assert cfg.hidden == 4096  # hidden=0: resolved per device, 4096 (paper) on a GPU
+    cfg = resolve("walkback", info, "cpu")[1]  # ... 256 on the CPU
     trainer = WalkbackTrainer(cfg, info, "cpu")
     assert trainer.config.hidden == 256 and trainer.operator.net.linears[0].out_features == 256
     assert trainer.operator.step_dependent
@@ -123,16 +123,15 @@ def test_toy_setup_is_the_papers():
 def test_the_documented_defaults():
     """What the README's "Defaults by data" says: toys train 1000 minibatches; N1 = 5; the
     reconstruction loss's forward noise x 1e-5 (the authors' code); two hidden layers."""
-    toy = WalkbackTrainer.default_config(DataInfo("swiss-roll", "vector", (2,)))
+    toy = paper(DataInfo("swiss-roll", "vector", (2,)))
     assert toy.steps == 1000
-    image = WalkbackTrainer.default_config(MNIST)
+    image = paper(MNIST)
     assert (image.n_max, image.batch_size, image.lr, image.depth) == (5, 100, 1e-4, 2)
     assert image.reconstruction_noise == 1e-5
 
 
-def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_four_flags_away(monkeypatch):
-    monkeypatch.setattr(shared, "cuda_available", lambda: False)
-    cls, cfg = build_config("walkback", MNIST)
+def test_the_cpu_gets_the_cpu_setup_and_the_paper_is_four_flags_away():
+    cls, cfg = resolve("walkback", MNIST, "cpu")
     assert cfg.recipe == "algorithm1" and cfg.steps == WalkbackTrainer.CPU_STEPS
     assert (cfg.network, cfg.hidden, cfg.norm, cfg.lr) == ("mlp", 256, "batch", 1e-3)
     assert (cfg.schedule, cfg.loss, cfg.ema) == ("doubling", "walkback", 0.999)
@@ -140,7 +139,7 @@ def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_four_flags_away(monke
     # every image recipe runs on the CPU setup there, an explicit --set of it kept
     for recipe in ("algorithm1", "appendix"):
         over = {"recipe": recipe, "network": "mlp", "hidden": 256}
-        cls, mine = build_config("walkback", MNIST, overrides=over)
+        cls, mine = resolve("walkback", MNIST, overrides=over)
         t = cls(mine, MNIST, "cpu")
         assert (t.config.network, t.config.hidden, t.config.lr) == ("mlp", 256, 1e-3)
         assert t.config.schedule == ("appendix" if recipe == "appendix" else "doubling")
@@ -149,10 +148,10 @@ def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_four_flags_away(monke
     # --set network=conv --set lr=1e-4 --set skip=none --set noise=network: the paper's
     # Table 2 setup on the CPU
     paper = {"network": "conv", "lr": 1e-4, "skip": "none", "noise": "network"}
-    cls, paper = build_config("walkback", MNIST, overrides=paper)
-    t = cls(paper, MNIST, "cpu")
+    cls, table2 = resolve("walkback", MNIST, overrides=paper)
+    t = cls(table2, MNIST, "cpu")
     assert _arch(t.config) == ("conv", (16, 32), 5, 1024, "batch", "layer")
     assert (t.config.lr, t.config.noise, t.config.skip) == (1e-4, "network", "none")
-    # the toys keep their appendix setup on any machine
-    toy = WalkbackTrainer.default_config(DataInfo("swiss-roll", "vector", (2,)))
+    # the toys keep their appendix setup on any device
+    toy = resolve("walkback", DataInfo("swiss-roll", "vector", (2,)), "cpu")[1]
     assert toy.recipe == "appendix" and toy.lr == 1e-4

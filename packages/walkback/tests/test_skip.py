@@ -12,6 +12,7 @@ import torch
 from torch import distributions as D
 from wb_testdata import tiny_images, training_steps
 
+from gm.build import resolve
 from gm.data import DataInfo
 from gm_walkback import recipes, shared
 from gm_walkback.operators import GaussianMLP
@@ -133,12 +134,11 @@ def test_operator_starts_as_gs_chain_and_tmax_is_one_over_c():
 DEFAULT = {k: recipes.CPU_IMAGE[k] for k in ("skip", "noise")}  # the CPU image default's
 
 
-def test_the_cpu_image_default_is_the_full_skip_with_a_learned_gain(monkeypatch):
-    monkeypatch.setattr(shared, "cuda_available", lambda: False)
-    cfg = WalkbackTrainer.default_config(DataInfo("mnist", "image", (1, 28, 28)))
+def test_the_cpu_image_default_is_the_full_skip_with_a_learned_gain():
+    mnist = DataInfo("mnist", "image", (1, 28, 28))
+    cfg = resolve("walkback", mnist, "cpu")[1]
     assert (cfg.skip, cfg.noise, cfg.network, cfg.skip_c) == ("full", "learned", "mlp", 1 / 8)
-    monkeypatch.setattr(shared, "cuda_available", lambda: True)  # the paper's, on a GPU
-    cfg = WalkbackTrainer.default_config(DataInfo("mnist", "image", (1, 28, 28)))
+    cfg = resolve("walkback", mnist, "cuda")[1]  # the paper's, on a GPU (no GPU touched)
     assert (cfg.skip, cfg.noise, cfg.network) == ("none", "network", "conv")
 
 

@@ -4,8 +4,9 @@ each model needs through ``--set operator=unet``, and the device-dependent width
 import pytest
 import torch
 
+from gm.build import resolve
 from gm.data import DataInfo, load_dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 from gm.errors import GMError
 from gm.testing import TransitionOperatorContract
 from gm_walkback import ddpm, diffusion, operators, shared, walkback
@@ -98,9 +99,7 @@ def test_operator_unet_builds_and_trains_for_every_model(model, reverse):
     (mean, variance) and ddpm's reverse (x0, v) around the UNet; one step changes it."""
     data = load_dataset("wb-tiny-images")
     extra = {"tmax": 4.0, "n_max": 0} if model == "walkback" else {"diffusion_steps": 5}
-    cls, cfg = build_config(
-        model, data.info, overrides={"operator": "unet", "batch_size": 8, **extra}
-    )
+    cls, cfg = resolve(model, data.info, overrides={"operator": "unet", "batch_size": 8, **extra})
     seed_everything(0)
     trainer = cls(cfg, data.info, "cpu")
     op = trainer.operator if model == "walkback" else trainer.model
@@ -126,7 +125,7 @@ def test_the_papers_mlp_width_is_one_setting():
     """--set hidden=1200 (appendix E.1's width) for walkback's MLP operator, NET and ddpm."""
     info = DataInfo("t", "vector", (2,))
     for model in ("walkback", "diffusion", "ddpm"):
-        cls, cfg = build_config(model, info, overrides={"hidden": 1200, "depth": 2})
+        cls, cfg = resolve(model, info, overrides={"hidden": 1200, "depth": 2})
         trainer = cls(cfg, info, "cpu")
         op = trainer.operator if model == "walkback" else trainer.model
         assert [lin.out_features for lin in op.net.linears] == [1200, 1200], model

@@ -8,16 +8,18 @@ import pytest
 import torch
 from wb_testdata import training_steps
 
-from gm import checkpoint
+from gm import train
+from gm.build import resolve
 from gm.data import DataInfo, Dataset, load_dataset
-from gm.engine import build_config, seed_everything, train
+from gm.engine import seed_everything
+from gm.run import Run
 from gm_walkback import chains, schedules
 from gm_walkback.networks import StepNorm
 
 
 def toy_trainer(seed=0, **overrides):
     data = load_dataset("swiss-roll", options={"n": 1024})
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "walkback",
         data.info,
         overrides={
@@ -96,7 +98,7 @@ def test_clamp_holds_at_every_step_of_both_chains():
 
 def test_inpaint_returns_known_pixels_exactly_as_given():
     data = load_dataset("wb-tiny-images")
-    cls, cfg = build_config("walkback", data.info, overrides={"hidden": 16, "tmax": 8.0})
+    cls, cfg = resolve("walkback", data.info, overrides={"hidden": 16, "tmax": 8.0})
     seed_everything(0)
     trainer = cls(cfg, data.info, "cpu")
     trainer.train(False)
@@ -114,7 +116,7 @@ def test_forward_sampling_pass_leaves_batch_norm_running_stats_alone():
     """Only the trained walk-back pass updates them (once per walk step), not the no-grad
     forward draw: with K steps the running stats move K times, not 2K times."""
     data = load_dataset("wb-tiny-images")
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "walkback",
         data.info,
         overrides={"hidden": 16, "tmax": 8.0, "n_max": 0, "per_step_norm": False},
@@ -152,15 +154,18 @@ def test_validation_keeps_the_best_weights(tmp_path):
         "swiss-roll",
         steps=6,
         out=tmp_path / "run",
-        overrides={"hidden": 16, "validate_every": 2, "validate_examples": 64, "walk_steps": 4},
+        hidden=16,
+        validate_every=2,
+        validate_examples=64,
+        walk_steps=4,
         device="cpu",
         progress=False,
-    )
+    ).path
     rows = [json.loads(ln) for ln in (run / "validation.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6]
     best = max(r["validation_bound"] for r in rows)
     assert rows[-1]["best_validation_bound"] == best
-    trainer = checkpoint.load(run / "best")  # a loadable run folder
+    trainer = Run.open(run / "best").trainer  # a loadable run folder
     assert torch.isfinite(trainer.sample(8, trainer.SampleOptions())).all()  # weights only
 
 
@@ -195,7 +200,7 @@ def test_mean_generation_is_the_last_steps_mean_at_its_level_and_temperature():
     """generate(mean=True): draws through all but the last step, then that step's mean (a
     Bernoulli operator with per-step parameters, so level and temperature both matter)."""
     info = DataInfo("bin8", "image", (1, 8, 8), meta={"binary": True})
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "walkback", info, overrides={"hidden": 16, "tmax": 16.0, "per_step_norm": True}
     )
     seed_everything(0)

@@ -4,13 +4,14 @@ import pytest
 import torch
 from wb_testdata import training_steps
 
+from gm.build import resolve
 from gm.data import load_dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
 
 
 def make_trainer(dataset="swiss-roll", **overrides):
     data = load_dataset(dataset, options={"n": 512})
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "walkback",
         data.info,
         overrides={
@@ -72,7 +73,7 @@ def test_walkback_learns_an_attractor_around_the_data():
     g = torch.Generator().manual_seed(0)
     x = 3 + 0.05 * torch.randn(2048, 1, generator=g)
     data = Dataset(DataInfo("point", "vector", (1,)), {"train": x})
-    cls, cfg = build_config(
+    cls, cfg = resolve(
         "walkback",
         data.info,
         overrides={"hidden": 64, "batch_size": 128, "lr": 1e-3, "tmax": 64.0, "n_max": 2},

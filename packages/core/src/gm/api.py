@@ -1,6 +1,7 @@
 """The Python API: ``gm.train``, ``gm.load``, ``Model.sample`` and ``Model.evaluate``.
 
-A thin layer over the engine and run folders, the same path the CLI takes, so a run made
+``gm.train`` is the one way to train (``gm train`` calls it) and ``gm.load`` (over
+:meth:`Run.open`) the one way to load: a thin layer over the engine and run folders, so a run made
 here is a run folder like any other (``gm sample RUN`` works on it, and the reverse).
 :class:`Run` (:mod:`gm.run`) is a run folder; :class:`Model` is a loaded, trained model. Documented on
 one page: docs/python-api.md.
@@ -148,40 +149,51 @@ def as_dataset(data: Any, *, name: str = "tensor", split: str = "train") -> Any:
 
 def train(
     model: str,
-    data: Any,
+    data: Any = None,
     *,
     steps: int | None = None,
     out: str | os.PathLike | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = True,
     report_to: tuple[str, ...] = (),
     data_options: dict[str, Any] | None = None,
     max_time: float | str | None = None,
+    config_file: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    data_dir: str | None = None,
+    _source: str = "",
     **config: Any,
 ) -> Run:
     """Train ``model`` (a name from ``gm list-models``) on ``data`` (a dataset name, a
     ``images:DIR``-style source, a :class:`gm.data.Dataset`, a tensor or a dict of split
-    tensors); ``config`` keys override the model's config (``lr=1e-3``). ``max_time``
-    (seconds, or ``"10m"``, ``"1h30m"``) stops at the first step boundary after that much
-    training, with that step saved. Returns the run."""
-    from gm import describe, engine, plugins
-    from gm.run import TrainRequest
+    tensors); ``config`` keys override the model's config (``lr=1e-3``), after those of
+    ``config_file`` (TOML). ``max_time`` (seconds, or ``"10m"``, ``"1h30m"``) stops at the
+    first step boundary after that much training, with that step saved. ``resume`` (with
+    ``data`` None) continues that run with its own config, data and seed; only ``steps``
+    may change. ``seed`` defaults to 0. Returns the run. ``gm train`` calls this, so both
+    check a request the same way (:func:`gm.request.check`) before anything is built."""
+    from gm.request import TrainRequest, check
 
-    spec = plugins.get("models", model)
-    describe.check_keys(spec, config, source=f"gm.train({model!r}, ...)")
-    dataset = data if isinstance(data, str) else as_dataset(data)
+    dataset = data if data is None or isinstance(data, str) else as_dataset(data)
     request = TrainRequest(
         model,
         dataset,
         steps=steps,
         out=None if out is None else Path(out),
         overrides=config,
+        config_file=None if config_file is None else os.fspath(config_file),
         device=device,
         seed=seed,
+        resume=None if resume is None else Path(resume),
+        data_dir=data_dir,
         data_options=data_options or {},
         progress=progress,
         report_to=tuple(report_to),
         max_time=max_time,
+        source=_source or f"gm.train({model!r}, ...)",  # the CLI: "--set"
     )
-    return Run(engine.execute(request))
+    request = check(request)  # the config keys before torch is imported
+    from gm import engine
+
+    return Run(engine._execute(request))

@@ -34,9 +34,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 import gm
-from gm import compat, hub, plugins
 from gm import config as configs
-from gm.data import DataInfo
+from gm import hub, plugins
 from gm.errors import GMError, GMWarning
 from gm.trainer import Trainer
 
@@ -342,61 +341,6 @@ def _check_record(path: Path, record: Any) -> dict[str, Any]:
     return record
 
 
-# A distribution name as PyPI spells it: what a tampered record may put in an install hint.
-_DIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-def model_spec(record: dict[str, Any]):
-    """The registered model that made a run, or one line saying which plugin to install."""
-    name = record["gm_model"]
-    try:
-        return plugins.get("models", name)
-    except GMError:
-        dist = str(record.get("plugin") or "")  # the distribution the run itself recorded
-        if not _DIST_NAME.fullmatch(dist):
-            dist = "the plugin that provides it"
-        raise GMError(
-            f"this run was made by model {name!r}, which is not installed; pip install {dist}."
-        ) from None
-
-
-def build(
-    record: dict[str, Any], device: torch.device | str = "cpu", *, run: Path | None = None
-) -> Trainer:
-    """A freshly initialised trainer for a run record (no weights loaded). With the ``run``
-    folder, the weights file's header is first compared with the shapes of the trainer
-    built on the meta device (no memory), so a config edited to a huge size is one line,
-    never a huge allocation."""
-    name = record["gm_model"]
-    spec = model_spec(record)
-    compat.check_record(record, f"the {name!r} run")
-    cls = plugins.load(spec)
-    config = configs.from_dict(cls.Config, record["config"], source=f"{CONFIG} of the run")
-    info = DataInfo.from_json(record["data"])
-    if run is not None and has_checkpoint(run):
-        try:  # the RNG as it was: the real build draws the same initial weights
-            with torch.random.fork_rng(devices=[]), torch.device("meta"):
-                shell = cls(config, info, torch.device("meta"))
-            shapes = {k: tuple(v.shape) for k, v in _weights(shell).items()}
-        except Exception:  # noqa: BLE001 - a trainer that cannot be built on meta: load checks
-            shapes = None
-        if shapes is not None:
-            _header(_newest_copy(Path(run), WEIGHTS), shapes)
-    return make_trainer(cls, config, info, device)
-
-
-def make_trainer(cls, config, info: DataInfo, device) -> Trainer:
-    """``cls(config, info, device)``, with a config the model cannot use as one line."""
-    try:
-        return cls(config, info, device)
-    except (ValueError, RuntimeError, OverflowError, MemoryError) as err:
-        raise GMError(
-            f"model {cls.name!r} cannot be built with this config "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            "check the --set values."
-        ) from None
-
-
 # --- reading checkpoint files ---------------------------------------------------------
 def _bad_file(path: Path, err: object) -> GMError:
     return GMError(
@@ -489,6 +433,17 @@ def _check_layout(path, keys, shapes, expected) -> None:
         )
 
 
+def shapes(trainer: Trainer) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor the trainer saves, by its name in the weights file."""
+    return {k: tuple(v.shape) for k, v in _weights(trainer).items()}
+
+
+def check_weights(run: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a run whose weights file does not hold exactly ``expected`` (name -> shape),
+    reading only its header."""
+    _header(_newest_copy(Path(run), WEIGHTS), expected)
+
+
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {
         f"{m}.{k}": v for m, mod in trainer.modules().items() for k, v in mod.state_dict().items()
@@ -497,7 +452,7 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 def save_weights(folder: Path, trainer: Trainer, step: int) -> None:
     """Weights only, into ``folder`` beside a copy of its parent run's config.json, so that
-    :func:`load` reads it as a run (a trainer's best-so-far checkpoint under validation)."""
+    :meth:`gm.run.Run.open` reads it as a run (a trainer's best-so-far checkpoint under validation)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     record = _own_record(folder.parent)
@@ -539,14 +494,6 @@ def _int(value: Any, path: Path) -> int:
         raise GMError(
             f"{path} has no valid step in its metadata; it is not a gm checkpoint."
         ) from None
-
-
-def load(run: str | Path, device: torch.device | str = "cpu") -> Trainer:
-    """The trained model of a run folder (or Hub repo), ready to sample or evaluate: the
-    trainer of :meth:`gm.run.Run.open`."""
-    from gm.run import Run
-
-    return Run.open(run, device).trainer
 
 
 # --- resume state: optimisers and every rank's RNG --------------------------------------

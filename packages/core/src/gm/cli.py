@@ -165,6 +165,8 @@ def cmd_list_models(
                     "summary": spec.summary,
                     "modalities": list(spec.modalities),
                     "datasets": describe.datasets_for(spec),
+                    "recipes": spec.recipes,
+                    "recipe": spec.recipe,
                     **{
                         key: [vars(f) for f in schema.model_fields(spec, attr)]
                         for key, attr in (
@@ -430,98 +432,36 @@ def _train_command(spec) -> Any:
     ) -> None:
         from gm import config as configs
 
-        # every argument is checked before torch is imported or anything is built
+        # every argument is checked (gm.request.check) before anything is built, the keys
+        # before torch is imported
         set_threads(threads)
-        seconds = None if max_time is None else configs.parse_duration(max_time)
-        if steps is not None:
-            configs.check_values(
-                configs.TrainConfig, {"steps": steps}, source="--steps", what="option"
-            )
         # Unknown --key value options are config overrides too: --mask X is --set mask=X.
-        overrides = {**extra_options(ctx.args), **configs.parse_assignments(set_)}
-        from gm import describe  # keys checked here, before torch is imported
-
-        describe.check_keys(spec, overrides, source="--set")
-        for name in report_to:
-            plugins.get("loggers", name)
-        if config:
-            describe.check_keys(spec, configs.read_toml(config), source=str(config))
-        data_options = configs.parse_assignments(data_option, source="--data-option")
-        if resume is None and dataset is None:
-            raise GMError(
-                f"gm train {spec.name} needs --dataset NAME (see gm list-datasets), "
-                "or --resume RUN to continue a run."
-            )
-        if resume is not None:
-            from gm.run import Run
-
-            given = [
-                name
-                for name, value in (
-                    ("--dataset", dataset),
-                    ("--seed", seed),
-                    ("--data-option", data_option),
-                    ("--out", out),
-                )
-                if value not in (None, [])
-            ]
-            if given:
-                raise GMError(
-                    f"--resume continues {resume} with its own dataset, seed and folder; "
-                    f"drop {', '.join(given)} (only --steps may change)."
-                )
-            made_by = Run.read(resume).model
-            if made_by != spec.name:
-                raise GMError(
-                    f"{resume} is a {made_by!r} run; resume it with gm train {made_by} --resume {resume}."
-                )
-        if spec.modalities and dataset is not None:
-            kind = plugins.get(
-                "datasets", dataset.partition(":")[0] if ":" in dataset else dataset
-            ).modality
-            if kind not in spec.modalities:
-                raise GMError(
-                    f"model {spec.name!r} trains on {'/'.join(spec.modalities)} data; "
-                    f"dataset {dataset!r} is {kind} data."
-                )
+        overrides: dict[str, Any] = {**extra_options(ctx.args), **configs.parse_assignments(set_)}
+        if "steps" in overrides:  # --set steps=N is --steps N (which wins if both are given)
+            given = overrides.pop("steps")
+            steps = steps if steps is not None else given
+        args: dict[str, Any] = {
+            "steps": steps,
+            "out": out,
+            "device": device,
+            "seed": seed,
+            "resume": resume,
+            "data_dir": data_dir,
+            "data_options": configs.parse_assignments(data_option, source="--data-option"),
+            "report_to": tuple(report_to),
+            "max_time": max_time,
+            "config_file": None if config is None else str(config),
+        }
         if show_config:
-            from gm.data import load_dataset
-            from gm.engine import build_config
+            from gm import build
+            from gm.request import TrainRequest, check
 
-            if dataset is None:
-                raise GMError("--show-config needs --dataset NAME: the config depends on the data.")
-            info = load_dataset(dataset, data_dir, data_options).info
-            print(
-                configs.dumps(
-                    build_config(
-                        spec.name,
-                        info,
-                        overrides=overrides,
-                        config_file=str(config) if config else None,
-                    )[1]
-                )
-            )
+            request = check(TrainRequest(spec.name, dataset, overrides=overrides, **args))
+            print(configs.dumps(build.show_config(request)))
             return
-        from gm.engine import execute
-        from gm.run import TrainRequest
+        from gm import api
 
-        run = execute(
-            TrainRequest(
-                spec.name,
-                dataset or "",
-                steps=steps,
-                out=out,
-                overrides=overrides,
-                config_file=None if config is None else str(config),
-                device=device,
-                seed=0 if seed is None else seed,
-                resume=resume,
-                data_dir=data_dir,
-                data_options=data_options,
-                report_to=tuple(report_to),
-                max_time=seconds,
-            )
-        )
+        run = api.train(spec.name, dataset, _source="--set", **args, **overrides)
         from gm import distributed
 
         if int(os.environ.get("RANK", "0")) == 0 and not distributed.current().distributed:
@@ -566,7 +506,7 @@ def cmd_sample(
     if not as_text:
         _check_output(out)
     with show.enabled():
-        trainer = opened.load_trainer(distributed.choose_device(device)).trainer
+        trainer = Run.open(opened, distributed.choose_device(device)).trainer
     most = max(1, min(MAX_SAMPLES, MAX_VALUES // max(1, math.prod(trainer.info.shape))))
     if n > most:
         raise GMError(
@@ -604,10 +544,10 @@ def cmd_sample(
 
 def _sample_form(run) -> str:
     """The model's own form of its samples ("text" or "picture"; see Trainer.sample_form)."""
-    from gm import checkpoint
+    from gm import build
     from gm.data import DataInfo
 
-    cls = plugins.load(checkpoint.model_spec(run.record))
+    cls = plugins.load(build.model_spec(run.model, str(run.record.get("plugin") or "")))
     return cls.sample_form(DataInfo.from_json(run.record["data"]))
 
 
@@ -668,7 +608,7 @@ def cmd_evaluate(
     opened = Run.read(run)
     record = opened.record
     set_threads(threads)
-    trainer = opened.load_trainer(distributed.choose_device(device)).trainer
+    trainer = Run.open(opened, distributed.choose_device(device)).trainer
     options = configs.override(
         trainer.EvaluateOptions(),
         extra_options(ctx.args),

@@ -70,6 +70,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     sample_every: int = 0  # write a sample picture every N steps (0: only at the end)
+    recipe: str = ""  # a named set of defaults the model registers ('': none; gm list-models MODEL)
 
     BOUNDS: ClassVar[dict[str, Range]] = {
         "steps": Range(1, 10**12),  # more is a typo (1e30), not a plan

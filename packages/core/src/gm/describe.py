@@ -72,6 +72,31 @@ def datasets_for(spec: Any) -> list[str]:
     ]
 
 
+def recipe_lines(spec: Any) -> list[str]:
+    """The model's recipes, one line each, the one it selects marked."""
+    if not spec.recipes:
+        return []
+    lines = ["recipes (--set recipe=NAME; --show-config shows the result):"]
+    for name, found in spec.recipes.items():
+        mark = " [this model's]" if name == spec.recipe else ""
+        if isinstance(found, str):  # a function of (info, device): its docstring says what
+            what = f"{_summary(found)} (for the data and the device: {found})"
+        else:
+            what = ", ".join(f"{k}={v!r}" for k, v in found.items()) or "sets nothing"
+        lines.append(f"  {name}{mark}: {what}")
+    return lines
+
+
+def _summary(target: str) -> str:
+    from gm.specs import resolve
+
+    try:
+        doc = resolve(target).__doc__ or ""
+    except Exception:  # noqa: BLE001 - a broken plugin must not break the listing
+        return "?"
+    return " ".join(doc.strip().split(".")[0].split())
+
+
 def print_model(spec: Any) -> None:
     """``gm list-models NAME``: what the model is, the data it takes and all its options."""
     console = _console()
@@ -79,8 +104,8 @@ def print_model(spec: Any) -> None:
     console.print(f"plugin: {spec.plugin}   trainer: {spec.trainer or '-'}")
     kinds = ", ".join(spec.modalities) if spec.modalities else "any"
     console.print(f"data: {kinds} ({', '.join(datasets_for(spec))})", overflow="fold")
-    if spec.defaults:
-        console.print(f"recipe: {', '.join(f'{k}={v!r}' for k, v in spec.defaults.items())}")
+    for line in recipe_lines(spec):
+        console.print(line, overflow="fold", markup=False)
     console.print(fields_table(schema.model_fields(spec), "config (gm train --set key=value)"))
     for attr, verb in (("SampleOptions", "gm sample"), ("EvaluateOptions", "gm evaluate")):
         fields = schema.model_fields(spec, attr)

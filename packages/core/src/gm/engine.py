@@ -13,14 +13,14 @@ disk or a lost peer stop the run (exit 1) with the last complete checkpoint inta
 that fails before its first checkpoint removes what it wrote, so the same ``--out`` works
 again; sample pictures that cannot be drawn are warnings, never a failed run.
 
-:func:`execute` carries out a :class:`~gm.run.TrainRequest` (what ``gm train`` and
-``gm.train`` build); :class:`_TrainingLoop` is the loop, one small method per thing it does.
+:func:`_execute` carries out a checked :class:`~gm.request.TrainRequest` (what ``gm train``
+and ``gm.train`` build; ``gm.train`` is the one way in); :mod:`gm.build` makes its config
+and trainer; :class:`_TrainingLoop` is the loop, one small method per thing it does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import random
@@ -29,19 +29,19 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gm import checkpoint, distributed, fastpath, pictures, plugins
+from gm import build, checkpoint, distributed, fastpath, pictures, plugins
 from gm import config as configs
 from gm import progress as show
 from gm.data import Dataset, load_dataset
 from gm.errors import GMError, GMWarning, Interrupted, TrainingStopped, raise_interrupted
-from gm.run import Run, TrainRequest
+from gm.request import TrainRequest
+from gm.run import Run
 from gm.trainer import Trainer
 
 
@@ -59,18 +59,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
-def build_config(
-    model: str, info, *, overrides: Mapping[str, Any] | None = None, config_file: str | None = None
-):
-    spec = plugins.get("models", model)
-    cls: type[Trainer] = plugins.load(spec)
-    cfg = cls.default_config(info)
-    cfg = configs.override(cfg, spec.defaults, source=f"model {model!r} defaults")
-    if config_file:
-        cfg = configs.override(cfg, configs.read_toml(config_file), source=str(config_file))
-    return cls, configs.override(cfg, dict(overrides or {}), source="--set")
-
-
 def _default_out(model: str, dataset: str) -> Path:
     stem = f"{model}-{dataset.replace(':', '-').replace('/', '-').strip('-.')}"
     n = 1
@@ -79,50 +67,9 @@ def _default_out(model: str, dataset: str) -> Path:
     return Path("runs") / f"{stem}-{n}"
 
 
-def train(
-    model: str,
-    dataset: str | Dataset,
-    *,
-    steps: int | None = None,
-    out: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    config_file: str | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    resume: str | Path | None = None,
-    data_dir: str | None = None,
-    data_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    report_to: tuple[str, ...] = (),
-    max_time: float | str | None = None,
-) -> Path:
-    """Train ``model`` on ``dataset`` (a registered name, ``images:DIR``, ... or a
-    :class:`~gm.data.Dataset`), or continue the run in ``resume``; returns the run folder.
-    ``report_to`` names loggers (``"tensorboard"``) that get every metrics row; ``max_time``
-    (seconds or ``"1h30m"``) stops training at the first step boundary after that long.
-    The same as ``execute(TrainRequest(model, dataset, ...))``."""
-    return execute(
-        TrainRequest(
-            model,
-            dataset,
-            steps=steps,
-            out=None if out is None else Path(out),
-            overrides=dict(overrides or {}),
-            config_file=config_file,
-            device=device,
-            seed=seed,
-            resume=None if resume is None else Path(resume),
-            data_dir=data_dir,
-            data_options=dict(data_options or {}),
-            progress=progress,
-            report_to=tuple(report_to),
-            max_time=max_time,
-        )
-    )
-
-
-def execute(request: TrainRequest) -> Path:
-    """Carry out one training request (every rank under torchrun); returns the run folder."""
+def _execute(request: TrainRequest) -> Path:
+    """Carry out one checked training request (:func:`gm.request.check`; every rank under
+    torchrun); returns the run folder. ``gm.train`` is the way in."""
     world, device = distributed.setup(request.device)
     try:
         with show.enabled(request.progress and world.is_main):
@@ -244,43 +191,9 @@ def _claim(folder: Path, fresh: bool, start: int, world) -> checkpoint.RunLock |
     return lock
 
 
-def _resolved(request: TrainRequest) -> tuple[TrainRequest, dict[str, Any] | None]:
-    """A resume's request with the run's own model, dataset, seed and data options, and the
-    run's record; a fresh request as it is (and no record)."""
-    if request.resume is None:
-        return request, None
-    record = checkpoint.read_record(request.resume)
-    if request.overrides or request.config_file:
-        raise GMError(
-            "--resume continues a run with its own config; drop --set/--config "
-            "(only --steps may change)."
-        )
-    own = {
-        "model": record["gm_model"],
-        "dataset": record["dataset"],
-        "seed": record["seed"],
-        "data_options": record.get("data_options", {}),
-    }
-    return dataclasses.replace(request, **own), record
-
-
-def _check_values(request: TrainRequest) -> None:
-    """Every config value of the request (``--config``, ``--set``, ``--steps``) checked
-    against the model's config class before any data is loaded or any model built."""
-    cls: type[Trainer] = plugins.load(plugins.get("models", request.model))
-    listed = f"gm train {request.model} --help"
-    if request.config_file:
-        toml = configs.read_toml(request.config_file)
-        configs.check_values(cls.Config, toml, source=request.config_file, listed=listed)
-    configs.check_values(cls.Config, request.overrides, listed=listed)
-    if request.steps is not None:
-        configs.check_values(cls.Config, {"steps": request.steps}, source="--steps", what="option")
-
-
 def _new_folder(request: TrainRequest, world) -> tuple[Path, bool]:
     """The checked ``--out`` of a fresh run (the same on every rank); True if it must be made."""
-    name = request.dataset.info.name if isinstance(request.dataset, Dataset) else request.dataset
-    folder = request.out or _default_out(request.model, name)
+    folder = request.out or _default_out(request.model, request.dataset_name)
     if world.distributed:
         holder = [str(folder)]
         torch.distributed.broadcast_object_list(holder, src=0)
@@ -288,23 +201,16 @@ def _new_folder(request: TrainRequest, world) -> tuple[Path, bool]:
     return folder, check_out(folder)
 
 
-def _build_trainer(request: TrainRequest, record, info, device, world) -> Trainer:
+def _build_trainer(request: TrainRequest, info, device, world) -> Trainer:
     """The run's trainer with its first weights (the same on every rank), then per-rank noise."""
     show.status(f"building {request.model} ({info.modality} data, shape {tuple(info.shape)})")
-    seed_everything(request.seed)  # the same initial weights on every rank
-    if record is not None:
-        trainer = checkpoint.build(record, device, run=request.resume)
-    else:
-        cls, cfg = build_config(
-            request.model, info, overrides=request.overrides, config_file=request.config_file
-        )
-        trainer = checkpoint.make_trainer(cls, cfg, info, device)
-    if request.steps is not None:
-        trainer.config = configs.override(
-            trainer.config, {"steps": request.steps}, source="--steps"
-        )
+    seed = request.seed or 0  # a checked request has its seed (gm.request.check)
+    seed_everything(seed)  # the same initial weights on every rank
+    cls: type[Trainer] = plugins.load(plugins.get("models", request.model))
+    cfg = build.config_for(request, info, device)
+    trainer = build.trainer(cls, cfg, info, device, weights=request.resume)
     distributed.sync_modules(trainer.modules())
-    seed_everything(request.seed + 7919 * world.rank)  # independent noise per rank
+    seed_everything(seed + 7919 * world.rank)  # independent noise per rank
     return trainer
 
 
@@ -312,37 +218,34 @@ def _prepare(request: TrainRequest, world, device) -> tuple[Run, Any, int, bool]
     """Check the whole request, writing nothing: the run (record, trainer, data on the
     device), its batches from the step it starts at, that step, and whether ``--out``
     must be made."""
-    request, record = _resolved(request)
-    _check_values(request)
-    if record is None:
+    record = None if request.resume is None else checkpoint.read_record(request.resume)
+    if request.resume is None:
         folder, must_make = _new_folder(request, world)
     else:
-        assert request.resume is not None  # a record comes only from --resume
         folder, must_make = Path(request.resume), False
     if isinstance(request.dataset, Dataset):  # in-memory data from the Python API
         data: Dataset = request.dataset
     else:
         show.status(f"loading dataset {request.dataset}")
         data = load_dataset(request.dataset, request.data_dir, request.data_options)
-    trainer = _build_trainer(request, record, data.info, device, world)
+    trainer = _build_trainer(request, data.info, device, world)
     cfg = trainer.config
     start = 0
     if record is not None and checkpoint.has_checkpoint(folder):
         start = checkpoint.load_state(folder, trainer, rank=world.rank, world_size=world.size)
-        if start >= cfg.steps:
-            raise GMError(
-                f"{folder} is already at step {start}; give --steps above {start} to train further."
-            )
     if record is None:
-        name = request.dataset if isinstance(request.dataset, str) else data.info.name
         record = checkpoint.run_record(
-            request.model, name, trainer, seed=request.seed, data_options=request.data_options
+            request.model,
+            request.dataset_name,
+            trainer,
+            seed=request.seed or 0,
+            data_options=request.data_options,
         )
     else:  # the run's own record; only --steps may have changed
         record = {**record, "config": configs.to_dict(cfg)}
     data = data.to(device)  # one in-memory tensor per split, on the device
     batches = data.batches(
-        "train", cfg.batch_size, seed=request.seed, start_step=start, rank=world.rank,
+        "train", cfg.batch_size, seed=request.seed or 0, start_step=start, rank=world.rank,
         world=world.size,
     )  # fmt: skip
     first = next(batches)  # checks the batch size against the data before anything is written
@@ -511,7 +414,7 @@ class _TrainingLoop:
                         self.bar.goto(self.step)  # host-side only: no device sync
                     if _every(self.step, cfg.checkpoint_every) or self.step == cfg.steps:
                         self.save()
-                    if _every(self.step, getattr(cfg, "validate_every", 0)):
+                    if _every(self.step, self.trainer.validate_every):
                         self.validate()
                     if _every(self.step, cfg.sample_every):
                         self.write_samples(f"samples-{self.step:07d}.png")
@@ -611,12 +514,13 @@ class _TrainingLoop:
         self.last_saved = self.step
 
     def validate(self) -> None:
-        """A trainer with ``validate_every`` measures itself (rank 0; validation.jsonl)."""
+        """The trainer measures itself every ``validate_every`` steps (rank 0; one row of
+        validation.jsonl)."""
         if not self.world.is_main:
             return
         self.trainer.train(False)
         try:
-            row = {"step": self.step, **self.trainer.validate(self.data, self.run.path, self.step)}  # type: ignore[attr-defined]
+            row = {"step": self.step, **self.trainer.validate(self.data, self.run.path, self.step)}
             with (self.run.path / "validation.jsonl").open("a") as f:
                 f.write(json.dumps(row) + "\n")
         except checkpoint.WRITE_ERRORS as err:

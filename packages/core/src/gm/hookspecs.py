@@ -37,7 +37,8 @@ hookspec = pluggy.HookspecMarker("gm")
 
 @hookspec
 def gm_models() -> Iterable[ModelSpec]:
-    """Named recipes shown by ``gm list-models`` and trained by ``gm train NAME``.
+    """Models (a registered trainer and its recipes) shown by ``gm list-models`` and
+    trained by ``gm train NAME``.
 
     Example::
 

@@ -47,7 +47,7 @@ KINDS = {
 
 
 # The record type of each kind, read from its hook's return annotation (one place).
-RECORDS: dict[str, type[Spec]] = {
+RECORDS: dict[str, type[Spec] | type[ModelSpec]] = {
     kind: typing.get_args(typing.get_type_hints(getattr(hookspecs, hook))["return"])[0]
     for kind, hook in KINDS.items()
 }
@@ -193,22 +193,24 @@ def plugins() -> list[PluginInfo]:
     return out
 
 
-def _is_record(item: Any, cls: type[Spec]) -> bool:
+def _is_record(item: Any, cls: type[Spec] | type[ModelSpec]) -> bool:
     return (
         isinstance(item, cls)
         and isinstance(item.name, str)
         and item.name.strip() == item.name != ""
-        and isinstance(item.target, str)
         and isinstance(item.summary, str)
-        and (":" in item.target or isinstance(item, _UNLOADED))
-        and (not isinstance(item, ModelSpec) or _is_model(item))
+        and (_is_model(item) if isinstance(item, ModelSpec) else _is_lazy(item))
         and (not isinstance(item, FastPathSpec) or _is_names(item.devices))
         and (not isinstance(item, CapabilitySpec) or isinstance(item.lacks, str))
     )
 
 
-# Records with nothing to import: a model names a registered trainer, the others are data.
-_UNLOADED = (ModelSpec, FastPathSpec, CapabilitySpec)
+# Records with nothing to import (data only); a model names a registered trainer.
+_UNLOADED = (FastPathSpec, CapabilitySpec)
+
+
+def _is_lazy(item: Spec) -> bool:
+    return isinstance(item, _UNLOADED) or (isinstance(item.target, str) and ":" in item.target)
 
 
 def _is_names(items: Any) -> bool:
@@ -219,7 +221,10 @@ def _is_model(item: ModelSpec) -> bool:
     return (
         isinstance(item.trainer, str)
         and item.trainer != ""
-        and isinstance(item.defaults, dict)
+        and isinstance(item.recipes, dict)
+        and all(isinstance(v, (dict, str)) for v in item.recipes.values())
+        and isinstance(item.recipe, str)
+        and (item.recipe == "" or item.recipe in item.recipes)
         and _is_names(item.capabilities)
         and set(item.capabilities) <= set(capabilities())
     )
@@ -238,7 +243,7 @@ def registry(kind: str) -> dict[str, Any]:
     hook_name = KINDS[kind]
     hook = getattr(pm.hook, hook_name)
     record = RECORDS[kind]
-    found: dict[str, Spec] = {}
+    found: dict[str, Any] = {}
     # Call each implementation alone so every record is attributed to its distribution.
     for impl in reversed(hook.get_hookimpls()):
         name = impl.plugin_name
@@ -331,7 +336,7 @@ def component(kind: str, name: str) -> Any:
     return cls
 
 
-def load(spec: Spec) -> Any:
+def load(spec: Spec | ModelSpec) -> Any:
     """The object a record names, or one line saying which distribution is broken."""
     try:
         return spec.load()
@@ -340,7 +345,8 @@ def load(spec: Spec) -> Any:
             raise
         raise GMError(
             f"{spec.name!r} from {spec.plugin or 'a plugin'} cannot be loaded "
-            f"({spec.target}: {type(err).__name__}: {err}); reinstall {spec.plugin or 'it'}."
+            f"({getattr(spec, 'target', spec.name)}: {type(err).__name__}: {err}); "
+            f"reinstall {spec.plugin or 'it'}."
         ) from None
 
 

@@ -1,64 +1,24 @@
-"""A training request, and a run folder as one object that every verb opens the same way.
+"""A run folder as one object that every verb opens the same way.
 
-:class:`TrainRequest` is what ``gm train`` / ``gm.train`` ask for, built once by the CLI
-or the Python API and handed to :func:`gm.engine.execute`. :class:`Run` is a run folder:
-its record (``config.json``), its trainer (weights loaded), its dataset and its
-``metrics.jsonl``. ``Run.open(path, device=...)`` is the one way a verb (sample,
-evaluate, push, a plugin's inpaint or impute) reopens a trained run; the engine makes a
-fresh one or continues one. Torch and the checkpoint code are imported on first use, so
-``gm.Run`` stays cheap to import.
+:class:`Run` is a run folder: its record (``config.json``), its trainer (weights loaded),
+its dataset and its ``metrics.jsonl``. ``Run.open(path, device=...)`` is the one way to
+load a trained run (``gm.load`` wraps it; every verb -- sample, evaluate, push, a plugin's
+inpaint or impute -- uses it); the engine makes a fresh one or continues one. Torch and the
+checkpoint code are imported on first use, so ``gm.Run`` stays cheap to import.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gm import hub
-from gm.config import parse_duration
 from gm.errors import GMError
 
 METRICS = "metrics.jsonl"
 MAX_METRICS = 2**30  # a run logging a row a step for a million steps writes ~200 MB
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """Everything one training asks for. ``dataset`` is a name (``"swiss-roll"``,
-    ``"images:DIR"``) or an in-memory :class:`gm.data.Dataset`; with ``resume`` the run's
-    own model, dataset, seed and options apply and only ``steps`` may change."""
-
-    model: str
-    dataset: Any = ""
-    steps: int | None = None
-    out: Path | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-    config_file: str | None = None
-    device: str = "auto"
-    seed: int = 0
-    resume: Path | None = None
-    data_dir: str | None = None
-    data_options: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
-    report_to: tuple[str, ...] = ()
-    max_time: float | str | None = None  # seconds, or "90s" / "10m" / "1h30m"
-
-    def __post_init__(self) -> None:
-        # one normal form whoever built it (paths as Path, plain dicts and tuples)
-        fix = {
-            "out": None if self.out is None else Path(self.out),
-            "resume": None if self.resume is None else Path(self.resume),
-            "config_file": None if self.config_file is None else str(self.config_file),
-            "overrides": dict(self.overrides or {}),
-            "data_options": dict(self.data_options or {}),
-            "report_to": tuple(self.report_to or ()),
-            "max_time": None if self.max_time is None else parse_duration(self.max_time),
-        }
-        for name, value in fix.items():
-            object.__setattr__(self, name, value)
 
 
 class MetricsFile:
@@ -133,20 +93,18 @@ class Run:
 
     @classmethod
     def open(cls, path: str | os.PathLike, device: Any = "cpu") -> Run:
-        """A trained run, ready to sample or evaluate: its trainer built from the record on
-        ``device``, the weights loaded, in eval mode."""
-        return cls.read(path).load_trainer(device)
+        """A trained run, ready to sample or evaluate: its record read afresh, its trainer
+        built from it on ``device``, the last checkpoint's weights loaded, in eval mode
+        (``path`` may be a :class:`Run`, which is path-like)."""
+        from gm import build, checkpoint, progress
 
-    def load_trainer(self, device: Any = "cpu") -> Run:
-        """Build the trainer from the record and load the last checkpoint's weights."""
-        from gm import checkpoint, progress
-
-        progress.status(f"loading {self.path}")  # also ends a Hub download's "fetching" line
-        self.trainer = checkpoint.build(self.record, device, run=self.path)
-        checkpoint.load_weights(self.path, self.trainer)
-        self.trainer.train(False)
+        run = cls.read(path)
+        progress.status(f"loading {run.path}")  # also ends a Hub download's "fetching" line
+        run.trainer = build.from_record(run.record, device, run=run.path)
+        checkpoint.load_weights(run.path, run.trainer)
+        run.trainer.train(False)
         progress.settle()  # loaded: the line ends before the verb's own output
-        return self
+        return run
 
     # --- what it holds ------------------------------------------------------------------
     @property
@@ -188,9 +146,10 @@ class Run:
     @property
     def capabilities(self) -> tuple[str, ...]:
         """What the run's model does (its :class:`~gm.specs.ModelSpec` declares it)."""
-        from gm import checkpoint
+        from gm import build
 
-        checkpoint.model_spec(self.record)  # a model not installed: the plugin to install
+        # a model not installed: the plugin to install
+        build.model_spec(self.model, str(self.record.get("plugin") or ""))
         return model_capabilities(self.model)
 
     def require(self, capability: str) -> None:
@@ -199,14 +158,12 @@ class Run:
             raise GMError(lacks(self.model, capability))
 
     # --- as a path ----------------------------------------------------------------------
-    def load(self, device: str = "auto"):
-        """The trained model (:class:`gm.api.Model`) on ``device``."""
-        from gm import api
-
-        return api.load(self.path, device=device)
-
     def __fspath__(self) -> str:
         return str(self.path)
+
+    def __truediv__(self, name: str | os.PathLike) -> Path:
+        """A file of the run: ``run / "metrics.jsonl"``."""
+        return self.path / name
 
     def __str__(self) -> str:
         return str(self.path)

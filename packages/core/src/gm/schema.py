@@ -180,6 +180,14 @@ def _read(target: str, attr: str) -> tuple[Field, ...] | None:
     return None if fields is None else tuple(fields.values())
 
 
+def recipe_defaults(spec: Any) -> dict[str, Any]:
+    """The defaults a model's own recipe sets, where they do not depend on the data."""
+    if not isinstance(spec, ModelSpec) or not spec.recipe:
+        return {}
+    found = spec.recipes[spec.recipe]
+    return {"recipe": spec.recipe, **(found if isinstance(found, dict) else {})}
+
+
 def fields(spec: Any, attr: str = "Config") -> list[Field] | None:
     """The fields of a model's ``Config`` (with the recipe's defaults applied), its
     ``SampleOptions`` or its ``EvaluateOptions``; None when the source cannot be followed."""
@@ -189,7 +197,7 @@ def fields(spec: Any, attr: str = "Config") -> list[Field] | None:
         return None
     if found is None:
         return None
-    defaults = getattr(spec, "defaults", {}) if attr == "Config" else {}
+    defaults = recipe_defaults(spec) if attr == "Config" else {}
     return [
         dataclasses.replace(f, default=repr(defaults[f.name])) if f.name in defaults else f
         for f in found
@@ -211,7 +219,7 @@ def imported_fields(spec: Any, attr: str = "Config") -> list[Field]:
     """The same list from the imported class (imports torch): the fallback."""
     cls = getattr(spec.load(), attr)
     hints = __import__("typing").get_type_hints(cls)
-    defaults = getattr(spec, "defaults", {}) if attr == "Config" else {}
+    defaults = recipe_defaults(spec) if attr == "Config" else {}
     out = []
     for f in dataclasses.fields(cls):
         value = (

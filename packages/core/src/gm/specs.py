@@ -86,19 +86,32 @@ class FastPathSpec(Spec):
 
 
 @dataclass(frozen=True)
-class ModelSpec(Spec):
-    """A named recipe: a registered trainer plus config defaults.
+class ModelSpec:
+    """A model: a registered trainer, the data it trains on, what it can do, its recipes.
 
-    ``trainer`` is the name of a registered trainer (the ``gm_trainers`` hook), whose class
-    trains the model; ``target`` is unused (leave it empty). ``defaults`` override the
-    trainer's config defaults (``{"update": "jump"}`` turns gpsi-add into gpsi-jump);
+    ``trainer`` names a registered trainer (the ``gm_trainers`` hook), whose class trains
+    the model. ``recipes`` are named sets of config defaults, selected by the config field
+    ``recipe`` (``--set recipe=NAME``); ``recipe`` is the one this model selects unless told
+    otherwise ('' : the trainer's data-dependent default, or none). ``gpsi-jump`` is the
+    gpsi trainer with its recipe ``jump`` (``{"update": "jump"}``).
+
+    A recipe is a dict of defaults, or -- where the paper's recipe depends on the data's
+    shape and on the device, as walkback's appendix recipe does (a table's network per
+    dataset; a CPU setup without CUDA) -- the ``"module:attr"`` of a torch-free function
+    ``(info, device) -> dict`` of defaults. Either way it is one layer of :mod:`gm.build`'s
+    resolution, under ``--config`` and ``--set``, so a value the user gives always wins,
+    and ``--show-config`` shows its result. (A function rather than a dict per dataset
+    and device, because the paper's tables choose by shape, not by a list of names.)
     ``capabilities`` declares which of :data:`CAPABILITIES` and the registered
     :class:`CapabilitySpec` names the model supports.
     """
 
-    target: str = ""
+    name: str
+    summary: str = ""
+    plugin: str = ""  # filled in by the plugin manager: the distribution that provided it
     trainer: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
+    recipes: dict[str, dict[str, Any] | str] = field(default_factory=dict)
+    recipe: str = ""
     modalities: tuple[str, ...] = ()  # data modalities it trains on; () means any
     capabilities: tuple[str, ...] = ()
     # For model cards (gm push): the BibTeX of the paper the model implements, and one

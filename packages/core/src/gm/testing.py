@@ -26,9 +26,10 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_file, save_file
 
-from gm import checkpoint, plugins
+from gm import build, checkpoint, plugins
 from gm.data import Dataset, load_dataset
-from gm.engine import build_config, seed_everything
+from gm.engine import seed_everything
+from gm.run import Run
 
 
 def cuda_only(test: Any) -> Any:
@@ -109,11 +110,15 @@ class TrainerContract:
     data_options: ClassVar[dict[str, Any]] = {}
     steps: ClassVar[int] = 3
 
+    def _sets(self) -> dict[str, Any]:
+        """The config overrides of a short run (its ``steps`` are the test's own)."""
+        return {k: v for k, v in self.overrides.items() if k != "steps"}
+
     def make(self, seed: int = 0, device: str = "cpu"):
         data: Dataset = load_dataset(self.dataset, options=dict(self.data_options))
-        cls, cfg = build_config(self.model, data.info, overrides=self.overrides)
+        cls, cfg = build.resolve(self.model, data.info, overrides=self.overrides)
         seed_everything(seed)
-        return cls(cfg, data.info, device), data
+        return build.trainer(cls, cfg, data.info, device), data
 
     def run_steps(self, trainer, data: Dataset, seed: int = 0) -> list[dict[str, torch.Tensor]]:
         seed_everything(seed)
@@ -182,20 +187,20 @@ class TrainerContract:
                 assert torch.equal(v, results[1][n][k]), f"{n}.{k} differs between seeded runs"
 
     def test_checkpoint_round_trip(self, tmp_path):
-        from gm.engine import train
+        from gm import train
 
         run = train(
             self.model,
             self.dataset,
             steps=self.steps,
             out=tmp_path / "run",
-            overrides={**self.overrides, "log_every": 1},
+            **{**self._sets(), "log_every": 1},
             device="cpu",
             data_options=dict(self.data_options),
             progress=False,
-        )
+        ).path
         saved = load_file(str(run / checkpoint.WEIGHTS))
-        loaded = checkpoint.load(run)
+        loaded = Run.open(run).trainer
         for name, module in loaded.modules().items():
             for k, v in module.state_dict().items():
                 assert torch.equal(v, saved[f"{name}.{k}"])
@@ -205,18 +210,18 @@ class TrainerContract:
         """SIGINT (SIGTERM) in the middle of a step, after its first update (where it makes
         several, before the others; without updates, at the step's end): the run saves that
         whole step, exits 130 (143), and resumes bitwise equal to an uninterrupted run."""
-        from gm.engine import train
+        from gm import train
         from gm.errors import Interrupted
         from gm.trainer import Trainer
 
         kw = dict(
             steps=4,
-            overrides={**self.overrides, "log_every": 1, "checkpoint_every": 2},
+            **{**self._sets(), "log_every": 1, "checkpoint_every": 2},
             device="cpu",
             data_options=dict(self.data_options),
             progress=False,
         )
-        straight = train(self.model, self.dataset, out=tmp_path / "straight", **kw)
+        straight = train(self.model, self.dataset, out=tmp_path / "straight", **kw).path
         cls = type(self.make()[0])
         for sig, at in ((signal.SIGINT, 3), (signal.SIGTERM, 2)):
             run = tmp_path / f"run-{at}"
@@ -248,9 +253,11 @@ class TrainerContract:
 
             code, err = forked(child)
             assert code == 128 + sig, err
-            saved = checkpoint.build(checkpoint.read_record(run))
+            saved = build.from_record(checkpoint.read_record(run))
             assert checkpoint.load_state(run, saved) == at  # the whole step, none of the next
-            resumed = train(self.model, self.dataset, resume=run, **{**kw, "overrides": {}})
+            resumed = train(
+                self.model, None, resume=run, steps=4, device="cpu", progress=False
+            ).path
             want = load_file(str(straight / checkpoint.WEIGHTS))
             got = load_file(str(resumed / checkpoint.WEIGHTS))
             for name in want:

@@ -60,6 +60,16 @@ class Trainer:
         """The config defaults for this data (override to choose e.g. a conv net for images)."""
         return cls.Config()
 
+    @classmethod
+    def resolve_config(
+        cls, config: TrainConfig, info: DataInfo, device: torch.device
+    ) -> TrainConfig:
+        """The config with the choices it leaves to the device made (a width of 0 meaning
+        "the device's"). :mod:`gm.build` calls it after every override and before the
+        trainer is built, so ``--show-config`` and ``config.json`` show what trains;
+        ``__init__`` takes its config as it is. The default: no such choices."""
+        return config
+
     def modules(self) -> dict[str, nn.Module]:
         """Every module whose weights or buffers make up the model (saved by name)."""
         raise NotImplementedError
@@ -76,6 +86,16 @@ class Trainer:
 
     def evaluate(self, data: Dataset, split: str, options: Any) -> dict[str, float]:
         raise GMError(f"model {self.name!r} has no evaluation.")
+
+    @property
+    def validate_every(self) -> int:
+        """Every how many steps the engine calls :meth:`validate` (0: never, the default)."""
+        return 0
+
+    def validate(self, data: Dataset, run: Path, step: int) -> dict[str, float]:
+        """Measure the model during training (rank 0, every :attr:`validate_every` steps):
+        the metrics of one row of ``RUN/validation.jsonl``."""
+        return {}
 
     def metric_notes(self, metrics: dict[str, float]) -> dict[str, str]:
         """How some of ``evaluate``'s metrics were measured (estimator, sample size), shown

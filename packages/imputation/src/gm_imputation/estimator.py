@@ -25,7 +25,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from gm.engine import build_config
+from gm import build, plugins
 from gm.errors import GMError
 from gm_imputation import fit, mixed
 
@@ -199,8 +199,8 @@ class GMImputer(TransformerMixin, BaseEstimator):
         saved = state.pop("_trainer_state", None)
         self.__dict__.update(state)
         if saved is not None:
-            cls, _ = build_config(self.model, saved["info"])
-            trainer = cls(saved["config"], saved["info"], self.device)
+            cls = plugins.load(build.model_spec(self.model))
+            trainer = build.trainer(cls, saved["config"], saved["info"], self.device)
             for k, module in trainer.modules().items():
                 module.load_state_dict(saved["weights"][k])
             trainer.train(False)

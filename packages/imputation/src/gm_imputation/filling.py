@@ -136,7 +136,7 @@ def fill_with_run(
     input, out = Path(input), Path(out)
     opened = Run.read(run)  # the record first: a run that cannot impute is said at once
     opened.require("impute")
-    trainer = opened.load_trainer(distributed.choose_device(device)).trainer
+    trainer = Run.open(opened, distributed.choose_device(device)).trainer
     seed_everything(seed)
     fast = {"compile": compile, "cuda_graph": cuda_graph}
     if input.suffix.lower() in userdata.IMAGE_SUFFIXES:

@@ -45,30 +45,36 @@ def gm_trainers():
     ]
 
 
-# name, trainer, summary, config defaults: every model trains on vectors and images and
-# can sample, evaluate and impute
-_MODELS: tuple[tuple[str, str, str, dict[str, str]], ...] = (
-    ("gpsi-add", "gpsi", "GPSI, additive guess updates (6 steps)", {"update": "add"}),
-    ("gpsi-jump", "gpsi", "GPSI, jump guess updates (6 steps)", {"update": "jump"}),
-    ("lstm-add", "lstm-gpsi", "LSTM policies, additive updates (16 steps)", {"update": "add"}),
-    ("lstm-jump", "lstm-gpsi", "LSTM policies, jump updates (16 steps)", {"update": "jump"}),
+# Each trainer's recipes: the guess update of the paper's GPSI-add / GPSI-jump (section 3).
+_UPDATES = {"add": {"update": "add"}, "jump": {"update": "jump"}}
+
+# name, trainer, summary, recipes, the recipe it selects: every model trains on vectors
+# and images and can sample, evaluate and impute
+_MODELS: tuple[tuple[str, str, str, dict[str, dict[str, str]], str], ...] = (
+    ("gpsi-add", "gpsi", "GPSI, additive guess updates (6 steps)", _UPDATES, "add"),
+    ("gpsi-jump", "gpsi", "GPSI, jump guess updates (6 steps)", _UPDATES, "jump"),
+    ("lstm-add", "lstm-gpsi", "LSTM policies, additive updates (16 steps)", _UPDATES, "add"),
+    ("lstm-jump", "lstm-gpsi", "LSTM policies, jump updates (16 steps)", _UPDATES, "jump"),
     (
         "draw-gps",
         "draw-gps",
         "unconditional generator, learned per-step prior (paper section 2.5)",
         {},
+        "",
     ),
     (
         "vae-imputer",
         "vae-imputer",
         "baseline: VAE, 15 clamped iterations (best step: oracular)",
         {},
+        "",
     ),
     (
         "template-matching",
         "template-matching",
         "baseline: nearest training example (honest and oracle)",
         {},
+        "",
     ),
 )
 
@@ -80,13 +86,14 @@ def gm_models():
             name,
             summary=summary,
             trainer=trainer,
-            defaults=defaults,
+            recipes=recipes,
+            recipe=recipe,
             modalities=_M,
             capabilities=_CAN,
             citation=BIB,
             verdict=VERDICT,
         )
-        for name, trainer, summary, defaults in _MODELS
+        for name, trainer, summary, recipes, recipe in _MODELS
     ]
 
 

@@ -120,11 +120,15 @@ def gm_trainers():
 
 @gm.hookimpl
 def gm_models():
+    # the thesis's recipes belong to the professor-forcing trainer: `gm train
+    # professor-forcing --set recipe=pf-char-ptb` is `gm train pf-char-ptb`
+    thesis = {name: r["defaults"] for name, r in RECIPES.items()}
     plain = [
         ModelSpec(
             n,
             summary=s,
             trainer=n,
+            recipes=thesis if n == "professor-forcing" else {},
             modalities=_MODALITIES,
             capabilities=_CAN,
             citation=_BIB[n],
@@ -137,7 +141,8 @@ def gm_models():
             name,
             summary=f"{r['summary']} ({r['data']}). Differs: {r['differs']}",
             trainer="professor-forcing",
-            defaults=r["defaults"],
+            recipes=thesis,
+            recipe=name,
             modalities=r["modalities"],
             capabilities=_CAN,
             citation=_BIB["professor-forcing"],

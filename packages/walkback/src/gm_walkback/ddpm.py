@@ -390,6 +390,10 @@ class DDPMTrainer(StandardizedData, Trainer):
         return shared.likelihood_notes(metrics, self.info.modality == "image")
 
     @classmethod
+    def resolve_config(cls, config, info: DataInfo, device: torch.device) -> DDPMConfig:
+        return shared.resolve_widths(config, device)  # hidden=0, unet_width=0: the device's
+
+    @classmethod
     def default_config(cls, info: DataInfo) -> DDPMConfig:
         if info.modality not in ("vector", "image"):
             raise GMError(f"ddpm models vector or image data, not {info.modality} data.")
@@ -404,7 +408,6 @@ class DDPMTrainer(StandardizedData, Trainer):
         super().__init__(config, info, device)
         if info.modality not in ("vector", "image"):
             raise GMError(f"ddpm models vector or image data, not {info.modality} data.")
-        self.config = config = shared.resolve_widths(config, self.device)
         self.shape = tuple(info.shape)
         op = plugins.component("transition_operators", config.operator)
         wrong = GMError(

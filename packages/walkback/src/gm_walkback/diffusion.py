@@ -293,6 +293,10 @@ class DiffusionTrainer(StandardizedData, Trainer):
         return shared.likelihood_notes(metrics, self.info.modality == "image")
 
     @classmethod
+    def resolve_config(cls, config, info: DataInfo, device: torch.device) -> DiffusionConfig:
+        return shared.resolve_widths(config, device)  # hidden=0, unet_width=0: the device's
+
+    @classmethod
     def default_config(cls, info: DataInfo) -> DiffusionConfig:
         if info.modality == "vector":
             return DiffusionConfig()
@@ -313,7 +317,6 @@ class DiffusionTrainer(StandardizedData, Trainer):
         super().__init__(config, info, device)
         if info.modality not in ("vector", "image"):
             raise GMError(f"diffusion models vector or image data, not {info.modality} data.")
-        config = self.config = shared.resolve_widths(config, self.device)
         if config.diffusion_steps < 1:
             raise GMError("diffusion_steps must be at least 1.")
         if config.network == "conv" and info.modality != "image":

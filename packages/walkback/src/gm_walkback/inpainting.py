@@ -35,7 +35,7 @@ def inpaint_run(
     spec = masks.parse(mask)  # a bad spec stops before the run is loaded
     opened = Run.read(run)
     opened.require("inpaint")
-    record, trainer = opened.record, opened.load_trainer(distributed.choose_device(device)).trainer
+    record, trainer = opened.record, Run.open(opened, distributed.choose_device(device)).trainer
     data = opened.dataset(dataset, data_dir)
     raw = data.raw(split)[:n]
     if tuple(raw.shape[1:]) != tuple(trainer.info.shape):

@@ -118,6 +118,14 @@ def gm_models():
             "walkback",
             summary="Variational Walkback: a transition operator that walks back its heated walks",
             trainer="walkback",
+            # the paper's recipes depend on the data's shape and the device (its tables'
+            # networks; a CPU setup without CUDA), so they are functions of (info, device);
+            # the data's default: appendix on the 2-D toys, algorithm1 on images
+            recipes={
+                "algorithm1": "gm_walkback.recipes:algorithm1",
+                "appendix": "gm_walkback.recipes:appendix",
+                "custom": {},
+            },
             modalities=("vector", "image"),
             capabilities=("sample", "evaluate", "inpaint"),
             citation=VW_BIB,

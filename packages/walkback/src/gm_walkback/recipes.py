@@ -10,10 +10,13 @@
   the walk-back log-likelihood per step, online updates; the same architecture.
 - ``custom``: the recipe sets nothing; every field is what the config says.
 
-A recipe fills in the fields it names (:data:`FIELDS`) wherever the config still holds
-the dataset's default for that field; a field given with ``--set`` keeps the given value.
+A recipe is registered with the walkback model (``ModelSpec.recipes``) as a function of the
+data and the device (:func:`algorithm1`, :func:`appendix`); ``gm.build`` applies the fields
+it sets (:data:`FIELDS`) over the dataset's defaults and under ``--config`` and ``--set``,
+so a field given with ``--set`` keeps the given value, and ``--show-config`` shows the
+result.
 
-**On a machine without a CUDA device** (``cpu=True``) the image recipes run on the CPU
+**Training on a device other than CUDA** (``cpu=True``) the image recipes run on the CPU
 setup, :data:`CPU_IMAGE`: the 2 x 256 MLP with batch norm (the appendix E.1 likelihood net,
 narrowed; Table 2's conv net makes about one update a second on a CPU) inside the skip
 operator (full-covariance G, a learned gain per axis), Adam at 1e-3 and sampling from the
@@ -26,7 +29,6 @@ noise=network --set ema=0`` is the paper's setup on any machine.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -138,12 +140,26 @@ def settings(recipe: str, name: str, shape: tuple[int, ...], cpu: bool = False) 
     return out
 
 
-def resolve(config, default, name: str, shape: tuple[int, ...], cpu: bool = False):
-    """``config`` with its recipe's fields filled in where it still holds ``default``'s value
-    (the dataset's default config), so an explicit ``--set`` wins over the recipe."""
-    changes = {
-        k: v
-        for k, v in settings(config.recipe, name, shape, cpu).items()
-        if getattr(config, k) == getattr(default, k)
-    }
-    return dataclasses.replace(config, **changes)
+# --- the recipes as gm-walkback registers them (ModelSpec.recipes) ------------------------
+CPU_STEPS = 3000  # image minibatches without CUDA: about 10 minutes on a 2-core CPU
+
+
+def for_device(recipe: str, info, device) -> dict[str, Any]:
+    """The defaults ``recipe`` gives this data on this device (``device.type != "cuda"``:
+    the CPU setup and CPU_STEPS minibatches for images), applied by ``gm.build`` under
+    ``--config`` and ``--set``."""
+    cpu = device.type != "cuda"
+    out = settings(recipe, info.name, tuple(info.shape), cpu)
+    if cpu and len(info.shape) == 3 and recipe != "custom":
+        out["steps"] = CPU_STEPS
+    return out
+
+
+def algorithm1(info, device) -> dict[str, Any]:
+    """Algorithm 1 as written (doubling schedule, walk-back loss) with the table's network."""
+    return for_device("algorithm1", info, device)
+
+
+def appendix(info, device) -> dict[str, Any]:
+    """Appendix C/F as written (K = 30, fixed heating; images: reconstruction loss)."""
+    return for_device("appendix", info, device)

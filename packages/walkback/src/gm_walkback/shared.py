@@ -24,11 +24,6 @@ CPU_HIDDEN = 256  # MLP width used on CPU-only runs when hidden = 0 ("auto")
 GPU_HIDDEN = 4096  # the paper's 2-D toy width
 
 
-def cuda_available() -> bool:
-    """Whether defaults may assume a GPU (the image recipes pick the paper's setup there)."""
-    return torch.cuda.is_available()
-
-
 def default_hidden(device: torch.device) -> int:
     """The MLP width ``hidden = 0`` stands for: the paper's 4096 on a GPU, 256 on CPU."""
     return GPU_HIDDEN if device.type == "cuda" else CPU_HIDDEN

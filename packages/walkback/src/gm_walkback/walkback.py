@@ -212,46 +212,47 @@ class WalkbackTrainer(Trainer):
     # The image recipe each dataset gets by default: measured on mnist-5k by
     # docs/results/make_walkback.py (see docs/results/walkback.md and the README).
     IMAGE_RECIPE: ClassVar[Literal["algorithm1", "appendix", "custom"]] = "algorithm1"
-    CPU_STEPS = 3000  # image minibatches without CUDA: about 10 minutes on a 2-core CPU
+    CPU_STEPS = recipes.CPU_STEPS
 
     @classmethod
     def default_config(cls, info: DataInfo) -> WalkbackConfig:
+        """The data's defaults and its recipe (the paper's fields come from the recipe,
+        :mod:`gm_walkback.recipes`, applied over these by :mod:`gm.build`)."""
         if info.modality == "vector":
             if info.shape == (2,):
                 # The paper's 2-D toy setup (appendix C and the authors' toy scripts): a
                 # 2 -> 4096 -> 4096 leaky-ReLU MLP (256 wide on CPU-only runs), K = 30 steps
                 # heated by 1.1 per step, per-step parameters (appendix I: needed for the
                 # MoG). 1000 minibatches = 30 000 online updates.
-                cfg = WalkbackConfig(recipe="appendix", per_step_norm=True, steps=1000)
-                return recipes.resolve(cfg, WalkbackConfig(), info.name, info.shape)
+                return WalkbackConfig(recipe="appendix", per_step_norm=True, steps=1000)
             return WalkbackConfig()
         if info.modality != "image":
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
-        binary = is_binary(info)
-        # the paper's setup where a CUDA device is, else the recipe on the CPU setup
+        # the paper's setup; without CUDA the image recipes switch to the CPU setup
         # (recipes.CPU_IMAGE: a narrow MLP, Adam 1e-3, CPU_STEPS minibatches)
-        gpu = shared.cuda_available()
-        base = WalkbackConfig(
+        return WalkbackConfig(
             recipe=cls.IMAGE_RECIPE,
-            operator="bernoulli" if binary else "gaussian",
+            operator="bernoulli" if is_binary(info) else "gaussian",
             lr=1e-4,
             batch_size=100,
-            steps=100_000 if gpu else cls.CPU_STEPS,
+            steps=100_000,
             per_step_norm=True,
             init_std=0.05,
             checkpoint_every=2000,
         )
-        return recipes.resolve(base, WalkbackConfig(), info.name, tuple(info.shape), not gpu)
+
+    @classmethod
+    def resolve_config(cls, config, info: DataInfo, device: torch.device) -> WalkbackConfig:
+        return shared.resolve_widths(config, device)  # hidden=0, unet_width=0: the device's
+
+    @property
+    def validate_every(self) -> int:
+        return self.config.validate_every
 
     def __init__(self, config: WalkbackConfig, info: DataInfo, device="cpu"):
         super().__init__(config, info, device)
         if info.modality not in ("vector", "image"):
             raise GMError(f"walkback models vector or image data, not {info.modality} data.")
-        if config.recipe != "custom":  # a recipe named with --set fills in its fields
-            default = type(self).default_config(info)
-            cpu = not shared.cuda_available()
-            config = recipes.resolve(config, default, info.name, tuple(info.shape), cpu)
-        self.config = config = shared.resolve_widths(config, self.device)
         if config.network == "conv" and info.modality != "image":
             raise GMError("network 'conv' needs image data; use --set network=mlp.")
         if config.n_max < 0 or config.max_levels < 1 or config.walk_steps < 1:

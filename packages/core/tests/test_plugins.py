@@ -249,6 +249,7 @@ def test_a_plugins_capabilities_and_fast_paths_are_core_s(tmp_path, monkeypatch)
 
     from gm import fastpath, plugins, run
     from gm.errors import GMError
+    from gm.specs import ModelSpec
 
     d = make_dist(tmp_path / "p", "gm-parts", "parts", "gm_parts_plugin", COMPONENT_PLUGIN)
     monkeypatch.syspath_prepend(str(d))
@@ -258,6 +259,8 @@ def test_a_plugins_capabilities_and_fast_paths_are_core_s(tmp_path, monkeypatch)
             plugins.registry("fast_paths")
         assert "juggle" in plugins.capabilities() and "juggle" not in run._LACKS
         assert "juggle" in plugins.get("models", "can-all").capabilities
+        every = ModelSpec("every", trainer="gaussian", capabilities=plugins.capabilities())
+        assert plugins._is_model(every)  # declaring all of them is allowed
         assert run.lacks("gaussian", "juggle") == (
             "model 'gaussian' drops every ball; models that can: can-all."
         )

@@ -288,7 +288,7 @@ def test_full_pstar_is_the_accumulated_gaussian_of_the_walk_ends():
     torch.testing.assert_close(st.pstar_var.flatten().double(), cov.diagonal(), atol=1e-6, rtol=0)
 
 
-def test_full_skip_refuses_ema_pstar_and_linear_refuses_the_skip():
+def test_the_skip_refuses_ema_pstar_the_linear_net_and_the_reconstruction_loss():
     data = tiny_images()
     cfg = WalkbackConfig(network="mlp", hidden=8, skip="full", pstar_stats="ema")
     with pytest.raises(Exception, match="pstar_stats"):
@@ -296,6 +296,9 @@ def test_full_skip_refuses_ema_pstar_and_linear_refuses_the_skip():
     lin = dataclasses.replace(cfg, network="linear", pstar_stats="accumulate")
     with pytest.raises(Exception, match="skip=none"):
         WalkbackTrainer(lin, data.info)
+    recon = dataclasses.replace(cfg, pstar_stats="accumulate", loss="reconstruction")
+    with pytest.raises(Exception, match="residual F"):
+        WalkbackTrainer(recon, data.info)
 
 
 @pytest.mark.parametrize("full", [False, True])

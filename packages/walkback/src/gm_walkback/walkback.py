@@ -277,6 +277,11 @@ class WalkbackTrainer(Trainer):
             )
         # the skip's Gaussian G (gm_walkback.operators) follows the moments of all the data seen
         self.skip = getattr(self.operator, "skip", "none")
+        if self.skip != "none" and config.loss == "reconstruction":
+            raise GMError(
+                "loss 'reconstruction' scores F itself as the reconstruction, which the skip's "
+                "residual F is not; use --set skip=none (or loss=walkback)."
+            )
         full, dims = self.skip == "full", math.prod(self.shape)
         if full and config.pstar_stats == "ema":
             raise GMError(

@@ -33,8 +33,9 @@ import _report  # noqa: E402
 import bench_mfu  # noqa: E402
 import torch  # noqa: E402
 
+from gm import build  # noqa: E402
 from gm.data import DataInfo, Dataset  # noqa: E402
-from gm.engine import build_config, seed_everything  # noqa: E402
+from gm.engine import seed_everything  # noqa: E402
 
 BUDGET_S = 8 * 60
 FULL = {
@@ -97,10 +98,10 @@ def long_chain(size: dict, device, sync) -> dict:
     """A chain of ``size["chain"]`` steps of 64 samples at T = 1: the eager loop against
     chains.FastChain with its defaults (the first call, compile and capture included)."""
     from gm_walkback import chains, schedules
-    from gm_walkback.walkback import WalkbackTrainer, build_operator
+    from gm_walkback.walkback import build_operator
 
     info = DataInfo("celeba-size", "image", size["celeba"])
-    cfg = WalkbackTrainer.default_config(info)
+    cfg = build.resolve("walkback", info, device)[1]  # the paper's setup on a GPU
     op = build_operator(cfg, info).to(device).eval()
     state = torch.rand(size["batch"], *info.shape, device=device)
     n = size["chain"]
@@ -164,9 +165,9 @@ def imputation_rollout(size: dict, device: str, sync) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(2048, 1, 8, 8, generator=g) * 255).to(torch.uint8)
     data = Dataset(info, {"train": images})
-    cls, cfg = build_config("gpsi-add", info, overrides={"batch_size": 100})
+    cls, cfg = build.resolve("gpsi-add", info, device, overrides={"batch_size": 100})
     seed_everything(0)
-    gpsi = cls(cfg, info, device)
+    gpsi = build.trainer(cls, cfg, info, device)
     batches = data.batches("train", cfg.batch_size)
     for _ in range(size["gpsi_steps"]):
         gpsi.training_step(next(batches).to(device))

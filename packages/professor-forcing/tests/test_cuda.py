@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_fast_paths import EAGER, SMALL
 
+from gm import build
 from gm.builtins.toy import markov_chain
-from gm.engine import build_config
 from gm.testing import cuda_only
 from gm_professor_forcing import sampling
 from gm_professor_forcing.generators import ContinuousGRU, TokenGRU
@@ -45,9 +45,9 @@ def test_the_graphed_sampler_draws_the_eager_samples(make, compile):
 
 
 def _trainer(**over):
-    cls, cfg = build_config("professor-forcing", DATA.info, overrides={**SMALL, **over})
+    cls, cfg = build.resolve("professor-forcing", DATA.info, "cuda", overrides={**SMALL, **over})
     torch.manual_seed(0)
-    return cls(cfg, DATA.info, "cuda")
+    return build.trainer(cls, cfg, DATA.info, "cuda")
 
 
 @cuda_only

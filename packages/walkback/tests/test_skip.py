@@ -205,27 +205,27 @@ def test_the_paper_operators_noise_does_not_heat_as_t_after_training():
 def test_skip_follows_the_training_data_and_round_trips(tmp_path):
     """G is the data's: after training its mean and covariance are those of every dequantised
     batch seen; a saved run loads (safetensors) with the same G, p*, moments and densities."""
-    from gm import checkpoint
-    from gm.engine import train
+    from gm import train
+    from gm.run import Run
 
     run = train(
         "walkback",
         "wb-tiny-images",
         steps=20,
         out=tmp_path / "run",
-        overrides={"hidden": 16, "batch_size": 32, "network": "mlp", "skip": "full"},
         device="cpu",
         progress=False,
         seed=0,
-    )
+        **{"hidden": 16, "batch_size": 32, "network": "mlp", "skip": "full"},
+    ).path
     assert not list(run.rglob("*.pt")) and not list(run.rglob("*.pkl"))
-    loaded = checkpoint.load(run)
+    loaded = Run.open(run).trainer
     op = loaded.operator
     assert op.skip == "full" and loaded.stats.full
     assert loaded.moments.count.item() == 20 * 32
     data = tiny_images()
     x = loaded.prepare(data.decode(data.raw("test"))[:8])
-    again = checkpoint.load(run)
+    again = Run.open(run).trainer
     loaded.train(False)
     again.train(False)
     with torch.no_grad():

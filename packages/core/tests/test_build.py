@@ -245,3 +245,36 @@ def test_resume_rules_are_checked_before_anything_is_built(tmp_path):
 def test_a_recipe_the_model_does_not_have_is_one_line():
     with pytest.raises(GMError, match="model 'gaussian' has no recipe 'fast'; it has no recipes"):
         check(TrainRequest("gaussian", "swiss-roll", overrides={"recipe": "fast"}))
+
+
+def test_loading_a_run_of_a_model_not_installed_names_its_plugin(tmp_path):
+    run = gm.train("gaussian", "swiss-roll", steps=1, out=tmp_path / "r", **KW)
+    record = json.loads((run / "config.json").read_text())
+    record.update(gm_model="ghost", plugin="gm-ghost")
+    (run / "config.json").write_text(json.dumps(record))
+    with pytest.raises(
+        GMError, match="model 'ghost', which is not installed; pip install gm-ghost"
+    ):
+        gm.load(run, device="cpu")
+    with pytest.raises(GMError, match="pip install gm-ghost"):
+        build.from_record(record)
+
+
+def test_a_run_is_checked_against_its_weights_on_the_meta_device_first(tmp_path, tiny_plugin, monkeypatch):  # fmt: skip
+    """A config edited to another size is refused from the weights file's header and a build
+    on the meta device, before any real build (a huge size never allocates)."""
+    run = gm.train("tiny", "circle", steps=1, out=tmp_path / "r", **KW)
+    record = json.loads((run / "config.json").read_text())
+    record["config"]["width"] += 1
+    (run / "config.json").write_text(json.dumps(record))
+    cls = plugins.load(plugins.get("models", "tiny"))
+    built, real = [], cls.__init__
+
+    def init(self, config, info, device="cpu"):
+        built.append(torch.device(device).type)
+        real(self, config, info, device)
+
+    monkeypatch.setattr(cls, "__init__", init)
+    with pytest.raises(GMError, match="does not match its config.json"):
+        gm.load(run, device="cpu")
+    assert built == ["meta"]

@@ -98,9 +98,8 @@ def config_for(request: TrainRequest, info: DataInfo, device: torch.device) -> A
             config_file=request.config_file,
         )
     else:
-        record = checkpoint.read_record(request.resume)
-        spec = model_spec(record["gm_model"], str(record.get("plugin") or ""))
-        cls: type[Trainer] = plugins.load(spec)
+        record = checkpoint.read_record(request.resume)  # its model: the request's (checked)
+        cls: type[Trainer] = plugins.load(model_spec(request.model))
         cfg = configs.from_dict(
             cls.Config, record["config"], source=f"{checkpoint.CONFIG} of the run"
         )

@@ -116,3 +116,30 @@ class TestBernoulliConv(TransitionOperatorContract):
 
     def make_state(self, batch=4):
         return torch.randint(0, 2, (batch, 1, 8, 8)).float()
+
+
+SKIP = {"skip": "full", "noise": "learned", "skip_c": 0.125, "batch_size": 32, "n_max": 1}
+
+
+class TestWalkbackImagesSkip(TrainerContract):
+    """The CPU image default's operator: the MLP inside the full-covariance skip (its G, the
+    data's moments and p*'s covariance are part of the checkpoint and of an exact resume)."""
+
+    model = "walkback"
+    dataset = "wb-tiny-images"
+    overrides = {**SKIP, "hidden": 32, "ema": 0.9}
+
+
+class TestWalkbackImagesConvSkip(TrainerContract):
+    model = "walkback"
+    dataset = "wb-tiny-images"
+    overrides = {
+        **SKIP,
+        "skip": "diagonal",
+        "network": "conv",
+        "conv_channels": "4,8",
+        "fc_layers": 2,
+        "fc_width": 16,
+        "norm": "batch",
+        "batch_size": 16,
+    }

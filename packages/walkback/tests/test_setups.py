@@ -130,12 +130,13 @@ def test_the_documented_defaults():
     assert image.reconstruction_noise == 1e-5
 
 
-def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_two_flags_away(monkeypatch):
+def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_four_flags_away(monkeypatch):
     monkeypatch.setattr(shared, "cuda_available", lambda: False)
     cls, cfg = build_config("walkback", MNIST)
     assert cfg.recipe == "algorithm1" and cfg.steps == WalkbackTrainer.CPU_STEPS
     assert (cfg.network, cfg.hidden, cfg.norm, cfg.lr) == ("mlp", 256, "batch", 1e-3)
     assert (cfg.schedule, cfg.loss, cfg.ema) == ("doubling", "walkback", 0.999)
+    assert (cfg.skip, cfg.noise) == ("full", "learned")
     # every image recipe runs on the CPU setup there, an explicit --set of it kept
     for recipe in ("algorithm1", "appendix"):
         over = {"recipe": recipe, "network": "mlp", "hidden": 256}
@@ -143,11 +144,13 @@ def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_two_flags_away(monkey
         t = cls(mine, MNIST, "cpu")
         assert (t.config.network, t.config.hidden, t.config.lr) == ("mlp", 256, 1e-3)
         assert t.config.schedule == ("appendix" if recipe == "appendix" else "doubling")
-    # --set network=conv --set lr=1e-4: the paper's Table 2 setup on the CPU
-    cls, paper = build_config("walkback", MNIST, overrides={"network": "conv", "lr": 1e-4})
+    # --set network=conv --set lr=1e-4 --set skip=none --set noise=network: the paper's
+    # Table 2 setup on the CPU
+    paper = {"network": "conv", "lr": 1e-4, "skip": "none", "noise": "network"}
+    cls, paper = build_config("walkback", MNIST, overrides=paper)
     t = cls(paper, MNIST, "cpu")
     assert _arch(t.config) == ("conv", (16, 32), 5, 1024, "batch", "layer")
-    assert (t.config.lr, t.config.noise) == (1e-4, "network")
+    assert (t.config.lr, t.config.noise, t.config.skip) == (1e-4, "network", "none")
     # the toys keep their appendix setup on any machine
     toy = WalkbackTrainer.default_config(DataInfo("swiss-roll", "vector", (2,)))
     assert toy.recipe == "appendix" and toy.lr == 1e-4

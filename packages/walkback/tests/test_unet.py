@@ -23,6 +23,21 @@ class TestUNetGaussian(TransitionOperatorContract):
         return torch.rand(batch, 3, 8, 8)
 
 
+class TestUNetGaussianSkip(TransitionOperatorContract):
+    """The UNet inside the skip operator (a residual on the data Gaussian's heated chain)."""
+
+    def make_operator(self):
+        cfg = walkback.WalkbackConfig(
+            unet_width=8, per_step_norm=True, skip="full", noise="learned"
+        )
+        op = UNetOperator.build(cfg, DataInfo("t", "image", (3, 8, 8)))
+        assert op.skip == "full" and op.skip_axes.shape == (192, 192)
+        return op
+
+    def make_state(self, batch=4):
+        return torch.rand(batch, 3, 8, 8)
+
+
 class TestUNetBernoulli(TransitionOperatorContract):
     def make_operator(self):
         info = DataInfo("t", "image", (1, 8, 8), meta={"binary": True})

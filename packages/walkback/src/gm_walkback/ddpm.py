@@ -61,6 +61,7 @@ from gm_walkback.diffusion import (
     reverse_network,
 )
 from gm_walkback.networks import take
+from gm_walkback.shared import Moments, fp32_matmul  # noqa: F401 (ddpm.Moments: one copy)
 
 
 @dataclasses.dataclass
@@ -112,7 +113,6 @@ class DDPMEvaluateOptions:
 
 
 FULL_SKIP_DIMS = 4096  # skip="auto" keeps a full covariance up to this many dimensions
-SKIP_REFRESH = 100  # the full skip's eigendecomposition is refreshed every this many steps
 
 
 def skip_kind(cfg: DDPMConfig, dims: int) -> str:
@@ -308,14 +308,6 @@ class DDPMReverse(nn.Module):
         return self.from_heads(self.heads(z, step))
 
 
-def fp32_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` in (at least) float32 also under bf16 autocast: the skip resolves noise of
-    std sqrt(beta_1) ~ 0.006, far below bf16's precision."""
-    with torch.autocast(a.device.type, enabled=False):
-        dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
-        return a.to(dtype) @ b.to(dtype)
-
-
 def gaussian_kl(m1, lv1, m2, lv2) -> torch.Tensor:
     """KL(N(m1, e^lv1) || N(m2, e^lv2)) elementwise."""
     return 0.5 * (lv2 - lv1 + (lv1 - lv2).exp() + (m1 - m2) ** 2 * (-lv2).exp() - 1)
@@ -369,37 +361,6 @@ def hybrid_terms(
     return simple, vlb
 
 
-class Moments(nn.Module):
-    """Sums of the standardised training data seen so far (float64): per dimension, and its
-    outer products where the skip Gaussian has a full covariance."""
-
-    def __init__(self, dims: int, full: bool):
-        super().__init__()
-        self.full = full
-        self.register_buffer("sum", torch.zeros(dims, dtype=torch.float64))
-        self.register_buffer("sum2", torch.zeros((dims, dims) if full else dims).double())
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-
-    def add(self, z: torch.Tensor) -> None:
-        z = z.flatten(1).double()
-        self.sum.add_(z.sum(0))
-        self.sum2.add_(fp32_matmul(z.T, z) if self.full else z.pow(2).sum(0))
-        self.count.add_(len(z))
-
-    def gaussian(self, full: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(mean, variances along the axes, axes or None: the data's own) of everything added,
-        float32, the variances floored at 1e-6 of their mean; ``full``: the covariance's
-        eigendecomposition, else its diagonal."""
-        mean = self.sum / self.count
-        if not full:
-            second = self.sum2.diagonal() if self.full else self.sum2
-            var = second / self.count - mean.pow(2)
-            return mean.float(), var.clamp_min(1e-6 * var.mean()).float(), None
-        cov = self.sum2 / self.count - torch.outer(mean, mean)
-        lam, axes = torch.linalg.eigh(cov)
-        return mean.float(), lam.clamp_min(1e-6 * lam.mean()).float(), axes.float()
-
-
 class DDPMTrainer(StandardizedData, Trainer):
     """Improved DDPM: cosine schedule, learned variance by the hybrid loss, EMA weights."""
 
@@ -448,10 +409,8 @@ class DDPMTrainer(StandardizedData, Trainer):
         self.standard = Standardizer().to(self.device)
         dims, self.skip = math.prod(self.shape), self.model.skip
         self.moments = Moments(dims, self.skip == "full").to(self.device)
-        # the full skip: its diagonal until 2 D examples are in (a covariance from fewer
-        # rows than dimensions has directions of no variance, where the next batch's
-        # targets explode), then its eigendecomposition every SKIP_REFRESH steps
-        self.skip_warmup = math.ceil(2 * dims / config.batch_size)
+        # the full skip: its diagonal until 2 D examples are in, then its eigendecomposition
+        self.skip_warmup = shared.skip_warmup(dims, config.batch_size)
         self.opt = self.adam(self.model.parameters())
 
     def modules(self) -> dict[str, nn.Module]:
@@ -495,14 +454,12 @@ class DDPMTrainer(StandardizedData, Trainer):
                 self.standard.shift.copy_(x.mean())
                 self.standard.scale.copy_(x.std().clamp_min(1e-6))
         z0 = self.standardize(x)
-        if self.skip != "none":
-            with torch.no_grad():  # the skip's Gaussian follows all the data seen so far
-                self.moments.add(z0)
-                warm = self.step >= self.skip_warmup
-                if self.skip == "diagonal" or not warm:
-                    self.set_skip(*self.moments.gaussian(full=False))
-                elif self.step == self.skip_warmup or self.step % SKIP_REFRESH == 0:
-                    self.set_skip(*self.moments.gaussian(full=True))
+        if self.skip != "none":  # the skip's Gaussian follows all the data seen so far
+            g = shared.follow_data(
+                self.moments, z0, self.step, self.skip_warmup, self.skip == "full"
+            )
+            if g is not None:
+                self.set_skip(*g)
         T = self.config.diffusion_steps
         t = torch.randint(0, T, (len(x),), device=self.device)
         simple, vlb = hybrid_terms(self.model, z0, t, torch.randn_like(z0))

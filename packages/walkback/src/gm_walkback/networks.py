@@ -198,6 +198,18 @@ class MLPNet(nn.Module):
         return [head(h).reshape(s.shape) for head in self.heads]
 
 
+def head_layer(net: nn.Module, i: int) -> nn.Module | None:
+    """The last layer of head ``i`` (0: the mean, 1: the variance) of MLPNet, ConvNet or the
+    UNet (None for a net without separate heads)."""
+    heads = getattr(net, "heads", None)
+    if isinstance(heads, nn.ModuleList) and len(heads) > i:
+        return heads[i]
+    decoders = getattr(net, "decoders", None)
+    if isinstance(decoders, nn.ModuleList) and len(decoders) > i:
+        return decoders[i][-1]
+    return None
+
+
 def _init_variance_head(heads: nn.ModuleList, init_std: float) -> None:
     """Start the second head (the variance head) near softplus^-1(init_std) everywhere."""
     if len(heads) < 2:

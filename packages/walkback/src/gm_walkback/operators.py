@@ -19,6 +19,22 @@ where sigma(s), the noise at T = 1, is (``noise``):
 heated walks, a free T = 1 noise grows without bound (MNIST: 0.05 -> 0.32 over 1,500
 minibatches), and every T = 1 step then scores a blurred state.
 
+**The skip** (``skip="full"`` or ``"diagonal"``; ``"none"``: the mean above). In the axes of
+a Gaussian G = N(mu, U diag(lam) U^T) fitted to the training data (``"diagonal"``: U = I),
+y = U^T (s - mu), the operator at temperature T is, per axis i::
+
+    mean_y = sqrt(1 - c) y + sqrt(c lam) U^T F_mu(s)
+    var_y  = T c lam g,    g = sigmoid(raw) in (0, 1)
+
+With F = 0 and g = 1 it is reversible with stationary law N(0, T lam) at every T
+(T lam (1 - c) + T c lam = T lam): at T = 1 it samples G, heated it is G heated, so
+Tmax = 1/c in closed form (c = 1/8: H = 3); F learns what G misses, in units of the T = 1
+noise std (targets O(1), as ddpm's x0 skip). The T = 1 noise is bounded by G's, c lam, by
+construction, and ``noise="learned"`` (one g per axis, neither state nor step) makes the
+noise at level l exactly T_l times it, so per-step parameters cannot cancel the heating;
+``"fixed"``: g = 1; ``"network"``: g = sigmoid(raw + U^T F_sigma(s)) (bounded, state- and
+step-dependent). Rotations have Jacobian 1: log-densities are those of y.
+
 Bernoulli (binary data)::
 
     p(s'_i = 1) = sigmoid(((1 - alpha) * s_i + alpha * F_rho(s)_i) / T)
@@ -45,11 +61,63 @@ from torch import distributions as D
 from torch import nn
 
 from gm.errors import GMError
-from gm_walkback.networks import ConvNet, LinearNet, MLPNet, inverse_softplus
+from gm_walkback.networks import ConvNet, LinearNet, MLPNet, head_layer, inverse_softplus
+from gm_walkback.shared import fp32_matmul
 
 Scaling = Literal["variance", "std"]
 Noise = Literal["network", "learned", "fixed"]
 NOISES = ("network", "learned", "fixed")
+Skip = Literal["none", "diagonal", "full"]
+SKIPS = ("none", "diagonal", "full")
+SKIP_GAIN = 0.95  # g = sigmoid(raw) when training starts: nearly G's own heated chain
+# c of the skip: a T = 1 step redraws 1/8 of G's variance (Tmax = 8, H = 3); on mnist-5k 1/8
+# measured better than 1/4 and 1/32 at 500-2,000 updates (issue 22; the results page)
+SKIP_C = 1 / 8
+
+
+class AxesNormal(D.Distribution):
+    """N(offset + U m, U diag(std^2) U^T) on examples of ``shape``: independent normals along
+    the orthonormal axes U (columns), with log_prob, samples, mean and the marginal variances
+    in the data's coordinates (a rotation: log-densities are those along the axes)."""
+
+    has_rsample = True
+    arg_constraints: dict = {}
+
+    def __init__(self, offset, axes, mean, std, shape: tuple[int, ...]):
+        self.offset, self.axes, self.shape_ = offset, axes, tuple(shape)
+        self.base = D.Normal(mean, std, validate_args=False)
+        super().__init__(mean.shape[:-1], torch.Size(shape), validate_args=False)
+
+    def to_axes(self, x: torch.Tensor) -> torch.Tensor:
+        return fp32_matmul((x - self.offset).flatten(1), self.axes)
+
+    def from_axes(self, y: torch.Tensor) -> torch.Tensor:
+        return self.offset + fp32_matmul(y, self.axes.T).view(-1, *self.shape_)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self.from_axes(self.base.rsample(sample_shape))
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(self.to_axes(x)).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return self.base.entropy().sum(-1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.from_axes(self.base.mean)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return fp32_matmul(self.base.scale.pow(2), self.axes.pow(2).T).view(-1, *self.shape_)
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        return self.variance.sqrt()
 
 
 def bounded_std(raw: torch.Tensor, max_std: float) -> torch.Tensor:
@@ -85,6 +153,8 @@ class GaussianOperator(nn.Module):
         max_std: float = 0.0,
         init_std: float = 0.1,
         shape: tuple[int, ...] | None = None,
+        skip: Skip = "none",
+        skip_c: float = SKIP_C,
     ):
         super().__init__()
         if temperature_scaling not in ("variance", "std"):
@@ -93,15 +163,60 @@ class GaussianOperator(nn.Module):
             )
         if noise not in NOISES:
             raise GMError(f"noise must be one of {', '.join(NOISES)}, not {noise!r}.")
+        if skip not in SKIPS:
+            raise GMError(f"skip must be one of {', '.join(SKIPS)}, not {skip!r}.")
         self.net, self.event_dims, self.alpha = net, event_dims, alpha
         self.temperature_scaling, self.min_std = temperature_scaling, min_std
-        self.noise, self.max_std = noise, max_std
-        if noise != "network":
+        self.noise, self.max_std, self.skip = noise, max_std, skip
+        if skip != "none":
+            self._init_skip(shape, skip_c)
+        elif noise != "network":
             if shape is None:
                 raise GMError(f"noise {noise!r} needs the data's shape (shape=...).")
             # sigma at T = 1 without the state or the step: one raw value per dimension
             raw = torch.full(tuple(shape), inverse_softplus(uncapped_std(init_std, max_std)))
             self.raw_std = nn.Parameter(raw, requires_grad=noise == "learned")
+
+    def _init_skip(self, shape: tuple[int, ...] | None, c: float) -> None:
+        """The skip's buffers (G = N(0, I) until the trainer sets the data's, :meth:`set_skip`),
+        its per-axis gain and F's mean head at 0: the operator starts as G's heated chain."""
+        if shape is None:
+            raise GMError("the skip needs the data's shape (shape=...).")
+        if not 0 < c <= 1:
+            raise GMError(f"skip_c must be greater than 0 and at most 1, not {c}.")
+        self.skip_c, self.shape = c, tuple(shape)
+        dims = math.prod(shape)
+        self.register_buffer("skip_mean", torch.zeros(self.shape))
+        self.register_buffer("skip_var", torch.ones(dims))
+        if self.skip == "full":
+            self.register_buffer("skip_axes", torch.eye(dims))
+        if self.noise != "fixed":
+            gain = math.log(SKIP_GAIN / (1 - SKIP_GAIN))  # sigmoid^-1
+            self.raw_gain = nn.Parameter(torch.full((dims,), gain))
+        with torch.no_grad():
+            for i in (0, 1) if self.noise == "network" else (0,):
+                layer = head_layer(self.net, i)
+                if layer is not None:
+                    for p in layer.parameters():
+                        p.zero_()
+
+    def set_skip(self, mean: torch.Tensor, var: torch.Tensor, axes: torch.Tensor | None) -> None:
+        """Set G (the trainer's :func:`shared.follow_data`; the EMA copies the buffers)."""
+        self.skip_mean.copy_(mean.view(self.shape))
+        self.skip_var.copy_(var)
+        if self.skip == "full":
+            eye = torch.eye(len(var), device=var.device)
+            self.skip_axes.copy_(eye if axes is None else axes)
+
+    @property
+    def skip_tmax(self) -> float:
+        """Tmax in closed form (1/c: the heated G whose T = 1 step redraws a fraction c of G's
+        variance reaches its own variance at T = 1/c); 0 without the skip."""
+        return 1 / self.skip_c if self.skip != "none" else 0.0
+
+    def _to_axes(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1).float()
+        return fp32_matmul(x, self.skip_axes) if self.skip == "full" else x
 
     @property
     def step_dependent(self) -> bool:
@@ -109,15 +224,35 @@ class GaussianOperator(nn.Module):
         return any(getattr(m, "per_step", False) for m in self.net.modules())
 
     def heads(self, s: torch.Tensor, step) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, std at T = 1) in float32, the temperature-free part of the operator."""
+        """(mean, std at T = 1) in float32, the temperature-free part of the operator (with
+        the skip: along G's axes, flattened)."""
         f_mu, f_sigma = self.net(s, step)
+        if self.skip != "none":
+            return self._skip_heads(s, f_mu, f_sigma)
         mean = (1 - self.alpha) * s.float() + self.alpha * f_mu.float()
         raw = f_sigma.float() if self.noise == "network" else self.raw_std.expand_as(mean)
         return mean, bounded_std(raw, self.max_std) + self.min_std
 
+    def _skip_heads(self, s, f_mu, f_sigma) -> tuple[torch.Tensor, torch.Tensor]:
+        c, lam = self.skip_c, self.skip_var
+        y = self._to_axes(s - self.skip_mean)
+        mean = math.sqrt(1 - c) * y + (c * lam).sqrt() * self._to_axes(f_mu)
+        if self.noise == "fixed":
+            var = c * lam.expand_as(mean)
+        else:
+            raw = self.raw_gain
+            if self.noise == "network":
+                raw = raw + self._to_axes(f_sigma)
+            var = c * lam * torch.sigmoid(raw)
+        return mean, (var + self.min_std**2).sqrt().expand_as(mean)
+
     def from_heads(self, heads: tuple[torch.Tensor, torch.Tensor], temperature) -> D.Distribution:
         mean, std1 = heads
         factor = temperature**0.5 if self.temperature_scaling == "variance" else temperature
+        if self.skip == "full":
+            return AxesNormal(self.skip_mean, self.skip_axes, mean, std1 * factor, self.shape)
+        if self.skip == "diagonal":
+            mean, std1 = self.skip_mean + mean.view(-1, *self.shape), std1.view(-1, *self.shape)
         normal = D.Normal(mean, std1 * factor, validate_args=False)
         return D.Independent(normal, self.event_dims, validate_args=False)
 
@@ -178,6 +313,8 @@ def _gaussian(cfg) -> dict:
         "min_std": cfg.min_std,
         "noise": cfg.noise,
         "max_std": cfg.max_std,
+        "skip": cfg.skip,
+        "skip_c": cfg.skip_c,
     }
 
 
@@ -232,6 +369,8 @@ class _RegisteredGaussian(GaussianOperator):
         min_std: float = 1e-4,
         noise: Noise = "network",
         max_std: float = 0.0,
+        skip: Skip = "none",
+        skip_c: float = SKIP_C,
         **net,
     ):
         shape = tuple(shape or self.default_shape)
@@ -245,6 +384,8 @@ class _RegisteredGaussian(GaussianOperator):
             max_std=max_std,
             init_std=init_std,
             shape=shape,
+            skip=skip,
+            skip_c=skip_c,
         )
 
 
@@ -270,6 +411,8 @@ class GaussianLinear(_RegisteredGaussian):
     @classmethod
     def build(cls, cfg, info):
         """The operator a walkback config asks for, on ``info``'s shape."""
+        if cfg.skip != "none":
+            raise GMError("the linear network has no skip; use --set skip=none.")
         return cls(tuple(info.shape), alpha=cfg.alpha, **_gaussian(cfg))
 
     @staticmethod

@@ -192,3 +192,70 @@ def sample_energy_distance(trainer, data: Dataset, split: str, n: int) -> float:
     examples of ``split``: the vector-data sample measure of ``gm evaluate``."""
     samples = trainer.sample(n, trainer.SampleOptions())
     return energy_distance(samples, data.tensor(split, trainer.device)[:n])
+
+
+# --- the data's Gaussian (ddpm's x0 skip, walkback's skip operator) ------------------------
+def fp32_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` in (at least) float32 also under bf16 autocast: the skip resolves noise of
+    std sqrt(beta_1) ~ 0.006, far below bf16's precision."""
+    with torch.autocast(a.device.type, enabled=False):
+        dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+        return a.to(dtype) @ b.to(dtype)
+
+
+class Moments(nn.Module):
+    """Sums of the training data seen so far (float64; ddpm's standardised, walkback's
+    dequantised): per dimension, and its outer products where the skip Gaussian has a full
+    covariance."""
+
+    def __init__(self, dims: int, full: bool):
+        super().__init__()
+        self.full = full
+        self.register_buffer("sum", torch.zeros(dims, dtype=torch.float64))
+        self.register_buffer("sum2", torch.zeros((dims, dims) if full else dims).double())
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    def add(self, z: torch.Tensor) -> None:
+        z = z.flatten(1).double()
+        self.sum.add_(z.sum(0))
+        self.sum2.add_(fp32_matmul(z.T, z) if self.full else z.pow(2).sum(0))
+        self.count.add_(len(z))
+
+    def gaussian(self, full: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(mean, variances along the axes, axes or None: the data's own) of everything added,
+        float32, the variances floored at 1e-6 of their mean; ``full``: the covariance's
+        eigendecomposition, else its diagonal."""
+        mean = self.sum / self.count
+        if not full:
+            second = self.sum2.diagonal() if self.full else self.sum2
+            var = second / self.count - mean.pow(2)
+            return mean.float(), var.clamp_min(1e-6 * var.mean()).float(), None
+        cov = self.sum2 / self.count - torch.outer(mean, mean)
+        lam, axes = torch.linalg.eigh(cov)
+        return mean.float(), lam.clamp_min(1e-6 * lam.mean()).float(), axes.float()
+
+
+SKIP_REFRESH = 100  # a full skip's eigendecomposition is refreshed every this many steps
+
+
+def skip_warmup(dims: int, batch_size: int) -> int:
+    """Steps a full skip keeps its diagonal: until 2 D examples are in (a covariance from
+    fewer rows than dimensions has directions of no variance, where the next batch's targets
+    explode)."""
+    return math.ceil(2 * dims / batch_size)
+
+
+def follow_data(
+    moments: Moments, z: torch.Tensor, step: int, warmup: int, full: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+    """Add a training batch to ``moments`` and return the skip Gaussian to set now (None: keep
+    the current one): the diagonal every step until ``warmup`` (or always, unless ``full``),
+    then the full covariance's eigendecomposition at ``warmup``, at every power of two (the
+    estimate improves fastest early) and every SKIP_REFRESH steps."""
+    with torch.no_grad():
+        moments.add(z)
+        if not full or step < warmup:
+            return moments.gaussian(full=False)
+        if step == warmup or step % SKIP_REFRESH == 0 or step & (step - 1) == 0:
+            return moments.gaussian(full=True)
+    return None

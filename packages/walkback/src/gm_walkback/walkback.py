@@ -38,7 +38,7 @@ from gm.fastpath import Switch
 from gm.trainer import Trainer
 from gm_walkback import chains, figures, recipes, schedules, shared
 from gm_walkback.networks import frozen_stats
-from gm_walkback.operators import GaussianOperator
+from gm_walkback.operators import SKIP_C, AxesNormal, GaussianOperator
 
 FAMILIES = ("gaussian", "bernoulli")  # operator names that leave the network to `network`
 
@@ -78,6 +78,12 @@ class WalkbackConfig(TrainConfig):
     # heating) or "fixed" (init_std); max_std > 0 caps it (a free T = 1 noise keeps growing)
     noise: Literal["network", "learned", "fixed"] = "network"
     max_std: float = 0.0
+    # the skip (gm_walkback.operators): the operator as a residual F on the heated reversible
+    # chain of a Gaussian G fitted to the training data ("full" covariance, "diagonal" or
+    # "none": the paper's (1 - alpha) s + alpha F(s)); each T = 1 step redraws a fraction
+    # skip_c of G's variance, so Tmax = 1 / skip_c
+    skip: Literal["none", "diagonal", "full"] = "none"
+    skip_c: float = SKIP_C
     # weight averaging: >0 samples and evaluates an exponential moving average of the
     # operator's weights with this decay (0: the trained weights)
     ema: float = 0.0
@@ -105,7 +111,10 @@ class WalkbackConfig(TrainConfig):
     validate_examples: int = 200
 
     # T_t = heat_factor^t: 0 or less gives no temperature (a NaN loss), so it is refused
-    BOUNDS: ClassVar[dict[str, Range]] = {"heat_factor": Range(0, open_lo=True)}
+    BOUNDS: ClassVar[dict[str, Range]] = {
+        "heat_factor": Range(0, open_lo=True),
+        "skip_c": Range(0, 1, open_lo=True),
+    }
 
 
 @dataclasses.dataclass
@@ -135,10 +144,13 @@ class WalkbackEvaluateOptions:
 
 
 class Stats(nn.Module):
-    """Running statistics that are part of the model (saved with the weights)."""
+    """Running statistics that are part of the model (saved with the weights); ``full``: p*
+    has a full covariance (the full skip's walks end correlated as the data are)."""
 
-    def __init__(self, shape: tuple[int, ...]):
+    def __init__(self, shape: tuple[int, ...], full: bool = False):
         super().__init__()
+        self.full = full
+        dims = math.prod(shape)
         self.register_buffer("pstar_mean", torch.zeros(shape))
         self.register_buffer("pstar_var", torch.ones(shape))
         self.register_buffer("data_var", torch.ones(()))
@@ -146,7 +158,8 @@ class Stats(nn.Module):
         self.register_buffer("heat", torch.zeros((), dtype=torch.long))  # H = ceil(log2 Tmax)
         # accumulated first and second moments of s_K and their count (pstar_stats="accumulate")
         self.register_buffer("pstar_sum", torch.zeros(shape, dtype=torch.float64))
-        self.register_buffer("pstar_sum2", torch.zeros(shape, dtype=torch.float64))
+        second = (dims, dims) if full else shape
+        self.register_buffer("pstar_sum2", torch.zeros(second, dtype=torch.float64))
         self.register_buffer("pstar_count", torch.zeros((), dtype=torch.float64))
         # the seed of the n ~ U{0..N1} sequence, drawn from the run seed (same on every rank)
         self.register_buffer("n_seed", torch.zeros((), dtype=torch.long))
@@ -236,6 +249,9 @@ class WalkbackTrainer(Trainer):
             raise GMError("validate_every must be >= 0 and validate_examples >= 1.")
         self.shape = tuple(info.shape)
         self.operator = build_operator(config, info).to(self.device)
+        if config.skip != "none" and not hasattr(self.operator, "skip"):
+            # binary data's Bernoulli operator has no skip (the CPU image recipe names one)
+            self.config = config = dataclasses.replace(config, skip="none")
         # heads / from_heads where the operator has them (F once per state), else distribution
         self.split = chains.has_heads(self.operator)
         # p*'s family and the data's model space: the operator's kind, else the data's
@@ -247,7 +263,16 @@ class WalkbackTrainer(Trainer):
                 "loss 'reconstruction' scores the operator's network F (operator.net), which "
                 f"operator {config.operator!r} does not have; use --set loss=walkback."
             )
-        self.stats = Stats(self.shape).to(self.device)
+        # the skip's Gaussian G (gm_walkback.operators) follows the moments of all the data seen
+        self.skip = getattr(self.operator, "skip", "none")
+        full, dims = self.skip == "full", math.prod(self.shape)
+        if full and config.pstar_stats == "ema":
+            raise GMError(
+                "skip 'full' accumulates p*'s covariance; use --set pstar_stats=accumulate."
+            )
+        self.moments = shared.Moments(dims, full).to(self.device) if self.skip != "none" else None
+        self.skip_warmup = shared.skip_warmup(dims, config.batch_size)
+        self.stats = Stats(self.shape, full).to(self.device)
         # drawn from the global generator, seeded by the run seed (the same on every rank)
         self.stats.n_seed.fill_(int(torch.randint(0, 2**31 - 1, (), device="cpu")))
         self.opt = self.adam(self.operator.parameters())
@@ -259,6 +284,8 @@ class WalkbackTrainer(Trainer):
     # --- state -------------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
         out = {"operator": self.operator, "stats": self.stats}
+        if self.moments is not None:
+            out["moments"] = self.moments
         return {**out, "ema": self.ema} if self.ema is not None else out
 
     @property
@@ -312,6 +339,8 @@ class WalkbackTrainer(Trainer):
         cfg = self.config
         if cfg.tmax > 0:
             tmax = cfg.tmax
+        elif getattr(self.operator, "skip_tmax", 0.0):  # the skip's, in closed form
+            tmax = self.operator.skip_tmax
         else:
             pair = distributed.all_reduce_mean(
                 {"d": self.stats.data_var, "s": self.stats.noise_var}
@@ -344,6 +373,21 @@ class WalkbackTrainer(Trainer):
             probs = self.stats.pstar_mean.clamp(1e-4, 1 - 1e-4)
             return D.Independent(
                 D.Bernoulli(probs=probs, validate_args=False), ndim, validate_args=False
+            )
+        st = self.stats
+        # a full covariance (along its axes) once 2 D walk ends are in, as the skip's G: from
+        # fewer it has directions of no variance (p*'s diagonal until then)
+        if st.full and st.pstar_count >= 2 * math.prod(self.shape):
+            mean = (st.pstar_sum / st.pstar_count).flatten()
+            cov = st.pstar_sum2 / st.pstar_count - torch.outer(mean, mean)
+            lam, axes = torch.linalg.eigh(cov)
+            lam = lam.clamp_min(1e-6 * lam.mean().clamp_min(1e-12))
+            return AxesNormal(
+                st.pstar_mean,
+                axes.float(),
+                torch.zeros_like(lam).float(),
+                lam.sqrt().float(),
+                self.shape,
             )
         std = self.stats.pstar_var.clamp_min(1e-12).sqrt()
         return D.Independent(
@@ -395,6 +439,14 @@ class WalkbackTrainer(Trainer):
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, st = self.config, self.stats
         x = self.prepare(batch)
+        if self.moments is not None:
+            g = shared.follow_data(
+                self.moments, x, self.step, self.skip_warmup, self.skip == "full"
+            )
+            if g is not None:
+                self.operator.set_skip(*g)
+                if self.step == self.skip_warmup and self.stats.full:
+                    self._reset_pstar()  # the walks so far ran on G's diagonal: p* forgets them
         decay = cfg.stats_decay if self.step else 0.0
         with torch.no_grad():
             st.data_var.lerp_(x.var(0, unbiased=False).mean(), 1 - decay)
@@ -436,6 +488,10 @@ class WalkbackTrainer(Trainer):
             "heat": st.heat.float(),
         }
 
+    def _reset_pstar(self) -> None:
+        for buf in (self.stats.pstar_sum, self.stats.pstar_sum2, self.stats.pstar_count):
+            buf.zero_()
+
     def _update_pstar(self, s_k: torch.Tensor, decay: float) -> None:
         """p* follows the moments of s_K: accumulated over every walk so far (Algorithm 1),
         or an exponential moving average (pstar_stats="ema")."""
@@ -447,11 +503,16 @@ class WalkbackTrainer(Trainer):
                 return
             s64 = s_k.double()
             st.pstar_sum.add_(s64.sum(0))
-            st.pstar_sum2.add_(s64.pow(2).sum(0))
+            if st.full:
+                flat = s64.flatten(1)
+                st.pstar_sum2.add_(flat.T @ flat)
+            else:
+                st.pstar_sum2.add_(s64.pow(2).sum(0))
             st.pstar_count.add_(len(s_k))
             mean = st.pstar_sum / st.pstar_count
+            second = st.pstar_sum2.diagonal().view_as(mean) if st.full else st.pstar_sum2
             st.pstar_mean.copy_(mean)
-            st.pstar_var.copy_((st.pstar_sum2 / st.pstar_count - mean.pow(2)).clamp_min(0))
+            st.pstar_var.copy_((second / st.pstar_count - mean.pow(2)).clamp_min(0))
 
     # --- generation --------------------------------------------------------------------
     def generation_walk(self, steps: int = 0, extra_steps: int = 0) -> schedules.Walk:

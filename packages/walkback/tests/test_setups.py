@@ -144,6 +144,8 @@ def test_a_cpu_machine_gets_the_cpu_setup_and_the_paper_is_four_flags_away(monke
         t = cls(mine, MNIST, "cpu")
         assert (t.config.network, t.config.hidden, t.config.lr) == ("mlp", 256, 1e-3)
         assert t.config.schedule == ("appendix" if recipe == "appendix" else "doubling")
+        # the appendix's reconstruction loss scores F itself: the paper's operator, no skip
+        assert t.config.skip == ("none" if recipe == "appendix" else "full")
     # --set network=conv --set lr=1e-4 --set skip=none --set noise=network: the paper's
     # Table 2 setup on the CPU
     paper = {"network": "conv", "lr": 1e-4, "skip": "none", "noise": "network"}

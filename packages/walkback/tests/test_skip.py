@@ -28,9 +28,9 @@ def _gaussian(dims: int = 3, seed: int = 0):
     return mean, cov, lam, axes
 
 
-def _operator(skip="full", noise="fixed", c=0.25, dims=3, seed=0):
+def _operator(skip="full", noise="fixed", c=0.25, dims=3, seed=0, min_std=0.0):
     torch.manual_seed(seed)
-    op = GaussianMLP((dims,), hidden=16, noise=noise, skip=skip, skip_c=c, min_std=0.0)
+    op = GaussianMLP((dims,), hidden=16, noise=noise, skip=skip, skip_c=c, min_std=min_std)
     mean, cov, lam, axes = _gaussian(dims, seed)
     if skip == "diagonal":
         op.set_skip(mean.float(), cov.diagonal().float(), None)
@@ -70,42 +70,44 @@ def test_chain_from_far_away_converges_to_g_heated_by_t(temperature):
 
 
 @pytest.mark.parametrize("skip", ["full", "diagonal"])
-@pytest.mark.parametrize("noise", ["fixed", "learned"])
+@pytest.mark.parametrize("noise", ["fixed", "learned", "network"])
 def test_log_prob_is_the_closed_form_gaussian(skip, noise):
-    """p_T(s'|s) = N(mu + sqrt(1 - c)(s - mu) + U diag(sqrt(c lam)) U^T F(s), U diag(T c lam g)
-    U^T): the operator's log_prob, mean and marginal std against torch's full-covariance
-    normal, with F and g away from their starts (a wrong rotation or scale shows here)."""
-    c, temperature = 0.3, 2.5
-    op, mean, _ = _operator(skip, noise=noise, c=c)
+    """p_T(s'|s) = N(mu + sqrt(1 - c)(s - mu) + U diag(sqrt(c lam)) U^T F(s), U diag(T (c lam g
+    + min_std^2)) U^T) with g = sigmoid(raw (+ U^T F_sigma(s) for noise="network")): the
+    operator's log_prob, mean and marginal std against torch's full-covariance normal, with F
+    and g away from their starts (a wrong rotation or scale shows here)."""
+    c, temperature, floor = 0.3, 2.5, 0.05
+    op, mean, _ = _operator(skip, noise=noise, c=c, min_std=floor)
     with torch.no_grad():
-        for p in op.net.heads[0].parameters():
-            p.normal_(0, 0.5)
-        if noise == "learned":
+        for head in op.net.heads:
+            for p in head.parameters():
+                p.normal_(0, 0.5)
+        if noise != "fixed":
             op.raw_gain.normal_(0, 1)
     lam, axes = op.skip_var.double(), op.skip_axes.double() if skip == "full" else None
     if axes is None:
         axes = torch.eye(3, dtype=torch.float64)
-    g = (
-        torch.sigmoid(op.raw_gain.detach().double())
-        if noise == "learned"
-        else torch.ones(3).double()
-    )
     torch.manual_seed(3)
     s, x = torch.randn(5, 3), torch.randn(5, 3)
     with torch.no_grad():
-        f = op.net(s, 0)[0].double()
+        f, f_sigma = (h.double() for h in op.net(s, 0))
         dist = op.distribution(s, temperature, 0)
         got = dist.log_prob(x).double()
         drawn = torch.stack([dist.sample() for _ in range(4000)]).double()
+        raw = op.raw_gain.double() if noise != "fixed" else torch.full((3,), math.inf)
+    g = torch.sigmoid(raw + f_sigma @ axes if noise == "network" else raw.expand(5, 3))
+    assert dist.batch_shape == (5,) and dist.event_shape == (3,)
     centre = mean + math.sqrt(1 - c) * (s.double() - mean) + (f @ axes) * (c * lam).sqrt() @ axes.T
-    cov = axes @ torch.diag(temperature * c * lam * g) @ axes.T
+    cov = axes @ torch.diag_embed(temperature * (c * lam * g + floor**2)) @ axes.T
     want = D.MultivariateNormal(centre, cov).log_prob(x.double())
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+    want = D.MultivariateNormal(centre, cov).entropy()
+    torch.testing.assert_close(dist.entropy().double(), want, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(dist.mean.double(), centre, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(dist.stddev.double(), cov.diagonal().sqrt().expand(5, 3))
-    torch.testing.assert_close(
-        drawn.mean(0), centre, atol=0.1 * cov.diagonal().max().sqrt(), rtol=0
-    )
+    var = cov.diagonal(dim1=-2, dim2=-1)
+    torch.testing.assert_close(dist.stddev.double(), var.sqrt(), atol=1e-6, rtol=1e-5)
+    spread = var.max().sqrt().item()
+    torch.testing.assert_close(drawn.mean(0), centre, atol=0.1 * spread, rtol=0)
 
 
 def test_operator_starts_as_gs_chain_and_tmax_is_one_over_c():
@@ -117,8 +119,14 @@ def test_operator_starts_as_gs_chain_and_tmax_is_one_over_c():
     torch.testing.assert_close(mean, math.sqrt(1 - 1 / 32) * s)  # F = 0: G = N(0, I) yet
     torch.testing.assert_close(std, torch.full_like(std, math.sqrt(0.95 / 32 + 1e-8)))
     assert GaussianMLP((4,), hidden=8).skip_tmax == 0.0
+    # a state-dependent gain starts at the same place (F's variance head at 0 too)
+    op = GaussianMLP((4,), hidden=8, noise="network", skip="full", skip_c=1 / 32)
+    with torch.no_grad():
+        torch.testing.assert_close(op.heads(s, 0)[1], std)
     with pytest.raises(Exception, match="skip must be one of"):
         GaussianMLP((4,), hidden=8, skip="half")
+    with pytest.raises(Exception, match="skip_c"):
+        GaussianMLP((4,), hidden=8, skip="full", skip_c=1.5)
 
 
 # --- a short real training run --------------------------------------------------------------
@@ -259,11 +267,15 @@ def test_full_pstar_is_the_accumulated_gaussian_of_the_walk_ends():
     against torch's full-covariance normal of the same moments)."""
     trainer, x = _trained(minibatches=3)
     st = trainer.stats
-    # the walks of the first 2 steps (the warmup, on G's diagonal) are forgotten, and p* is
-    # diagonal until 2 D = 128 walk ends are in
+    # the walks of the first 2 steps (the warmup, on G's diagonal) are forgotten, and until
+    # 2 D = 128 walk ends are in p* is diagonal along G's axes U, with the walk ends' variances
     assert trainer.skip_warmup == 2 and st.pstar_count.item() == 64
-    diagonal = D.Normal(st.pstar_mean, st.pstar_var.sqrt()).log_prob(x).flatten(1).sum(1)
-    torch.testing.assert_close(trainer.prior().log_prob(x), diagonal)
+    mean = (st.pstar_sum / st.pstar_count).flatten()
+    cov = st.pstar_sum2 / st.pstar_count - torch.outer(mean, mean)
+    u = trainer.operator.skip_axes.double()
+    along = D.MultivariateNormal(mean, u @ torch.diag(torch.diag(u.T @ cov @ u)) @ u.T)
+    want = along.log_prob(x.flatten(1).double())
+    torch.testing.assert_close(trainer.prior().log_prob(x).double(), want, atol=1e-2, rtol=1e-4)
     trainer, x = _trained(minibatches=6)
     st = trainer.stats
     assert st.pstar_count.item() == (6 - 2) * 64

@@ -131,6 +131,8 @@ def settings(recipe: str, name: str, shape: tuple[int, ...], cpu: bool = False) 
         out.update(
             schedule="appendix", walk_steps=30, heat_factor=math.sqrt(2), loss="reconstruction"
         )
+        if len(shape) == 3:  # the reconstruction loss scores F itself as the reconstruction,
+            out.update(skip="none", noise="network")  # which the skip's residual F is not
     else:
         out.update(schedule="doubling", loss="walkback")
     return out

@@ -375,12 +375,14 @@ class WalkbackTrainer(Trainer):
                 D.Bernoulli(probs=probs, validate_args=False), ndim, validate_args=False
             )
         st = self.stats
-        # a full covariance (along its axes) once 2 D walk ends are in, as the skip's G: from
-        # fewer it has directions of no variance (p*'s diagonal until then)
-        if st.full and st.pstar_count >= 2 * math.prod(self.shape):
+        if st.full and st.pstar_count > 1:  # a Gaussian of every s_K so far, along its axes
             mean = (st.pstar_sum / st.pstar_count).flatten()
             cov = st.pstar_sum2 / st.pstar_count - torch.outer(mean, mean)
-            lam, axes = torch.linalg.eigh(cov)
+            if st.pstar_count >= 2 * mean.numel():  # its full covariance
+                lam, axes = torch.linalg.eigh(cov)
+            else:  # from fewer it has directions of no variance: its variances along G's axes
+                axes = self.sampler.skip_axes.double()
+                lam = ((cov @ axes) * axes).sum(0)
             lam = lam.clamp_min(1e-6 * lam.mean().clamp_min(1e-12))
             return AxesNormal(
                 st.pstar_mean,

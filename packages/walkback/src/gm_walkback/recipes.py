@@ -141,7 +141,9 @@ def settings(recipe: str, name: str, shape: tuple[int, ...], cpu: bool = False) 
 
 
 # --- the recipes as gm-walkback registers them (ModelSpec.recipes) ------------------------
-CPU_STEPS = 3000  # image minibatches without CUDA: about 10 minutes on a 2-core CPU
+# image minibatches without CUDA: about 10 minutes on a 2-core CPU with the paper's operator,
+# roughly 15 with the skip (2.2x slower per minibatch at equal K, K 5.4 not 7.5)
+CPU_STEPS = 3000
 
 
 def for_device(recipe: str, info, device) -> dict[str, Any]:

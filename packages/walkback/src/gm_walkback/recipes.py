@@ -12,7 +12,7 @@
 
 A recipe is registered with the walkback model (``ModelSpec.recipes``) as a function of the
 data and the device (:func:`algorithm1`, :func:`appendix`); ``gm.build`` applies the fields
-it sets (:data:`FIELDS`) over the dataset's defaults and under ``--config`` and ``--set``,
+it sets over the dataset's defaults and under ``--config`` and ``--set``,
 so a field given with ``--set`` keeps the given value, and ``--show-config`` shows the
 result.
 
@@ -33,26 +33,6 @@ import math
 from typing import Any
 
 RECIPES = ("algorithm1", "appendix", "custom")
-FIELDS = (
-    "lr",
-    "noise",
-    "max_std",
-    "ema",
-    "skip",
-    "schedule",
-    "walk_steps",
-    "heat_factor",
-    "loss",
-    "network",
-    "conv_channels",
-    "fc_layers",
-    "fc_width",
-    "norm",
-    "fc_norm",
-    "fc_activation",
-    "hidden",
-    "depth",
-)
 
 
 # the paper's optimiser and operator noise for images (Tables 2-5: Adam, lr 0.0001; the

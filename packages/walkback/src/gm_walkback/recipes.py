@@ -121,8 +121,8 @@ def settings(recipe: str, name: str, shape: tuple[int, ...], cpu: bool = False) 
 
 
 # --- the recipes as gm-walkback registers them (ModelSpec.recipes) ------------------------
-# image minibatches without CUDA: about 10 minutes on a 2-core CPU with the paper's operator,
-# roughly 15 with the skip (2.2x slower per minibatch at equal K, K 5.4 not 7.5)
+# image minibatches without CUDA: 374 s for mnist-5k with the skip on one thread of the
+# shared 2-core machine (8.1 minibatches/s, load average about 2)
 CPU_STEPS = 3000
 
 

@@ -632,6 +632,23 @@ def test_a_lock_is_one_holders_until_released(tmp_path):
     again.release()
 
 
+def test_a_reader_about_to_resume_sees_a_held_lock_and_creates_none(tmp_path):
+    """A resume reads the checkpoint files before it locks the folder: a writer holding it
+    is named first (its half-committed files would read as from different steps)."""
+    from gm.errors import GMError
+
+    checkpoint.RunLock.check_free(tmp_path)  # no lock file: free, and none is made
+    assert not (tmp_path / checkpoint.LOCK).exists()
+    lock = checkpoint.RunLock.acquire(tmp_path)
+    with pytest.raises(
+        GMError, match=rf"being written by another gm process \(pid {os.getpid()}\)"
+    ):
+        checkpoint.RunLock.check_free(tmp_path)
+    lock.release()
+    checkpoint.RunLock.check_free(tmp_path)  # released: free again
+    assert not (tmp_path / checkpoint.LOCK).exists()
+
+
 def test_a_lock_taken_on_a_removed_file_is_taken_again(tmp_path, monkeypatch):
     """A waiter that opened the lock file before its holder removed it must not believe it
     holds the folder: it locks the file that is there now."""

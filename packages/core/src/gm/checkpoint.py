@@ -55,6 +55,13 @@ MAX_JSON = 64 * 2**20  # config.json and trainer_state.json are far smaller; big
 
 
 # --- one writer per run folder ----------------------------------------------------------
+def _busy(folder: Path, pid: str) -> str:
+    return (
+        f"{folder} is being written by another gm process (pid {pid}); wait for it to "
+        "finish, or give another folder."
+    )
+
+
 class RunLock:
     """An exclusive ``flock`` on ``RUN/.lock`` for as long as a process writes the run; the
     kernel releases it when the process dies however it dies, so it never goes stale. The
@@ -75,10 +82,7 @@ class RunLock:
             except BlockingIOError:
                 pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise GMError(
-                    f"{folder} is being written by another gm process (pid {pid}); wait for "
-                    "it to finish, or give another folder."
-                ) from None
+                raise GMError(_busy(folder, pid)) from None
             try:
                 same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -89,6 +93,25 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return cls(path, fd)
+
+    @staticmethod
+    def check_free(folder: Path) -> None:
+        """The one line :meth:`acquire` would give if another process holds the lock now, for
+        a process about to read a run's checkpoint files before it locks the folder (a writer
+        may be mid-commit: its files would read as from different steps). Creates nothing."""
+        import fcntl
+
+        try:
+            fd = os.open(Path(folder) / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return  # no lock file: no process writes the folder
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise GMError(_busy(folder, pid)) from None
+        finally:
+            os.close(fd)  # and with it the shared lock taken to look
 
     def release(self) -> None:
         """Remove the lock file, then unlock (a process waiting on it locks afresh)."""

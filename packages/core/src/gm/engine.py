@@ -232,6 +232,7 @@ def _prepare(request: TrainRequest, world, device) -> tuple[Run, Any, int, bool]
     cfg = trainer.config
     start = 0
     if record is not None and checkpoint.has_checkpoint(folder):
+        checkpoint.RunLock.check_free(folder)  # a writer's half-committed files misread
         start = checkpoint.load_state(folder, trainer, rank=world.rank, world_size=world.size)
     if record is None:
         record = checkpoint.run_record(
